@@ -1,0 +1,220 @@
+"""Safe checkpoints: safetensors weights + a JSON sidecar; no code is ever unpickled by default.
+
+A model checkpoint is ``NAME.safetensors`` (weights) beside ``NAME.json`` (arch, arch kwargs,
+DataSpec with normalisation, metrics, sha256 of the weights). Loading also accepts ``.pt`` /
+``.pth`` files through ``torch.load(weights_only=True)``; a pickle that needs arbitrary code is
+refused unless the caller passes ``trust_pickle=True``. Every write is atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+import datafree
+from datafree.data.spec import DataSpec
+from datafree.errors import DatafreeError
+from datafree.io import atomic_path, sha256_file, write_json
+from datafree.models import build_model
+
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net")
+PREFIXES = ("module.", "_orig_mod.")
+MODEL_FILE = "model.safetensors"
+
+
+@dataclass
+class ModelInfo:
+    """What the sidecar says about a checkpoint."""
+
+    arch: str
+    spec: DataSpec
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    sha256: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": "datafree-model/1",
+            "datafree_version": datafree.__version__,
+            "arch": self.arch,
+            "arch_kwargs": self.arch_kwargs,
+            "spec": self.spec.to_dict(),
+            "metrics": self.metrics,
+            "sha256": self.sha256,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelInfo:
+        try:
+            return cls(d["arch"], DataSpec.from_dict(d["spec"]), dict(d.get("arch_kwargs", {})),
+                       dict(d.get("metrics", {})), str(d.get("sha256", "")))
+        except (KeyError, TypeError) as e:
+            raise DatafreeError(f"checkpoint sidecar is missing {e}") from None
+
+
+def sidecar_path(path: str | Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run directory holding ``model.safetensors``."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / MODEL_FILE
+    if not p.is_file():
+        raise DatafreeError(f"checkpoint {path} not found")
+    return p
+
+
+def save_model(path: str | Path, model: nn.Module, info: ModelInfo) -> Path:
+    """Write ``model`` as safetensors plus its sidecar, both atomically. Returns the weights path."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise DatafreeError(f"model checkpoints are saved as .safetensors, got {path.name}")
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "datafree-model/1", "arch": info.arch})
+        info.sha256 = sha256_file(tmp)
+    write_json(sidecar_path(path), info.to_dict())
+    return path
+
+
+# ------------------------------------------------------------------ reading state dicts
+def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    for _ in range(3):  # e.g. {"model": {"state_dict": {...}}}
+        if isinstance(obj, nn.Module):
+            obj = obj.state_dict()
+        if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            break
+        if isinstance(obj, dict):
+            key = next((k for k in WRAPPER_KEYS if k in obj), None)
+            if key is None:
+                raise DatafreeError(
+                    f"{path}: no state_dict found (top-level keys: {', '.join(map(str, list(obj)[:10]))})"
+                )
+            obj = obj[key]
+        else:
+            raise DatafreeError(f"{path}: holds a {type(obj).__name__}, not a state_dict")
+    if not isinstance(obj, dict):
+        raise DatafreeError(f"{path}: no state_dict found")
+    state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    for prefix in PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def read_state_dict(path: str | Path, *, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.safetensors`` or ``.pt/.pth`` file, unwrapped and de-prefixed."""
+    path = resolve_checkpoint(path)
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise DatafreeError(f"{path} is not a readable safetensors file ({e}); it may be truncated or corrupted") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as e:
+        if trust_pickle:
+            raise DatafreeError(f"cannot unpickle {path}: {e}") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise DatafreeError(
+            f"{path} contains pickled code, which datafree will not run ({first[:120]}); "
+            "re-save it as a state_dict or safetensors, or pass --trust-pickle if you trust its source"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DatafreeError(f"cannot read {path}: {msg} (truncated or corrupted?)") from None
+    return _unwrap(obj, path)
+
+
+def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], arch: str = "") -> None:
+    """``model.load_state_dict(state)`` with a one-line report of every mismatch."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    misshaped = [f"{k} {list(state[k].shape)} vs {list(v.shape)}" for k, v in expected.items()
+                 if k in state and state[k].shape != v.shape]
+    if missing or unexpected or misshaped:
+        def few(items: list[str]) -> str:
+            return ", ".join(items[:3]) + (f", +{len(items) - 3} more" if len(items) > 3 else "")
+        parts = [f"{len(missing)} missing ({few(missing)})" if missing else "",
+                 f"{len(unexpected)} unexpected ({few(unexpected)})" if unexpected else "",
+                 f"{len(misshaped)} mis-shaped ({few(misshaped)})" if misshaped else ""]
+        name = arch or type(model).__name__
+        raise DatafreeError(
+            f"checkpoint does not fit {name}: " + "; ".join(p for p in parts if p)
+            + " — check --arch/--arch-kwargs and the dataset"
+        )
+    model.load_state_dict(state)
+
+
+def read_info(path: str | Path) -> ModelInfo | None:
+    """The sidecar of a checkpoint, or None when it has none."""
+    side = sidecar_path(path)
+    if not side.is_file():
+        return None
+    try:
+        return ModelInfo.from_dict(json.loads(side.read_text()))
+    except json.JSONDecodeError as e:
+        raise DatafreeError(f"{side} is not valid JSON ({e}); restore it or delete it and pass --arch") from None
+
+
+def load_model(
+    path: str | Path,
+    *,
+    arch: str | None = None,
+    arch_kwargs: dict[str, Any] | None = None,
+    spec: DataSpec | None = None,
+    trust_pickle: bool = False,
+) -> tuple[nn.Module, ModelInfo]:
+    """Build the checkpoint's architecture and load its weights (on the CPU).
+
+    The sidecar supplies arch, kwargs and DataSpec; explicit arguments override it, and are
+    required for files without a sidecar (e.g. another project's ``.pt``).
+    """
+    path = resolve_checkpoint(path)
+    info = read_info(path)
+    if info is not None and info.sha256 and sha256_file(path) != info.sha256:
+        raise DatafreeError(
+            f"{path} does not match the sha256 in {sidecar_path(path).name}: the file was modified or corrupted"
+        )
+    if info is None:
+        if arch is None or spec is None:
+            raise DatafreeError(f"{path} has no {sidecar_path(path).name} sidecar; pass --arch and --dataset")
+        info = ModelInfo(arch, spec, dict(arch_kwargs or {}))
+    else:
+        info.arch = arch or info.arch
+        info.arch_kwargs = dict(arch_kwargs) if arch_kwargs is not None else info.arch_kwargs
+        info.spec = spec or info.spec
+    state = read_state_dict(path, trust_pickle=trust_pickle)
+    model = build_model(info.arch, info.spec, **info.arch_kwargs)
+    load_state_into(model, state, info.arch)
+    return model, info
+
+
+# ------------------------------------------------------------------ resumable training state
+def save_training_state(path: str | Path, state: dict[str, Any]) -> None:
+    """Atomically save a dict of tensors/primitives (model, optimiser, scheduler, RNG, step)."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_training_state(path: str | Path) -> dict[str, Any]:
+    """Load a state saved by :func:`save_training_state` (tensors and primitives only)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DatafreeError(f"nothing to resume: {path} does not exist") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DatafreeError(f"cannot resume from {path}: {msg}") from None

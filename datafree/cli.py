@@ -1,0 +1,247 @@
+"""The ``datafree`` command line: one function per command, parsers kept apart from the work.
+
+User errors end with a one-line ``datafree: error: ...`` on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from datafree.errors import DatafreeError
+
+EXIT_USER_ERROR = 2
+
+
+# ---------------------------------------------------------------- argument helpers
+def _json_dict(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e.msg}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"width\": 8}}', got {text!r}")
+    return value
+
+
+def _layer_pair(text: str) -> tuple[str, str]:
+    parts = text.split(":")
+    if len(parts) != 2 or not all(parts):
+        raise argparse.ArgumentTypeError(f"expected STUDENT_MODULE:TEACHER_MODULE, got {text!r}")
+    return parts[0], parts[1]
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    from datafree.data import DATASETS
+
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="fashion-mnist", choices=DATASETS, help="dataset (default: %(default)s)")
+    g.add_argument("--data-root", help="directory holding the dataset files (default: $DATAFREE_DATA, then the system copy)")
+    g.add_argument("--image-size", type=int, default=32, help="imagefolder only: resize images to this size")
+    g.add_argument("--channels", type=int, default=3, choices=(1, 3), help="imagefolder only: 1 (grayscale) or 3")
+
+
+def _add_train_args(p: argparse.ArgumentParser, *, epochs: int, lr: float, augment: str) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=epochs, help="epochs (default: %(default)s)")
+    g.add_argument("--batch-size", type=int, default=128, help="batch size (default: %(default)s)")
+    g.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"), help="optimizer (default: %(default)s)")
+    g.add_argument("--lr", type=float, default=lr, help="peak learning rate (default: %(default)s)")
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum, Nesterov (default: %(default)s)")
+    g.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (default: %(default)s)")
+    g.add_argument("--schedule", default="cosine", choices=("cosine", "step", "constant"),
+                   help="per-step learning-rate schedule; 'step' decays x0.1 at 50%% and 75%% (default: %(default)s)")
+    g.add_argument("--augment", default=augment, choices=("none", "crop", "crop-flip"),
+                   help="batch augmentation: random 2-pixel translation, optional horizontal flip (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=0, help="seed for weights, batch order and augmentation (default: %(default)s)")
+    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="torch device, e.g. cpu, cuda, cuda:1 (default: %(default)s)")
+    g.add_argument("--no-amp", dest="amp", action="store_false", help="disable mixed precision on CUDA")
+    g.add_argument("--out", required=True, help="run directory for model.safetensors, metrics.jsonl, result.json")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars or epoch lines")
+
+
+def _train_config(args: argparse.Namespace, **overrides: Any):
+    from datafree.train import TrainConfig
+
+    return TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+        momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
+        augment=args.augment, seed=args.seed, device=args.device, amp=args.amp,
+        progress=args.progress, **overrides,
+    )
+
+
+def _load_split(args: argparse.Namespace, split: str):
+    from datafree.data import load_dataset
+
+    return load_dataset(args.dataset, split, args.data_root, image_size=args.image_size, channels=args.channels)
+
+
+def _print_result(name: str, result: dict[str, Any], out: str) -> None:
+    m = result["metrics"]
+    print(f"{name}: test accuracy {m['test_accuracy']:.2f}% after epoch {m['epoch']} "
+          f"({m['train_time_total_s']:.0f}s training) -> {Path(out) / 'model.safetensors'}")
+
+
+# ---------------------------------------------------------------- commands
+def cmd_train_teacher(args: argparse.Namespace) -> int:
+    from datafree.checkpoint import ModelInfo
+    from datafree.data import dataset_spec
+    from datafree.models import build_model
+    from datafree.run import train_run
+
+    train, test = _load_split(args, "train"), _load_split(args, "test")
+    spec = dataset_spec(train)
+    model = build_model(args.arch, spec, seed=args.seed, **args.arch_kwargs)
+    result = train_run(args.out, model, ModelInfo(args.arch, spec, args.arch_kwargs), _train_config(args),
+                       train, test, resume=args.resume, overwrite=args.overwrite,
+                       extra={"command": "train-teacher", "dataset": args.dataset})
+    _print_result("teacher", result, args.out)
+    return 0
+
+
+def _check_compatible(teacher_spec, data_spec) -> None:
+    if teacher_spec.shape != data_spec.shape or teacher_spec.num_classes != data_spec.num_classes:
+        raise DatafreeError(
+            f"teacher expects {teacher_spec.shape} inputs and {teacher_spec.num_classes} classes, "
+            f"the dataset has {data_spec.shape} and {data_spec.num_classes}"
+        )
+    if tuple(teacher_spec.mean) != tuple(data_spec.mean) or tuple(teacher_spec.std) != tuple(data_spec.std):
+        raise DatafreeError(
+            f"teacher was trained with normalisation mean={teacher_spec.mean} std={teacher_spec.std}, "
+            f"the dataset uses mean={data_spec.mean} std={data_spec.std}"
+        )
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from datafree.checkpoint import ModelInfo, load_model
+    from datafree.data import dataset_spec
+    from datafree.models import build_model
+    from datafree.run import train_run
+
+    train, test = _load_split(args, "train"), _load_split(args, "test")
+    spec = dataset_spec(train)
+    teacher, teacher_info = load_model(args.teacher, arch=args.teacher_arch, arch_kwargs=args.teacher_kwargs,
+                                       spec=spec if args.teacher_arch else None, trust_pickle=args.trust_pickle)
+    _check_compatible(teacher_info.spec, spec)
+    student = build_model(args.student, spec, seed=args.seed, **args.student_kwargs)
+    config = _train_config(
+        args, alpha=args.alpha, temperature=args.temperature, hint_weight=args.hint_weight,
+        hint_layers=args.hint, rkd_distance_weight=args.rkd_distance, rkd_angle_weight=args.rkd_angle,
+        relation_layers=args.relation_layers,
+    )
+    if args.hint is not None and args.hint_weight == 0:
+        raise DatafreeError("--hint needs --hint-weight > 0")
+    result = train_run(args.out, student, ModelInfo(args.student, spec, args.student_kwargs), config, train, test,
+                       teacher=teacher, resume=args.resume, overwrite=args.overwrite,
+                       extra={"command": "distill", "dataset": args.dataset, "source": "real",
+                              "teacher": {"path": str(args.teacher), "arch": teacher_info.arch,
+                                          "sha256": teacher_info.sha256}})
+    _print_result("student", result, args.out)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from datafree.checkpoint import load_model
+    from datafree.data import dataset_spec
+    from datafree.models import count_parameters
+    from datafree.train import evaluate
+
+    data = _load_split(args, args.split)
+    spec = dataset_spec(data)
+    model, info = load_model(args.model, arch=args.arch, arch_kwargs=args.arch_kwargs,
+                             spec=spec if args.arch else None, trust_pickle=args.trust_pickle)
+    _check_compatible(info.spec, spec)
+    metrics = evaluate(model.to(args.device), data, args.batch_size, args.device)
+    record = {"model": str(args.model), "arch": info.arch, "parameters": count_parameters(model),
+              "dataset": args.dataset, "split": args.split, **metrics}
+    if args.json:
+        print(json.dumps(record))
+    else:
+        print(f"{info.arch} on {args.dataset} {args.split}: accuracy {metrics['accuracy']:.2f}%, "
+              f"loss {metrics['loss']:.4f} ({record['parameters']:,} parameters)")
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    from datafree import __version__
+    from datafree.models import available_models
+
+    models = ", ".join(available_models())
+    parser = argparse.ArgumentParser(
+        prog="datafree",
+        description="Distill a trained teacher into a small student, with or without its training data.",
+    )
+    parser.add_argument("--version", action="version", version=f"datafree {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train-teacher", help="train a model with cross-entropy on real data",
+                       description=f"Train a teacher with cross-entropy. Architectures: {models}.")
+    p.add_argument("--arch", default="lenet5", help="architecture (default: %(default)s)")
+    p.add_argument("--arch-kwargs", type=_json_dict, default={}, help="JSON keyword arguments, e.g. '{\"width\": 8}'")
+    _add_data_args(p)
+    _add_train_args(p, epochs=20, lr=0.05, augment="none")
+    p.set_defaults(func=cmd_train_teacher)
+
+    p = sub.add_parser("distill", help="distill a teacher checkpoint into a student (real-data KD)",
+                       description="Train a student with alpha*CE + (1-alpha)*T^2*KL(teacher || student), "
+                                   f"plus optional hint and relation terms. Architectures: {models}.")
+    p.add_argument("--teacher", required=True, help="teacher checkpoint (.safetensors, .pt/.pth, or a run directory)")
+    p.add_argument("--teacher-arch", help="teacher architecture, for checkpoints without a datafree sidecar")
+    p.add_argument("--teacher-kwargs", type=_json_dict, default=None, help="JSON keyword arguments for --teacher-arch")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow loading .pt files that execute code when unpickled (only for files you trust)")
+    p.add_argument("--student", default="lenet5_half", help="student architecture (default: %(default)s)")
+    p.add_argument("--student-kwargs", type=_json_dict, default={}, help="JSON keyword arguments for the student")
+    g = p.add_argument_group("distillation")
+    g.add_argument("--alpha", type=float, default=0.1, help="weight of hard-label CE; 1-alpha goes to KL (default: %(default)s)")
+    g.add_argument("--temperature", "-T", type=float, default=4.0, help="softmax temperature (default: %(default)s)")
+    g.add_argument("--hint", type=_layer_pair, help="FitNets hint between modules, STUDENT_MODULE:TEACHER_MODULE")
+    g.add_argument("--hint-weight", type=float, default=0.0, help="weight of the hint MSE (default: %(default)s)")
+    g.add_argument("--rkd-distance", type=float, default=0.0, help="weight of the RKD distance loss (default: %(default)s)")
+    g.add_argument("--rkd-angle", type=float, default=0.0, help="weight of the RKD angle loss (default: %(default)s)")
+    g.add_argument("--relation-layers", type=_layer_pair,
+                   help="STUDENT_MODULE:TEACHER_MODULE for RKD (default: inputs of the last Linear layers)")
+    _add_data_args(p)
+    _add_train_args(p, epochs=20, lr=0.05, augment="none")
+    p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser("evaluate", help="test accuracy of a checkpoint",
+                       description="Top-1 accuracy and cross-entropy of a checkpoint on a dataset split.")
+    p.add_argument("model", help="checkpoint (.safetensors, .pt/.pth, or a run directory)")
+    p.add_argument("--arch", help="architecture, for checkpoints without a datafree sidecar")
+    p.add_argument("--arch-kwargs", type=_json_dict, default=None, help="JSON keyword arguments for --arch")
+    p.add_argument("--trust-pickle", action="store_true", help="allow .pt files that execute code when unpickled")
+    p.add_argument("--split", default="test", choices=("train", "test"), help="split (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=1000, help="batch size (default: %(default)s)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DatafreeError as e:
+        print(f"datafree: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("datafree: interrupted; the last finished epoch is saved (continue with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

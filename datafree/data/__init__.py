@@ -1,0 +1,18 @@
+"""Data: the DataSpec, dataset loaders, batching and augmentation."""
+
+from datafree.data.augment import RandomCropFlip
+from datafree.data.datasets import (
+    DATASETS,
+    ImageFolderDataset,
+    TensorImageDataset,
+    dataset_spec,
+    load_dataset,
+)
+from datafree.data.loader import epoch_generator, iterate_batches, num_batches
+from datafree.data.spec import CIFAR10, CIFAR100, FASHION_MNIST, MNIST, DataSpec
+
+__all__ = [
+    "CIFAR10", "CIFAR100", "DATASETS", "FASHION_MNIST", "MNIST", "DataSpec", "ImageFolderDataset",
+    "RandomCropFlip", "TensorImageDataset", "dataset_spec", "epoch_generator", "iterate_batches",
+    "load_dataset", "num_batches",
+]

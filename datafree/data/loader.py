@@ -1,0 +1,78 @@
+"""Batches from any source: a Dataset, an in-memory dataset, or an iterator of batches.
+
+In-memory datasets (anything with ``get_batch(index)``) are batched with one gather per batch;
+other datasets go through a ``DataLoader``. Shuffling always draws from an explicit
+``torch.Generator`` so an epoch's order is a function of (seed, epoch) and resumes exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+Batch = tuple[torch.Tensor, ...]
+
+
+def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """A CPU generator for one (seed, epoch, stream): batch order is stream 0, augmentation 1.
+
+    Deriving it from the epoch index, instead of carrying one generator along, is what makes
+    a resumed run draw exactly what the uninterrupted run would have drawn.
+    """
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 8 + stream)
+
+
+def iterate_batches(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+    num_workers: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Iterator[Batch]:
+    """Yield tuples of batched tensors (x, y[, soft]) from ``dataset``.
+
+    With ``world_size > 1`` each rank sees a disjoint, equally sized slice of the order.
+    """
+    n = len(dataset)
+    if hasattr(dataset, "get_batch"):
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        if world_size > 1:
+            per_rank = n // world_size
+            order = order[rank * per_rank:(rank + 1) * per_rank]
+        stop = len(order) - (len(order) % batch_size if drop_last else 0)
+        for start in range(0, stop, batch_size):
+            yield tuple(dataset.get_batch(order[start:start + batch_size]))
+        return
+    sampler = None
+    if world_size > 1:
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else 0
+        sampler = DistributedSampler(dataset, world_size, rank, shuffle=shuffle, seed=seed, drop_last=True)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        generator=generator if sampler is None else None,
+        drop_last=drop_last,
+        num_workers=num_workers,
+    )
+    for batch in loader:
+        yield tuple(batch)
+
+
+def num_batches(dataset: Dataset, batch_size: int, drop_last: bool = False, world_size: int = 1) -> int:
+    n = len(dataset) // world_size if world_size > 1 else len(dataset)
+    return n // batch_size if drop_last else -(-n // batch_size)
+
+
+def as_batches(source: Dataset | Iterable[Batch], batch_size: int, **kwargs) -> Iterator[Batch]:
+    """Batches from a Dataset (via :func:`iterate_batches`) or from an iterable of batches."""
+    if isinstance(source, Dataset):
+        return iterate_batches(source, batch_size, **kwargs)
+    return iter(source)

@@ -1,0 +1,9 @@
+"""Model zoo: every network is built from a DataSpec through :func:`build_model`."""
+
+from datafree.models.convnet import ConvNet
+from datafree.models.lenet import LeNet5
+from datafree.models.registry import available_models, build_model, count_parameters
+from datafree.models.resnet import ResNet
+from datafree.models.wrn import WideResNet
+
+__all__ = ["ConvNet", "LeNet5", "ResNet", "WideResNet", "available_models", "build_model", "count_parameters"]

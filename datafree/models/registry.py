@@ -1,0 +1,90 @@
+"""Model registry: build any architecture by name from a DataSpec.
+
+Names: ``lenet5``, ``lenet5_half``, ``convnet`` (kwargs width/depth/norm/pooling),
+``resnet8/14/20/32/44/56/110`` (CIFAR 6n+2, kwarg width), ``resnet18``, ``resnet34``,
+``wrn_D_K`` (e.g. ``wrn_16_1``, ``wrn_40_2``; kwarg dropout), ``torchvision:NAME`` and
+``package.module:callable`` for users' own architectures. A callable receives ``spec=`` if it
+takes that argument, else ``num_classes=`` if it takes that.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from datafree.data.spec import DataSpec
+from datafree.errors import DatafreeError
+from datafree.models.convnet import ConvNet
+from datafree.models.lenet import lenet5, lenet5_half
+from datafree.models.resnet import cifar_resnet, resnet18, resnet34
+from datafree.models.wrn import WideResNet
+
+_FIXED: dict[str, Callable[..., nn.Module]] = {
+    "lenet5": lenet5,
+    "lenet5_half": lenet5_half,
+    "convnet": ConvNet,
+    "resnet18": resnet18,
+    "resnet34": resnet34,
+}
+_CIFAR_RESNET = re.compile(r"^resnet(\d+)$")
+_WRN = re.compile(r"^wrn[_-](\d+)[_-](\d+)$")
+
+
+def available_models() -> list[str]:
+    """Names for ``--help`` listings."""
+    return sorted(_FIXED) + ["resnet8/14/20/32/44/56/110", "wrn_D_K", "torchvision:NAME", "module:callable"]
+
+
+def _call_user(fn: Callable[..., nn.Module], spec: DataSpec, kwargs: dict[str, Any]) -> nn.Module:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "spec" in params:
+        kwargs = {"spec": spec, **kwargs}
+    elif "num_classes" in params:
+        kwargs = {"num_classes": spec.num_classes, **kwargs}
+    return fn(**kwargs)
+
+
+def build_model(arch: str, spec: DataSpec, *, seed: int | None = None, **kwargs: Any) -> nn.Module:
+    """Instantiate ``arch`` for inputs and classes described by ``spec``.
+
+    With ``seed``, the initial weights are drawn from that seed without touching the caller's
+    global random state.
+    """
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build_model(arch, spec, **kwargs)
+    try:
+        if arch in _FIXED:
+            return _FIXED[arch](spec, **kwargs)
+        if m := _CIFAR_RESNET.match(arch):
+            return cifar_resnet(spec, int(m.group(1)), **kwargs)
+        if m := _WRN.match(arch):
+            return WideResNet(spec, int(m.group(1)), int(m.group(2)), **kwargs)
+        if arch.startswith("torchvision:"):
+            from torchvision import models as tvm
+
+            return tvm.get_model(arch.split(":", 1)[1], num_classes=spec.num_classes, **kwargs)
+        if ":" in arch:
+            module_name, attr = arch.split(":", 1)
+            fn = getattr(importlib.import_module(module_name), attr)
+            model = _call_user(fn, spec, kwargs)
+            if not isinstance(model, nn.Module):
+                raise DatafreeError(f"{arch} returned {type(model).__name__}, not an nn.Module")
+            return model
+    except (TypeError, ValueError, ImportError, AttributeError) as e:
+        raise DatafreeError(f"cannot build model {arch!r} with {kwargs}: {e}") from None
+    raise DatafreeError(f"unknown model {arch!r}; choose one of {', '.join(available_models())}")
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

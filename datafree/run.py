@@ -1,0 +1,105 @@
+"""A training run on disk: prepare the output directory, train, save the model and its result.
+
+Layout of a run directory::
+
+    model.safetensors + model.json   the trained model and its sidecar (arch, DataSpec, metrics)
+    metrics.jsonl                    one line per epoch
+    state.pt                         full training state for --resume (tensors only)
+    result.json                      last-epoch metrics, timing, full config and environment
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+import datafree
+from datafree.checkpoint import MODEL_FILE, ModelInfo, save_model
+from datafree.errors import DatafreeError
+from datafree.io import write_json
+from datafree.train import METRICS_FILE, STATE_FILE, TrainConfig, Trainer
+
+RESULT_FILE = "result.json"
+RUN_FILES = {MODEL_FILE, "model.json", METRICS_FILE, STATE_FILE, RESULT_FILE}
+
+
+def prepare_run_dir(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
+    """Create ``out`` or check it may be used; never silently mixes two runs' files."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DatafreeError(f"output {out} exists and is not a directory")
+    contents = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    foreign = sorted(n for n in contents - RUN_FILES if not n.startswith("."))
+    if foreign:
+        raise DatafreeError(
+            f"output directory {out} holds files that are not a datafree run ({', '.join(foreign[:3])}); choose another --out"
+        )
+    if resume:
+        if STATE_FILE not in contents:
+            raise DatafreeError(f"nothing to resume in {out} (no {STATE_FILE})")
+    elif contents & RUN_FILES:
+        if not overwrite:
+            raise DatafreeError(f"{out} already holds a run; pass --resume to continue it or --overwrite to replace it")
+        for name in contents & RUN_FILES:
+            (out / name).unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def environment() -> dict[str, Any]:
+    """Versions and revision recorded next to every result."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        rev = ""
+    return {
+        "datafree": datafree.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "git_revision": rev,
+        "threads": torch.get_num_threads(),
+        "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+
+
+def train_run(
+    out: str | Path,
+    model: nn.Module,
+    info: ModelInfo,
+    config: TrainConfig,
+    train: Dataset,
+    test: Dataset | None,
+    *,
+    teacher: nn.Module | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` into run directory ``out`` and return its result record."""
+    out = prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    trainer = Trainer(model, config, teacher=teacher, spec=info.spec, out_dir=out)
+    try:
+        metrics = trainer.fit(train, test, resume=resume)
+    finally:
+        trainer.close()
+    info.metrics = {k: metrics[k] for k in ("test_accuracy", "test_loss", "epoch") if k in metrics}
+    save_model(out / MODEL_FILE, trainer.model.cpu(), info)
+    result = {
+        "metrics": metrics,
+        "model": {"arch": info.arch, "arch_kwargs": info.arch_kwargs,
+                  "parameters": sum(p.numel() for p in model.parameters())},
+        "spec": info.spec.to_dict(),
+        "config": config.to_dict(),
+        "protocol": "top-1 accuracy on the test split after the last epoch (never best-on-test)",
+        "environment": environment(),
+        **(extra or {}),
+    }
+    write_json(out / RESULT_FILE, result)
+    return result

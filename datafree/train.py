@@ -1,0 +1,383 @@
+"""The one trainer: teachers (cross-entropy) and students (knowledge distillation).
+
+Loss per batch, as a dict of named terms so each is logged::
+
+    alpha * CE(student, y) + (1 - alpha) * T^2 * KL(teacher_T || student_T)
+    + hint_weight * MSE(regressor(student feature), teacher feature)       (FitNets)
+    + rkd_distance_weight * RKD-D + rkd_angle_weight * RKD-A                (relations)
+
+Sources: any Dataset yielding ``(x, y)`` or ``(x, y, teacher_logits)``, or an iterable of such
+batches (a live generator stream) with ``steps_per_epoch``. When a teacher is given it is run
+live (eval mode, no grad) so augmentation stays consistent; stored ``teacher_logits`` are used
+only without a teacher. Reported accuracy is the last epoch's on the test split.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from datafree.checkpoint import load_training_state, save_training_state
+from datafree.data.augment import RandomCropFlip
+from datafree.data.loader import Batch, epoch_generator, iterate_batches, num_batches
+from datafree.data.spec import DataSpec
+from datafree.errors import DatafreeError
+from datafree.hooks import FeatureHooks, InputHooks, penultimate_module
+from datafree.io import atomic_write
+from datafree.losses import hint_mse, kd_kl, rkd_angle, rkd_distance
+
+STATE_FILE = "state.pt"
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (recorded next to its results)."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"  # sgd | adam
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # cosine | step | constant (per step, over all epochs)
+    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of training, for 'step'
+    gamma: float = 0.1
+    alpha: float = 1.0  # weight of CE on hard labels; 1.0 = no distillation
+    temperature: float = 4.0
+    hint_weight: float = 0.0
+    hint_layers: tuple[str, str] | None = None  # (student module, teacher module)
+    rkd_distance_weight: float = 0.0
+    rkd_angle_weight: float = 0.0
+    relation_layers: tuple[str, str] | None = None  # default: inputs of the last Linear layers
+    augment: str = "none"  # none | crop | crop-flip
+    steps_per_epoch: int | None = None  # required for iterator sources
+    eval_batch_size: int = 1000
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = True  # mixed precision on CUDA only
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 1, "batch size must be >= 1"),
+            (self.lr > 0, "learning rate must be > 0"),
+            (0.0 <= self.alpha <= 1.0, "alpha must be in [0, 1]"),
+            (self.temperature > 0, "temperature must be > 0"),
+            (self.optimizer in ("sgd", "adam"), f"unknown optimizer {self.optimizer!r} (sgd, adam)"),
+            (self.schedule in ("cosine", "step", "constant"), f"unknown schedule {self.schedule!r} (cosine, step, constant)"),
+            (self.augment in ("none", "crop", "crop-flip"), f"unknown augment {self.augment!r} (none, crop, crop-flip)"),
+            (self.hint_weight == 0 or self.hint_layers is not None, "a hint weight needs hint layers (student:teacher)"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise DatafreeError(msg)
+
+    @property
+    def needs_teacher_signal(self) -> bool:
+        return self.alpha < 1.0
+
+    @property
+    def needs_teacher(self) -> bool:
+        return self.hint_weight > 0 or self.rkd_distance_weight > 0 or self.rkd_angle_weight > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})
+
+
+def _lr_lambda(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    if config.schedule == "cosine":
+        return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    if config.schedule == "step":
+        marks = [m * total_steps for m in config.milestones]
+        return lambda step: config.gamma ** sum(step >= m for m in marks)
+    return lambda step: 1.0
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak CUDA memory allocated on CUDA, else the process's peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 1000, device: str | torch.device = "cpu",
+             amp: bool = True) -> dict[str, float]:
+    """Top-1 accuracy (%) and mean CE of ``model`` on ``dataset``; restores the training mode."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    correct, loss_sum, n = torch.zeros((), device=device), torch.zeros((), device=device), 0
+    with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+        for batch in iterate_batches(dataset, batch_size):
+            x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+            logits = model(x).float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+            n += len(y)
+    model.train(was_training)
+    if n == 0:
+        raise DatafreeError("evaluation set is empty")
+    return {"accuracy": 100.0 * correct.item() / n, "loss": loss_sum.item() / n}
+
+
+class Trainer:
+    """Trains ``model`` (the student) on a source, optionally distilling from ``teacher``.
+
+    Writes ``metrics.jsonl`` (one JSON line per epoch) and ``state.pt`` (everything needed to
+    resume bit-exactly) into ``out_dir`` after every epoch, atomically.
+    """
+
+    def __init__(self, model: nn.Module, config: TrainConfig, *, teacher: nn.Module | None = None,
+                 spec: DataSpec | None = None, out_dir: str | Path | None = None,
+                 log: Callable[[str], None] = tqdm.write) -> None:
+        self.config = config
+        self.device = torch.device(config.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise DatafreeError("--device cuda requested but CUDA is not available")
+        if config.needs_teacher and teacher is None:
+            raise DatafreeError("hint/relation losses need a teacher")
+        self.model = model.to(self.device)
+        self.teacher = teacher.to(self.device).eval().requires_grad_(False) if teacher is not None else None
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.log = log
+        self.amp = config.amp and self.device.type == "cuda"
+        self.augment = RandomCropFlip(padding=2, flip=config.augment == "crop-flip") if config.augment != "none" else None
+        self._student_hooks, self._teacher_hooks = self._make_hooks()
+        self.regressor = self._make_regressor(spec)
+        params = list(self.model.parameters()) + list(self.regressor.parameters())
+        if config.optimizer == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.momentum > 0)
+        else:
+            self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.history: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ set-up
+    def _make_hooks(self) -> tuple[dict[str, FeatureHooks], dict[str, FeatureHooks]]:
+        """Feature hooks for hint and relation terms, keyed by term."""
+        c, student, teacher = self.config, {}, {}
+        if c.hint_weight > 0 and self.teacher is not None:
+            s_name, t_name = c.hint_layers  # type: ignore[misc]
+            student["hint"], teacher["hint"] = FeatureHooks(self.model, [s_name]), FeatureHooks(self.teacher, [t_name])
+        if (c.rkd_distance_weight > 0 or c.rkd_angle_weight > 0) and self.teacher is not None:
+            if c.relation_layers is None:
+                s_name, t_name = penultimate_module(self.model), penultimate_module(self.teacher)
+                student["rkd"], teacher["rkd"] = InputHooks(self.model, [s_name]), InputHooks(self.teacher, [t_name])
+            else:
+                s_name, t_name = c.relation_layers
+                student["rkd"], teacher["rkd"] = FeatureHooks(self.model, [s_name]), FeatureHooks(self.teacher, [t_name])
+        return student, teacher
+
+    def _make_regressor(self, spec: DataSpec | None) -> nn.Module:
+        """FitNets regressor mapping the student's hint feature to the teacher's channels."""
+        if "hint" not in self._student_hooks:
+            return nn.Identity()
+        if spec is None:
+            raise DatafreeError("hint losses need the DataSpec to size the regressor")
+        probe = torch.zeros(2, *spec.shape, device=self.device)
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            self.model(probe)
+            self.teacher(probe)  # type: ignore[misc]
+        self.model.train(was_training)
+        s = next(iter(self._student_hooks["hint"].features.values()))
+        t = next(iter(self._teacher_hooks["hint"].features.values()))
+        if s.dim() != t.dim():
+            raise DatafreeError(f"hint layers have different ranks: student {tuple(s.shape)}, teacher {tuple(t.shape)}")
+        reg = nn.Conv2d(s.shape[1], t.shape[1], 1) if s.dim() == 4 else nn.Linear(s.shape[1], t.shape[1])
+        return reg.to(self.device)
+
+    # ------------------------------------------------------------------ one step
+    def _teacher_logits(self, x: torch.Tensor, stored: torch.Tensor | None) -> torch.Tensor | None:
+        if self.teacher is not None and (self.config.needs_teacher_signal or self.config.needs_teacher):
+            with torch.no_grad():
+                return self.teacher(x)
+        return stored
+
+    def loss_terms(self, x: torch.Tensor, y: torch.Tensor, stored_logits: torch.Tensor | None = None
+                   ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Named, weighted loss terms for one batch, and the student's logits."""
+        c = self.config
+        logits = self.model(x)
+        t_logits = self._teacher_logits(x, stored_logits)
+        terms: dict[str, torch.Tensor] = {}
+        if c.alpha > 0:
+            terms["ce"] = c.alpha * F.cross_entropy(logits, y)
+        if c.alpha < 1:
+            if t_logits is None:
+                raise DatafreeError("alpha < 1 needs a teacher or a source with teacher logits")
+            terms["kd"] = (1 - c.alpha) * kd_kl(logits, t_logits, c.temperature)
+        if "hint" in self._student_hooks:
+            s = self.regressor(next(iter(self._student_hooks["hint"].features.values())))
+            t = next(iter(self._teacher_hooks["hint"].features.values()))
+            if s.shape[2:] != t.shape[2:]:
+                s = F.adaptive_avg_pool2d(s, t.shape[2:])
+            terms["hint"] = c.hint_weight * hint_mse(s, t)
+        if "rkd" in self._student_hooks:
+            s = next(iter(self._student_hooks["rkd"].features.values()))
+            t = next(iter(self._teacher_hooks["rkd"].features.values()))
+            if c.rkd_distance_weight > 0:
+                terms["rkd_distance"] = c.rkd_distance_weight * rkd_distance(s, t)
+            if c.rkd_angle_weight > 0:
+                terms["rkd_angle"] = c.rkd_angle_weight * rkd_angle(s, t)
+        return terms, logits
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self, epoch: int, scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict[str, Any]:
+        state = {
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "regressor": self.regressor.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "config": self.config.to_dict(),
+            "history": self.history,
+        }
+        if self.device.type == "cuda":
+            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _load_state(self, state: dict[str, Any], scheduler: torch.optim.lr_scheduler.LRScheduler) -> int:
+        self.model.load_state_dict(state["model"])
+        self.regressor.load_state_dict(state["regressor"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng_cpu"])
+        if "rng_cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        self.history = list(state["history"])
+        return int(state["epoch"]) + 1
+
+    def _save(self, epoch: int, scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+        if self.out_dir is None:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        save_training_state(self.out_dir / STATE_FILE, self.state_dict(epoch, scheduler))
+        text = "".join(json.dumps(h, sort_keys=True) + "\n" for h in self.history)
+        atomic_write(self.out_dir / METRICS_FILE, lambda p: p.write_text(text))
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, train: Dataset | Iterable[Batch], test: Dataset | None = None, *, resume: bool = False
+            ) -> dict[str, Any]:
+        """Train for ``config.epochs``; return the last epoch's metrics plus timing."""
+        c = self.config
+        if isinstance(train, Dataset):
+            if len(train) == 0:  # type: ignore[arg-type]
+                raise DatafreeError("training set is empty")
+            steps = num_batches(train, c.batch_size, drop_last=len(train) >= c.batch_size)  # type: ignore[arg-type]
+        elif c.steps_per_epoch is None:
+            raise DatafreeError("an iterator source needs steps_per_epoch")
+        else:
+            steps = c.steps_per_epoch
+        steps = c.steps_per_epoch or steps
+        scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(c, c.epochs * steps))
+        start = 0
+        if resume:
+            if self.out_dir is None:
+                raise DatafreeError("--resume needs an output directory")
+            start = self._load_state(load_training_state(self.out_dir / STATE_FILE), scheduler)
+            self.log(f"resumed after epoch {start} of {c.epochs}")
+        stream = None if isinstance(train, Dataset) else iter(train)
+        self.model.train()
+        for epoch in range(start, c.epochs):
+            # Dropout and other module-level randomness use the global generator: seed it per
+            # epoch from the run seed so resumed and uninterrupted runs agree.
+            torch.manual_seed(c.seed * 1_000_003 + epoch)
+            order_gen, aug_gen = epoch_generator(c.seed, epoch, 0), epoch_generator(c.seed, epoch, 1)
+            if stream is None:
+                batches = iterate_batches(train, c.batch_size, shuffle=True, generator=order_gen,  # type: ignore[arg-type]
+                                          drop_last=len(train) >= c.batch_size)  # type: ignore[arg-type]
+            else:
+                batches = stream
+            t0 = time.perf_counter()
+            sums: dict[str, torch.Tensor] = {}
+            correct, seen = torch.zeros((), device=self.device), 0
+            bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{c.epochs}", disable=not c.progress,
+                       leave=False, dynamic_ncols=True)
+            for step, batch in enumerate(batches):
+                if step >= steps:
+                    break
+                x = batch[0].to(self.device, non_blocking=True)
+                y = batch[1].to(self.device, non_blocking=True)
+                stored = batch[2].to(self.device, non_blocking=True) if len(batch) > 2 else None
+                if self.augment is not None:
+                    x = self.augment(x, aug_gen)
+                with torch.autocast(self.device.type, enabled=self.amp):
+                    terms, logits = self.loss_terms(x, y, stored)
+                    loss = sum(terms.values())
+                if not torch.isfinite(loss):
+                    bar.close()
+                    raise DatafreeError(
+                        f"non-finite loss at epoch {epoch + 1} step {step + 1} "
+                        f"({', '.join(f'{k}={v.item():.4g}' for k, v in terms.items())}); "
+                        "lower the learning rate or check the inputs; the last saved state is intact"
+                    )
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                scheduler.step()
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + v.detach().float() * len(y)
+                correct += (logits.detach().argmax(1) == y).sum()
+                seen += len(y)
+                bar.update(1)
+            bar.close()
+            if seen == 0:
+                raise DatafreeError("the training source yielded no batches")
+            train_time = time.perf_counter() - t0
+            record: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "train_accuracy": 100.0 * correct.item() / seen,
+                "train_loss": sum(v.item() for v in sums.values()) / seen,
+                **{f"train_{k}": v.item() / seen for k, v in sums.items()},
+                "train_time_s": train_time,
+                "samples_per_s": seen / train_time,
+            }
+            if test is not None:
+                metrics = evaluate(self.model, test, c.eval_batch_size, self.device, self.amp)
+                record.update(test_accuracy=metrics["accuracy"], test_loss=metrics["loss"])
+            self.history.append(record)
+            self._save(epoch, scheduler)
+            if c.progress:
+                shown = f", test acc {record['test_accuracy']:.2f}%" if "test_accuracy" in record else ""
+                self.log(f"epoch {epoch + 1}/{c.epochs}: loss {record['train_loss']:.4f}, "
+                         f"train acc {record['train_accuracy']:.2f}%{shown} ({train_time:.1f}s)")
+        last = dict(self.history[-1]) if self.history else {}
+        last["train_time_total_s"] = sum(h["train_time_s"] for h in self.history)
+        last["peak_memory_mb"] = peak_memory_mb(self.device)
+        return last
+
+    def close(self) -> None:
+        """Remove the feature hooks this trainer installed on the models."""
+        for hooks in (*self._student_hooks.values(), *self._teacher_hooks.values()):
+            hooks.remove()
+
+
+__all__ = ["TrainConfig", "Trainer", "evaluate", "peak_memory_mb"]

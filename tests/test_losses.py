@@ -1,0 +1,72 @@
+import math
+
+import pytest
+import torch
+
+from datafree.losses import hint_mse, kd_kl, rkd_angle, rkd_distance
+
+
+def test_kd_kl_matches_hand_computation_with_t_squared():
+    s = torch.tensor([[1.0, 0.0, -1.0]])
+    t = torch.tensor([[2.0, 1.0, 0.0]])
+    T = 2.0
+
+    def softmax(v):
+        e = [math.exp(x / T) for x in v]
+        return [x / sum(e) for x in e]
+
+    ps, pt = softmax([1.0, 0.0, -1.0]), softmax([2.0, 1.0, 0.0])
+    kl = sum(a * math.log(a / b) for a, b in zip(pt, ps))
+    assert kd_kl(s, t, T).item() == pytest.approx(T * T * kl, rel=1e-5)
+
+
+def test_kd_kl_is_batch_mean_and_zero_for_equal_logits():
+    s = torch.randn(4, 5, generator=torch.Generator().manual_seed(0))
+    assert kd_kl(s, s.clone(), 4.0).item() == pytest.approx(0.0, abs=1e-6)
+    t = torch.randn(4, 5, generator=torch.Generator().manual_seed(1))
+    per_sample = [kd_kl(s[i:i + 1], t[i:i + 1], 3.0).item() for i in range(4)]
+    assert kd_kl(s, t, 3.0).item() == pytest.approx(sum(per_sample) / 4, rel=1e-5)
+
+
+def test_kd_kl_gives_no_gradient_to_teacher():
+    s = torch.randn(2, 3, requires_grad=True)
+    t = torch.randn(2, 3, requires_grad=True)
+    kd_kl(s, t, 4.0).backward()
+    assert s.grad is not None and t.grad is None
+
+
+def test_rkd_distance_hand_computed():
+    # three points on a line at 0, 1, 3: distances 1, 3, 2 -> mean 2 -> normalised 0.5, 1.5, 1.0
+    s = torch.tensor([[0.0], [1.0], [3.0]])
+    # teacher: equilateral-ish distances all equal to 1 after normalisation
+    t = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, math.sqrt(3) / 2]])
+    # pairwise normalised differences (off-diagonal, each twice): -0.5, +0.5, 0.0 ; diagonal 0
+    # smooth L1 (beta 1): 0.5*d^2 -> 0.125, 0.125, 0 each twice -> sum 0.5 over 9 entries
+    assert rkd_distance(s, t).item() == pytest.approx(0.5 / 9, rel=1e-4)
+    assert rkd_distance(t, t).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_rkd_angle_invariant_to_scale_and_hand_computed():
+    t = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    assert rkd_angle(3.0 * t, t).item() == pytest.approx(0.0, abs=1e-6)
+    # collinear student: all cosines are +-1; compare against an explicit enumeration
+    s = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
+
+    def cosines(e):
+        out = []
+        for i in range(3):
+            for j in range(3):
+                for k in range(3):
+                    a, b = e[j] - e[i], e[k] - e[i]
+                    na, nb = a.norm().clamp_min(1e-12), b.norm().clamp_min(1e-12)
+                    out.append(float((a / na) @ (b / nb)))
+        return torch.tensor(out)
+
+    expected = torch.nn.functional.smooth_l1_loss(cosines(s), cosines(t))
+    assert rkd_angle(s, t).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_hint_mse():
+    s = torch.ones(2, 3, 4, 4)
+    t = torch.zeros(2, 3, 4, 4)
+    assert hint_mse(s, t).item() == pytest.approx(1.0)

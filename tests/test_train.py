@@ -1,0 +1,148 @@
+import json
+import math
+
+import pytest
+import torch
+
+from datafree.checkpoint import load_training_state
+from datafree.data import load_dataset
+from datafree.errors import DatafreeError
+from datafree.models import build_model
+from datafree.train import TrainConfig, Trainer, evaluate
+
+
+def cfg(**kw):
+    base = dict(epochs=2, batch_size=32, lr=0.05, progress=False)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture
+def data(fmnist_root):
+    return load_dataset("fashion-mnist", "train", fmnist_root), load_dataset("fashion-mnist", "test", fmnist_root)
+
+
+def test_teacher_training_learns(data):
+    train, test = data
+    model = build_model("lenet5", train.spec, seed=0)
+    before = evaluate(model, test)["accuracy"]
+    result = Trainer(model, cfg(epochs=4, lr=0.05)).fit(train, test)
+    assert result["test_accuracy"] > max(before + 30, 60)
+    assert result["epoch"] == 4 and result["samples_per_s"] > 0
+
+
+def test_kd_from_live_teacher_and_from_stored_logits_agree(data):
+    train, test = data
+    teacher = build_model("lenet5", train.spec, seed=1)
+    Trainer(teacher, cfg(epochs=3)).fit(train)
+    a = build_model("lenet5_half", train.spec, seed=2)
+    res_live = Trainer(a, cfg(alpha=0.5, temperature=4.0), teacher=teacher).fit(train, test)
+    assert {"train_ce", "train_kd"} <= set(res_live)
+
+    class WithLogits(torch.utils.data.Dataset):
+        spec = train.spec
+
+        def __len__(self):
+            return len(train)
+
+        def get_batch(self, idx):
+            x, y = train.get_batch(idx)
+            with torch.no_grad():
+                return x, y, teacher.eval()(x)
+
+    b = build_model("lenet5_half", train.spec, seed=2)
+    res_stored = Trainer(b, cfg(alpha=0.5, temperature=4.0)).fit(WithLogits(), test)
+    assert res_stored["train_kd"] == pytest.approx(res_live["train_kd"], rel=1e-4)
+    assert torch.allclose(a.classifier.weight, b.classifier.weight, atol=1e-5)
+
+
+def test_kd_without_teacher_signal_errors(data):
+    train, _ = data
+    with pytest.raises(DatafreeError, match="needs a teacher"):
+        Trainer(build_model("lenet5_half", train.spec), cfg(alpha=0.5)).fit(train)
+
+
+def test_hint_and_relation_terms_train(data):
+    train, test = data
+    teacher = build_model("resnet8", train.spec, seed=0, width=4)
+    student = build_model("lenet5_half", train.spec, seed=0)
+    trainer = Trainer(student, cfg(epochs=1, alpha=0.5, hint_weight=1.0, hint_layers=("features.5", "layers.1"),
+                                   rkd_distance_weight=1.0, rkd_angle_weight=2.0), teacher=teacher, spec=train.spec)
+    result = trainer.fit(train, test)
+    for k in ("train_hint", "train_rkd_distance", "train_rkd_angle", "train_kd", "train_ce"):
+        assert math.isfinite(result[k]) and result[k] > 0
+    trainer.close()
+    assert not student._forward_hooks and not teacher.get_submodule("layers.1")._forward_hooks
+
+
+def test_resume_is_bitwise_identical(data, tmp_path, monkeypatch):
+    train, test = data
+    config = cfg(epochs=3, augment="crop-flip")
+    full = build_model("lenet5_half", train.spec, seed=0)
+    Trainer(full, config, out_dir=tmp_path / "full").fit(train, test)
+
+    class Crash(Exception):
+        pass
+
+    original_save = Trainer._save
+
+    def save_then_crash(self, epoch, scheduler):
+        original_save(self, epoch, scheduler)
+        if epoch == 0:
+            raise Crash
+
+    monkeypatch.setattr(Trainer, "_save", save_then_crash)
+    part = build_model("lenet5_half", train.spec, seed=0)
+    with pytest.raises(Crash):
+        Trainer(part, config, out_dir=tmp_path / "part").fit(train, test)
+    monkeypatch.setattr(Trainer, "_save", original_save)
+    assert load_training_state(tmp_path / "part" / "state.pt")["epoch"] == 0
+    torch.manual_seed(999)  # whatever the global RNG holds, resume restores it
+    resumed = build_model("lenet5_half", train.spec, seed=123)
+    Trainer(resumed, config, out_dir=tmp_path / "part").fit(train, test, resume=True)
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+    full_lines = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    part_lines = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
+    assert len(part_lines) == 3
+    drop_time = lambda line: {k: v for k, v in json.loads(line).items() if "time" not in k and k != "samples_per_s"}
+    assert [drop_time(a) for a in full_lines] == [drop_time(b) for b in part_lines]
+
+
+def test_non_finite_loss_stops_cleanly(data, tmp_path):
+    train, _ = data
+    model = build_model("lenet5_half", train.spec, seed=0)
+    with torch.no_grad():
+        model.classifier.bias.fill_(float("nan"))
+    with pytest.raises(DatafreeError, match="non-finite loss"):
+        Trainer(model, cfg(), out_dir=tmp_path).fit(train)
+    assert not (tmp_path / "state.pt").exists()
+
+
+def test_step_schedule_and_adam(data):
+    train, _ = data
+    trainer = Trainer(build_model("lenet5_half", train.spec), cfg(epochs=2, schedule="step", optimizer="adam", lr=1e-3))
+    result = trainer.fit(train)
+    assert result["lr"] == pytest.approx(1e-5)
+
+
+def test_iterator_source(data):
+    train, _ = data
+
+    def stream():
+        g = torch.Generator().manual_seed(0)
+        while True:
+            idx = torch.randint(0, len(train), (16,), generator=g)
+            yield train.get_batch(idx)
+
+    result = Trainer(build_model("lenet5_half", train.spec), cfg(steps_per_epoch=5)).fit(stream())
+    assert result["epoch"] == 2
+    with pytest.raises(DatafreeError, match="steps_per_epoch"):
+        Trainer(build_model("lenet5_half", train.spec), cfg()).fit(stream())
+
+
+def test_config_validation():
+    with pytest.raises(DatafreeError, match="alpha"):
+        TrainConfig(alpha=1.5)
+    with pytest.raises(DatafreeError, match="hint layers"):
+        TrainConfig(hint_weight=1.0)
+    assert TrainConfig.from_dict(TrainConfig(hint_layers=("a", "b")).to_dict()).hint_layers == ("a", "b")
