@@ -104,7 +104,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
     model = build_model(args.arch, spec, seed=args.seed, **args.arch_kwargs)
     result = train_run(args.out, model, ModelInfo(args.arch, spec, args.arch_kwargs), _train_config(args),
                        train, test, resume=args.resume, overwrite=args.overwrite,
-                       extra={"command": "train-teacher", "dataset": args.dataset})
+                       extra={"argv": args.argv, "dataset": args.dataset})
     _print_result("teacher", result, args.out)
     return 0
 
@@ -143,7 +143,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         raise DatafreeError("--hint needs --hint-weight > 0")
     result = train_run(args.out, student, ModelInfo(args.student, spec, args.student_kwargs), config, train, test,
                        teacher=teacher, resume=args.resume, overwrite=args.overwrite,
-                       extra={"command": "distill", "dataset": args.dataset, "source": "real",
+                       extra={"argv": args.argv, "dataset": args.dataset, "source": "real",
                               "teacher": {"path": str(args.teacher), "arch": teacher_info.arch,
                                           "sha256": teacher_info.sha256}})
     _print_result("student", result, args.out)
@@ -232,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = ["datafree", *argv]  # recorded in result.json: the exact command of every run
     try:
         return args.func(args)
     except DatafreeError as e:

@@ -1,0 +1,178 @@
+"""Fashion-MNIST baselines: teacher, student from scratch, student with real-data KD.
+
+Every run goes through the public CLI (``datafree train-teacher`` / ``datafree distill``) and
+lands in its own run directory under ``--root``; finished runs are reused, interrupted ones are
+resumed, so running this twice costs nothing the second time. Accuracy is the last epoch's on
+the test split. Teachers are kept in ``ROOT/teachers/`` for the data-free benchmarks.
+
+    python -m benchmarks.baselines --profile quick     # LeNet pair, 1 seed (the README's main job)
+    python -m benchmarks.baselines --profile full      # both pairs, 3 seeds; --update-readme
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.readme import update_section
+from datafree.cli import main as datafree_main
+from datafree.io import write_json
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A teacher/student pair and the recipes used to train them."""
+
+    name: str
+    teacher: str
+    student: str
+    teacher_args: tuple[str, ...]
+    student_args: tuple[str, ...]  # shared by the scratch and the KD student
+    kd_args: tuple[str, ...] = ("--alpha", "0.1", "--temperature", "4")
+    teacher_kwargs: dict[str, Any] = field(default_factory=dict)
+    student_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+PAIRS = {
+    "lenet": Pair(
+        "LeNet-5 -> LeNet-5-half", "lenet5", "lenet5_half",
+        teacher_args=("--epochs", "20", "--lr", "0.05"),
+        student_args=("--epochs", "20", "--lr", "0.05"),
+    ),
+    "resnet": Pair(
+        "ResNet-14 -> ResNet-8 (width 8)", "resnet14", "resnet8",
+        teacher_args=("--epochs", "10", "--lr", "0.1", "--augment", "crop-flip"),
+        student_args=("--epochs", "10", "--lr", "0.1", "--augment", "crop-flip"),
+        student_kwargs={"width": 8},
+    ),
+}
+PROFILES = {"quick": (("lenet",), (0,)), "full": (("lenet", "resnet"), (0, 1, 2))}
+
+
+def run(argv: list[str], out: Path) -> dict[str, Any]:
+    """Run one CLI command into ``out`` unless an identical finished run is there already."""
+    argv = [*argv, "--out", str(out), "--no-progress"]
+    result_path = out / "result.json"
+    if result_path.is_file():
+        result = json.loads(result_path.read_text())
+        if result.get("argv", [])[1:] == argv:
+            print(f"  reuse  {out}")
+            return result
+    extra = ["--resume"] if (out / "state.pt").is_file() and not result_path.is_file() else ["--overwrite"]
+    print(f"  run    datafree {' '.join(argv)}", flush=True)
+    start = time.perf_counter()
+    code = datafree_main([*argv, *extra])
+    if code != 0:
+        raise SystemExit(f"benchmark step failed: datafree {' '.join(argv)}")
+    result = json.loads(result_path.read_text())
+    result["argv"] = ["datafree", *argv]  # the command as a user would type it
+    result["bench_wall_time_s"] = time.perf_counter() - start
+    write_json(result_path, result)
+    return result
+
+
+def kwargs_args(flag: str, kwargs: dict[str, Any]) -> list[str]:
+    return [flag, json.dumps(kwargs, sort_keys=True)] if kwargs else []
+
+
+def run_pair(key: str, seeds: tuple[int, ...], root: Path, data: list[str]) -> dict[str, Any]:
+    pair = PAIRS[key]
+    print(f"{pair.name}")
+    teacher_dir = root / "teachers" / f"fashion-mnist-{pair.teacher}"
+    teacher = run(["train-teacher", "--arch", pair.teacher, *kwargs_args("--arch-kwargs", pair.teacher_kwargs),
+                   *pair.teacher_args, "--seed", "0", *data], teacher_dir)
+    rows: dict[str, list[dict[str, Any]]] = {"scratch": [], "kd": []}
+    for seed in seeds:
+        student = ["--student", pair.student, *kwargs_args("--student-kwargs", pair.student_kwargs)]
+        scratch = ["train-teacher", "--arch", pair.student, *kwargs_args("--arch-kwargs", pair.student_kwargs),
+                   *pair.student_args, "--seed", str(seed), *data]
+        rows["scratch"].append(run(scratch, root / "baselines" / key / f"scratch-seed{seed}"))
+        kd = ["distill", "--teacher", str(teacher_dir), *student, *pair.student_args, *pair.kd_args,
+              "--seed", str(seed), *data]
+        rows["kd"].append(run(kd, root / "baselines" / key / f"kd-seed{seed}"))
+    return {"pair": pair.name, "key": key, "teacher": teacher, "students": rows}
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": len(values)}
+
+
+def fmt(s: dict[str, float]) -> str:
+    return f"{s['mean']:.2f} ± {s['std']:.2f}" if s["n"] > 1 else f"{s['mean']:.2f}"
+
+
+def table(pairs: list[dict[str, Any]]) -> str:
+    lines = [
+        "| pair | params (T / S) | teacher | student, scratch | student, real-data KD | wall time T / scratch / KD (s) | seeds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for p in pairs:
+        t = p["teacher"]
+        s_rows, k_rows = p["students"]["scratch"], p["students"]["kd"]
+        acc = {k: summarize([r["metrics"]["test_accuracy"] for r in rows]) for k, rows in (("s", s_rows), ("k", k_rows))}
+        wall = [statistics.fmean([r["metrics"]["wall_time_s"] for r in rows]) for rows in (s_rows, k_rows)]
+        lines.append(
+            f"| {p['pair']} | {t['model']['parameters']:,} / {s_rows[0]['model']['parameters']:,} "
+            f"| {t['metrics']['test_accuracy']:.2f} | {fmt(acc['s'])} | {fmt(acc['k'])} "
+            f"| {t['metrics']['wall_time_s']:.0f} / {wall[0]:.0f} / {wall[1]:.0f} | {len(s_rows)} |"
+        )
+    return "\n".join(lines)
+
+
+def commands(pairs: list[dict[str, Any]]) -> str:
+    out = []
+    for p in pairs:
+        out.append(" ".join(p["teacher"]["argv"]))
+        out.append(" ".join(p["students"]["scratch"][0]["argv"]))
+        out.append(" ".join(p["students"]["kd"][0]["argv"]))
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", choices=PROFILES, default="quick")
+    parser.add_argument("--pairs", nargs="+", choices=PAIRS, help="override the profile's pairs")
+    parser.add_argument("--seeds", type=int, nargs="+", help="override the profile's seeds")
+    parser.add_argument("--root", type=Path, default=Path("artifacts"),
+                        help="where runs and teachers go, relative to the repository (default: %(default)s)")
+    parser.add_argument("--data-root", help="passed to datafree (default: its own lookup)")
+    parser.add_argument("--device", help="passed to datafree (default: cuda if available)")
+    parser.add_argument("--update-readme", action="store_true", help="write the table into README.md")
+    args = parser.parse_args(argv)
+    os.chdir(REPO)  # recorded commands use paths relative to the repository
+    keys, seeds = PROFILES[args.profile]
+    keys, seeds = tuple(args.pairs or keys), tuple(args.seeds or seeds)
+    data = ["--dataset", "fashion-mnist"]
+    data += ["--data-root", args.data_root] if args.data_root else []
+    data += ["--device", args.device] if args.device else []
+
+    start = time.perf_counter()
+    pairs = [run_pair(k, seeds, args.root, data) for k in keys]
+    wall = time.perf_counter() - start
+    md = (f"Fashion-MNIST, top-1 test accuracy (%) after the last epoch; students mean ± std over seeds "
+          f"{', '.join(map(str, seeds))}.\n\n{table(pairs)}\n\nProduced by `python -m benchmarks.baselines "
+          f"--profile {args.profile}` (machine: 2 CPU cores; wall times are per run, training + evaluation).\n"
+          f"Commands (seed 0):\n\n```\n{commands(pairs)}\n```")
+    print("\n" + md)
+    out = REPO / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / f"baselines-{args.profile}.json", {"profile": args.profile, "seeds": seeds, "pairs": pairs,
+                                                        "suite_wall_time_s": wall})
+    (out / f"baselines-{args.profile}.md").write_text(md + "\n")
+    if args.update_readme:
+        update_section("baselines", md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
