@@ -61,6 +61,7 @@ class _Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickle_with_code_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "PWNED"
     evil = _Evil()

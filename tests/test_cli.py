@@ -80,3 +80,23 @@ def test_foreign_output_directory_is_refused(fmnist_root, tmp_path, capsys):
     code = main(["train-teacher", "--epochs", "1", "--data-root", str(fmnist_root), "--out", str(out), "--no-progress"])
     assert code == 2 and "not a datafree run" in capsys.readouterr().err
     assert (out / "thesis.tex").read_text() == "precious"
+
+
+def test_distill_from_foreign_pt_teacher(fmnist_root, tmp_path, capsys):
+    import torch
+
+    from datafree.data import FASHION_MNIST
+    from datafree.models import build_model
+
+    teacher = build_model("lenet5", FASHION_MNIST, seed=0)
+    torch.save({"epoch": 9, "state_dict": {f"module.{k}": v for k, v in teacher.state_dict().items()}},
+               tmp_path / "their_teacher.pth")
+    common = ["--data-root", str(fmnist_root), "--no-progress", "--epochs", "1", "--batch-size", "64"]
+    out = tmp_path / "student"
+    assert main(["distill", "--teacher", str(tmp_path / "their_teacher.pth"), "--out", str(out), *common]) == 2
+    assert "pass --arch" in capsys.readouterr().err
+    assert main(["distill", "--teacher", str(tmp_path / "their_teacher.pth"), "--teacher-arch", "lenet5",
+                 "--out", str(out), *common]) == 0
+    assert main(["distill", "--teacher", str(tmp_path / "their_teacher.pth"), "--teacher-arch", "resnet8",
+                 "--out", str(tmp_path / "s2"), *common]) == 2
+    assert "does not fit resnet8" in capsys.readouterr().err
