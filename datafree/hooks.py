@@ -6,7 +6,8 @@ paths such as ``layers.2`` or ``fc``) and read their outputs after a forward pas
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -73,3 +74,70 @@ class InputHooks(FeatureHooks):
         def hook(_module: nn.Module, inputs: tuple, _output: torch.Tensor) -> None:
             self.features[name] = inputs[0]
         return hook
+
+
+class BatchNormStatistics:
+    """BN-statistics matching over every BatchNorm layer of a (teacher) model, via forward hooks.
+
+    After a forward pass, :meth:`loss` is ``sum_l w_l * (||mu_l - mu_l^BN|| + ||var_l - var_l^BN||)``
+    with ``w_0 = first_layer_weight`` (DeepInversion's first-BN multiplier) and 1 elsewhere.
+    With ``momentum > 0`` the batch statistics are blended with those of earlier batches
+    (``m * previous.detach() + (1 - m) * current``, as Fast-DFKD does), so a few small batches
+    jointly match the running statistics.
+    """
+
+    def __init__(self, model: nn.Module, first_layer_weight: float = 1.0, momentum: float = 0.0) -> None:
+        self.layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        self.first_layer_weight, self.momentum = first_layer_weight, momentum
+        self._terms: list[torch.Tensor] = []
+        self.active = False  # record only inside `with stats.recording():`
+        self._blended: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._handles = [m.register_forward_hook(self._hook(i)) for i, m in enumerate(self.layers)]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def _hook(self, index: int):
+        from datafree.losses import bn_stat_distance
+
+        def hook(module: nn.Module, inputs: tuple, _output: torch.Tensor) -> None:
+            if not self.active:
+                return
+            x = inputs[0]
+            dims = [0] + list(range(2, x.dim()))
+            mean, var = x.mean(dims), x.var(dims, unbiased=False)
+            if self.momentum > 0:
+                if index in self._blended:
+                    prev_mean, prev_var = self._blended[index]
+                    mean = self.momentum * prev_mean + (1 - self.momentum) * mean
+                    var = self.momentum * prev_var + (1 - self.momentum) * var
+                self._blended[index] = (mean.detach(), var.detach())
+            weight = self.first_layer_weight if index == 0 else 1.0
+            self._terms.append(weight * bn_stat_distance(mean, var, module.running_mean, module.running_var))
+        return hook
+
+    def loss(self) -> torch.Tensor:
+        """Sum over layers for the latest forward pass (then cleared)."""
+        if not self._terms:
+            raise DatafreeError("no BatchNorm statistics recorded: run the model forward first (or it has no BN)")
+        total = torch.stack(self._terms).sum()
+        self._terms.clear()
+        return total
+
+    @contextmanager
+    def recording(self) -> Iterator[BatchNormStatistics]:
+        """Record statistics of the forward passes inside this block only."""
+        self._terms.clear()
+        self.active = True
+        try:
+            yield self
+        finally:
+            self.active = False
+
+    def reset_blending(self) -> None:
+        self._blended.clear()
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()

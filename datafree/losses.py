@@ -42,3 +42,67 @@ def rkd_angle(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 def hint_mse(student_feature: torch.Tensor, teacher_feature: torch.Tensor) -> torch.Tensor:
     """FitNets hint: MSE between (regressed) student and teacher features of equal shape."""
     return F.mse_loss(student_feature, teacher_feature.detach())
+
+
+# ---------------------------------------------------------------- synthesis terms
+def bn_stat_distance(mean: torch.Tensor, var: torch.Tensor, running_mean: torch.Tensor,
+                     running_var: torch.Tensor) -> torch.Tensor:
+    """DeepInversion's per-layer term ``||mu - mu_BN||_2 + ||var - var_BN||_2``."""
+    return torch.linalg.vector_norm(mean - running_mean) + torch.linalg.vector_norm(var - running_var)
+
+
+def class_balance(logits: torch.Tensor) -> torch.Tensor:
+    """DAFL's information-entropy term ``sum_k pbar_k log pbar_k`` (minimise -> balanced classes)."""
+    p_bar = F.softmax(logits, dim=1).mean(0)
+    return (p_bar * torch.log(p_bar.clamp_min(1e-12))).sum()
+
+
+def activation_norm(features: torch.Tensor) -> torch.Tensor:
+    """DAFL's activation term ``-mean |f|`` (minimise -> strongly activated teacher features)."""
+    return -features.abs().mean()
+
+
+def disagreement(student_logits: torch.Tensor, teacher_logits: torch.Tensor, kind: str,
+                 temperature: float = 1.0) -> torch.Tensor:
+    """Per-sample teacher-student disagreement that an adversarial generator maximises.
+
+    ``l1`` (DFAD): mean |z_T - z_S| over logits; ``kl`` (ZSKT): KL(p_T || p_S); ``js`` (ADI):
+    Jensen-Shannon divergence; ``cmi``: KL(p_T || p_S) only where the two agree on the class,
+    so the generator is not rewarded for pushing samples across the teacher's boundary.
+    """
+    if kind == "l1":
+        return (student_logits - teacher_logits).abs().mean(1)
+    t = temperature
+    log_p_s = F.log_softmax(student_logits / t, dim=1)
+    log_p_t = F.log_softmax(teacher_logits / t, dim=1)
+    if kind in ("kl", "cmi"):
+        kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(1)
+        if kind == "cmi":
+            kl = kl * (student_logits.argmax(1) == teacher_logits.argmax(1)).float()
+        return kl
+    if kind == "js":
+        log_m = torch.log((log_p_s.exp() + log_p_t.exp()) / 2).clamp_min(-1e4)
+        return 0.5 * ((log_p_t.exp() * (log_p_t - log_m)).sum(1) + (log_p_s.exp() * (log_p_s - log_m)).sum(1))
+    raise ValueError(f"unknown disagreement {kind!r} (l1, kl, js, cmi)")
+
+
+def info_nce(query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor | None,
+             temperature: float = 0.1) -> torch.Tensor:
+    """InfoNCE over L2-normalised embeddings: each query against its positive and all negatives.
+
+    Negatives are the other positives in the batch plus an optional memory bank (CMI).
+    """
+    q, k = F.normalize(query, dim=1), F.normalize(positive, dim=1)
+    keys = k if negatives is None else torch.cat([k, F.normalize(negatives, dim=1)])
+    logits = q @ keys.t() / temperature
+    return F.cross_entropy(logits, torch.arange(len(q), device=q.device))
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between neighbouring pixels (an image-smoothness prior)."""
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+
+
+def l2_prior(x: torch.Tensor) -> torch.Tensor:
+    """Mean squared pixel value in normalised space (keeps images near the data's range)."""
+    return x.pow(2).mean()

@@ -1,0 +1,8 @@
+"""Data-free synthesis: generators, the composable engine, and the published methods as presets."""
+
+from datafree.synthesis.engine import LiveStream, SynthesisConfig, Synthesizer
+from datafree.synthesis.generators import Generator, PixelGenerator
+from datafree.synthesis.presets import KD_TEMPERATURE, PRESETS, preset
+
+__all__ = ["KD_TEMPERATURE", "PRESETS", "Generator", "LiveStream", "PixelGenerator", "SynthesisConfig",
+           "Synthesizer", "preset"]

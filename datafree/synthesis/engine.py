@@ -1,0 +1,323 @@
+"""The synthesis engine: one generator framework, three schedules, composable loss terms.
+
+A :class:`Synthesizer` turns a teacher (and, for adversarial terms, the student being trained)
+into batches ``(x, teacher_argmax, teacher_logits)``. The schedule decides how the generator
+gets there:
+
+- ``online`` (DAFL, DFAD, ZSKT): one generator, trained jointly with the student; each call
+  takes ``iterations`` generator steps on fresh noise and returns a fresh sample.
+- ``pool`` (DeepInversion, ADI, CMI): each call starts from a freshly initialised generator (or
+  fresh pixels) and optimises it for ``iterations`` steps; batches accumulate into a transfer set.
+- ``meta`` (Fast-DFKD): each call starts from a meta-learned initialisation, takes only a few
+  steps, and moves the initialisation towards the result (Reptile, first order).
+
+The generator loss is a weighted sum of named terms (see :meth:`Synthesizer.loss_terms`); every
+weight is a field of :class:`SynthesisConfig`, so presets are just configs.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from datafree.data.spec import DataSpec
+from datafree.errors import DatafreeError
+from datafree.hooks import BatchNormStatistics, InputHooks, penultimate_module
+from datafree.losses import activation_norm, class_balance, disagreement, info_nce, l2_prior, total_variation
+from datafree.synthesis.augment import random_resized_crop_flip
+from datafree.synthesis.generators import Generator, PixelGenerator
+
+SCHEDULES = ("online", "pool", "meta")
+GENERATORS = ("dcgan", "pixels")
+
+
+@dataclass
+class SynthesisConfig:
+    """Everything that defines a synthesis method. Presets are instances of this."""
+
+    schedule: str = "pool"
+    generator: str = "dcgan"
+    conditional: bool = False  # dcgan only: sample target classes and condition on them
+    nz: int = 256
+    ngf: int = 64
+    batch_size: int = 256
+    iterations: int = 200  # generator steps per call (pool: per round; meta: per batch; online: per call)
+    lr: float = 1e-3  # generator (or pixel) learning rate, Adam
+    betas: tuple[float, float] = (0.5, 0.999)
+    meta_lr: float = 0.1  # Reptile step towards the adapted generator (meta schedule)
+    # loss weights
+    bn: float = 0.0
+    bn_first: float = 1.0  # extra weight of the first BN layer
+    bn_momentum: float = 0.0  # blend batch statistics across calls (Fast-DFKD: 0.9)
+    oh: float = 0.0  # CE to the sampled classes (conditional / pixels) or the teacher's argmax
+    ie: float = 0.0  # class balance (DAFL information entropy)
+    act: float = 0.0  # activation norm of the teacher's penultimate features (DAFL)
+    adv: float = 0.0  # adversarial teacher-student disagreement
+    adv_kind: str = "kl"  # l1 (DFAD) | kl (ZSKT) | js (ADI) | cmi (agreement-masked KL)
+    adv_temperature: float = 1.0
+    contrastive: float = 0.0  # InfoNCE between two augmented views, negatives from a memory bank (CMI)
+    contrastive_temperature: float = 0.1
+    bank_size: int = 4096
+    tv: float = 0.0
+    l2: float = 0.0
+    augment: bool = False  # differentiable random resized crop + flip before the teacher sees x
+    student_steps: int = 1  # student steps per synthesis call when distilling from a live stream
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise DatafreeError(f"unknown schedule {self.schedule!r} ({', '.join(SCHEDULES)})")
+        if self.generator not in GENERATORS:
+            raise DatafreeError(f"unknown generator {self.generator!r} ({', '.join(GENERATORS)})")
+        if self.generator == "pixels" and self.schedule != "pool":
+            raise DatafreeError("the pixel generator only works with the pool schedule")
+        if self.adv_kind not in ("l1", "kl", "js", "cmi"):
+            raise DatafreeError(f"unknown adversarial term {self.adv_kind!r} (l1, kl, js, cmi)")
+        if self.iterations < 1 or self.batch_size < 1:
+            raise DatafreeError("iterations and batch size must be >= 1")
+
+    @property
+    def needs_batchnorm(self) -> bool:
+        return self.bn > 0
+
+    @property
+    def needs_student(self) -> bool:
+        return self.adv > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SynthesisConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise DatafreeError(f"unknown synthesis options: {', '.join(sorted(unknown))}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+class Synthesizer:
+    """Produces synthetic batches from a teacher according to a :class:`SynthesisConfig`.
+
+    ``student`` is required (and used, never copied) when the config has an adversarial term:
+    the generator then receives gradient through the student being trained.
+    """
+
+    def __init__(self, teacher: nn.Module, spec: DataSpec, config: SynthesisConfig, *,
+                 student: nn.Module | None = None, seed: int = 0, device: str | torch.device = "cpu") -> None:
+        self.config, self.spec, self.device = config, spec, torch.device(device)
+        self.teacher = teacher.to(self.device).eval().requires_grad_(False)
+        self.student = student
+        if config.needs_student and student is None:
+            raise DatafreeError("this method has an adversarial term and needs the student being trained")
+        self.bn_stats = BatchNormStatistics(self.teacher, config.bn_first, config.bn_momentum)
+        if config.needs_batchnorm and len(self.bn_stats) == 0:
+            self.bn_stats.remove()
+            raise DatafreeError(
+                f"the teacher ({type(teacher).__name__}) has no BatchNorm layers, which this method matches; "
+                "use a method without BN statistics (dafl, dfad, zskt)"
+            )
+        self.features = InputHooks(self.teacher, [penultimate_module(self.teacher)]) if (
+            config.act > 0 or config.contrastive > 0) else None
+        self.rng = torch.Generator().manual_seed(seed)  # every draw of the engine comes from here
+        self.calls = 0
+        self.bank = torch.zeros(0, device=self.device)
+        self.generator = self._new_generator()
+        self.optimizer = self._new_optimizer(self.generator)
+
+    # ------------------------------------------------------------------ construction
+    def _new_generator(self) -> nn.Module:
+        c = self.config
+        seed = int(torch.randint(0, 2**62, (1,), generator=self.rng))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            if c.generator == "pixels":
+                g = PixelGenerator(self.spec, c.batch_size, torch.Generator().manual_seed(seed))
+            else:
+                g = Generator(self.spec, c.nz, c.ngf, c.conditional)
+        return g.to(self.device)
+
+    def _new_optimizer(self, generator: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.Adam(generator.parameters(), lr=self.config.lr, betas=self.config.betas)
+
+    # ------------------------------------------------------------------ sampling
+    def _noise(self) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.config
+        z = torch.randn(c.batch_size, max(c.nz, 1), generator=self.rng)
+        y = torch.randperm(c.batch_size, generator=self.rng) % self.spec.num_classes
+        return z.to(self.device), y.to(self.device)
+
+    def _teacher_embedding(self) -> torch.Tensor:
+        return next(iter(self.features.features.values())).flatten(1)  # type: ignore[union-attr]
+
+    def loss_terms(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named, weighted generator-loss terms for a batch ``x`` with target classes ``y``."""
+        c = self.config
+        view = random_resized_crop_flip(x, self.rng) if c.augment else x
+        with self.bn_stats.recording():
+            t_logits = self.teacher(view)
+            bn = self.bn_stats.loss() if c.bn > 0 else None
+        terms: dict[str, torch.Tensor] = {}
+        if bn is not None:
+            terms["bn"] = c.bn * bn
+        if c.oh > 0:
+            targets = y if (c.conditional or c.generator == "pixels") else t_logits.argmax(1)
+            terms["oh"] = c.oh * F.cross_entropy(t_logits, targets)
+        if c.ie > 0:
+            terms["ie"] = c.ie * class_balance(t_logits)
+        if c.act > 0:
+            terms["act"] = c.act * activation_norm(self._teacher_embedding())
+        if c.adv > 0:
+            s_logits = self.student(view)  # type: ignore[misc]
+            terms["adv"] = -c.adv * disagreement(s_logits, t_logits, c.adv_kind, c.adv_temperature).mean()
+        if c.contrastive > 0:
+            q = self._teacher_embedding()
+            self.teacher(random_resized_crop_flip(x, self.rng))
+            k = self._teacher_embedding()
+            terms["contrastive"] = c.contrastive * info_nce(q, k, self.bank if len(self.bank) else None,
+                                                            c.contrastive_temperature)
+        if c.tv > 0:
+            terms["tv"] = c.tv * total_variation(x)
+        if c.l2 > 0:
+            terms["l2"] = c.l2 * l2_prior(x)
+        if not terms:
+            raise DatafreeError("the synthesis config has no loss term with a positive weight")
+        return terms
+
+    def _optimise(self, generator: nn.Module, optimizer: torch.optim.Optimizer, steps: int,
+                  fixed: tuple[torch.Tensor, torch.Tensor] | None) -> dict[str, float]:
+        """``steps`` generator updates; fresh noise per step unless ``fixed`` is given."""
+        student_state = self._freeze_student()
+        terms: dict[str, torch.Tensor] = {}
+        try:
+            for _ in range(steps):
+                z, y = fixed if fixed is not None else self._noise()
+                x = generator(z, y)
+                terms = self.loss_terms(x, y)
+                loss = sum(terms.values())
+                if not torch.isfinite(loss):
+                    raise DatafreeError(
+                        "non-finite generator loss (" + ", ".join(f"{k}={v.item():.3g}" for k, v in terms.items())
+                        + "); lower the synthesis learning rate or the term weights"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        finally:
+            self._restore_student(student_state)
+        return {k: v.item() for k, v in terms.items()}
+
+    def _freeze_student(self) -> tuple[bool, list[bool]] | None:
+        """Student in eval mode without parameter gradients (gradient still flows to x)."""
+        if self.student is None:
+            return None
+        state = (self.student.training, [p.requires_grad for p in self.student.parameters()])
+        self.student.eval().requires_grad_(False)
+        return state
+
+    def _restore_student(self, state: tuple[bool, list[bool]] | None) -> None:
+        if self.student is None or state is None:
+            return
+        self.student.train(state[0])
+        for p, flag in zip(self.student.parameters(), state[1]):
+            p.requires_grad_(flag)
+
+    @torch.no_grad()
+    def _label(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = x.detach()
+        logits = self.teacher(x).float()
+        return x, logits.argmax(1), logits
+
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A fresh batch from the current generator (online schedule), labelled by the teacher.
+
+        The generator stays in training mode, as it was optimised: its BatchNorm layers use
+        batch statistics, never running averages that lag behind the weights.
+        """
+        with torch.no_grad():
+            return self._label(self.generator(*self._noise()))
+
+    def synthesize(self) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, float]]:
+        """One call of the schedule: returns ``(x, teacher_argmax, teacher_logits)`` and the loss terms."""
+        c = self.config
+        self.calls += 1
+        if c.schedule == "online":
+            terms = self._optimise(self.generator, self.optimizer, c.iterations, None)
+            return self.sample(), terms
+        fixed = self._noise()
+        if c.schedule == "pool":
+            generator = self._new_generator()
+            terms = self._optimise(generator, self._new_optimizer(generator), c.iterations, fixed)
+        else:  # meta: adapt a copy of the meta initialisation, then move it towards the result
+            generator = copy.deepcopy(self.generator)
+            terms = self._optimise(generator, self._new_optimizer(generator), c.iterations, fixed)
+            with torch.no_grad():
+                for meta_p, fast_p in zip(self.generator.parameters(), generator.parameters()):
+                    meta_p.add_(fast_p - meta_p, alpha=c.meta_lr)
+        with torch.no_grad():
+            batch = self._label(generator(*fixed))
+        if c.contrastive > 0:
+            self._update_bank(batch[0])
+        return batch, terms
+
+    @torch.no_grad()
+    def _update_bank(self, x: torch.Tensor) -> None:
+        self.teacher(x)
+        emb = self._teacher_embedding().detach()
+        self.bank = torch.cat([emb, self.bank])[: self.config.bank_size]
+
+    def close(self) -> None:
+        self.bn_stats.remove()
+        if self.features is not None:
+            self.features.remove()
+
+    # ------------------------------------------------------------------ state (for resume)
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "rng": self.rng.get_state(), "calls": self.calls, "bank": self.bank.cpu(),
+                "config": self.config.to_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.set_state(state["rng"])
+        self.calls = int(state["calls"])
+        self.bank = state["bank"].to(self.device)
+
+
+class LiveStream:
+    """An endless stream of training batches for the trainer, fed by a :class:`Synthesizer`.
+
+    Every ``config.student_steps`` batches the synthesizer is called once. Online schedules yield
+    each fresh sample directly; pool and meta schedules add it to an in-memory pool (capped at
+    ``pool_size`` images, oldest dropped) and yield random batches from the pool, as CMI and
+    Fast-DFKD train the student on their memory of synthetic data.
+    """
+
+    def __init__(self, synthesizer: Synthesizer, batch_size: int, pool_size: int = 50_000, seed: int = 0) -> None:
+        self.synth, self.batch_size, self.pool_size = synthesizer, batch_size, pool_size
+        self.rng = torch.Generator().manual_seed(seed)
+        self.pool: list[torch.Tensor] = []
+        self.steps = 0
+        self.last_terms: dict[str, float] = {}
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, ...]:
+        c = self.synth.config
+        fresh = None
+        if self.steps % c.student_steps == 0:
+            fresh, self.last_terms = self.synth.synthesize()
+            if c.schedule != "online":
+                self.pool = [torch.cat([new, old])[: self.pool_size] for new, old in zip(fresh, self.pool)] or list(fresh)
+        self.steps += 1
+        if c.schedule == "online":  # a fresh sample for every student step
+            return fresh if fresh is not None else self.synth.sample()
+        idx = torch.randint(0, len(self.pool[0]), (self.batch_size,), generator=self.rng)
+        return tuple(t[idx.to(t.device)] for t in self.pool)

@@ -1,0 +1,63 @@
+"""Generators that map noise (and optionally a class) to images in the teacher's input space."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from datafree.data.spec import DataSpec
+
+
+class Generator(nn.Module):
+    """DCGAN-style generator (as in DAFL / Fast-DFKD), sized from the DataSpec.
+
+    ``z -> linear -> (2*ngf, H/4, W/4) -> [upsample, conv, BN, LeakyReLU] x 2 -> conv -> sigmoid``;
+    the sigmoid gives pixels in [0, 1], which are then normalised with the spec's mean/std, so
+    the output lives in exactly the space the teacher was trained on. With ``num_classes`` the
+    generator is conditional: the noise is multiplied by a learned class embedding.
+    """
+
+    def __init__(self, spec: DataSpec, nz: int = 256, ngf: int = 64, conditional: bool = False) -> None:
+        super().__init__()
+        self.spec, self.nz, self.conditional = spec, nz, conditional
+        self.init_h, self.init_w = -(-spec.height // 4), -(-spec.width // 4)
+        self.project = nn.Linear(nz, 2 * ngf * self.init_h * self.init_w)
+        self.embed = nn.Embedding(spec.num_classes, nz) if conditional else None
+        self.body = nn.Sequential(
+            nn.BatchNorm2d(2 * ngf),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(2 * ngf, 2 * ngf, 3, 1, 1, bias=False), nn.BatchNorm2d(2 * ngf), nn.LeakyReLU(0.2, inplace=True),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(2 * ngf, ngf, 3, 1, 1, bias=False), nn.BatchNorm2d(ngf), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ngf, spec.channels, 3, 1, 1),
+        )
+        mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
+        std = torch.tensor(spec.std).view(1, -1, 1, 1)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None:
+            if y is None:
+                raise ValueError("a conditional generator needs class labels")
+            z = z * self.embed(y)
+        h = self.project(z).view(len(z), -1, self.init_h, self.init_w)
+        x = torch.sigmoid(self.body(h))[..., : self.spec.height, : self.spec.width]
+        return (x - self.mean) / self.std
+
+
+class PixelGenerator(nn.Module):
+    """Directly optimised images (DeepInversion): the 'generator' is the batch itself.
+
+    ``forward`` ignores the noise and returns the learnable tensor, already in normalised space.
+    """
+
+    def __init__(self, spec: DataSpec, batch_size: int, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.spec = spec
+        self.nz = 0
+        self.conditional = False
+        self.images = nn.Parameter(torch.randn(batch_size, *spec.shape, generator=generator))
+
+    def forward(self, z: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.images

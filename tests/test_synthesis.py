@@ -1,0 +1,232 @@
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from datafree.data import DataSpec
+from datafree.errors import DatafreeError
+from datafree.hooks import BatchNormStatistics
+from datafree.losses import (
+    activation_norm,
+    bn_stat_distance,
+    class_balance,
+    disagreement,
+    info_nce,
+    l2_prior,
+    total_variation,
+)
+from datafree.models import build_model
+from datafree.synthesis import PRESETS, Generator, LiveStream, PixelGenerator, SynthesisConfig, Synthesizer, preset
+
+SPEC = DataSpec(1, 12, 12, 4, (0.5,), (0.25,), name="tiny")
+
+
+def tiny_bn_teacher(seed=0):
+    model = build_model("resnet8", SPEC, seed=seed, width=4)
+    # give BN layers non-trivial running statistics, as a trained teacher has
+    model.train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None  # cumulative average: running stats of one real distribution
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(16, *SPEC.shape, generator=torch.Generator().manual_seed(seed)) * 0.5 + 0.3)
+    return model.eval()
+
+
+# ------------------------------------------------------------------ loss terms, hand-computed
+def test_bn_stat_distance():
+    assert bn_stat_distance(torch.tensor([3.0, 0.0]), torch.tensor([1.0, 1.0]), torch.tensor([0.0, 4.0]),
+                            torch.tensor([1.0, 1.0])).item() == pytest.approx(5.0)
+
+
+def test_class_balance_is_negative_entropy_of_mean_prediction():
+    logits = torch.tensor([[10.0, -10.0], [10.0, -10.0]])  # all mass on class 0
+    assert class_balance(logits).item() == pytest.approx(0.0, abs=1e-6)
+    balanced = torch.tensor([[10.0, -10.0], [-10.0, 10.0]])
+    assert class_balance(balanced).item() == pytest.approx(-math.log(2), rel=1e-5)
+
+
+def test_activation_norm():
+    assert activation_norm(torch.tensor([[1.0, -3.0]])).item() == pytest.approx(-2.0)
+
+
+def test_disagreement_kinds_hand_computed():
+    s = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
+    t = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert disagreement(s, t, "l1").tolist() == pytest.approx([0.5, 1.5])
+    ps, pt = F.softmax(s, 1), F.softmax(t, 1)
+    kl = (pt * (pt.log() - ps.log())).sum(1)
+    assert disagreement(s, t, "kl").tolist() == pytest.approx(kl.tolist(), rel=1e-5)
+    # cmi: row 0 argmax s = 0 (tie -> 0), t = 0: agree; row 1: s -> 0, t -> 1: masked
+    assert disagreement(s, t, "cmi").tolist() == pytest.approx([kl[0].item(), 0.0], rel=1e-5)
+    m = (ps + pt) / 2
+    js = 0.5 * ((pt * (pt / m).log()).sum(1) + (ps * (ps / m).log()).sum(1))
+    assert disagreement(s, t, "js").tolist() == pytest.approx(js.tolist(), rel=1e-5)
+    with pytest.raises(ValueError):
+        disagreement(s, t, "nope")
+
+
+def test_info_nce_hand_computed():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    k = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    bank = torch.tensor([[-1.0, 0.0]])
+    tau = 0.5
+    # row 0: logits [2, 0, -2] -> CE = -log(e^2 / (e^2 + 1 + e^-2)); row 1: [0, 2, 0]
+    r0 = -math.log(math.exp(2) / (math.exp(2) + 1 + math.exp(-2)))
+    r1 = -math.log(math.exp(2) / (math.exp(2) + 2))
+    assert info_nce(q, k, bank, tau).item() == pytest.approx((r0 + r1) / 2, rel=1e-5)
+
+
+def test_image_priors():
+    x = torch.tensor([[[[0.0, 1.0], [0.0, 1.0]]]])
+    assert total_variation(x).item() == pytest.approx(0.0 + 1.0)
+    assert l2_prior(x).item() == pytest.approx(0.5)
+
+
+# ------------------------------------------------------------------ engine
+def test_generator_outputs_normalised_images_of_the_spec():
+    g = Generator(SPEC, nz=8, ngf=4, conditional=True)
+    x = g(torch.randn(3, 8), torch.tensor([0, 1, 2]))
+    assert x.shape == (3, *SPEC.shape)
+    pixels = SPEC.denormalize(x)
+    assert pixels.min() >= 0 and pixels.max() <= 1
+    assert PixelGenerator(SPEC, 5)(None).shape == (5, *SPEC.shape)
+
+
+def test_bn_statistics_loss_decreases_when_optimising_pixels():
+    teacher = tiny_bn_teacher()
+    stats = BatchNormStatistics(teacher, first_layer_weight=2.0)
+    x = torch.randn(16, *SPEC.shape, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    opt = torch.optim.Adam([x], lr=0.1)
+    losses = []
+    for _ in range(40):
+        with stats.recording():
+            teacher(x)
+            loss = stats.loss()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], (losses[0], losses[-1])
+    teacher(x)  # outside recording: nothing is kept
+    with pytest.raises(DatafreeError):
+        stats.loss()
+
+
+def test_bn_momentum_blends_with_previous_batch():
+    teacher = tiny_bn_teacher()
+    stats = BatchNormStatistics(teacher, momentum=0.9)
+    with stats.recording():
+        teacher(torch.zeros(4, *SPEC.shape))
+    first = stats._blended[0][0].clone()
+    with stats.recording():
+        teacher(torch.ones(4, *SPEC.shape))
+    stats_plain = BatchNormStatistics(teacher)
+    with stats_plain.recording():
+        teacher(torch.ones(4, *SPEC.shape))
+    second_raw = torch.ones(4, *SPEC.shape)
+    mean_raw = teacher.conv1(second_raw).mean((0, 2, 3))
+    assert torch.allclose(stats._blended[0][0], 0.9 * first + 0.1 * mean_raw, atol=1e-5)
+
+
+def param_snapshot(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_each_preset_runs_and_changes_its_generator(name):
+    teacher = tiny_bn_teacher()
+    student = build_model("lenet5_half", SPEC, seed=1)
+    config = preset(name, batch_size=8, iterations=2, nz=8, ngf=4, bank_size=16)
+    synth = Synthesizer(teacher, SPEC, config, student=student, seed=0)
+    if config.schedule == "pool":  # the pool schedule builds a fresh generator per round
+        (x, y, logits), terms = synth.synthesize()
+        assert terms and all(math.isfinite(v) for v in terms.values())
+    else:
+        before = param_snapshot(synth.generator)
+        (x, y, logits), terms = synth.synthesize()
+        after = param_snapshot(synth.generator)
+        assert any(not torch.equal(a, b) for a, b in zip(before, after))
+    assert x.shape == (8, *SPEC.shape) and y.shape == (8,) and logits.shape == (8, 4)
+    assert torch.equal(y, logits.argmax(1))
+
+
+def test_pool_round_changes_the_images_it_optimises():
+    teacher = tiny_bn_teacher()
+    config = preset("deepinversion", batch_size=8, iterations=1)
+    one = Synthesizer(teacher, SPEC, config, seed=0).synthesize()[0][0]
+    many = Synthesizer(teacher, SPEC, preset("deepinversion", batch_size=8, iterations=10), seed=0).synthesize()[0][0]
+    assert one.shape == many.shape and not torch.allclose(one, many)
+
+
+def test_generator_gets_gradient_through_the_student():
+    teacher = tiny_bn_teacher()
+    student = build_model("lenet5_half", SPEC, seed=3)
+    config = SynthesisConfig(schedule="online", adv=1.0, adv_kind="l1", nz=8, ngf=4, batch_size=8)
+    synth = Synthesizer(teacher, SPEC, config, student=student, seed=0)
+    z, y = synth._noise()
+    loss = sum(synth.loss_terms(synth.generator(z, y), y).values())
+    loss.backward()
+    grads = [p.grad for p in synth.generator.parameters() if p.grad is not None]
+    assert grads and sum(g.abs().sum().item() for g in grads) > 0
+    # the reference defect: with the teacher standing in for the student there is nothing to learn
+    synth_bad = Synthesizer(teacher, SPEC, config, student=teacher, seed=0)
+    x = synth_bad.generator(z, y)
+    loss = sum(synth_bad.loss_terms(x, y).values())
+    assert loss.item() == 0.0
+    # and the student's own parameters get no gradient from a generator step
+    student.zero_grad(set_to_none=True)
+    synth.synthesize()
+    assert all(p.grad is None for p in student.parameters())
+
+
+def test_bn_methods_refuse_a_teacher_without_batchnorm():
+    teacher = build_model("lenet5_half", SPEC, seed=0)
+    with pytest.raises(DatafreeError, match="no BatchNorm"):
+        Synthesizer(teacher, SPEC, preset("deepinversion"), seed=0)
+    student = build_model("lenet5_half", SPEC, seed=1)
+    for name in ("dafl", "dfad", "zskt"):
+        Synthesizer(teacher, SPEC, preset(name, nz=8, ngf=4, batch_size=4), student=student, seed=0).synthesize()
+
+
+def test_adversarial_method_needs_the_student():
+    with pytest.raises(DatafreeError, match="needs the student"):
+        Synthesizer(tiny_bn_teacher(), SPEC, preset("dfad"), seed=0)
+
+
+def test_synthesis_is_seeded():
+    teacher = tiny_bn_teacher()
+    config = preset("dafl", nz=8, ngf=4, batch_size=4)
+    a = Synthesizer(teacher, SPEC, config, seed=5).synthesize()[0][0]
+    b = Synthesizer(teacher, SPEC, config, seed=5).synthesize()[0][0]
+    c = Synthesizer(teacher, SPEC, config, seed=6).synthesize()[0][0]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_live_stream_online_and_pool():
+    teacher = tiny_bn_teacher()
+    student = build_model("lenet5_half", SPEC, seed=1)
+    online = LiveStream(Synthesizer(teacher, SPEC, preset("dfad", nz=8, ngf=4, batch_size=6), student=student), 6)
+    batches = [next(online) for _ in range(6)]  # student_steps=5: generator updated at steps 0 and 5
+    assert online.synth.calls == 2 and all(b[0].shape == (6, *SPEC.shape) for b in batches)
+    assert not torch.equal(batches[1][0], batches[2][0])  # fresh samples between generator steps
+    pool = LiveStream(Synthesizer(teacher, SPEC, preset("fast", nz=8, ngf=4, batch_size=4, iterations=1),
+                                  student=student), 3, pool_size=6)
+    for _ in range(11):
+        x, y, logits = next(pool)
+        assert x.shape == (3, *SPEC.shape)
+    assert pool.synth.calls == 3 and len(pool.pool[0]) == 6
+
+
+def test_unknown_preset_and_bad_config():
+    with pytest.raises(DatafreeError, match="unknown method"):
+        preset("gan9000")
+    with pytest.raises(DatafreeError, match="pixel generator"):
+        SynthesisConfig(schedule="online", generator="pixels")
+    with pytest.raises(DatafreeError, match="unknown synthesis options"):
+        preset("dafl", colour="red")
+    synth = Synthesizer(tiny_bn_teacher(), SPEC, SynthesisConfig(), seed=0)
+    with pytest.raises(DatafreeError, match="no loss term"):
+        synth.synthesize()
