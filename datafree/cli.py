@@ -37,6 +37,24 @@ def _layer_pair(text: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
+def _key_value(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value  # a bare string such as adv_kind=js
+
+
+def _add_teacher_args(p: argparse.ArgumentParser, *, required: bool) -> None:
+    p.add_argument("--teacher", required=required, help="teacher checkpoint (.safetensors, .pt/.pth, or a run directory)")
+    p.add_argument("--teacher-arch", help="teacher architecture, for checkpoints without a datafree sidecar")
+    p.add_argument("--teacher-kwargs", type=_json_dict, default=None, help="JSON keyword arguments for --teacher-arch")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow loading .pt files that execute code when unpickled (only for files you trust)")
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     from datafree.data import DATASETS
 
@@ -122,32 +140,136 @@ def _check_compatible(teacher_spec, data_spec) -> None:
         )
 
 
-def cmd_distill(args: argparse.Namespace) -> int:
-    from datafree.checkpoint import ModelInfo, load_model
+def _load_teacher(args: argparse.Namespace, spec=None):
+    from datafree.checkpoint import load_model
+
+    return load_model(args.teacher, arch=args.teacher_arch, arch_kwargs=args.teacher_kwargs,
+                      spec=spec if args.teacher_arch else None, trust_pickle=args.trust_pickle)
+
+
+def _synthesis_config(args: argparse.Namespace):
+    from datafree.synthesis import preset
+
+    return preset(args.method, **dict(args.set or []))
+
+
+def _test_split(args: argparse.Namespace, spec):
+    """The real test split, used only to report accuracy (never for training in data-free mode)."""
+    if args.no_test:
+        return None
     from datafree.data import dataset_spec
+
+    test = _load_split(args, "test")
+    _check_compatible(spec, dataset_spec(test))
+    return test
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from datafree.checkpoint import ModelInfo
+    from datafree.data import dataset_spec
+    from datafree.data.transfer import TransferSet
     from datafree.models import build_model
     from datafree.run import train_run
+    from datafree.synthesis import KD_TEMPERATURE
 
-    train, test = _load_split(args, "train"), _load_split(args, "test")
-    spec = dataset_spec(train)
-    teacher, teacher_info = load_model(args.teacher, arch=args.teacher_arch, arch_kwargs=args.teacher_kwargs,
-                                       spec=spec if args.teacher_arch else None, trust_pickle=args.trust_pickle)
-    _check_compatible(teacher_info.spec, spec)
-    student = build_model(args.student, spec, seed=args.seed, **args.student_kwargs)
-    config = _train_config(
-        args, alpha=args.alpha, temperature=args.temperature, hint_weight=args.hint_weight,
-        hint_layers=args.hint, rkd_distance_weight=args.rkd_distance, rkd_angle_weight=args.rkd_angle,
-        relation_layers=args.relation_layers,
-    )
+    if args.transfer and args.method:
+        raise DatafreeError("--transfer and --method are alternative sources; give one")
     if args.hint is not None and args.hint_weight == 0:
         raise DatafreeError("--hint needs --hint-weight > 0")
-    result = train_run(args.out, student, ModelInfo(args.student, spec, args.student_kwargs), config, train, test,
-                       teacher=teacher, resume=args.resume, overwrite=args.overwrite,
-                       extra={"argv": args.argv, "dataset": args.dataset, "source": "real",
-                              "teacher": {"path": str(args.teacher), "arch": teacher_info.arch,
-                                          "sha256": teacher_info.sha256}})
+    if args.teacher is None and not args.transfer:
+        raise DatafreeError("--teacher is required (only a --transfer set carries its own teacher logits)")
+    teacher, teacher_info = (None, None)
+    if args.transfer:
+        train = TransferSet(args.transfer)
+        spec, source = train.spec, {"source": "transfer", "transfer": str(args.transfer),
+                                    "transfer_method": train.manifest.get("method")}
+        if args.teacher is not None:
+            teacher, teacher_info = _load_teacher(args, spec)
+            _check_compatible(teacher_info.spec, spec)
+        test = _test_split(args, spec)
+    elif args.method:
+        teacher, teacher_info = _load_teacher(args)
+        spec, train, source = teacher_info.spec, None, {"source": "live", "method": args.method}
+        test = _test_split(args, spec)
+    else:
+        train, test = _load_split(args, "train"), _load_split(args, "test")
+        spec, source = dataset_spec(train), {"source": "real"}
+        teacher, teacher_info = _load_teacher(args, spec)
+        _check_compatible(teacher_info.spec, spec)
+    temperature = args.temperature
+    if temperature is None:
+        temperature = KD_TEMPERATURE.get(args.method, 4.0) if args.method else 4.0
+    student = build_model(args.student, spec, seed=args.seed, **args.student_kwargs)
+    config = _train_config(
+        args, alpha=args.alpha, temperature=temperature, hint_weight=args.hint_weight,
+        hint_layers=args.hint, rkd_distance_weight=args.rkd_distance, rkd_angle_weight=args.rkd_angle,
+        relation_layers=args.relation_layers,
+        steps_per_epoch=args.steps_per_epoch or (200 if args.method else None),
+    )
+    if teacher_info is not None:
+        source["teacher"] = {"path": str(args.teacher), "arch": teacher_info.arch, "sha256": teacher_info.sha256}
+    info = ModelInfo(args.student, spec, args.student_kwargs)
+    extra = {"argv": args.argv, "dataset": args.dataset, **source}
+    if args.method:
+        from datafree.synthesis.run import live_stream
+
+        if args.resume:
+            raise DatafreeError("--resume is not supported for live synthesis yet; start the run again")
+        synth_config = _synthesis_config(args)
+        train = live_stream(student, teacher, teacher_info, args.method, synth_config, batch_size=args.batch_size,
+                            seed=args.seed, device=args.device, transfer_dir=args.save_transfer)
+        extra["synthesis_config"] = synth_config.to_dict()
+        try:
+            result = train_run(args.out, student, info, config, train, test, teacher=teacher, overwrite=args.overwrite,
+                               extra=extra, late_extra=lambda: {"synthesis_calls": train.synth.calls,
+                                                                "synthetic_images": train.synth.calls * synth_config.batch_size})
+        finally:
+            train.close()
+    else:
+        result = train_run(args.out, student, info, config, train, test, teacher=teacher, resume=args.resume,
+                           overwrite=args.overwrite, extra=extra)
     _print_result("student", result, args.out)
     return 0
+
+
+def cmd_synthesize(args: argparse.Namespace) -> int:
+    from datafree.synthesis.run import synthesize_set
+
+    teacher, info = _load_teacher(args)
+    config = _synthesis_config(args)
+    manifest = synthesize_set(args.out, teacher, info, args.method, config, args.count, seed=args.seed,
+                              device=args.device, resume=args.resume, preview_every=args.preview_every,
+                              progress=args.progress)
+    print(f"transfer set: {manifest['count']} images from {args.method} in {manifest['synthesis_time_s']:.0f}s "
+          f"-> {args.out} (preview: {Path(args.out) / 'preview.png'})")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from datafree.data.transfer import TransferSet
+    from datafree.viz import save_class_grid, save_images
+
+    ts = TransferSet(args.directory)
+    m = ts.manifest
+    print(f"{args.directory}: {m['kind']} transfer set, method {m['method']}, {len(ts)} images "
+          f"in {len(m['shards'])} shards, teacher {m['teacher'].get('arch')} ({m['teacher'].get('sha256', '')[:12]})")
+    if len(ts) == 0:
+        return 0
+    x, y, logits = ts.get_batch(torch.arange(len(ts)))
+    counts = torch.bincount(y, minlength=ts.spec.num_classes).tolist()
+    names = ts.spec.class_names or tuple(str(i) for i in range(ts.spec.num_classes))
+    confidence = logits.softmax(1).max(1).values
+    print("per class (teacher label): " + ", ".join(f"{n}={c}" for n, c in zip(names, counts)))
+    print(f"teacher confidence: mean {confidence.mean():.3f}, min {confidence.min():.3f}")
+    out = Path(args.out) if args.out else Path(args.directory) / "grids"
+    out.mkdir(parents=True, exist_ok=True)
+    for c in range(ts.spec.num_classes):
+        if (y == c).any():
+            save_images(out / f"class-{c:03d}.png", x[y == c][: args.per_class], ts.spec)
+    save_class_grid(out / "all-classes.png", x, y, ts.spec)
+    print(f"grids: {out}/class-*.png and all-classes.png")
+    return 0
+
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -176,8 +298,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from datafree import __version__
     from datafree.models import available_models
+    from datafree.synthesis import PRESETS
 
     models = ", ".join(available_models())
+    methods = ", ".join(sorted(PRESETS))
+    default_device = "cuda" if torch.cuda.is_available() else "cpu"
     parser = argparse.ArgumentParser(
         prog="datafree",
         description="Distill a trained teacher into a small student, with or without its training data.",
@@ -193,19 +318,48 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(p, epochs=20, lr=0.05, augment="none")
     p.set_defaults(func=cmd_train_teacher)
 
-    p = sub.add_parser("distill", help="distill a teacher checkpoint into a student (real-data KD)",
-                       description="Train a student with alpha*CE + (1-alpha)*T^2*KL(teacher || student), "
-                                   f"plus optional hint and relation terms. Architectures: {models}.")
-    p.add_argument("--teacher", required=True, help="teacher checkpoint (.safetensors, .pt/.pth, or a run directory)")
-    p.add_argument("--teacher-arch", help="teacher architecture, for checkpoints without a datafree sidecar")
-    p.add_argument("--teacher-kwargs", type=_json_dict, default=None, help="JSON keyword arguments for --teacher-arch")
-    p.add_argument("--trust-pickle", action="store_true",
-                   help="allow loading .pt files that execute code when unpickled (only for files you trust)")
+    p = sub.add_parser("synthesize", help="synthesize a transfer set from a teacher checkpoint alone",
+                       description="Run a data-free method against a teacher and store its images, teacher labels "
+                                   f"and teacher logits as a transfer set. Methods: {methods}.")
+    _add_teacher_args(p, required=True)
+    p.add_argument("--method", required=True, choices=sorted(PRESETS), help="synthesis method (a preset)")
+    p.add_argument("--set", type=_key_value, action="append", metavar="KEY=VALUE",
+                   help="override a preset field, e.g. --set iterations=500 --set bn=5 (repeatable)")
+    p.add_argument("--count", type=int, required=True, help="number of images to synthesize")
+    p.add_argument("--out", required=True, help="transfer-set directory")
+    p.add_argument("--resume", action="store_true", help="extend an interrupted set in --out up to --count")
+    p.add_argument("--preview-every", type=int, default=10, help="write preview.png every N batches (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
+    p.add_argument("--device", default=default_device, help="torch device (default: %(default)s)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(func=cmd_synthesize)
+
+    p = sub.add_parser("inspect", help="summarise a transfer set and write PNG grids per class",
+                       description="Print a transfer set's manifest summary and write one PNG grid per class.")
+    p.add_argument("directory", help="transfer-set directory")
+    p.add_argument("--out", help="where to write the grids (default: DIRECTORY/grids)")
+    p.add_argument("--per-class", type=int, default=64, help="images per class grid (default: %(default)s)")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("distill", help="distill a teacher into a student: real data, a transfer set, or a live method",
+                       description="Train a student with alpha*CE + (1-alpha)*T^2*KL(teacher || student), plus "
+                                   "optional hint and relation terms. The source is the real training set "
+                                   "(default), a stored --transfer set, or a live data-free --method. "
+                                   f"Architectures: {models}. Methods: {methods}.")
+    _add_teacher_args(p, required=False)
     p.add_argument("--student", default="lenet5_half", help="student architecture (default: %(default)s)")
     p.add_argument("--student-kwargs", type=_json_dict, default={}, help="JSON keyword arguments for the student")
+    g = p.add_argument_group("source (default: the real training set)")
+    g.add_argument("--transfer", help="a transfer-set directory made by 'datafree synthesize'")
+    g.add_argument("--method", choices=sorted(PRESETS), help="a live data-free method (generator trained alongside)")
+    g.add_argument("--set", type=_key_value, action="append", metavar="KEY=VALUE", help="override a --method preset field")
+    g.add_argument("--steps-per-epoch", type=int, help="student steps per epoch for --method (default: 200)")
+    g.add_argument("--save-transfer", help="with --method: also store every synthesized batch in this directory")
+    g.add_argument("--no-test", action="store_true", help="do not evaluate on the real test split")
     g = p.add_argument_group("distillation")
     g.add_argument("--alpha", type=float, default=0.1, help="weight of hard-label CE; 1-alpha goes to KL (default: %(default)s)")
-    g.add_argument("--temperature", "-T", type=float, default=4.0, help="softmax temperature (default: %(default)s)")
+    g.add_argument("--temperature", "-T", type=float, default=None,
+                   help="softmax temperature (default: 4, or the method's own for --method)")
     g.add_argument("--hint", type=_layer_pair, help="FitNets hint between modules, STUDENT_MODULE:TEACHER_MODULE")
     g.add_argument("--hint-weight", type=float, default=0.0, help="weight of the hint MSE (default: %(default)s)")
     g.add_argument("--rkd-distance", type=float, default=0.0, help="weight of the RKD distance loss (default: %(default)s)")
@@ -213,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--relation-layers", type=_layer_pair,
                    help="STUDENT_MODULE:TEACHER_MODULE for RKD (default: inputs of the last Linear layers)")
     _add_data_args(p)
-    _add_train_args(p, epochs=20, lr=0.05, augment="none")
+    _add_train_args(p, epochs=20, lr=0.01, augment="none")
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("evaluate", help="test accuracy of a checkpoint",

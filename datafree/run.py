@@ -13,6 +13,7 @@ from __future__ import annotations
 import platform
 import subprocess
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -75,15 +76,19 @@ def train_run(
     model: nn.Module,
     info: ModelInfo,
     config: TrainConfig,
-    train: Dataset,
+    train: Dataset | Iterable,
     test: Dataset | None,
     *,
     teacher: nn.Module | None = None,
     resume: bool = False,
     overwrite: bool = False,
     extra: dict[str, Any] | None = None,
+    late_extra: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Train ``model`` into run directory ``out`` and return its result record."""
+    """Train ``model`` into run directory ``out`` and return its result record.
+
+    ``late_extra`` adds fields known only after training (e.g. how many images were synthesized).
+    """
     out = prepare_run_dir(out, resume=resume, overwrite=overwrite)
     trainer = Trainer(model, config, teacher=teacher, spec=info.spec, out_dir=out)
     start = time.perf_counter()
@@ -103,6 +108,7 @@ def train_run(
         "protocol": "top-1 accuracy on the test split after the last epoch (never best-on-test)",
         "environment": environment(),
         **(extra or {}),
+        **(late_extra() if late_extra is not None else {}),
     }
     write_json(out / RESULT_FILE, result)
     return result

@@ -18,7 +18,7 @@ weight is a field of :class:`SynthesisConfig`, so presets are just configs.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -305,15 +305,21 @@ class LiveStream:
         self.pool: list[torch.Tensor] = []
         self.steps = 0
         self.last_terms: dict[str, float] = {}
+        self.on_synthesize: Callable[[tuple[torch.Tensor, ...]], None] | None = None  # e.g. a transfer-set writer
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         return self
+
+    def close(self) -> None:
+        self.synth.close()
 
     def __next__(self) -> tuple[torch.Tensor, ...]:
         c = self.synth.config
         fresh = None
         if self.steps % c.student_steps == 0:
             fresh, self.last_terms = self.synth.synthesize()
+            if self.on_synthesize is not None:
+                self.on_synthesize(fresh)
             if c.schedule != "online":
                 self.pool = [torch.cat([new, old])[: self.pool_size] for new, old in zip(fresh, self.pool)] or list(fresh)
         self.steps += 1

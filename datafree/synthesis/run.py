@@ -1,0 +1,90 @@
+"""Driving the engine: write a transfer set, or distill a student from a live stream.
+
+Methods without an adversarial term only need the teacher, so :func:`synthesize_set` calls the
+synthesizer until the set is full. Adversarial methods need a student that learns while the
+generator chases its mistakes; then the student is trained by the shared :class:`Trainer` on a
+:class:`LiveStream`, and every synthesized batch is also appended to the transfer set.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from datafree.checkpoint import ModelInfo, load_training_state, save_training_state
+from datafree.data.transfer import TransferSetWriter
+from datafree.errors import DatafreeError
+from datafree.synthesis.engine import LiveStream, SynthesisConfig, Synthesizer
+from datafree.train import peak_memory_mb
+from datafree.viz import save_class_grid
+
+SYNTH_STATE = "synth-state.pt"
+PREVIEW = "preview.png"
+
+
+def transfer_header(method: str, config: SynthesisConfig, teacher_info: ModelInfo, seed: int) -> dict[str, Any]:
+    return {"kind": "synthetic", "method": method, "config": config.to_dict(), "seed": seed,
+            "teacher": {"arch": teacher_info.arch, "arch_kwargs": teacher_info.arch_kwargs,
+                        "sha256": teacher_info.sha256},
+            "spec": teacher_info.spec.to_dict()}
+
+
+def synthesize_set(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo, method: str,
+                   config: SynthesisConfig, count: int, *, seed: int = 0, device: str = "cpu",
+                   resume: bool = False, preview_every: int = 10, progress: bool = True) -> dict[str, Any]:
+    """Fill a transfer set with ``count`` images from a non-adversarial method (resumable)."""
+    if config.needs_student:
+        raise DatafreeError(f"{method} trains against a student: use 'datafree distill --method {method}' "
+                            "(with --save-transfer DIR to keep its synthetic data)")
+    out = Path(out)
+    if out.exists() and (out / "manifest.json").is_file() and not resume:
+        raise DatafreeError(f"{out} already holds a transfer set; pass --resume to extend it to --count")
+    writer = TransferSetWriter(out, transfer_header(method, config, teacher_info, seed))
+    synth = Synthesizer(teacher, teacher_info.spec, config, seed=seed, device=device)
+    if resume and (out / SYNTH_STATE).is_file():
+        synth.load_state_dict(load_training_state(out / SYNTH_STATE))
+    start, elapsed0 = time.perf_counter(), float(writer.manifest.get("synthesis_time_s", 0.0))
+    bar = tqdm(total=count, initial=min(writer.count, count), desc=f"synthesize {method}", unit="img",
+               disable=not progress, dynamic_ncols=True)
+    try:
+        while writer.count < count:
+            (x, y, logits), terms = synth.synthesize()
+            take = min(len(x), count - writer.count)
+            writer.append(x[:take], y[:take], logits[:take])
+            save_training_state(out / SYNTH_STATE, synth.state_dict())
+            bar.update(take)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items()}, refresh=False)
+            if synth.calls % preview_every == 1 or writer.count >= count:
+                save_class_grid(out / PREVIEW, x, y, teacher_info.spec)
+    finally:
+        bar.close()
+        synth.close()
+    elapsed = elapsed0 + time.perf_counter() - start
+    writer.update(synthesis_time_s=elapsed, peak_memory_mb=peak_memory_mb(torch.device(device)))
+    return writer.manifest
+
+
+def live_stream(student: nn.Module, teacher: nn.Module, teacher_info: ModelInfo, method: str,
+                config: SynthesisConfig, *, batch_size: int, seed: int = 0, device: str = "cpu",
+                transfer_dir: str | Path | None = None, pool_size: int = 50_000) -> LiveStream:
+    """A live synthetic stream for the trainer; with ``transfer_dir`` every new batch is also kept."""
+    synth = Synthesizer(teacher, teacher_info.spec, config, student=student, seed=seed, device=device)
+    stream = LiveStream(synth, batch_size, pool_size=pool_size, seed=seed)
+    if transfer_dir is not None:
+        writer = TransferSetWriter(transfer_dir, transfer_header(method, config, teacher_info, seed))
+        if writer.count:
+            synth.close()
+            raise DatafreeError(f"{transfer_dir} already holds synthetic data; choose an empty --save-transfer")
+        stream.on_synthesize = lambda batch: writer.append(*batch)
+    return stream
+
+
+def steps_for(count: int, config: SynthesisConfig) -> int:
+    """Student steps needed for the synthesizer to produce ``count`` images."""
+    return math.ceil(count / config.batch_size) * config.student_steps
