@@ -106,7 +106,8 @@ def _load_split(args: argparse.Namespace, split: str):
 
 def _print_result(name: str, result: dict[str, Any], out: str) -> None:
     m = result["metrics"]
-    print(f"{name}: test accuracy {m['test_accuracy']:.2f}% after epoch {m['epoch']} "
+    accuracy = f"test accuracy {m['test_accuracy']:.2f}%" if "test_accuracy" in m else "not evaluated"
+    print(f"{name}: {accuracy} after epoch {m['epoch']} "
           f"({m['train_time_total_s']:.0f}s training) -> {Path(out) / 'model.safetensors'}")
 
 
@@ -123,7 +124,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
     result = train_run(args.out, model, ModelInfo(args.arch, spec, args.arch_kwargs), _train_config(args),
                        train, test, resume=args.resume, overwrite=args.overwrite,
                        extra={"argv": args.argv, "dataset": args.dataset})
-    _print_result("teacher", result, args.out)
+    _print_result("model", result, args.out)
     return 0
 
 

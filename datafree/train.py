@@ -14,6 +14,7 @@ only without a teacher. Reported accuracy is the last epoch's on the test split.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import resource
@@ -319,9 +320,7 @@ class Trainer:
             correct, seen = torch.zeros((), device=self.device), 0
             bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{c.epochs}", disable=not c.progress,
                        leave=False, dynamic_ncols=True)
-            for step, batch in enumerate(batches):
-                if step >= steps:
-                    break
+            for step, batch in enumerate(itertools.islice(batches, steps)):  # never draws a batch it won't use
                 x = batch[0].to(self.device, non_blocking=True)
                 y = batch[1].to(self.device, non_blocking=True)
                 stored = batch[2].to(self.device, non_blocking=True) if len(batch) > 2 else None

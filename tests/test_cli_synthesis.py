@@ -1,0 +1,71 @@
+import json
+
+import pytest
+
+from datafree.cli import main
+from datafree.data.transfer import TransferSet
+
+
+@pytest.fixture
+def bn_teacher(fmnist_root, tmp_path):
+    out = tmp_path / "teacher"
+    assert main(["train-teacher", "--arch", "resnet8", "--arch-kwargs", '{"width": 4}', "--epochs", "1",
+                 "--data-root", str(fmnist_root), "--out", str(out), "--no-progress", "--batch-size", "64"]) == 0
+    return out
+
+
+def test_synthesize_inspect_distill(bn_teacher, fmnist_root, tmp_path, capsys):
+    tset = tmp_path / "set"
+    small = ["--set", "batch_size=8", "--set", "iterations=2"]
+    argv = ["synthesize", "--teacher", str(bn_teacher), "--method", "deepinversion", "--count", "20",
+            "--out", str(tset), "--no-progress", *small]
+    assert main(argv) == 0
+    ts = TransferSet(tset)
+    assert len(ts) == 20 and len(ts.manifest["shards"]) == 3
+    assert ts.manifest["method"] == "deepinversion" and ts.manifest["config"]["iterations"] == 2
+    assert (tset / "preview.png").stat().st_size > 0
+    # running again is refused; --resume with a larger count extends without duplicates
+    assert main(argv) == 2
+    assert "already holds a transfer set" in capsys.readouterr().err
+    assert main([*argv[:6], "28", *argv[7:], "--resume"]) == 0
+    assert len(TransferSet(tset)) == 28
+
+    assert main(["inspect", str(tset)]) == 0
+    out = capsys.readouterr().out
+    assert "deepinversion" in out and "28 images" in out
+    assert (tset / "grids" / "all-classes.png").is_file() and list((tset / "grids").glob("class-*.png"))
+
+    student = tmp_path / "student"
+    assert main(["distill", "--teacher", str(bn_teacher), "--transfer", str(tset), "--student", "lenet5_half",
+                 "--epochs", "1", "--batch-size", "8", "--data-root", str(fmnist_root), "--out", str(student),
+                 "--no-progress"]) == 0
+    result = json.loads((student / "result.json").read_text())
+    assert result["source"] == "transfer" and result["transfer_method"] == "deepinversion"
+    # without a teacher the stored logits are used; without --no-test a test split is needed
+    assert main(["distill", "--transfer", str(tset), "--epochs", "1", "--batch-size", "8", "--no-test",
+                 "--out", str(tmp_path / "s2"), "--no-progress"]) == 0
+
+
+def test_live_method_distill_with_saved_transfer(bn_teacher, fmnist_root, tmp_path):
+    out, keep = tmp_path / "student", tmp_path / "kept"
+    assert main(["distill", "--teacher", str(bn_teacher), "--method", "dfad", "--student", "lenet5_half",
+                 "--epochs", "2", "--steps-per-epoch", "5", "--batch-size", "8", "--set", "batch_size=8",
+                 "--set", "nz=16", "--save-transfer", str(keep), "--data-root", str(fmnist_root),
+                 "--out", str(out), "--no-progress"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["source"] == "live" and result["synthesis_calls"] == 2  # 10 steps, 5 student steps per call
+    assert result["synthesis_config"]["adv_kind"] == "l1" and result["config"]["temperature"] == 1.0
+    assert len(TransferSet(keep)) == 16
+
+
+def test_bn_method_on_teacher_without_bn_is_one_line(fmnist_root, tmp_path, capsys):
+    teacher = tmp_path / "lenet"
+    assert main(["train-teacher", "--arch", "lenet5", "--epochs", "1", "--data-root", str(fmnist_root),
+                 "--out", str(teacher), "--no-progress"]) == 0
+    code = main(["synthesize", "--teacher", str(teacher), "--method", "deepinversion", "--count", "8",
+                 "--out", str(tmp_path / "s"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "no BatchNorm" in err[0]
+    code = main(["synthesize", "--teacher", str(teacher), "--method", "dfad", "--count", "8",
+                 "--out", str(tmp_path / "s"), "--no-progress"])
+    assert code == 2 and "distill --method dfad" in capsys.readouterr().err

@@ -1,0 +1,100 @@
+import json
+
+import pytest
+import torch
+
+from datafree.data import DataSpec, iterate_batches
+from datafree.data.transfer import TransferSet, TransferSetWriter
+from datafree.errors import DatafreeError
+
+SPEC = DataSpec(1, 4, 4, 3, (0.5,), (0.5,), name="tiny")
+HEADER = {"kind": "synthetic", "method": "test", "config": {}, "seed": 0, "teacher": {"arch": "t", "sha256": "ab"},
+          "spec": SPEC.to_dict()}
+
+
+def batch(n, start):
+    x = torch.arange(start, start + n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, *SPEC.shape).contiguous()
+    y = torch.arange(start, start + n) % 3
+    return x, y, torch.nn.functional.one_hot(y, 3).float() * 5
+
+
+def test_write_append_read_round_trip(tmp_path):
+    w = TransferSetWriter(tmp_path / "set", HEADER)
+    w.append(*batch(5, 0))
+    w.append(*batch(3, 5))
+    ts = TransferSet(tmp_path / "set")
+    assert len(ts) == 8 and ts.spec == SPEC
+    x, y, logits = ts.get_batch(torch.tensor([7, 0, 5, 4]))
+    assert x[:, 0, 0, 0].tolist() == [7, 0, 5, 4]
+    assert y.tolist() == [1, 0, 2, 1] and torch.equal(logits.argmax(1), y)
+    everything = torch.cat([b[0][:, 0, 0, 0] for b in iterate_batches(ts, 3, shuffle=True, generator=torch.Generator())])
+    assert sorted(everything.tolist()) == list(range(8))
+    manifest = json.loads((tmp_path / "set" / "manifest.json").read_text())
+    assert manifest["count"] == 8 and [s["count"] for s in manifest["shards"]] == [5, 3]
+    assert manifest["teacher"]["sha256"] == "ab" and manifest["label_type"]
+
+
+def test_interrupted_append_loses_and_duplicates_nothing(tmp_path, monkeypatch):
+    import datafree.data.transfer as transfer
+
+    w = TransferSetWriter(tmp_path / "set", HEADER)
+    w.append(*batch(4, 0))
+    # crash after the shard file is in place but before the manifest lists it
+    original = transfer.write_json
+
+    def crash(path, obj):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(transfer, "write_json", crash)
+    with pytest.raises(KeyboardInterrupt):
+        w.append(*batch(4, 4))
+    monkeypatch.setattr(transfer, "write_json", original)
+    assert len(TransferSet(tmp_path / "set")) == 4  # the unlisted shard is not part of the set
+    resumed = TransferSetWriter(tmp_path / "set", HEADER)
+    resumed.append(*batch(4, 4))
+    resumed.append(*batch(2, 8))
+    ts = TransferSet(tmp_path / "set")
+    values = ts.get_batch(torch.arange(len(ts)))[0][:, 0, 0, 0].tolist()
+    assert values == list(range(10))
+    assert sorted(p.name for p in (tmp_path / "set").iterdir()) == [
+        "manifest.json", "shard-00000.safetensors", "shard-00001.safetensors", "shard-00002.safetensors"]
+
+
+def test_crash_while_writing_a_shard_leaves_no_partial_file(tmp_path, monkeypatch):
+    import datafree.data.transfer as transfer
+
+    w = TransferSetWriter(tmp_path / "set", HEADER)
+
+    def boom(*a, **k):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(transfer, "save_file", boom)
+    with pytest.raises(OSError):
+        w.append(*batch(2, 0))
+    assert sorted(p.name for p in (tmp_path / "set").iterdir()) == ["manifest.json"]
+
+
+def test_reopening_with_another_recipe_is_refused(tmp_path):
+    TransferSetWriter(tmp_path / "set", HEADER).append(*batch(2, 0))
+    with pytest.raises(DatafreeError, match="another method"):
+        TransferSetWriter(tmp_path / "set", {**HEADER, "method": "other"})
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    with pytest.raises(DatafreeError, match="not empty"):
+        TransferSetWriter(tmp_path / "foreign", HEADER)
+
+
+def test_corrupted_or_missing_shard_is_reported(tmp_path):
+    w = TransferSetWriter(tmp_path / "set", HEADER)
+    w.append(*batch(2, 0))
+    shard = tmp_path / "set" / "shard-00000.safetensors"
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(DatafreeError, match="sha256"):
+        TransferSet(tmp_path / "set")[0]
+    shard.unlink()
+    with pytest.raises(DatafreeError, match="missing"):
+        TransferSet(tmp_path / "set")[0]
+    with pytest.raises(DatafreeError, match="not a transfer set"):
+        TransferSet(tmp_path)
