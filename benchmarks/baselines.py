@@ -37,7 +37,7 @@ class Pair:
     student: str
     teacher_args: tuple[str, ...]
     student_args: tuple[str, ...]  # shared by the scratch and the KD student
-    kd_args: tuple[str, ...] = ("--alpha", "0.1", "--temperature", "4")  # appended last: may override
+    kd_args: tuple[str, ...] = ("--alpha", "0.1", "--temperature", "4")  # may override student_args
     teacher_kwargs: dict[str, Any] = field(default_factory=dict)
     student_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -82,6 +82,13 @@ def run(argv: list[str], out: Path) -> dict[str, Any]:
     return result
 
 
+def merge_args(base: tuple[str, ...], override: tuple[str, ...]) -> list[str]:
+    """``base`` flag/value pairs with those in ``override`` replaced or added (one value per flag)."""
+    merged = dict(zip(base[::2], base[1::2]))
+    merged.update(zip(override[::2], override[1::2]))
+    return [a for flag, value in merged.items() for a in (flag, value)]
+
+
 def kwargs_args(flag: str, kwargs: dict[str, Any]) -> list[str]:
     return [flag, json.dumps(kwargs, sort_keys=True)] if kwargs else []
 
@@ -98,8 +105,8 @@ def run_pair(key: str, seeds: tuple[int, ...], root: Path, data: list[str]) -> d
         scratch = ["train-teacher", "--arch", pair.student, *kwargs_args("--arch-kwargs", pair.student_kwargs),
                    *pair.student_args, "--seed", str(seed), *data]
         rows["scratch"].append(run(scratch, root / "baselines" / key / f"scratch-seed{seed}"))
-        kd = ["distill", "--teacher", str(teacher_dir), *student, *pair.student_args, "--seed", str(seed),
-              *data, *pair.kd_args]
+        kd = ["distill", "--teacher", str(teacher_dir), *student, *merge_args(pair.student_args, pair.kd_args),
+              "--seed", str(seed), *data]
         rows["kd"].append(run(kd, root / "baselines" / key / f"kd-seed{seed}"))
     return {"pair": pair.name, "key": key, "teacher": teacher, "students": rows}
 
