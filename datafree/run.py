@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import platform
 import subprocess
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -91,12 +90,10 @@ def train_run(
     """
     out = prepare_run_dir(out, resume=resume, overwrite=overwrite)
     trainer = Trainer(model, config, teacher=teacher, spec=info.spec, out_dir=out)
-    start = time.perf_counter()
     try:
         metrics = trainer.fit(train, test, resume=resume)
     finally:
         trainer.close()
-    metrics["wall_time_s"] = time.perf_counter() - start  # this invocation: training + evaluation
     info.metrics = {k: metrics[k] for k in ("test_accuracy", "test_loss", "epoch") if k in metrics}
     save_model(out / MODEL_FILE, trainer.model.cpu(), info)
     result = {

@@ -362,6 +362,7 @@ class Trainer:
             if test is not None:
                 metrics = evaluate(self.model, test, c.eval_batch_size, self.device, self.amp)
                 record.update(test_accuracy=metrics["accuracy"], test_loss=metrics["loss"])
+            record["epoch_time_s"] = time.perf_counter() - t0  # training + evaluation
             self.history.append(record)
             self._save(epoch, scheduler)
             if c.progress:
@@ -370,6 +371,7 @@ class Trainer:
                          f"train acc {record['train_accuracy']:.2f}%{shown} ({train_time:.1f}s)")
         last = dict(self.history[-1]) if self.history else {}
         last["train_time_total_s"] = sum(h["train_time_s"] for h in self.history)
+        last["wall_time_s"] = sum(h["epoch_time_s"] for h in self.history)  # all epochs, across resumes
         last["peak_memory_mb"] = peak_memory_mb(self.device)
         return last
 

@@ -95,6 +95,16 @@ def test_generator_outputs_normalised_images_of_the_spec():
     assert PixelGenerator(SPEC, 5)(None).shape == (5, *SPEC.shape)
 
 
+def test_tanh_bn_generator_batches_have_normalised_statistics():
+    g = Generator(SPEC, nz=8, ngf=4, output="tanh-bn")
+    x = g(torch.randn(64, 8, generator=torch.Generator().manual_seed(0)))
+    per_channel = x.transpose(0, 1).flatten(1)
+    assert torch.allclose(per_channel.mean(1), torch.zeros(SPEC.channels), atol=1e-4)
+    assert torch.allclose(per_channel.std(1, unbiased=False), torch.ones(SPEC.channels), atol=1e-2)
+    with pytest.raises(ValueError, match="unknown generator output"):
+        Generator(SPEC, output="relu")
+
+
 def test_bn_statistics_loss_decreases_when_optimising_pixels():
     teacher = tiny_bn_teacher()
     stats = BatchNormStatistics(teacher, first_layer_weight=2.0)

@@ -31,7 +31,7 @@ from datafree.errors import DatafreeError
 from datafree.hooks import BatchNormStatistics, InputHooks, penultimate_module
 from datafree.losses import activation_norm, class_balance, disagreement, info_nce, l2_prior, total_variation
 from datafree.synthesis.augment import random_resized_crop_flip
-from datafree.synthesis.generators import Generator, PixelGenerator
+from datafree.synthesis.generators import OUTPUTS, Generator, PixelGenerator
 
 SCHEDULES = ("online", "pool", "meta")
 GENERATORS = ("dcgan", "pixels")
@@ -44,6 +44,7 @@ class SynthesisConfig:
     schedule: str = "pool"
     generator: str = "dcgan"
     conditional: bool = False  # dcgan only: sample target classes and condition on them
+    output: str = "sigmoid"  # dcgan head: sigmoid (CMI, Fast-DFKD) | tanh-bn (DAFL, DFAD, ZSKT)
     nz: int = 256
     ngf: int = 64
     batch_size: int = 256
@@ -76,6 +77,8 @@ class SynthesisConfig:
             raise DatafreeError(f"unknown generator {self.generator!r} ({', '.join(GENERATORS)})")
         if self.generator == "pixels" and self.schedule != "pool":
             raise DatafreeError("the pixel generator only works with the pool schedule")
+        if self.output not in OUTPUTS:
+            raise DatafreeError(f"unknown generator output {self.output!r} ({', '.join(OUTPUTS)})")
         if self.adv_kind not in ("l1", "kl", "js", "cmi"):
             raise DatafreeError(f"unknown adversarial term {self.adv_kind!r} (l1, kl, js, cmi)")
         if self.iterations < 1 or self.batch_size < 1:
@@ -139,7 +142,7 @@ class Synthesizer:
             if c.generator == "pixels":
                 g = PixelGenerator(self.spec, c.batch_size, torch.Generator().manual_seed(seed))
             else:
-                g = Generator(self.spec, c.nz, c.ngf, c.conditional)
+                g = Generator(self.spec, c.nz, c.ngf, c.conditional, c.output)
         return g.to(self.device)
 
     def _new_optimizer(self, generator: nn.Module) -> torch.optim.Optimizer:

@@ -7,19 +7,31 @@ from torch import nn
 
 from datafree.data.spec import DataSpec
 
+OUTPUTS = ("sigmoid", "tanh-bn")
+
 
 class Generator(nn.Module):
     """DCGAN-style generator (as in DAFL / Fast-DFKD), sized from the DataSpec.
 
-    ``z -> linear -> (2*ngf, H/4, W/4) -> [upsample, conv, BN, LeakyReLU] x 2 -> conv -> sigmoid``;
-    the sigmoid gives pixels in [0, 1], which are then normalised with the spec's mean/std, so
-    the output lives in exactly the space the teacher was trained on. With ``num_classes`` the
-    generator is conditional: the noise is multiplied by a learned class embedding.
+    ``z -> linear -> (2*ngf, H/4, W/4) -> [upsample, conv, BN, LeakyReLU] x 2 -> conv -> head``.
+    Two output heads, each the one its papers use:
+
+    - ``sigmoid`` (CMI, Fast-DFKD): pixels in [0, 1], normalised with the spec's mean/std, so the
+      output lives in exactly the space the teacher was trained on.
+    - ``tanh-bn`` (DAFL, DFAD, ZSKT): tanh, then a BatchNorm without affine parameters. Every batch
+      then has zero mean and unit variance per channel -- the statistics of normalised real data --
+      which keeps the generator from drifting to blank or saturated images when the teacher has no
+      BatchNorm statistics to match.
+
+    With ``conditional`` the noise is multiplied by a learned class embedding.
     """
 
-    def __init__(self, spec: DataSpec, nz: int = 256, ngf: int = 64, conditional: bool = False) -> None:
+    def __init__(self, spec: DataSpec, nz: int = 256, ngf: int = 64, conditional: bool = False,
+                 output: str = "sigmoid") -> None:
         super().__init__()
-        self.spec, self.nz, self.conditional = spec, nz, conditional
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown generator output {output!r} ({', '.join(OUTPUTS)})")
+        self.spec, self.nz, self.conditional, self.output = spec, nz, conditional, output
         self.init_h, self.init_w = -(-spec.height // 4), -(-spec.width // 4)
         self.project = nn.Linear(nz, 2 * ngf * self.init_h * self.init_w)
         self.embed = nn.Embedding(spec.num_classes, nz) if conditional else None
@@ -31,6 +43,7 @@ class Generator(nn.Module):
             nn.Conv2d(2 * ngf, ngf, 3, 1, 1, bias=False), nn.BatchNorm2d(ngf), nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(ngf, spec.channels, 3, 1, 1),
         )
+        self.out_norm = nn.BatchNorm2d(spec.channels, affine=False) if output == "tanh-bn" else None
         mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
         std = torch.tensor(spec.std).view(1, -1, 1, 1)
         self.register_buffer("mean", mean, persistent=False)
@@ -42,8 +55,10 @@ class Generator(nn.Module):
                 raise ValueError("a conditional generator needs class labels")
             z = z * self.embed(y)
         h = self.project(z).view(len(z), -1, self.init_h, self.init_w)
-        x = torch.sigmoid(self.body(h))[..., : self.spec.height, : self.spec.width]
-        return (x - self.mean) / self.std
+        x = self.body(h)[..., : self.spec.height, : self.spec.width]
+        if self.out_norm is not None:
+            return self.out_norm(torch.tanh(x))
+        return (torch.sigmoid(x) - self.mean) / self.std
 
 
 class PixelGenerator(nn.Module):

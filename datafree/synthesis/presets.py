@@ -22,13 +22,13 @@ PRESETS: dict[str, dict[str, Any]] = {
                 bn=1.0, bn_first=10.0, oh=1.0, tv=1e-4 * 784, l2=1e-5, augment=True,
                 adv=1.0, adv_kind="js", adv_temperature=3.0, student_steps=20),
     # generator trained jointly with the student: one-hot + activation + class balance
-    "dafl": dict(schedule="online", generator="dcgan", lr=0.2 * 1e-2, iterations=1, batch_size=256,
+    "dafl": dict(schedule="online", generator="dcgan", output="tanh-bn", lr=0.2 * 1e-2, iterations=1, batch_size=256,
                  oh=1.0, act=0.1, ie=5.0, student_steps=1),
     # min-max on the L1 distance of logits; 5 student steps per generator step
-    "dfad": dict(schedule="online", generator="dcgan", lr=1e-3, iterations=1, batch_size=256,
+    "dfad": dict(schedule="online", generator="dcgan", output="tanh-bn", lr=1e-3, iterations=1, batch_size=256,
                  adv=1.0, adv_kind="l1", student_steps=5),
     # maximise KL(teacher || student); 1 generator step : 10 student steps
-    "zskt": dict(schedule="online", generator="dcgan", lr=1e-3, iterations=1, batch_size=256,
+    "zskt": dict(schedule="online", generator="dcgan", output="tanh-bn", lr=1e-3, iterations=1, batch_size=256,
                  adv=1.0, adv_kind="kl", student_steps=10),
     # fresh generator per round; BN + one-hot + agreement-masked adversarial + contrastive
     "cmi": dict(schedule="pool", generator="dcgan", lr=1e-3, iterations=200, batch_size=128, conditional=True,
