@@ -92,7 +92,13 @@ def test_generator_outputs_normalised_images_of_the_spec():
     assert x.shape == (3, *SPEC.shape)
     pixels = SPEC.denormalize(x)
     assert pixels.min() >= 0 and pixels.max() <= 1
-    assert PixelGenerator(SPEC, 5)(None).shape == (5, *SPEC.shape)
+    pixels = PixelGenerator(SPEC, 5)
+    assert pixels(None).shape == (5, *SPEC.shape)
+    with torch.no_grad():
+        pixels.images.mul_(100)
+    pixels.clamp_()
+    raw = SPEC.denormalize(pixels(None))
+    assert raw.min() >= -1e-5 and raw.max() <= 1 + 1e-5 and (raw < 1e-3).any() and (raw > 1 - 1e-3).any()
 
 
 def test_tanh_bn_generator_batches_have_normalised_statistics():
@@ -169,6 +175,8 @@ def test_pool_round_changes_the_images_it_optimises():
     one = Synthesizer(teacher, SPEC, config, seed=0).synthesize()[0][0]
     many = Synthesizer(teacher, SPEC, preset("deepinversion", batch_size=8, iterations=10), seed=0).synthesize()[0][0]
     assert one.shape == many.shape and not torch.allclose(one, many)
+    raw = SPEC.denormalize(many)
+    assert raw.min() >= -1e-5 and raw.max() <= 1 + 1e-5  # optimised pixels stay in the valid range
 
 
 def test_generator_gets_gradient_through_the_student():

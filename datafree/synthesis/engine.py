@@ -123,7 +123,7 @@ class Synthesizer:
             self.bn_stats.remove()
             raise DatafreeError(
                 f"the teacher ({type(teacher).__name__}) has no BatchNorm layers, which this method matches; "
-                "use a method without BN statistics (dafl, dfad, zskt)"
+                "use a method without BN statistics (dafl, dfad, zskt) or drop the term with --set bn=0"
             )
         self.features = InputHooks(self.teacher, [penultimate_module(self.teacher)]) if (
             config.act > 0 or config.contrastive > 0) else None
@@ -211,6 +211,8 @@ class Synthesizer:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if isinstance(generator, PixelGenerator):
+                    generator.clamp_()
         finally:
             self._restore_student(student_state)
         return {k: v.item() for k, v in terms.items()}

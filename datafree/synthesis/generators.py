@@ -65,6 +65,9 @@ class PixelGenerator(nn.Module):
     """Directly optimised images (DeepInversion): the 'generator' is the batch itself.
 
     ``forward`` ignores the noise and returns the learnable tensor, already in normalised space.
+    After every optimiser step the engine calls :meth:`clamp_`, which keeps each pixel inside the
+    range real images occupy ([0, 1] before normalisation), as DeepInversion does: unclamped
+    pixels drift far outside it and earn the teacher's confidence with extreme values.
     """
 
     def __init__(self, spec: DataSpec, batch_size: int, generator: torch.Generator | None = None) -> None:
@@ -72,7 +75,17 @@ class PixelGenerator(nn.Module):
         self.spec = spec
         self.nz = 0
         self.conditional = False
+        mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
+        std = torch.tensor(spec.std).view(1, -1, 1, 1)
+        self.register_buffer("low", -mean / std, persistent=False)
+        self.register_buffer("high", (1 - mean) / std, persistent=False)
         self.images = nn.Parameter(torch.randn(batch_size, *spec.shape, generator=generator))
+        self.clamp_()
+
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        """Project the images back into the valid pixel range (in place)."""
+        self.images.copy_(torch.maximum(torch.minimum(self.images, self.high), self.low))
 
     def forward(self, z: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.images
