@@ -75,10 +75,8 @@ class PixelGenerator(nn.Module):
         self.spec = spec
         self.nz = 0
         self.conditional = False
-        mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
-        std = torch.tensor(spec.std).view(1, -1, 1, 1)
-        self.register_buffer("low", -mean / std, persistent=False)
-        self.register_buffer("high", (1 - mean) / std, persistent=False)
+        self.register_buffer("low", spec.normalize(torch.zeros(1, *spec.shape)), persistent=False)
+        self.register_buffer("high", spec.normalize(torch.ones(1, *spec.shape)), persistent=False)
         self.images = nn.Parameter(torch.randn(batch_size, *spec.shape, generator=generator))
         self.clamp_()
 
