@@ -101,6 +101,20 @@ def test_generator_outputs_normalised_images_of_the_spec():
     assert raw.min() >= -1e-5 and raw.max() <= 1 + 1e-5 and (raw < 1e-3).any() and (raw > 1 - 1e-3).any()
 
 
+def test_coarse_pixels_are_upsampled_smoothly_and_stay_in_range():
+    pixels = PixelGenerator(SPEC, 3, torch.Generator().manual_seed(0), scale=4)
+    assert pixels.images.shape[-2:] == (3, 3)  # 12x12 images, optimised at 3x3
+    x = pixels(None)
+    assert x.shape == (3, *SPEC.shape)
+    raw = SPEC.denormalize(x)
+    assert raw.min() >= -1e-5 and raw.max() <= 1 + 1e-5
+    # neighbouring pixels differ far less than in independent noise of the same range
+    assert (x[..., 1:] - x[..., :-1]).abs().mean() < 0.25 * (x[..., 1:] - x[..., :-1].roll(1, 0)).abs().mean()
+    config = preset("deepinversion", batch_size=4, iterations=2, pixel_scale=4)
+    (out, _, _), _ = Synthesizer(tiny_bn_teacher(), SPEC, config, seed=0).synthesize()
+    assert out.shape == (4, *SPEC.shape)
+
+
 def test_tanh_bn_generator_batches_have_normalised_statistics():
     g = Generator(SPEC, nz=8, ngf=4, output="tanh-bn")
     x = g(torch.randn(64, 8, generator=torch.Generator().manual_seed(0)))

@@ -44,6 +44,7 @@ class SynthesisConfig:
     schedule: str = "pool"
     generator: str = "dcgan"
     conditional: bool = False  # dcgan only: sample target classes and condition on them
+    pixel_scale: int = 1  # pixels only: optimise images this many times coarser, upsampled (a smoothness prior)
     output: str = "sigmoid"  # dcgan head: sigmoid (CMI, Fast-DFKD) | tanh-bn (DAFL, DFAD, ZSKT)
     nz: int = 256
     ngf: int = 64
@@ -81,6 +82,8 @@ class SynthesisConfig:
             raise DatafreeError(f"unknown generator output {self.output!r} ({', '.join(OUTPUTS)})")
         if self.adv_kind not in ("l1", "kl", "js", "cmi"):
             raise DatafreeError(f"unknown adversarial term {self.adv_kind!r} (l1, kl, js, cmi)")
+        if self.pixel_scale < 1:
+            raise DatafreeError("pixel_scale must be >= 1")
         if self.iterations < 1 or self.batch_size < 1:
             raise DatafreeError("iterations and batch size must be >= 1")
 
@@ -140,7 +143,7 @@ class Synthesizer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             if c.generator == "pixels":
-                g = PixelGenerator(self.spec, c.batch_size, torch.Generator().manual_seed(seed))
+                g = PixelGenerator(self.spec, c.batch_size, torch.Generator().manual_seed(seed), c.pixel_scale)
             else:
                 g = Generator(self.spec, c.nz, c.ngf, c.conditional, c.output)
         return g.to(self.device)

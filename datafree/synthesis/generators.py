@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from datafree.data.spec import DataSpec
 
@@ -64,21 +65,28 @@ class Generator(nn.Module):
 class PixelGenerator(nn.Module):
     """Directly optimised images (DeepInversion): the 'generator' is the batch itself.
 
-    ``forward`` ignores the noise and returns the learnable tensor, already in normalised space.
-    After every optimiser step the engine calls :meth:`clamp_`, which keeps each pixel inside the
-    range real images occupy ([0, 1] before normalisation), as DeepInversion does: unclamped
-    pixels drift far outside it and earn the teacher's confidence with extreme values.
+    ``forward`` ignores the noise and returns the learnable images in normalised space. With
+    ``scale > 1`` the learnable tensor is ``scale`` times coarser and is upsampled bilinearly, a
+    smoothness prior: without BatchNorm statistics to match, full-resolution pixels turn into
+    high-frequency patterns that the teacher labels confidently but that teach a student little.
+    Images start as uniform noise in [0, 1] pixel space. After every optimiser step the engine
+    calls :meth:`clamp_`, which keeps each pixel inside that range, as DeepInversion does:
+    unclamped pixels drift far outside it and earn the teacher's confidence with extreme values.
     """
 
-    def __init__(self, spec: DataSpec, batch_size: int, generator: torch.Generator | None = None) -> None:
+    def __init__(self, spec: DataSpec, batch_size: int, generator: torch.Generator | None = None,
+                 scale: int = 1) -> None:
         super().__init__()
-        self.spec = spec
+        if scale < 1:
+            raise ValueError("pixel scale must be >= 1")
+        self.spec, self.scale = spec, scale
         self.nz = 0
         self.conditional = False
-        self.register_buffer("low", spec.normalize(torch.zeros(1, *spec.shape)), persistent=False)
-        self.register_buffer("high", spec.normalize(torch.ones(1, *spec.shape)), persistent=False)
-        self.images = nn.Parameter(torch.randn(batch_size, *spec.shape, generator=generator))
-        self.clamp_()
+        size = (-(-spec.height // scale), -(-spec.width // scale))
+        self.register_buffer("low", spec.normalize(torch.zeros(1, spec.channels, 1, 1)), persistent=False)
+        self.register_buffer("high", spec.normalize(torch.ones(1, spec.channels, 1, 1)), persistent=False)
+        uniform = torch.rand(batch_size, spec.channels, *size, generator=generator)
+        self.images = nn.Parameter(self.low + uniform * (self.high - self.low))
 
     @torch.no_grad()
     def clamp_(self) -> None:
@@ -86,4 +94,6 @@ class PixelGenerator(nn.Module):
         self.images.copy_(torch.maximum(torch.minimum(self.images, self.high), self.low))
 
     def forward(self, z: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.images
+        if self.scale == 1:
+            return self.images
+        return F.interpolate(self.images, size=(self.spec.height, self.spec.width), mode="bilinear", align_corners=False)
