@@ -18,6 +18,7 @@ from datafree.losses import (
 )
 from datafree.models import build_model
 from datafree.synthesis import PRESETS, Generator, LiveStream, PixelGenerator, SynthesisConfig, Synthesizer, preset
+from datafree.synthesis.engine import class_similarity
 
 SPEC = DataSpec(1, 12, 12, 4, (0.5,), (0.25,), name="tiny")
 
@@ -262,3 +263,29 @@ def test_unknown_preset_and_bad_config():
     synth = Synthesizer(tiny_bn_teacher(), SPEC, SynthesisConfig(), seed=0)
     with pytest.raises(DatafreeError, match="no loss term"):
         synth.synthesize()
+
+
+def test_class_similarity_of_the_final_layer():
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(SPEC.channels * 12 * 12, 3))
+    with torch.no_grad():  # class directions (1, 0), (1, 1), (0, -1): cosines c, 0 and -c with c = 1/sqrt(2)
+        teacher[1].weight.zero_()
+        teacher[1].weight[0, 0], teacher[1].weight[1, 0], teacher[1].weight[1, 1], teacher[1].weight[2, 1] = 1, 1, 1, -1
+    c = 2 ** -0.5
+    expected = torch.tensor([[1.0, c, 1e-3],  # (1, c, 0) already spans [0, 1]; 0 is floored
+                             [2 * c / (1 + c), 1.0, 1e-3],  # (c, 1, -c) scaled from [-c, 1]
+                             [c / (1 + c), 1e-3, 1.0]])  # (0, -c, 1) scaled from [-c, 1]
+    assert torch.allclose(class_similarity(teacher), expected, atol=1e-6)
+
+
+def test_dirichlet_soft_targets_are_seeded_distributions_used_by_the_one_hot_term():
+    teacher = tiny_bn_teacher()
+    config = preset("zskd", batch_size=6, iterations=1)
+    draws = [Synthesizer(teacher, SPEC, config, seed=3)._draw() for _ in range(2)]
+    (z, y, soft), (_, _, again) = draws
+    assert soft.shape == (6, SPEC.num_classes) and torch.allclose(soft.sum(1), torch.ones(6))
+    assert torch.equal(soft, again)
+    synth = Synthesizer(teacher, SPEC, config, seed=3)
+    x = torch.randn(6, *SPEC.shape, generator=torch.Generator().manual_seed(0))
+    logits = teacher(x)
+    expected = -(soft * torch.log_softmax(logits / 20.0, dim=1)).sum(1).mean()
+    assert synth.loss_terms(x, y, soft)["oh"].item() == pytest.approx(expected.item(), rel=1e-5)

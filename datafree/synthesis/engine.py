@@ -58,6 +58,8 @@ class SynthesisConfig:
     bn_first: float = 1.0  # extra weight of the first BN layer
     bn_momentum: float = 0.0  # blend batch statistics across calls (Fast-DFKD: 0.9)
     oh: float = 0.0  # CE to the sampled classes (conditional / pixels) or the teacher's argmax
+    oh_temperature: float = 1.0  # softmax temperature of that CE (ZSKD: 20, so images are not over-optimised)
+    dirichlet: float = 0.0  # > 0: soft targets ~ Dir(dirichlet * class similarity) instead of one-hot (ZSKD's beta)
     ie: float = 0.0  # class balance (DAFL information entropy)
     act: float = 0.0  # activation norm of the teacher's penultimate features (DAFL)
     adv: float = 0.0  # adversarial teacher-student disagreement
@@ -82,6 +84,8 @@ class SynthesisConfig:
             raise DatafreeError(f"unknown generator output {self.output!r} ({', '.join(OUTPUTS)})")
         if self.adv_kind not in ("l1", "kl", "js", "cmi"):
             raise DatafreeError(f"unknown adversarial term {self.adv_kind!r} (l1, kl, js, cmi)")
+        if self.dirichlet < 0 or self.oh_temperature <= 0:
+            raise DatafreeError("dirichlet must be >= 0 and oh_temperature > 0")
         if self.pixel_scale < 1:
             raise DatafreeError("pixel_scale must be >= 1")
         if self.iterations < 1 or self.batch_size < 1:
@@ -105,6 +109,16 @@ class SynthesisConfig:
         if unknown:
             raise DatafreeError(f"unknown synthesis options: {', '.join(sorted(unknown))}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def class_similarity(teacher: nn.Module) -> torch.Tensor:
+    """ZSKD's class-similarity matrix: cosine similarity of the final layer's class weight vectors,
+    min-max scaled to [0, 1] per row (floored at 1e-3 so every Dirichlet concentration is positive)."""
+    final = dict(teacher.named_modules())[penultimate_module(teacher)]
+    w = F.normalize(final.weight.detach().float().cpu(), dim=1)
+    sim = w @ w.t()
+    low, high = sim.min(1, keepdim=True).values, sim.max(1, keepdim=True).values
+    return ((sim - low) / (high - low).clamp_min(1e-12)).clamp_min(1e-3)
 
 
 class Synthesizer:
@@ -131,6 +145,7 @@ class Synthesizer:
         self.features = InputHooks(self.teacher, [penultimate_module(self.teacher)]) if (
             config.act > 0 or config.contrastive > 0) else None
         self.rng = torch.Generator().manual_seed(seed)  # every draw of the engine comes from here
+        self.class_similarity = class_similarity(self.teacher) if config.dirichlet > 0 else None
         self.calls = 0
         self.bank = torch.zeros(0, device=self.device)
         self.generator = self._new_generator()
@@ -158,11 +173,25 @@ class Synthesizer:
         y = torch.randperm(c.batch_size, generator=self.rng) % self.spec.num_classes
         return z.to(self.device), y.to(self.device)
 
+    def _draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Noise, target classes and (with ``dirichlet``) soft targets for one batch."""
+        z, y = self._noise()
+        if self.class_similarity is None:
+            return z, y, None
+        seed = int(torch.randint(0, 2**62, (1,), generator=self.rng))
+        with torch.random.fork_rng(devices=[]):  # Dirichlet sampling takes no generator argument
+            torch.manual_seed(seed)
+            soft = torch.distributions.Dirichlet(self.config.dirichlet * self.class_similarity[y.cpu()]).sample()
+        return z, y, soft.to(self.device)
+
     def _teacher_embedding(self) -> torch.Tensor:
         return next(iter(self.features.features.values())).flatten(1)  # type: ignore[union-attr]
 
-    def loss_terms(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Named, weighted generator-loss terms for a batch ``x`` with target classes ``y``."""
+    def loss_terms(self, x: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Named, weighted generator-loss terms for a batch ``x`` with target classes ``y``.
+
+        ``soft`` (one distribution per sample) replaces ``y`` as the one-hot term's target.
+        """
         c = self.config
         view = random_resized_crop_flip(x, self.rng) if c.augment else x
         with self.bn_stats.recording():
@@ -173,7 +202,7 @@ class Synthesizer:
             terms["bn"] = c.bn * bn
         if c.oh > 0:
             targets = y if (c.conditional or c.generator == "pixels") else t_logits.argmax(1)
-            terms["oh"] = c.oh * F.cross_entropy(t_logits, targets)
+            terms["oh"] = c.oh * F.cross_entropy(t_logits / c.oh_temperature, targets if soft is None else soft)
         if c.ie > 0:
             terms["ie"] = c.ie * class_balance(t_logits)
         if c.act > 0:
@@ -196,15 +225,15 @@ class Synthesizer:
         return terms
 
     def _optimise(self, generator: nn.Module, optimizer: torch.optim.Optimizer, steps: int,
-                  fixed: tuple[torch.Tensor, torch.Tensor] | None) -> dict[str, float]:
+                  fixed: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None) -> dict[str, float]:
         """``steps`` generator updates; fresh noise per step unless ``fixed`` is given."""
         student_state = self._freeze_student()
         terms: dict[str, torch.Tensor] = {}
         try:
             for _ in range(steps):
-                z, y = fixed if fixed is not None else self._noise()
+                z, y, soft = fixed if fixed is not None else self._draw()
                 x = generator(z, y)
-                terms = self.loss_terms(x, y)
+                terms = self.loss_terms(x, y, soft)
                 loss = sum(terms.values())
                 if not torch.isfinite(loss):
                     raise DatafreeError(
@@ -257,7 +286,7 @@ class Synthesizer:
         if c.schedule == "online":
             terms = self._optimise(self.generator, self.optimizer, c.iterations, None)
             return self.sample(), terms
-        fixed = self._noise()
+        fixed = self._draw()
         if c.schedule == "pool":
             generator = self._new_generator()
             terms = self._optimise(generator, self._new_optimizer(generator), c.iterations, fixed)
@@ -268,7 +297,7 @@ class Synthesizer:
                 for meta_p, fast_p in zip(self.generator.parameters(), generator.parameters()):
                     meta_p.add_(fast_p - meta_p, alpha=c.meta_lr)
         with torch.no_grad():
-            batch = self._label(generator(*fixed))
+            batch = self._label(generator(*fixed[:2]))
         if c.contrastive > 0:
             self._update_bank(batch[0])
         return batch, terms

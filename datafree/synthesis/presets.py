@@ -2,7 +2,7 @@
 
 Each preset follows its paper's recipe (loss terms, schedule, generator), scaled to a
 CPU-sized benchmark (batch size, iterations); every field can be overridden. References:
-DeepInversion/ADI (Yin et al. 2020), DAFL (Chen et al. 2019), DFAD (Fang et al. 2019),
+DeepInversion/ADI (Yin et al. 2020), ZSKD (Nayak et al. 2019), DAFL (Chen et al. 2019), DFAD (Fang et al. 2019),
 ZSKT (Micaelli & Storkey 2019), CMI (Fang et al. 2021), Fast-DFKD (Fang et al. 2022).
 """
 
@@ -17,6 +17,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # pixels optimised against BN statistics + CE to sampled classes + image priors
     "deepinversion": dict(schedule="pool", generator="pixels", lr=0.1, iterations=200, batch_size=128,
                           bn=1.0, bn_first=10.0, oh=1.0, tv=1e-4 * 784, l2=1e-5, augment=True),
+    # ZSKD (Nayak et al. 2019): pixels pushed towards soft targets drawn from a Dirichlet around each
+    # class's similarity to the others (from the teacher's last layer), at temperature 20; needs no BN
+    "zskd": dict(schedule="pool", generator="pixels", lr=0.01, iterations=200, batch_size=128,
+                 oh=1.0, oh_temperature=20.0, dirichlet=1.0),
     # DeepInversion + adaptive competition: maximise teacher-student Jensen-Shannon divergence
     "adi": dict(schedule="pool", generator="pixels", lr=0.1, iterations=200, batch_size=128,
                 bn=1.0, bn_first=10.0, oh=1.0, tv=1e-4 * 784, l2=1e-5, augment=True,
@@ -44,7 +48,7 @@ PRESETS["fast10"] = {**PRESETS["fast"], "iterations": 10}
 
 # KD temperature each paper distils with (Fast-DFKD uses T=20; the others the Hinton default)
 KD_TEMPERATURE = {"fast": 20.0, "fast2": 20.0, "fast5": 20.0, "fast10": 20.0, "dafl": 4.0, "dfad": 1.0,
-                  "zskt": 1.0, "cmi": 20.0, "deepinversion": 20.0, "adi": 20.0}
+                  "zskt": 1.0, "cmi": 20.0, "deepinversion": 20.0, "adi": 20.0, "zskd": 20.0}
 
 
 def preset(name: str, **overrides: Any) -> SynthesisConfig:
