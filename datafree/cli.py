@@ -75,6 +75,8 @@ def _add_train_args(p: argparse.ArgumentParser, *, epochs: int, lr: float, augme
     g.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (default: %(default)s)")
     g.add_argument("--schedule", default="cosine", choices=("cosine", "step", "constant"),
                    help="per-step learning-rate schedule; 'step' decays x0.1 at 50%% and 75%% (default: %(default)s)")
+    g.add_argument("--clip-grad-norm", type=float, default=None,
+                   help="clip the gradient norm to this value (default: no clipping)")
     g.add_argument("--augment", default=augment, choices=("none", "crop", "crop-flip"),
                    help="batch augmentation: random 2-pixel translation, optional horizontal flip (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="seed for weights, batch order and augmentation (default: %(default)s)")
@@ -93,6 +95,7 @@ def _train_config(args: argparse.Namespace, **overrides: Any):
     return TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
+        clip_grad_norm=args.clip_grad_norm,
         augment=args.augment, seed=args.seed, device=args.device, amp=args.amp,
         progress=args.progress, **overrides,
     )

@@ -56,6 +56,7 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine | step | constant (per step, over all epochs)
     milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of training, for 'step'
     gamma: float = 0.1
+    clip_grad_norm: float | None = None  # clip the global gradient norm (stabilises high-T KD on huge logits)
     alpha: float = 1.0  # weight of CE on hard labels; 1.0 = no distillation
     temperature: float = 4.0
     hint_weight: float = 0.0
@@ -78,6 +79,7 @@ class TrainConfig:
             (self.lr > 0, "learning rate must be > 0"),
             (0.0 <= self.alpha <= 1.0, "alpha must be in [0, 1]"),
             (self.temperature > 0, "temperature must be > 0"),
+            (self.clip_grad_norm is None or self.clip_grad_norm > 0, "gradient clipping norm must be > 0"),
             (self.optimizer in ("sgd", "adam"), f"unknown optimizer {self.optimizer!r} (sgd, adam)"),
             (self.schedule in ("cosine", "step", "constant"), f"unknown schedule {self.schedule!r} (cosine, step, constant)"),
             (self.augment in ("none", "crop", "crop-flip"), f"unknown augment {self.augment!r} (none, crop, crop-flip)"),
@@ -165,7 +167,7 @@ class Trainer:
         self.augment = RandomCropFlip(padding=2, flip=config.augment == "crop-flip") if config.augment != "none" else None
         self._student_hooks, self._teacher_hooks = self._make_hooks()
         self.regressor = self._make_regressor(spec)
-        params = list(self.model.parameters()) + list(self.regressor.parameters())
+        params = self._params = list(self.model.parameters()) + list(self.regressor.parameters())
         if config.optimizer == "sgd":
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
                 params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.momentum > 0)
@@ -338,6 +340,9 @@ class Trainer:
                     )
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
+                if c.clip_grad_norm is not None:
+                    self.scaler.unscale_(self.optimizer)
+                    nn.utils.clip_grad_norm_(self._params, c.clip_grad_norm)
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 scheduler.step()

@@ -146,3 +146,20 @@ def test_config_validation():
     with pytest.raises(DatafreeError, match="hint layers"):
         TrainConfig(hint_weight=1.0)
     assert TrainConfig.from_dict(TrainConfig(hint_layers=("a", "b")).to_dict()).hint_layers == ("a", "b")
+
+
+def test_gradient_clipping_bounds_each_update(data):
+    train, _ = data
+    x, y = train.get_batch(torch.arange(8))
+    steps = {}
+    for clip in (None, 1e-3):
+        model = build_model("lenet5_half", train.spec, seed=0)
+        before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        config = cfg(epochs=1, lr=1.0, momentum=0.0, weight_decay=0.0, schedule="constant", steps_per_epoch=1,
+                     clip_grad_norm=clip)
+        Trainer(model, config).fit(iter([(x, y)]))
+        steps[clip] = (torch.cat([p.detach().flatten() for p in model.parameters()]) - before).norm().item()
+    assert steps[1e-3] == pytest.approx(1e-3, rel=1e-3)  # lr 1 x gradient clipped to norm 1e-3
+    assert steps[None] > 10 * steps[1e-3]
+    with pytest.raises(DatafreeError, match="clipping"):
+        cfg(clip_grad_norm=0.0)
