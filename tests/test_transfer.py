@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from datafree.data import DataSpec, iterate_batches
-from datafree.data.transfer import TransferSet, TransferSetWriter
+from datafree.data.transfer import TransferSet, TransferSetWriter, read_manifest
 from datafree.errors import DatafreeError
 
 SPEC = DataSpec(1, 4, 4, 3, (0.5,), (0.5,), name="tiny")
@@ -98,3 +98,11 @@ def test_corrupted_or_missing_shard_is_reported(tmp_path):
         TransferSet(tmp_path / "set")[0]
     with pytest.raises(DatafreeError, match="not a transfer set"):
         TransferSet(tmp_path)
+
+
+def test_fields_are_recorded_with_their_shard(tmp_path):
+    w = TransferSetWriter(tmp_path / "set", HEADER)
+    w.append(*batch(2, 0), synthesis_time_s=1.5)
+    w.append(*batch(2, 2), synthesis_time_s=3.0)
+    manifest = read_manifest(tmp_path / "set")
+    assert manifest["synthesis_time_s"] == 3.0 and manifest["count"] == 4

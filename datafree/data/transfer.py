@@ -84,7 +84,8 @@ class TransferSetWriter:
     def count(self) -> int:
         return int(self.manifest["count"])
 
-    def append(self, images: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor) -> None:
+    def append(self, images: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor, **fields: Any) -> None:
+        """Write one more shard; ``fields`` (e.g. the synthesis time so far) go into the same manifest write."""
         if not (len(images) == len(labels) == len(logits)) or len(images) == 0:
             raise DatafreeError("a shard needs the same, non-zero number of images, labels and logits")
         name = shard_name(len(self.manifest["shards"]))
@@ -94,7 +95,7 @@ class TransferSetWriter:
         with atomic_path(self.dir / name) as tmp:
             save_file(tensors, str(tmp))
             digest = sha256_file(tmp)
-        manifest = dict(self.manifest)
+        manifest = {**self.manifest, **fields}
         manifest["shards"] = [*self.manifest["shards"], {"name": name, "count": len(images), "sha256": digest}]
         manifest["count"] = self.count + len(images)
         write_json(self.dir / MANIFEST, manifest)

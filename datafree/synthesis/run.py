@@ -56,7 +56,8 @@ def synthesize_set(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo,
         while writer.count < count:
             (x, y, logits), terms = synth.synthesize()
             take = min(len(x), count - writer.count)
-            writer.append(x[:take], y[:take], logits[:take])
+            # the elapsed time travels with each shard, so an interrupted run's time is never lost
+            writer.append(x[:take], y[:take], logits[:take], synthesis_time_s=elapsed0 + time.perf_counter() - start)
             save_training_state(out / SYNTH_STATE, synth.state_dict())
             bar.update(take)
             bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items()}, refresh=False)
