@@ -98,6 +98,16 @@ def info_nce(query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tenso
     return F.cross_entropy(logits, torch.arange(len(q), device=q.device))
 
 
+def input_statistics(x: torch.Tensor) -> torch.Tensor:
+    """Distance of a normalised batch's per-channel mean and std from 0 and 1.
+
+    The teacher's input normalisation is the one statistic of its training data that every
+    checkpoint carries (an input BatchNorm, in effect); a teacher without BN layers has no other.
+    """
+    per_channel = x.transpose(0, 1).flatten(1)
+    return per_channel.mean(1).pow(2).sum() + (per_channel.std(1, unbiased=False) - 1).pow(2).sum()
+
+
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference between neighbouring pixels (an image-smoothness prior)."""
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()

@@ -13,6 +13,7 @@ from datafree.losses import (
     class_balance,
     disagreement,
     info_nce,
+    input_statistics,
     l2_prior,
     total_variation,
 )
@@ -84,6 +85,13 @@ def test_image_priors():
     x = torch.tensor([[[[0.0, 1.0], [0.0, 1.0]]]])
     assert total_variation(x).item() == pytest.approx(0.0 + 1.0)
     assert l2_prior(x).item() == pytest.approx(0.5)
+
+
+def test_input_statistics_hand_computed():
+    # channel 0: values 0, 2 -> mean 1, std 1 -> 1; channel 1: values 3, -1 -> mean 1, std 2 -> 1 + 1
+    x = torch.tensor([[[[0.0]], [[3.0]]], [[[2.0]], [[-1.0]]]])
+    assert input_statistics(x).item() == pytest.approx(3.0)
+    assert input_statistics(torch.tensor([[[[1.0]]], [[[-1.0]]]])).item() == pytest.approx(0.0)
 
 
 # ------------------------------------------------------------------ engine

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
 from datafree.hooks import BatchNormStatistics, InputHooks, penultimate_module
-from datafree.losses import activation_norm, class_balance, disagreement, info_nce, l2_prior, total_variation
+from datafree.losses import activation_norm, class_balance, disagreement, info_nce, input_statistics, l2_prior, total_variation
 from datafree.synthesis.augment import random_resized_crop_flip
 from datafree.synthesis.generators import OUTPUTS, Generator, PixelGenerator
 
@@ -68,6 +68,7 @@ class SynthesisConfig:
     contrastive: float = 0.0  # InfoNCE between two augmented views, negatives from a memory bank (CMI)
     contrastive_temperature: float = 0.1
     bank_size: int = 4096
+    input_stats: float = 0.0  # match the batch's per-channel mean/std to the teacher's input normalisation
     tv: float = 0.0
     l2: float = 0.0
     augment: bool = False  # differentiable random resized crop + flip before the teacher sees x
@@ -216,6 +217,8 @@ class Synthesizer:
             k = self._teacher_embedding()
             terms["contrastive"] = c.contrastive * info_nce(q, k, self.bank if len(self.bank) else None,
                                                             c.contrastive_temperature)
+        if c.input_stats > 0:
+            terms["input_stats"] = c.input_stats * input_statistics(x)
         if c.tv > 0:
             terms["tv"] = c.tv * total_variation(x)
         if c.l2 > 0:
