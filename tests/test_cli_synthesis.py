@@ -66,6 +66,7 @@ def test_bn_method_on_teacher_without_bn_is_one_line(fmnist_root, tmp_path, caps
                  "--out", str(tmp_path / "s"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "no BatchNorm" in err[0]
+    assert not (tmp_path / "s").exists()  # refused before anything was written
     code = main(["synthesize", "--teacher", str(teacher), "--method", "dfad", "--count", "8",
                  "--out", str(tmp_path / "s"), "--no-progress"])
     assert code == 2 and "distill --method dfad" in capsys.readouterr().err

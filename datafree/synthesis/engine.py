@@ -141,7 +141,7 @@ class Synthesizer:
             self.bn_stats.remove()
             raise DatafreeError(
                 f"the teacher ({type(teacher).__name__}) has no BatchNorm layers, which this method matches; "
-                "use a method without BN statistics (dafl, dfad, zskt) or drop the term with --set bn=0"
+                "use a method without BN statistics (zskd, dafl, dfad, zskt) or drop the term with --set bn=0"
             )
         self.features = InputHooks(self.teacher, [penultimate_module(self.teacher)]) if (
             config.act > 0 or config.contrastive > 0) else None

@@ -45,8 +45,12 @@ def synthesize_set(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo,
     out = Path(out)
     if out.exists() and (out / "manifest.json").is_file() and not resume:
         raise DatafreeError(f"{out} already holds a transfer set; pass --resume to extend it to --count")
-    writer = TransferSetWriter(out, transfer_header(method, config, teacher_info, seed))
-    synth = Synthesizer(teacher, teacher_info.spec, config, seed=seed, device=device)
+    synth = Synthesizer(teacher, teacher_info.spec, config, seed=seed, device=device)  # validates before any write
+    try:
+        writer = TransferSetWriter(out, transfer_header(method, config, teacher_info, seed))
+    except BaseException:
+        synth.close()
+        raise
     if resume and (out / SYNTH_STATE).is_file():
         synth.load_state_dict(load_training_state(out / SYNTH_STATE))
     start, elapsed0 = time.perf_counter(), float(writer.manifest.get("synthesis_time_s", 0.0))
