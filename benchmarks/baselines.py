@@ -130,11 +130,11 @@ def table(pairs: list[dict[str, Any]]) -> str:
         s_rows, k_rows = p["students"]["scratch"], p["students"]["kd"]
         acc = {k: summarize([r["metrics"]["test_accuracy"] for r in rows]) for k, rows in (("s", s_rows), ("k", k_rows))}
         # training time summed over every epoch, so a resumed run counts all of its epochs
-        wall = [statistics.fmean([r["metrics"]["train_time_total_s"] for r in rows]) for rows in (s_rows, k_rows)]
+        train_time = [statistics.fmean([r["metrics"]["train_time_total_s"] for r in rows]) for rows in (s_rows, k_rows)]
         lines.append(
             f"| {p['pair']} | {t['model']['parameters']:,} / {s_rows[0]['model']['parameters']:,} "
             f"| {t['metrics']['test_accuracy']:.2f} | {fmt(acc['s'])} | {fmt(acc['k'])} "
-            f"| {t['metrics']['train_time_total_s']:.0f} / {wall[0]:.0f} / {wall[1]:.0f} | {len(s_rows)} |"
+            f"| {t['metrics']['train_time_total_s']:.0f} / {train_time[0]:.0f} / {train_time[1]:.0f} | {len(s_rows)} |"
         )
     return "\n".join(lines)
 

@@ -15,6 +15,7 @@ Runs can go in parallel processes (one per pair or method); the report gathers a
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -82,12 +83,16 @@ def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str
     return result
 
 
+@functools.cache
+def teacher_has_batchnorm(pair_key: str, root: Path) -> bool:
+    """Whether the pair's teacher has a BatchNorm layer (loaded once per pair)."""
+    teacher, _ = load_model(root / "teachers" / f"fashion-mnist-{PAIRS[pair_key].teacher}")
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in teacher.modules())
+
+
 def needs_missing_batchnorm(pair_key: str, method: str, root: Path) -> bool:
     """True when ``method`` matches BN statistics and the pair's teacher has no BatchNorm layer."""
-    if preset(method).bn <= 0:
-        return False
-    teacher, _ = load_model(root / "teachers" / f"fashion-mnist-{PAIRS[pair_key].teacher}")
-    return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in teacher.modules())
+    return preset(method).needs_batchnorm and not teacher_has_batchnorm(pair_key, root)
 
 
 def finished_runs(root: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:

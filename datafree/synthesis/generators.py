@@ -32,7 +32,7 @@ class Generator(nn.Module):
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"unknown generator output {output!r} ({', '.join(OUTPUTS)})")
-        self.spec, self.nz, self.conditional, self.output = spec, nz, conditional, output
+        self.spec, self.nz, self.conditional = spec, nz, conditional
         self.init_h, self.init_w = -(-spec.height // 4), -(-spec.width // 4)
         self.project = nn.Linear(nz, 2 * ngf * self.init_h * self.init_w)
         self.embed = nn.Embedding(spec.num_classes, nz) if conditional else None
