@@ -77,8 +77,9 @@ def _add_train_args(p: argparse.ArgumentParser, *, epochs: int, lr: float, augme
                    help="per-step learning-rate schedule; 'step' decays x0.1 at 50%% and 75%% (default: %(default)s)")
     g.add_argument("--clip-grad-norm", type=float, default=None,
                    help="clip the gradient norm to this value (default: no clipping)")
-    g.add_argument("--augment", default=augment, choices=("none", "crop", "crop-flip"),
-                   help="batch augmentation: random 2-pixel translation, optional horizontal flip (default: %(default)s)")
+    g.add_argument("--augment", default=augment, choices=("none", "crop", "crop-flip", "dsa"),
+                   help="batch augmentation: random 2-pixel translation, optional horizontal flip, or dsa "
+                        "(one of color/crop/cutout/flip/scale/rotate per batch) (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="seed for weights, batch order and augmentation (default: %(default)s)")
     g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="torch device, e.g. cpu, cuda, cuda:1 (default: %(default)s)")
@@ -255,16 +256,19 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     ts = TransferSet(args.directory)
     m = ts.manifest
+    teacher = m.get("teacher") or {}
+    teacher_text = f"teacher {teacher.get('arch')} ({teacher.get('sha256', '')[:12]})" if teacher else "no teacher"
     print(f"{args.directory}: {m['kind']} transfer set, method {m['method']}, {len(ts)} images "
-          f"in {len(m['shards'])} shards, teacher {m['teacher'].get('arch')} ({m['teacher'].get('sha256', '')[:12]})")
+          f"in {len(m['shards'])} shards, {teacher_text}, labels: {m.get('label_type')}")
     if len(ts) == 0:
         return 0
-    x, y, logits = ts.get_batch(torch.arange(len(ts)))
+    x, y, *logits = ts.get_batch(torch.arange(len(ts)))
     counts = torch.bincount(y, minlength=ts.spec.num_classes).tolist()
     names = ts.spec.class_names or tuple(str(i) for i in range(ts.spec.num_classes))
-    confidence = logits.softmax(1).max(1).values
-    print("per class (teacher label): " + ", ".join(f"{n}={c}" for n, c in zip(names, counts)))
-    print(f"teacher confidence: mean {confidence.mean():.3f}, min {confidence.min():.3f}")
+    print("per class: " + ", ".join(f"{n}={c}" for n, c in zip(names, counts)))
+    if logits:
+        confidence = logits[0].softmax(1).max(1).values
+        print(f"teacher confidence: mean {confidence.mean():.3f}, min {confidence.min():.3f}")
     out = Path(args.out) if args.out else Path(args.directory) / "grids"
     out.mkdir(parents=True, exist_ok=True)
     for c in range(ts.spec.num_classes):
@@ -274,6 +278,99 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"grids: {out}/class-*.png and all-classes.png")
     return 0
 
+
+def cmd_condense(args: argparse.Namespace) -> int:
+    from datafree.condense import ClassPool, condense_set, method_config
+    from datafree.data import dataset_spec
+
+    config = method_config(args.method, ipc=args.ipc, **dict(args.set or []))
+    teacher, teacher_info = (None, None)
+    if args.method == "teacher":  # no real data is read at all
+        teacher, teacher_info = _load_teacher(args)
+        spec, pool = teacher_info.spec, None
+    else:
+        train = _load_split(args, "train")
+        spec = dataset_spec(train)
+        pool = ClassPool.from_dataset(train, spec)
+        if args.teacher:
+            teacher, teacher_info = _load_teacher(args, spec)
+            _check_compatible(teacher_info.spec, spec)
+    manifest = condense_set(args.out, config, spec, pool=pool, teacher=teacher, teacher_info=teacher_info,
+                            soft_labels=args.soft_labels or args.method == "teacher", dataset=args.dataset,
+                            seed=args.seed, device=args.device, resume=args.resume,
+                            checkpoint_every=args.checkpoint_every, progress=args.progress)
+    print(f"condensed set: {manifest['count']} images ({config.ipc} per class) from {args.method} after "
+          f"{manifest['iterations_done']} iterations in {manifest['condensation_time_s']:.0f}s -> {args.out} "
+          f"(preview: {Path(args.out) / 'preview.png'})")
+    return 0
+
+
+def cmd_evaluate_set(args: argparse.Namespace) -> int:
+    from datafree.condense import EvalProtocol, evaluate_set
+    from datafree.data import dataset_spec
+    from datafree.data.transfer import TransferSet
+    from datafree.io import write_json
+
+    train = TransferSet(args.directory)
+    if (train.manifest.get("protocol") or {}).get("zca"):
+        raise DatafreeError(f"{args.directory} is stored in ZCA-whitened space, which evaluate-set does not apply; "
+                            "evaluate it with the tool that made it")
+    test = _load_split(args, "test")
+    _check_compatible(train.spec, dataset_spec(test))
+    teacher = None
+    if args.teacher:
+        teacher, info = _load_teacher(args, train.spec)
+        _check_compatible(info.spec, train.spec)
+    protocol = EvalProtocol(name=args.protocol, arch=args.arch, arch_kwargs=args.arch_kwargs, models=args.models,
+                            augment=args.augment, epochs=args.epochs, seed=args.seed)
+    result = evaluate_set(train, train.spec, test, protocol, teacher=teacher, device=args.device,
+                          progress=args.progress)
+    result.update(set=str(args.directory), method=train.manifest.get("method"), ipc=train.manifest.get("ipc"),
+                  dataset=args.dataset, argv=args.argv)
+    if args.out:
+        write_json(args.out, result)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.directory}: {result['accuracy_mean']:.2f} +- {result['accuracy_std']:.2f}% test accuracy "
+              f"({protocol.models} x {protocol.arch}, protocol {protocol.name}, {protocol.epochs} epochs, "
+              f"augment {protocol.augment}, last epoch)")
+    return 0
+
+
+def cmd_buffer(args: argparse.Namespace) -> int:
+    from datafree.condense.mtt import train_experts
+    from datafree.data import dataset_spec
+
+    train = _load_split(args, "train")
+    meta = train_experts(args.out, train, dataset_spec(train), experts=args.experts, epochs=args.epochs, net=args.net,
+                         net_kwargs=args.net_kwargs, lr=args.lr, dsa=args.dsa, seed=args.seed, device=args.device,
+                         progress=args.progress, resume=args.resume)
+    print(f"expert buffer: {len(meta['experts'])} experts x {args.epochs} epochs -> {args.out}")
+    return 0
+
+
+def cmd_export_set(args: argparse.Namespace) -> int:
+    from datafree.condense.interop import export_set
+
+    path = export_set(args.directory, args.out, args.layout, overwrite=args.overwrite)
+    print(f"exported {args.directory} in the {args.layout} layout -> {path}")
+    return 0
+
+
+def cmd_import_set(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from datafree.condense.interop import import_set
+    from datafree.data import CIFAR10, CIFAR100, FASHION_MNIST, MNIST
+
+    spec = {"fashion-mnist": FASHION_MNIST, "mnist": MNIST, "cifar10": CIFAR10, "cifar100": CIFAR100}[args.dataset]
+    if args.mean or args.std:
+        spec = dataclasses.replace(spec, mean=tuple(args.mean or spec.mean), std=tuple(args.std or spec.std))
+    manifest = import_set(args.path, args.out, spec=spec, method=args.method, dataset=args.dataset, zca=args.zca,
+                          exp=args.exp)
+    print(f"imported {manifest['count']} images ({manifest['label_type']}) -> {args.out}")
+    return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -373,6 +470,96 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     _add_train_args(p, epochs=20, lr=0.01, augment="none")
     p.set_defaults(func=cmd_distill)
+
+    from datafree.condense import METHODS as CONDENSE_METHODS
+
+    p = sub.add_parser("condense", help="condense a dataset into a few synthetic images per class",
+                       description="Make a tiny synthetic transfer set (kind 'condensed'): random/herding baselines, "
+                                   "DC, DSA, DM, MTT (needs --set buffer=DIR from 'datafree buffer'), or 'teacher' "
+                                   "(recovered from a teacher's BatchNorm statistics, no real data). "
+                                   "Resumable; --resume with a larger --set iterations=N extends a finished run.")
+    p.add_argument("--method", required=True, choices=CONDENSE_METHODS, help="condensation method")
+    p.add_argument("--ipc", type=int, default=10, help="synthetic images per class (default: %(default)s)")
+    p.add_argument("--set", type=_key_value, action="append", metavar="KEY=VALUE",
+                   help="override a method default, e.g. --set iterations=500 --set batch_real=64 (repeatable)")
+    _add_teacher_args(p, required=False)
+    p.add_argument("--soft-labels", action="store_true", help="store the teacher's logits for every image (needs --teacher)")
+    p.add_argument("--out", required=True, help="output transfer-set directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--checkpoint-every", type=int, default=50,
+                   help="save state, the set and preview.png every N iterations (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
+    p.add_argument("--device", default=default_device, help="torch device (default: %(default)s)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_condense)
+
+    p = sub.add_parser("evaluate-set", help="train fresh networks on a condensed set and test them",
+                       description="The condensation evaluation protocol: train --models fresh networks on the set, "
+                                   "report the last epoch's test accuracy (mean +- std). Protocol dc: hard labels, "
+                                   "SGD 0.01 momentum 0.9 wd 5e-4 batch 256, lr x0.1 at half, 1000 epochs with DSA "
+                                   "augmentation (300 without). Protocol kd: the teacher's soft labels (alpha 0, T 4).")
+    p.add_argument("directory", help="transfer-set directory")
+    p.add_argument("--protocol", default="dc", choices=("dc", "kd"), help="hard labels (dc) or teacher soft labels (kd)")
+    p.add_argument("--models", type=int, default=5, help="networks to train (default: %(default)s)")
+    p.add_argument("--arch", default="convnet", help="architecture (default: %(default)s; e.g. mlp, lenet5, alexnet_dc, "
+                                                     "vgg11, resnet18)")
+    p.add_argument("--arch-kwargs", type=_json_dict, default={}, help="JSON keyword arguments for --arch")
+    p.add_argument("--augment", default="dsa", choices=("dsa", "none", "crop", "crop-flip"),
+                   help="training augmentation (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=0, help="epochs (default: 1000 with dsa, 300 otherwise)")
+    _add_teacher_args(p, required=False)
+    p.add_argument("--seed", type=int, default=0, help="model i uses seed + i (default: %(default)s)")
+    p.add_argument("--device", default=default_device, help="torch device (default: %(default)s)")
+    p.add_argument("--out", help="also write the result JSON here")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_evaluate_set)
+
+    p = sub.add_parser("buffer", help="train expert trajectories on real data for MTT",
+                       description="Train --experts fresh networks on the real training set (SGD, DSA augmentation) "
+                                   "and store each one's parameters after every epoch (one safetensors file per "
+                                   "expert, resumable per expert). Use with: datafree condense --method mtt "
+                                   "--set buffer=DIR.")
+    p.add_argument("--out", required=True, help="buffer directory")
+    p.add_argument("--experts", type=int, default=10, help="number of experts (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=50, help="epochs per expert (default: %(default)s)")
+    p.add_argument("--net", default="convnet", help="architecture (default: %(default)s)")
+    p.add_argument("--net-kwargs", type=_json_dict, default={}, help="JSON keyword arguments for --net")
+    p.add_argument("--lr", type=float, default=0.01, help="expert SGD learning rate (default: %(default)s)")
+    p.add_argument("--no-dsa", dest="dsa", action="store_false", help="train experts without DSA augmentation")
+    p.add_argument("--resume", action="store_true", help="keep finished experts in --out and train the rest")
+    p.add_argument("--seed", type=int, default=0, help="expert i uses seed + i (default: %(default)s)")
+    p.add_argument("--device", default=default_device, help="torch device (default: %(default)s)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_buffer)
+
+    p = sub.add_parser("export-set", help="export a condensed set to the DatasetCondensation or MTT file layout",
+                       description="Write a transfer set as DatasetCondensation's res_*.pt (data = [[images, labels]]) "
+                                   "or as MTT's images_best.pt / labels_best.pt, normalised, with a datafree.json "
+                                   "sidecar recording the normalisation.")
+    p.add_argument("directory", help="transfer-set directory")
+    p.add_argument("--layout", required=True, choices=("dc", "mtt"), help="target layout")
+    p.add_argument("--out", required=True, help="a .pt file (dc) or a directory (mtt)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    p.set_defaults(func=cmd_export_set)
+
+    p = sub.add_parser("import-set", help="import a DatasetCondensation or MTT result as a condensed transfer set",
+                       description="Read a res_*.pt file (DatasetCondensation) or a directory with images_best.pt and "
+                                   "labels_best.pt (MTT), safely (tensors only, never pickled code), check it against "
+                                   "the dataset's shape and classes, and write a condensed transfer set.")
+    p.add_argument("path", help="res_*.pt file or MTT result directory")
+    p.add_argument("--out", required=True, help="new transfer-set directory")
+    p.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "mnist", "cifar10", "cifar100"),
+                   help="the dataset the images were condensed from (default: %(default)s)")
+    p.add_argument("--mean", type=float, nargs="+", help="normalisation mean the images use, if not the dataset's")
+    p.add_argument("--std", type=float, nargs="+", help="normalisation std the images use, if not the dataset's")
+    p.add_argument("--zca", action="store_true", help="the images are ZCA-whitened (recorded; evaluate-set refuses them)")
+    p.add_argument("--method", default="imported", help="method name to record (default: %(default)s)")
+    p.add_argument("--exp", type=int, default=0, help="which experiment of a res_*.pt file (default: %(default)s)")
+    p.set_defaults(func=cmd_import_set)
 
     p = sub.add_parser("evaluate", help="test accuracy of a checkpoint",
                        description="Top-1 accuracy and cross-entropy of a checkpoint on a dataset split.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch.nn import functional as F
 
@@ -116,3 +118,25 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
 def l2_prior(x: torch.Tensor) -> torch.Tensor:
     """Mean squared pixel value in normalised space (keeps images near the data's range)."""
     return x.pow(2).mean()
+
+
+def gradient_match_distance(real: Sequence[torch.Tensor], synthetic: Sequence[torch.Tensor]) -> torch.Tensor:
+    """DC's layer-wise gradient distance: ``sum_layers sum_rows (1 - cos(g_real_row, g_syn_row))``.
+
+    Each weight gradient is viewed as one row per output unit (``flatten(1)``); 1-D gradients
+    (biases, norm scales) are skipped, as the reference 'ours' metric does, because a per-unit
+    cosine of a scalar carries only its sign.
+    """
+    total = torch.zeros((), device=synthetic[0].device)
+    for gr, gs in zip(real, synthetic):
+        if gr.dim() < 2:
+            continue
+        gr, gs = gr.flatten(1), gs.flatten(1)
+        cos = (gr * gs).sum(1) / (gr.norm(dim=1) * gs.norm(dim=1) + 1e-6)
+        total = total + (1 - cos).sum()
+    return total
+
+
+def mean_embedding_distance(real: torch.Tensor, synthetic: torch.Tensor) -> torch.Tensor:
+    """DM's loss for class-grouped embeddings ``(C, n, D)``: ``sum_c ||mean_n real - mean_n syn||^2``."""
+    return (real.mean(1) - synthetic.mean(1)).pow(2).sum()

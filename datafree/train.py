@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from datafree.checkpoint import load_training_state, save_training_state
-from datafree.data.augment import RandomCropFlip
+from datafree.data.augment import DSA, RandomCropFlip
 from datafree.data.loader import Batch, epoch_generator, iterate_batches, num_batches
 from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
@@ -52,6 +52,7 @@ class TrainConfig:
     optimizer: str = "sgd"  # sgd | adam
     lr: float = 0.05
     momentum: float = 0.9
+    nesterov: bool = True  # only with momentum > 0; the condensation evaluation protocol uses plain momentum
     weight_decay: float = 5e-4
     schedule: str = "cosine"  # cosine | step | constant (per step, over all epochs)
     milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of training, for 'step'
@@ -64,7 +65,7 @@ class TrainConfig:
     rkd_distance_weight: float = 0.0
     rkd_angle_weight: float = 0.0
     relation_layers: tuple[str, str] | None = None  # default: inputs of the last Linear layers
-    augment: str = "none"  # none | crop | crop-flip
+    augment: str = "none"  # none | crop | crop-flip | dsa
     steps_per_epoch: int | None = None  # required for iterator sources
     eval_batch_size: int = 1000
     seed: int = 0
@@ -82,7 +83,8 @@ class TrainConfig:
             (self.clip_grad_norm is None or self.clip_grad_norm > 0, "gradient clipping norm must be > 0"),
             (self.optimizer in ("sgd", "adam"), f"unknown optimizer {self.optimizer!r} (sgd, adam)"),
             (self.schedule in ("cosine", "step", "constant"), f"unknown schedule {self.schedule!r} (cosine, step, constant)"),
-            (self.augment in ("none", "crop", "crop-flip"), f"unknown augment {self.augment!r} (none, crop, crop-flip)"),
+            (self.augment in ("none", "crop", "crop-flip", "dsa"),
+             f"unknown augment {self.augment!r} (none, crop, crop-flip, dsa)"),
             (self.hint_weight == 0 or self.hint_layers is not None, "a hint weight needs hint layers (student:teacher)"),
         ]
         for ok, msg in checks:
@@ -164,13 +166,20 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.log = log
         self.amp = config.amp and self.device.type == "cuda"
-        self.augment = RandomCropFlip(padding=2, flip=config.augment == "crop-flip") if config.augment != "none" else None
+        self.augment: nn.Module | None = None
+        if config.augment == "dsa":
+            # group drawn once per batch, parameters per image: the reference's non-siamese
+            # DiffAugment call (seed=-1), which is how it trains its evaluation models
+            self.augment = DSA(per_image=True)
+        elif config.augment != "none":
+            self.augment = RandomCropFlip(padding=2, flip=config.augment == "crop-flip")
         self._student_hooks, self._teacher_hooks = self._make_hooks()
         self.regressor = self._make_regressor(spec)
         params = self._params = list(self.model.parameters()) + list(self.regressor.parameters())
         if config.optimizer == "sgd":
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.momentum > 0)
+                params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                nesterov=config.nesterov and config.momentum > 0)
         else:
             self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)

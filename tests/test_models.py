@@ -2,10 +2,10 @@ import pytest
 import torch
 from torch import nn
 
-from datafree.data import CIFAR10, FASHION_MNIST
+from datafree.data import CIFAR10, FASHION_MNIST, DataSpec
 from datafree.errors import DatafreeError
 from datafree.hooks import FeatureHooks, InputHooks, penultimate_module
-from datafree.models import build_model, count_parameters
+from datafree.models import EVAL_POOL, available_models, build_model, count_parameters
 
 ARCHS = [("lenet5", {}), ("lenet5_half", {}), ("convnet", {}), ("convnet", {"norm": "batch", "width": 16, "depth": 2}),
          ("convnet", {"norm": "none", "pooling": "max", "width": 8}), ("resnet8", {}), ("resnet20", {"width": 8}),
@@ -18,6 +18,39 @@ def test_every_model_builds_and_runs(arch, kwargs, spec):
     model = build_model(arch, spec, **kwargs)
     out = model(torch.randn(2, *spec.shape))
     assert out.shape == (2, spec.num_classes)
+
+
+RGB100 = DataSpec(3, 32, 32, 100, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), (), "rgb100")
+
+
+@pytest.mark.parametrize("spec", [FASHION_MNIST, RGB100], ids=["fmnist", "rgb100"])
+@pytest.mark.parametrize("arch", EVAL_POOL)
+def test_eval_pool_forward_backward(arch, spec):
+    model = build_model(arch, spec, seed=0)
+    out = model(torch.randn(2, *spec.shape))
+    assert out.shape == (2, spec.num_classes)
+    out.logsumexp(1).sum().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("arch", EVAL_POOL)
+def test_eval_pool_seeded_build_is_identical(arch):
+    a = build_model(arch, FASHION_MNIST, seed=3).state_dict()
+    b = build_model(arch, FASHION_MNIST, seed=3).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert set(EVAL_POOL) <= set(available_models())
+
+
+def test_eval_pool_parameter_counts_and_options():
+    counts = {arch: count_parameters(build_model(arch, FASHION_MNIST)) for arch in ("mlp", "alexnet_dc", "vgg11")}
+    assert counts == {"mlp": 118282, "alexnet_dc": 1865802, "vgg11": 9229962}
+    assert count_parameters(build_model("mlp", RGB100)) == 3072 * 128 + 128 + 128 * 128 + 128 + 128 * 100 + 100
+    bn = build_model("vgg11", FASHION_MNIST, norm="batch")
+    assert any(isinstance(m, nn.BatchNorm2d) for m in bn.modules())
+    assert bn(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(DatafreeError, match="cannot build|norm must be"):
+        build_model("vgg11", FASHION_MNIST, norm="layer")
 
 
 def test_lenet_pair_parameter_counts():

@@ -4,6 +4,7 @@ from datafree.data.augment import RandomCropFlip
 from datafree.data.datasets import (
     DATASETS,
     ImageFolderDataset,
+    NormalizedTensorDataset,
     TensorImageDataset,
     dataset_spec,
     load_dataset,
@@ -13,6 +14,6 @@ from datafree.data.spec import CIFAR10, CIFAR100, FASHION_MNIST, MNIST, DataSpec
 
 __all__ = [
     "CIFAR10", "CIFAR100", "DATASETS", "FASHION_MNIST", "MNIST", "DataSpec", "ImageFolderDataset",
-    "RandomCropFlip", "TensorImageDataset", "dataset_spec", "epoch_generator", "iterate_batches",
+    "NormalizedTensorDataset", "RandomCropFlip", "TensorImageDataset", "dataset_spec", "epoch_generator", "iterate_batches",
     "load_dataset", "num_batches",
 ]

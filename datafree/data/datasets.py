@@ -61,6 +61,33 @@ class TensorImageDataset(Dataset):
         return x[0], y[0]
 
 
+class NormalizedTensorDataset(Dataset):
+    """Float images already in the model's (normalised) input space, with labels and optional logits.
+
+    For small synthetic or condensed sets held in memory; ``get_batch`` gathers a whole batch.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, spec: DataSpec,
+                 logits: torch.Tensor | None = None) -> None:
+        if images.dim() != 4 or tuple(images.shape[1:]) != spec.shape:
+            raise DatafreeError(f"images have shape {tuple(images.shape)}, spec expects (N, {', '.join(map(str, spec.shape))})")
+        if len(images) != len(labels) or (logits is not None and len(logits) != len(images)):
+            raise DatafreeError(f"{len(images)} images but {len(labels)} labels"
+                                + ("" if logits is None else f" and {len(logits)} logits"))
+        self.images, self.labels, self.logits, self.spec = images.float(), labels.long(), logits, spec
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def get_batch(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.logits is None:
+            return self.images[index], self.labels[index]
+        return self.images[index], self.labels[index], self.logits[index]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        return tuple(t[0] for t in self.get_batch(torch.tensor([i])))
+
+
 # ---------------------------------------------------------------- idx (MNIST family)
 def _read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open

@@ -5,8 +5,10 @@ Layout of a transfer-set directory::
     manifest.json          format, kind, method, full config, teacher arch + sha256, DataSpec,
                            label type, seed, package version, and the list of shards with their
                            sample counts and sha256
-    shard-00000.safetensors  images (normalised float32), labels (teacher argmax, int64),
-                             logits (teacher soft labels, float32)
+    shard-00000.safetensors  images (normalised float32), labels (int64: teacher argmax for
+                             synthetic sets, the class for condensed ones), logits (teacher
+                             soft labels, float32; absent when the manifest says
+                             ``soft_labels: false``)
 
 The manifest is the single source of truth: a shard is part of the set only once the manifest
 lists it. Each append writes the shard to a temporary file, renames it into place, then rewrites
@@ -76,30 +78,56 @@ class TransferSetWriter:
             if self.dir.is_dir() and any(not p.name.startswith(".") for p in self.dir.iterdir()):
                 raise DatafreeError(f"{self.dir} is not empty and holds no transfer set; choose another --out")
             self.dir.mkdir(parents=True, exist_ok=True)
-            self.manifest = {"format": FORMAT, "datafree_version": datafree.__version__, **header,
-                             "label_type": "teacher argmax + teacher logits", "count": 0, "shards": []}
+            self.manifest = {"format": FORMAT, "datafree_version": datafree.__version__,
+                             "label_type": "teacher argmax + teacher logits", "soft_labels": True, **header,
+                             "count": 0, "shards": []}
             write_json(self.dir / MANIFEST, self.manifest)
 
     @property
     def count(self) -> int:
         return int(self.manifest["count"])
 
-    def append(self, images: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor, **fields: Any) -> None:
-        """Write one more shard; ``fields`` (e.g. the synthesis time so far) go into the same manifest write."""
-        if not (len(images) == len(labels) == len(logits)) or len(images) == 0:
+    def _write_shard(self, name: str, images: torch.Tensor, labels: torch.Tensor,
+                     logits: torch.Tensor | None) -> dict[str, Any]:
+        soft = bool(self.manifest.get("soft_labels", True))
+        if (logits is None) == soft:
+            raise DatafreeError("this transfer set " + ("needs" if soft else "has no") + " teacher logits")
+        if not (len(images) == len(labels) == (len(logits) if logits is not None else len(images))) or len(images) == 0:
             raise DatafreeError("a shard needs the same, non-zero number of images, labels and logits")
-        name = shard_name(len(self.manifest["shards"]))
         tensors = {"images": images.detach().float().cpu().contiguous(),
-                   "labels": labels.detach().long().cpu().contiguous(),
-                   "logits": logits.detach().float().cpu().contiguous()}
+                   "labels": labels.detach().long().cpu().contiguous()}
+        if logits is not None:
+            tensors["logits"] = logits.detach().float().cpu().contiguous()
         with atomic_path(self.dir / name) as tmp:
             save_file(tensors, str(tmp))
             digest = sha256_file(tmp)
+        return {"name": name, "count": len(images), "sha256": digest}
+
+    def append(self, images: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None,
+               **fields: Any) -> None:
+        """Write one more shard; ``fields`` (e.g. the synthesis time so far) go into the same manifest write."""
+        entry = self._write_shard(shard_name(len(self.manifest["shards"])), images, labels, logits)
         manifest = {**self.manifest, **fields}
-        manifest["shards"] = [*self.manifest["shards"], {"name": name, "count": len(images), "sha256": digest}]
+        manifest["shards"] = [*self.manifest["shards"], entry]
         manifest["count"] = self.count + len(images)
         write_json(self.dir / MANIFEST, manifest)
         self.manifest = manifest
+
+    def replace(self, images: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None,
+                **fields: Any) -> None:
+        """Make the set exactly this one shard (a condensed set after more iterations).
+
+        The new shard gets a fresh name and the manifest switches to it in one atomic write;
+        only then are the old shards deleted, so an interruption leaves the old or the new set.
+        """
+        old = [s["name"] for s in self.manifest["shards"]]
+        index = 1 + max((int(n[len("shard-"):-len(".safetensors")]) for n in old), default=-1)
+        entry = self._write_shard(shard_name(index), images, labels, logits)
+        manifest = {**self.manifest, **fields, "shards": [entry], "count": len(images)}
+        write_json(self.dir / MANIFEST, manifest)
+        self.manifest = manifest
+        for name in old:
+            (self.dir / name).unlink(missing_ok=True)
 
     def update(self, **fields: Any) -> None:
         """Record extra fields (e.g. timing) in the manifest."""
@@ -108,7 +136,7 @@ class TransferSetWriter:
 
 
 class TransferSet(Dataset):
-    """A transfer set as a Dataset of ``(image, teacher_label, teacher_logits)``.
+    """A transfer set as a Dataset of ``(image, label, teacher_logits)`` (no logits if it has none).
 
     Shards are read on first use (and checked against the manifest's sha256); ``get_batch``
     gathers a whole batch shard by shard.
@@ -119,6 +147,7 @@ class TransferSet(Dataset):
         self.manifest = read_manifest(self.dir)
         self.spec = DataSpec.from_dict(self.manifest["spec"])
         self.verify = verify
+        self.soft_labels = bool(self.manifest.get("soft_labels", True))
         counts = [int(s["count"]) for s in self.manifest["shards"]]
         self.offsets = torch.tensor([0, *counts]).cumsum(0)
         self._cache: dict[int, dict[str, torch.Tensor]] = {}
@@ -143,19 +172,23 @@ class TransferSet(Dataset):
             self._cache[i] = tensors
         return self._cache[i]
 
-    def get_batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def get_batch(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(images, labels, logits)``, or ``(images, labels)`` for a set without soft labels."""
         index = torch.as_tensor(index, dtype=torch.long)
         shard_of = torch.searchsorted(self.offsets, index, right=True) - 1
         images = torch.empty(len(index), *self.spec.shape)
         labels = torch.empty(len(index), dtype=torch.long)
-        logits = torch.empty(len(index), self.spec.num_classes)
+        logits = torch.empty(len(index), self.spec.num_classes) if self.soft_labels else None
         for s in shard_of.unique().tolist():
             mask = shard_of == s
             local = index[mask] - self.offsets[s]
             shard = self._shard(s)
-            images[mask], labels[mask], logits[mask] = shard["images"][local], shard["labels"][local], shard["logits"][local]
-        return images, labels, logits
+            images[mask], labels[mask] = shard["images"][local], shard["labels"][local]
+            if logits is not None:
+                if "logits" not in shard:
+                    raise DatafreeError(f"{self.dir}: shard {s} has no logits although the manifest promises them")
+                logits[mask] = shard["logits"][local]
+        return (images, labels) if logits is None else (images, labels, logits)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x, y, z = self.get_batch(torch.tensor([i]))
-        return x[0], y[0], z[0]
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        return tuple(t[0] for t in self.get_batch(torch.tensor([i])))

@@ -2,7 +2,8 @@
 
 Names: ``lenet5``, ``lenet5_half``, ``convnet`` (kwargs width/depth/norm/pooling),
 ``resnet8/14/20/32/44/56/110`` (CIFAR 6n+2, kwarg width), ``resnet18``, ``resnet34``,
-``wrn_D_K`` (e.g. ``wrn_16_1``, ``wrn_40_2``; kwarg dropout), ``torchvision:NAME`` and
+``wrn_D_K`` (e.g. ``wrn_16_1``, ``wrn_40_2``; kwarg dropout), ``mlp``, ``alexnet_dc`` and
+``vgg11`` (kwarg norm) of the condensation evaluation pool (see ``EVAL_POOL``), ``torchvision:NAME`` and
 ``package.module:callable`` for users' own architectures. A callable receives ``spec=`` if it
 takes that argument, else ``num_classes=`` if it takes that.
 """
@@ -21,6 +22,7 @@ from torch import nn
 from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
 from datafree.models.convnet import ConvNet
+from datafree.models.dcnets import alexnet_dc, mlp, vgg11
 from datafree.models.lenet import lenet5, lenet5_half
 from datafree.models.resnet import cifar_resnet, resnet18, resnet34
 from datafree.models.wrn import WideResNet
@@ -31,7 +33,12 @@ _FIXED: dict[str, Callable[..., nn.Module]] = {
     "convnet": ConvNet,
     "resnet18": resnet18,
     "resnet34": resnet34,
+    "mlp": mlp,
+    "alexnet_dc": alexnet_dc,
+    "vgg11": vgg11,
 }
+EVAL_POOL = ("mlp", "convnet", "lenet5", "alexnet_dc", "vgg11", "resnet18")
+"""The cross-architecture pool of the dataset-condensation evaluation (MLP/ConvNet/LeNet/AlexNet/VGG11/ResNet18)."""
 _CIFAR_RESNET = re.compile(r"^resnet(\d+)$")
 _WRN = re.compile(r"^wrn[_-](\d+)[_-](\d+)$")
 

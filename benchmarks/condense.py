@@ -1,0 +1,170 @@
+"""Dataset condensation on Fashion-MNIST: each method and baseline per IPC, one evaluation protocol.
+
+Each (method, IPC) is condensed once (seed 0) with ``datafree condense`` and evaluated with
+``datafree evaluate-set``: fresh ConvNet-128 (instance norm) networks trained on the set, last
+epoch's test accuracy, mean ± std over the evaluation models. ``dc`` = hard labels, ``kd`` = the
+ResNet-14 teacher's soft labels. Methods with iterations are also evaluated at intermediate
+iterations (``--resume`` extends a set), which gives accuracy against condensation time.
+
+    python -m benchmarks.condense --ipc 1 --methods random herding dm dsa dc teacher
+    python -m benchmarks.condense --report-only --update-readme
+
+Runs are reused when their command is unchanged; separate processes can take separate slices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchmarks.baselines import REPO, fmt, summarize
+from benchmarks.readme import update_section
+from datafree.cli import main as datafree_main
+from datafree.condense import METHODS
+from datafree.data.transfer import read_manifest
+from datafree.io import write_json
+
+TEACHER = "teachers/fashion-mnist-resnet14"  # under --root; made by benchmarks.baselines
+# CPU-sized condensation recipes: checkpoints (iterations) at which the set is evaluated
+RECIPES: dict[str, dict[str, Any]] = {
+    "random": {"set": {}, "curve": [0]},
+    "herding": {"set": {}, "curve": [0]},
+    "dm": {"set": {"batch_real": 64}, "curve": [0, 100, 250, 500]},
+    "dsa": {"set": {"batch_real": 64}, "curve": [0, 50, 100]},
+    "dc": {"set": {"batch_real": 64}, "curve": [0, 50, 100]},
+    "teacher": {"set": {}, "curve": [100, 500]},
+    "mtt": {"set": {}, "curve": [0, 100]},
+}
+# The reference's no-augmentation protocol (300 epochs); fewer models at larger IPC to fit the CPU.
+EVAL = {"augment": "none", "epochs": 300, "models": {1: 5, 10: 3, 50: 3}}
+# Best published numbers at IPC 1 / 10 / 50 (../shared/anchors.md), for the report
+PUBLISHED = {"random": (51.4, 73.8, 82.5), "herding": (67.0, 71.1, 71.9), "dc": (70.5, 82.3, 83.6),
+             "dsa": (70.6, 84.6, 88.7), "dm": (71.5, 83.6, 88.2), "mtt": (75.1, 87.2, 88.3)}
+BEST_PUBLISHED = {1: ("IDC", 81.0), 10: ("MTT", 87.2), 50: ("FRePo", 89.6)}
+
+
+def set_args(overrides: dict[str, Any]) -> list[str]:
+    return [a for k, v in overrides.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+
+
+def condense(method: str, ipc: int, iterations: int, out: Path, root: Path, data: list[str]) -> dict[str, Any]:
+    """Condense (or extend the set in ``out``) to ``iterations``; returns the manifest."""
+    manifest = read_manifest(out) if (out / "manifest.json").is_file() else None
+    if manifest is not None and manifest.get("iterations_done", 0) >= iterations:
+        return manifest
+    recipe = dict(RECIPES[method]["set"])
+    if iterations:
+        recipe["iterations"] = iterations
+    argv = ["condense", "--method", method, "--ipc", str(ipc), *set_args(recipe), "--out", str(out), "--seed", "0",
+            "--no-progress", "--checkpoint-every", str(max(iterations, 1)), *data]
+    if method == "teacher":
+        argv += ["--teacher", str(root / TEACHER)]
+    if manifest is not None:
+        argv.append("--resume")
+    print(f"  run    datafree {' '.join(argv)}", flush=True)
+    if datafree_main(argv) != 0:
+        raise SystemExit(f"failed: datafree {' '.join(argv)}")
+    return read_manifest(out)
+
+
+def evaluate(set_dir: Path, ipc: int, protocol: str, out: Path, root: Path, data: list[str]) -> dict[str, Any]:
+    argv = ["evaluate-set", str(set_dir), "--protocol", protocol, "--models", str(EVAL["models"][ipc]),
+            "--augment", EVAL["augment"], "--epochs", str(EVAL["epochs"]), "--seed", "0", "--no-progress", *data]
+    if protocol == "kd":
+        argv += ["--teacher", str(root / TEACHER)]
+    if out.is_file():
+        result = json.loads(out.read_text())
+        if result.get("argv", [])[1:] == argv:
+            return result
+    print(f"  run    datafree {' '.join(argv)}", flush=True)
+    if datafree_main([*argv, "--out", str(out)]) != 0:
+        raise SystemExit(f"failed: datafree {' '.join(argv)}")
+    result = json.loads(out.read_text())
+    result["argv"] = ["datafree", *argv]
+    write_json(out, result)
+    return result
+
+
+def run_method(method: str, ipc: int, protocols: list[str], root: Path, data: list[str]) -> None:
+    base = root / "condense" / f"{method}-ipc{ipc}"
+    for iterations in RECIPES[method]["curve"]:
+        manifest = condense(method, ipc, iterations, base / "set", root, data)
+        for protocol in protocols:
+            result = evaluate(base / "set", ipc, protocol, base / f"eval-{protocol}-it{iterations}.json", root, data)
+            result.update(condensation={k: manifest.get(k) for k in ("iterations_done", "condensation_time_s",
+                                                                     "peak_memory_mb", "config")})
+            write_json(base / f"eval-{protocol}-it{iterations}.json", result)
+            print(f"  {method} ipc {ipc} it {iterations} {protocol}: {fmt(summarize(result['accuracies']))}", flush=True)
+
+
+def collect(root: Path) -> list[dict[str, Any]]:
+    rows = []
+    for path in sorted((root / "condense").glob("*-ipc*/eval-*-it*.json")):
+        r = json.loads(path.read_text())
+        method, ipc = path.parent.name.rsplit("-ipc", 1)
+        protocol, it = path.stem[len("eval-"):].split("-it")
+        rows.append({"method": method, "ipc": int(ipc), "protocol": protocol, "iterations": int(it),
+                     "accuracy": summarize(r["accuracies"]), "time_s": r["condensation"]["condensation_time_s"],
+                     "peak_memory_mb": r["condensation"]["peak_memory_mb"], "eval_time_s_per_model":
+                     r["train_time_s_per_model"], "argv": r["argv"], "protocol_record": r["protocol"]})
+    return rows
+
+
+def report(rows: list[dict[str, Any]]) -> str:
+    lines = ["| method | IPC | iterations | condensation time (s) | peak RSS (MB) | hard labels (dc) | teacher soft labels (kd) "
+             "| published |", "|---|---|---|---|---|---|---|---|"]
+    keys = sorted({(r["method"], r["ipc"], r["iterations"]) for r in rows},
+                  key=lambda k: (k[1], METHODS.index(k[0]) if k[0] in METHODS else 99, k[2]))
+    for method, ipc, it in keys:
+        by = {r["protocol"]: r for r in rows if (r["method"], r["ipc"], r["iterations"]) == (method, ipc, it)}
+        any_row = next(iter(by.values()))
+        pub = PUBLISHED.get(method)
+        published = f"{pub[[1, 10, 50].index(ipc)]}" if pub and ipc in (1, 10, 50) else ""
+        cells = [f"{fmt(by[p]['accuracy'])} (n={by[p]['accuracy']['n']})" if p in by else "" for p in ("dc", "kd")]
+        lines.append(f"| {method} | {ipc} | {it} | {any_row['time_s']:.0f} | {any_row['peak_memory_mb']:.0f} "
+                     f"| {cells[0]} | {cells[1]} | {published} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ipc", type=int, nargs="+", default=[1, 10])
+    parser.add_argument("--methods", nargs="+", choices=sorted(RECIPES), default=["random", "herding", "dm"])
+    parser.add_argument("--protocols", nargs="+", choices=("dc", "kd"), default=["dc", "kd"])
+    parser.add_argument("--root", type=Path, default=Path("artifacts"))
+    parser.add_argument("--data-root")
+    parser.add_argument("--device")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--update-readme", action="store_true")
+    args = parser.parse_args(argv)
+    os.chdir(REPO)
+    data = ["--dataset", "fashion-mnist", *(["--data-root", args.data_root] if args.data_root else []),
+            *(["--device", args.device] if args.device else [])]
+    if not args.report_only:
+        for ipc in args.ipc:
+            for method in args.methods:
+                run_method(method, ipc, args.protocols, args.root, data)
+    rows = collect(args.root)
+    md = (f"Fashion-MNIST, test accuracy (%) of fresh ConvNet-128 (instance norm) networks trained on each "
+          f"condensed set: {EVAL['epochs']} epochs, augmentation '{EVAL['augment']}', SGD 0.01 momentum 0.9 "
+          f"wd 5e-4, lr x0.1 at half; last epoch; mean ± std over n evaluation models. 'kd' trains on the "
+          f"ResNet-14 teacher's soft labels (T = 4). Condensation seed 0, one thread per process.\n\n"
+          f"{report(rows)}\n\nProduced by `python -m benchmarks.condense` (commands in "
+          f"benchmarks/results/condense.json). Published: the DC/DSA/DM/MTT papers' numbers under the reference "
+          f"protocol (1000 epochs with DSA augmentation for DSA/DM/MTT), best per IPC: "
+          f"{', '.join(f'IPC {k} {v[0]} {v[1]}' for k, v in BEST_PUBLISHED.items())}.")
+    print("\n" + md)
+    out = REPO / "benchmarks" / "results"
+    write_json(out / "condense.json", {"eval": EVAL, "recipes": RECIPES, "rows": rows})
+    (out / "condense.md").write_text(md + "\n")
+    if args.update_readme:
+        update_section("condense", md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""Dataset condensation: tiny synthetic transfer sets that train a model almost as well as the data.
+
+Methods (``datafree condense --method``): ``random`` and ``herding`` baselines, ``dc`` and ``dsa``
+(gradient matching), ``dm`` (distribution matching), ``mtt`` (trajectory matching) and
+``teacher`` (recovered from a teacher's BatchNorm statistics alone). Every result is a transfer
+set of ``kind: condensed``; :func:`evaluate_set` is the evaluation protocol.
+"""
+
+from datafree.condense import mtt  # noqa: F401  (registers the "mtt" method)
+from datafree.condense.config import DEFAULTS, METHODS, CondenseConfig, method_config
+from datafree.condense.evaluate import EvalProtocol, evaluate_set
+from datafree.condense.real import ClassPool
+from datafree.condense.run import condense_set
+
+__all__ = ["DEFAULTS", "METHODS", "ClassPool", "CondenseConfig", "EvalProtocol", "condense_set", "evaluate_set",
+           "method_config"]

@@ -1,0 +1,58 @@
+"""DC (Zhao et al., 2021) and DSA: match the gradients a fresh network gets from real and
+synthetic images of each class, while that network trains on the synthetic set.
+
+Per outer loop, one image update from the per-class gradient distances, then ``inner_loop``
+epochs of network training on the (detached) synthetic set. Classes are matched one at a
+time (each needs its own gradient; this also bounds memory to one class's graph).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from datafree.condense.base import Condenser
+from datafree.losses import gradient_match_distance
+
+
+class DC(Condenser):
+    def step(self) -> dict[str, float]:
+        cfg = self.config
+        c, ipc = self.spec.num_classes, cfg.ipc
+        outer, inner = cfg.loops
+        net = self.fresh_net().train()
+        params = [p for p in net.parameters() if p.requires_grad]
+        net_opt = torch.optim.SGD(params, lr=cfg.lr_net)
+        total = 0.0
+        for ol in range(outer):
+            real = self.real_batch(cfg.batch_real)
+            loss = torch.zeros((), device=self.device)
+            for k in range(c):
+                target_real = torch.full((cfg.batch_real,), k, device=self.device)
+                target_syn = torch.full((ipc,), k, device=self.device)
+                xr, xs = self.augment_pair(real[k], self.images[k * ipc:(k + 1) * ipc])
+                g_real = torch.autograd.grad(F.cross_entropy(net(xr), target_real), params)
+                g_real = [g.detach() for g in g_real]
+                g_syn = torch.autograd.grad(F.cross_entropy(net(xs), target_syn), params, create_graph=True)
+                loss = loss + gradient_match_distance(g_real, g_syn)
+            self.update_images(loss)
+            total += loss.item()
+            if ol == outer - 1:
+                break
+            self.train_net(net, net_opt, inner)
+        return {"dc": total / outer}
+
+    def train_net(self, net: torch.nn.Module, optimizer: torch.optim.Optimizer, epochs: int) -> None:
+        """``epochs`` passes over the synthetic set (augmented like the matching, with DSA)."""
+        images, labels = self.images.detach(), self.labels.to(self.device)
+        b = self.config.batch_train
+        for _ in range(epochs):
+            order = torch.randperm(len(images), generator=self.rng).to(self.device)
+            for idx in order.split(b):
+                x, y = images[idx], labels[idx]
+                if self.dsa is not None:
+                    x = self.dsa.apply(x, self.dsa.sample(self.rng))
+                loss = F.cross_entropy(net(x), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()

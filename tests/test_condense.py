@@ -1,0 +1,175 @@
+"""Dataset condensation: the class pool, the matching losses, each method, the driver, the protocol."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from datafree.condense import ClassPool, EvalProtocol, condense_set, evaluate_set, method_config
+from datafree.condense.base import embed
+from datafree.condense.baselines import herding_indices
+from datafree.condense.run import CONDENSERS
+from datafree.data import DataSpec, NormalizedTensorDataset
+from datafree.data.transfer import TransferSet
+from datafree.errors import DatafreeError
+from datafree.losses import gradient_match_distance, mean_embedding_distance
+
+SPEC = DataSpec(1, 8, 8, 4, (0.5,), (0.5,))
+SMALL_NET = {"net": "convnet", "net_kwargs": {"width": 8, "depth": 1}}
+LOOPS = {"outer_loop": 2, "inner_loop": 2}  # DC's per-IPC table would run 10 x 50 per iteration
+
+
+def tiny_pool(n_per_class: int = 16, seed: int = 0) -> ClassPool:
+    """Class c is bright in its own pair of rows, plus noise: learnable and class-distinct."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(4).repeat(n_per_class)
+    images = torch.randn(len(labels), 1, 8, 8, generator=g) * 0.3
+    for c in range(4):
+        images[labels == c, :, 2 * c: 2 * c + 2, :] += 2.0
+    return ClassPool(images, labels, SPEC)
+
+
+def test_class_pool_samples_each_class_without_replacement():
+    pool = tiny_pool()
+    idx = pool.indices(5, torch.Generator().manual_seed(1))
+    assert idx.shape == (4, 5)
+    assert (pool.labels[idx] == torch.arange(4).view(4, 1)).all()
+    assert all(len(set(row.tolist())) == 5 for row in idx)
+    again = pool.indices(5, torch.Generator().manual_seed(1))
+    assert torch.equal(idx, again)
+    assert pool.sample(3, torch.Generator()).shape == (4, 3, 1, 8, 8)
+    # asking for more than a class holds wraps around instead of failing
+    assert pool.indices(20, torch.Generator().manual_seed(0)).shape == (4, 20)
+
+
+def test_class_pool_refuses_a_missing_class():
+    with pytest.raises(DatafreeError, match="classes \\[3\\]"):
+        ClassPool(torch.zeros(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2]), SPEC)
+
+
+def test_gradient_match_distance_by_hand():
+    # one 2x2 weight: rows [1,0] vs [0,1] (cos 0) and [1,1] vs [2,2] (cos 1); a bias is skipped
+    real = [torch.tensor([[1.0, 0.0], [1.0, 1.0]]), torch.tensor([5.0, -5.0])]
+    syn = [torch.tensor([[0.0, 1.0], [2.0, 2.0]]), torch.tensor([-5.0, 5.0])]
+    assert gradient_match_distance(real, syn).item() == pytest.approx(1.0, abs=1e-5)
+    conv = torch.randn(3, 2, 3, 3)
+    assert gradient_match_distance([conv], [conv * 4]).item() == pytest.approx(0.0, abs=1e-5)
+    assert gradient_match_distance([conv], [-conv]).item() == pytest.approx(6.0, abs=1e-4)
+
+
+def test_mean_embedding_distance_by_hand():
+    real = torch.tensor([[[1.0, 0.0], [3.0, 0.0]], [[0.0, 0.0], [0.0, 2.0]]])  # means (2,0), (0,1)
+    syn = torch.tensor([[[0.0, 0.0]], [[0.0, 3.0]]])
+    assert mean_embedding_distance(real, syn).item() == pytest.approx(4.0 + 4.0)
+
+
+def test_herding_picks_the_mean_tracking_points():
+    feats = torch.tensor([[0.0], [10.0], [4.0], [6.0]])  # mean 5
+    chosen = herding_indices(feats, 2)
+    assert chosen[0].item() in (2, 3)  # 4 or 6: closest to 5
+    assert set(chosen.tolist()) == {2, 3}  # then the one that brings the mean back to 5
+
+
+def test_embed_captures_the_last_linear_input():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 5), nn.ReLU(), nn.Linear(5, 4))
+    x = torch.randn(3, 1, 8, 8)
+    assert torch.allclose(embed(net, x), net[2](net[1](net[0](x))))
+
+
+def run_losses(method: str, iterations: int, **overrides) -> list[float]:
+    config = method_config(method, ipc=2, iterations=iterations, batch_real=8, init="noise", **SMALL_NET, **overrides)
+    cond = CONDENSERS[method](config, SPEC, torch.Generator().manual_seed(0), pool=tiny_pool())
+    return [next(iter(cond.step().values())) for _ in range(iterations)]
+
+
+@pytest.mark.parametrize("method,overrides", [("dm", {"lr_img": 1.0}), ("dc", {"lr_img": 0.1, **LOOPS}),
+                                              ("dsa", {"lr_img": 0.1, **LOOPS})])
+def test_each_matching_method_lowers_its_objective(method, overrides):
+    losses = run_losses(method, 30, **overrides)
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.8 * first, (method, first, last)
+
+
+def test_teacher_only_lowers_bn_loss_and_reads_no_real_data(tmp_path):
+    torch.manual_seed(0)
+    teacher = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
+    with torch.no_grad():  # BN statistics the noise init does not have
+        teacher[1].running_mean.fill_(0.5)
+        teacher[1].running_var.fill_(0.2)
+    teacher.eval()
+    config = method_config("teacher", ipc=2, iterations=40, lr_img=0.05)
+    manifest = condense_set(tmp_path / "t", config, SPEC, teacher=teacher, soft_labels=True, progress=False,
+                            checkpoint_every=20)
+    assert manifest["soft_labels"] and manifest["count"] == 8
+    ts = TransferSet(tmp_path / "t")
+    _, labels, logits = ts.get_batch(torch.arange(8))
+    assert labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3] and logits.shape == (8, 4)
+    cond = CONDENSERS["teacher"](method_config("teacher", ipc=2, iterations=40, lr_img=0.05), SPEC,
+                                 torch.Generator().manual_seed(0), teacher=teacher)
+    bn = [cond.step()["bn"] for _ in range(40)]
+    cond.close()
+    assert bn[-1] < 0.8 * bn[0], (bn[0], bn[-1])
+
+
+def test_teacher_only_refuses_a_teacher_without_batchnorm(tmp_path):
+    teacher = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
+    with pytest.raises(DatafreeError, match="no BatchNorm"):
+        condense_set(tmp_path / "t", method_config("teacher", ipc=1, iterations=1), SPEC, teacher=teacher,
+                     progress=False)
+    assert not (tmp_path / "t").exists()  # refused before anything was written
+
+
+def test_random_and_herding_return_real_images_of_each_class(tmp_path):
+    pool = tiny_pool()
+    for method in ("random", "herding"):
+        config = method_config(method, ipc=3, **SMALL_NET, herding_net="net")
+        condense_set(tmp_path / method, config, SPEC, pool=pool, progress=False)
+        x, y = TransferSet(tmp_path / method).get_batch(torch.arange(12))
+        assert y.tolist() == [c for c in range(4) for _ in range(3)]
+        # every image is one of the real images of its class
+        for img, c in zip(x, y):
+            assert (pool.of_class(int(c)) == img).flatten(1).all(1).any()
+
+
+def test_condense_set_resumes_bitwise_and_extends(tmp_path):
+    pool = tiny_pool()
+    config = method_config("dm", ipc=2, iterations=6, batch_real=8, **SMALL_NET)
+    full = condense_set(tmp_path / "full", config, SPEC, pool=pool, seed=3, progress=False, checkpoint_every=2)
+    assert full["iterations_done"] == 6 and full["count"] == 8
+    part = method_config("dm", ipc=2, iterations=4, batch_real=8, **SMALL_NET)
+    condense_set(tmp_path / "part", part, SPEC, pool=pool, seed=3, progress=False, checkpoint_every=2)
+    condense_set(tmp_path / "part", config, SPEC, pool=pool, seed=3, progress=False, checkpoint_every=2, resume=True)
+    a = TransferSet(tmp_path / "full").get_batch(torch.arange(8))[0]
+    b = TransferSet(tmp_path / "part").get_batch(torch.arange(8))[0]
+    assert torch.equal(a, b)
+    assert len(list((tmp_path / "part").glob("shard-*.safetensors"))) == 1  # replaced, not accumulated
+
+
+def test_condense_set_refuses_to_clobber_or_mix(tmp_path):
+    pool = tiny_pool()
+    config = method_config("dm", ipc=1, iterations=1, batch_real=4, **SMALL_NET)
+    condense_set(tmp_path / "s", config, SPEC, pool=pool, progress=False)
+    with pytest.raises(DatafreeError, match="already holds"):
+        condense_set(tmp_path / "s", config, SPEC, pool=pool, progress=False)
+    other = method_config("dm", ipc=1, iterations=2, batch_real=4, lr_img=0.5, **SMALL_NET)
+    with pytest.raises(DatafreeError, match="lr_img"):
+        condense_set(tmp_path / "s", other, SPEC, pool=pool, progress=False, resume=True)
+    with pytest.raises(DatafreeError, match="dataset"):
+        condense_set(tmp_path / "x", config, SPEC, pool=None, progress=False)
+
+
+def test_evaluate_set_protocol_is_recorded_and_reproducible():
+    pool = tiny_pool()
+    train = NormalizedTensorDataset(pool.images[::4], pool.labels[::4], SPEC)
+    test = NormalizedTensorDataset(pool.images, pool.labels, SPEC)
+    protocol = EvalProtocol(arch="convnet", arch_kwargs={"width": 8, "depth": 1}, models=2, epochs=20, augment="none")
+    a = evaluate_set(train, SPEC, test, protocol, progress=False)
+    b = evaluate_set(train, SPEC, test, protocol, progress=False)
+    assert a["accuracies"] == b["accuracies"] and len(a["accuracies"]) == 2
+    assert a["protocol"]["epochs"] == 20 and a["protocol"]["lr"] == 0.01 and a["images"] == 16
+    assert a["accuracy_mean"] > 60  # the bands are easy: trained networks beat chance (25%) by far
+    assert EvalProtocol().epochs == 1000 and EvalProtocol(augment="none").epochs == 300
+    with pytest.raises(DatafreeError, match="kd protocol needs"):
+        evaluate_set(train, SPEC, test, EvalProtocol(name="kd", models=1, epochs=1), progress=False)
