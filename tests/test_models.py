@@ -98,3 +98,9 @@ def test_feature_hooks_capture_named_modules():
         assert hooks.features["classifier"].shape == (2, 64)
     with pytest.raises(DatafreeError, match="no module 'nope'"):
         FeatureHooks(model, ["nope"])
+
+
+def test_resnet18_instance_norm_for_condensation_pool():
+    net = build_model("resnet18", FASHION_MNIST, norm="instance", width=8)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+    assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10)

@@ -1,6 +1,6 @@
 """Data: the DataSpec, dataset loaders, batching and augmentation."""
 
-from datafree.data.augment import RandomCropFlip
+from datafree.data.augment import DSA, RandomCropFlip
 from datafree.data.datasets import (
     DATASETS,
     ImageFolderDataset,
@@ -13,7 +13,7 @@ from datafree.data.loader import epoch_generator, iterate_batches, num_batches
 from datafree.data.spec import CIFAR10, CIFAR100, FASHION_MNIST, MNIST, DataSpec
 
 __all__ = [
-    "CIFAR10", "CIFAR100", "DATASETS", "FASHION_MNIST", "MNIST", "DataSpec", "ImageFolderDataset",
+    "CIFAR10", "CIFAR100", "DATASETS", "DSA", "FASHION_MNIST", "MNIST", "DataSpec", "ImageFolderDataset",
     "NormalizedTensorDataset", "RandomCropFlip", "TensorImageDataset", "dataset_spec", "epoch_generator", "iterate_batches",
     "load_dataset", "num_batches",
 ]
