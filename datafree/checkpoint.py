@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,9 @@ from datafree.io import atomic_path, sha256_file, write_json
 from datafree.models import build_model
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net")
+# what torch.load raises on a truncated or garbage file (random bytes reach all of these)
+UNREADABLE = (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError, KeyError, TypeError,
+              AttributeError)
 PREFIXES = ("module.", "_orig_mod.")
 MODEL_FILE = "model.safetensors"
 
@@ -89,6 +93,21 @@ def save_model(path: str | Path, model: nn.Module, info: ModelInfo) -> Path:
 
 
 # ------------------------------------------------------------------ reading state dicts
+def _reason(e: BaseException) -> str:
+    """The informative sentence of a ``torch.load`` error (torch wraps it in paragraphs of advice)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    elif text.startswith("Weights only load failed"):
+        lines = [ln.strip() for ln in text.splitlines()[1:]]
+        lines = [ln for ln in lines if ln and not ln.startswith(("Check the documentation", "Please file", "("))]
+        text = lines[0] if lines else text
+    first = text.strip().splitlines()[0].strip() if text.strip() else type(e).__name__
+    if isinstance(e, (KeyError, IndexError, TypeError, AttributeError)):
+        first = f"{type(e).__name__} {first}"
+    return first.split(". ")[0].rstrip(".")[:160]
+
+
 def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     for _ in range(3):  # e.g. {"model": {"state_dict": {...}}}
         if isinstance(obj, nn.Module):
@@ -113,6 +132,24 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def load_tensors_file(path: str | Path, *, trust_pickle: bool = False, advice: str = "") -> Any:
+    """``torch.load`` that never runs pickled code unless trusted, with one-line errors.
+
+    ``advice`` ends the refusal message (what the user can do instead).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatafreeError(f"{path} not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as e:
+        if trust_pickle:
+            raise DatafreeError(f"cannot unpickle {path}: {_reason(e)}") from None
+        raise DatafreeError(f"{path} contains pickled code, which datafree will not run ({_reason(e)}){advice}") from None
+    except UNREADABLE as e:
+        raise DatafreeError(f"cannot read {path}: {_reason(e)} (truncated or corrupted?)") from None
+
+
 def read_state_dict(path: str | Path, *, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
     """Tensors of a ``.safetensors`` or ``.pt/.pth`` file, unwrapped and de-prefixed."""
     path = resolve_checkpoint(path)
@@ -121,19 +158,8 @@ def read_state_dict(path: str | Path, *, trust_pickle: bool = False) -> dict[str
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as e:
             raise DatafreeError(f"{path} is not a readable safetensors file ({e}); it may be truncated or corrupted") from None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-    except pickle.UnpicklingError as e:
-        if trust_pickle:
-            raise DatafreeError(f"cannot unpickle {path}: {e}") from None
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise DatafreeError(
-            f"{path} contains pickled code, which datafree will not run ({first[:120]}); "
-            "re-save it as a state_dict or safetensors, or pass --trust-pickle if you trust its source"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DatafreeError(f"cannot read {path}: {msg} (truncated or corrupted?)") from None
+    obj = load_tensors_file(path, trust_pickle=trust_pickle, advice="; re-save it as a state_dict or safetensors, "
+                            "or pass --trust-pickle if you trust its source")
     return _unwrap(obj, path)
 
 
@@ -215,6 +241,6 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise DatafreeError(f"nothing to resume: {path} does not exist") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DatafreeError(f"cannot resume from {path}: {msg}") from None
+    except (pickle.UnpicklingError, *UNREADABLE) as e:
+        raise DatafreeError(f"cannot resume from {path}: not a readable training state ({_reason(e)}); the file is "
+                            "corrupted or was not written by datafree: start again without --resume") from None

@@ -6,7 +6,9 @@ User errors end with a one-line ``datafree: error: ...`` on stderr and exit code
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 import torch
 
 from datafree.errors import DatafreeError
+from datafree.io import DISK_ERRNOS
 
 EXIT_USER_ERROR = 2
 
@@ -395,6 +398,36 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from datafree.bench import SUITES, get_suite, report, run_suite
+
+    if args.bench_command == "list":
+        for suite in SUITES.values():
+            pairs = ", ".join(p.name for p in suite.pairs)
+            print(f"{suite.name}: {suite.dataset}; {pairs}; {len(suite.sources)} sources; seeds "
+                  f"{' '.join(map(str, suite.seeds))}\n    {suite.description}")
+        return 0
+    if args.bench_command == "report":
+        report(args.directory)
+        print(f"report: {Path(args.directory) / 'report.md'}, report.csv, accuracy_vs_time.png, condensation_ipc.png, "
+              "synthetic_grid.png")
+        return 0
+    try:
+        summary = run_suite(get_suite(args.suite), args.out, data_root=args.data_root, device=args.device,
+                            seeds=args.seeds, teachers=args.teachers)
+    except KeyboardInterrupt:
+        print(f"bench: interrupted; run the same 'datafree bench run {args.suite}' command again to continue",
+              file=sys.stderr)
+        raise
+    print(f"suite {args.suite}: {len(summary.ran)} runs finished, {len(summary.reused)} reused, "
+          f"{len(summary.failed)} failed, {len(summary.not_applicable)} not applicable -> {Path(args.out) / 'results.jsonl'}"
+          f" (report: datafree bench report {args.out})")
+    if summary.failed:
+        raise DatafreeError(f"{len(summary.failed)} runs failed ({', '.join(summary.failed[:3])}"
+                            f"{', ...' if len(summary.failed) > 3 else ''}); see {Path(args.out) / 'failures.jsonl'}")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from datafree import __version__
@@ -573,6 +606,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_data_args(p)
     p.set_defaults(func=cmd_evaluate)
+    from datafree.bench.suites import SUITES
+
+    p = sub.add_parser("bench", help="run a benchmark suite against real-data KD, and report it",
+                       description="Benchmark suites: every (teacher/student pair, source, seed) of a suite is run "
+                                   "through these commands into one directory; results.jsonl gets one row per "
+                                   "finished run, and an interrupted suite continues where it stopped. Sources: "
+                                   "scratch, kd (real data), df:PRESET (data-free), cond:METHOD:IPC:hard|soft "
+                                   f"(condensed). Suites: {', '.join(SUITES)}.")
+    bench = p.add_subparsers(dest="bench_command", required=True, metavar="ACTION")
+    q = bench.add_parser("run", help="run a suite (finished runs are reused)",
+                         description="Run every run of SUITE into --out: teachers once per pair (teachers/), each run "
+                                     "in runs/PAIR/SOURCE/seedN/, one row per finished run in results.jsonl. A run "
+                                     "whose row is there with the same commands is skipped; a half-finished one is "
+                                     "resumed or redone. Use one --out per suite.")
+    q.add_argument("suite", help=f"suite name: {', '.join(SUITES)} (see 'datafree bench list')")
+    q.add_argument("--out", required=True, help="the suite's output directory")
+    q.add_argument("--seeds", type=int, nargs="+", help="override the suite's seeds")
+    q.add_argument("--data-root", help="directory holding the dataset files (default: $DATAFREE_DATA, then the system copy)")
+    q.add_argument("--device", help="torch device for every command (default: each command's own, cuda if available)")
+    q.add_argument("--teachers", help="reuse trained teachers from this directory (DIR/PAIR, as a suite writes them, "
+                                      "or DIR/DATASET-ARCH, as benchmarks/baselines.py does) instead of training them")
+    q.set_defaults(func=cmd_bench)
+    q = bench.add_parser("report", help="write report.md, report.csv and plots of a suite's results",
+                         description="Read DIR/results.jsonl and write report.md and report.csv (mean ± std over seeds "
+                                     "per pair and source, fraction of the real-data KD student's accuracy, times and "
+                                     "their ratio to KD's, peak memory) and accuracy_vs_time.png, condensation_ipc.png "
+                                     "and synthetic_grid.png.")
+    q.add_argument("directory", help="a suite's output directory (the --out of 'datafree bench run')")
+    q.set_defaults(func=cmd_bench)
+    q = bench.add_parser("list", help="list the suites", description="Print every suite with its description.")
+    q.set_defaults(func=cmd_bench)
     return parser
 
 
@@ -584,6 +648,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except DatafreeError as e:
         print(f"datafree: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as e:
+        if e.errno not in DISK_ERRNOS:
+            raise
+        where = f" while writing {e.filename}" if e.filename else ""
+        fix = "choose a writable --out" if e.errno == errno.EROFS else "free some space (or choose another --out)"
+        print(f"datafree: error: {e.strerror or os.strerror(e.errno)}{where}; {fix} and run the command again "
+              "(no half-written file was kept; --resume continues from the last saved state where supported)",
+              file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("datafree: interrupted; the last finished epoch is saved (continue with --resume)", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -10,6 +11,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # full disk, quota, read-only: the CLI says so in one line
 
 
 @contextmanager
@@ -25,6 +28,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
+    except OSError as e:
+        if e.filename is None:  # a failed write() names no file: name the one being written
+            e.filename = str(path)
+        raise
+    except Exception as e:  # e.g. safetensors: "I/O error: No space left on device (os error 28)"
+        code = next((c for c in DISK_ERRNOS if f"(os error {c})" in str(e)), None)
+        if code is None:
+            raise
+        raise OSError(code, os.strerror(code), str(path)) from e
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -31,7 +31,7 @@ RUN_FILES = {MODEL_FILE, "model.json", METRICS_FILE, STATE_FILE, RESULT_FILE}
 
 
 def prepare_run_dir(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
-    """Create ``out`` or check it may be used; never silently mixes two runs' files."""
+    """Check ``out`` may be used (it is created by the first save); never silently mixes two runs' files."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DatafreeError(f"output {out} exists and is not a directory")
@@ -49,8 +49,7 @@ def prepare_run_dir(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
             raise DatafreeError(f"{out} already holds a run; pass --resume to continue it or --overwrite to replace it")
         for name in contents & RUN_FILES:
             (out / name).unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    return out  # created by the first write, so a run that fails before its first epoch leaves no empty directory
 
 
 def environment() -> dict[str, Any]:

@@ -30,7 +30,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from datafree.checkpoint import load_training_state, save_training_state
+from datafree.checkpoint import load_state_into, load_training_state, save_training_state
 from datafree.data.augment import DSA, RandomCropFlip
 from datafree.data.loader import Batch, epoch_generator, iterate_batches, num_batches
 from datafree.data.spec import DataSpec
@@ -274,7 +274,18 @@ class Trainer:
         return state
 
     def _load_state(self, state: dict[str, Any], scheduler: torch.optim.lr_scheduler.LRScheduler) -> int:
-        self.model.load_state_dict(state["model"])
+        where = self.out_dir / STATE_FILE if self.out_dir is not None else STATE_FILE
+        try:
+            load_state_into(self.model, state["model"])  # a one-line report of mismatched keys
+            return self._restore(state, scheduler)
+        except DatafreeError as e:
+            raise DatafreeError(f"cannot resume from {where}: {e}") from None
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as e:
+            what = f"no {e} entry" if isinstance(e, KeyError) else str(e).strip().splitlines()[0][:200]
+            raise DatafreeError(f"cannot resume from {where}: it does not fit this run ({what}); "
+                                "resume with the run's own options, or start again with --overwrite") from None
+
+    def _restore(self, state: dict[str, Any], scheduler: torch.optim.lr_scheduler.LRScheduler) -> int:
         self.regressor.load_state_dict(state["regressor"])
         self.optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -342,10 +353,13 @@ class Trainer:
                     loss = sum(terms.values())
                 if not torch.isfinite(loss):
                     bar.close()
+                    bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+                    hint = ("the teacher's outputs (or the set's stored logits) are not finite: check the teacher"
+                            if bad == ["kd"] else "lower the learning rate or check the inputs")
                     raise DatafreeError(
                         f"non-finite loss at epoch {epoch + 1} step {step + 1} "
                         f"({', '.join(f'{k}={v.item():.4g}' for k, v in terms.items())}); "
-                        "lower the learning rate or check the inputs; the last saved state is intact"
+                        f"{hint}; the last saved state is intact"
                     )
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()

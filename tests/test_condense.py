@@ -173,3 +173,14 @@ def test_evaluate_set_protocol_is_recorded_and_reproducible():
     assert EvalProtocol().epochs == 1000 and EvalProtocol(augment="none").epochs == 300
     with pytest.raises(DatafreeError, match="kd protocol needs"):
         evaluate_set(train, SPEC, test, EvalProtocol(name="kd", models=1, epochs=1), progress=False)
+
+
+def test_resume_from_a_foreign_state_file_is_one_error(tmp_path):
+    from datafree.checkpoint import save_training_state
+
+    pool = tiny_pool()
+    config = method_config("dm", ipc=1, iterations=2, batch_real=4, **SMALL_NET)
+    condense_set(tmp_path / "s", config, SPEC, pool=pool, progress=False)
+    save_training_state(tmp_path / "s" / "condense-state.pt", {"epoch": 3})
+    with pytest.raises(DatafreeError, match="not a condensation state"):
+        condense_set(tmp_path / "s", config, SPEC, pool=pool, progress=False, resume=True)

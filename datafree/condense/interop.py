@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
-import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import datafree
+from datafree.checkpoint import load_tensors_file
 from datafree.condense.run import protocol_record
 from datafree.data.spec import DataSpec
 from datafree.data.transfer import MANIFEST, TransferSet, TransferSetWriter
@@ -82,7 +80,7 @@ def export_set(set_dir: str | Path, out_path: str | Path, layout: str, *, overwr
         if out.is_dir():
             raise DatafreeError(f"{out} is a directory; the dc layout is one .pt file")
         if out.exists() and not overwrite:
-            raise DatafreeError(f"{out} exists; pass overwrite=True (--overwrite) or choose another path")
+            raise DatafreeError(f"{out} exists; pass --overwrite to replace it or choose another path")
         with atomic_path(out) as tmp:
             torch.save({"data": [[images, labels]], "accs_all_exps": {}}, tmp)
             sidecar["sha256"] = {out.name: sha256_file(tmp)}
@@ -92,7 +90,7 @@ def export_set(set_dir: str | Path, out_path: str | Path, layout: str, *, overwr
     if out.exists() and not out.is_dir():
         raise DatafreeError(f"{out} exists and is not a directory; the mtt layout is a directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise DatafreeError(f"{out} exists and is not empty; pass overwrite=True (--overwrite) or choose another path")
+        raise DatafreeError(f"{out} exists and is not empty; pass --overwrite to replace it or choose another path")
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, torch.Tensor] = {MTT_IMAGES: images, MTT_LABELS: labels}
     if syn_lr is not None:
@@ -113,22 +111,8 @@ def export_set(set_dir: str | Path, out_path: str | Path, layout: str, *, overwr
 
 # ------------------------------------------------------------------ import
 def _load_pt(path: Path) -> Any:
-    """``torch.load(weights_only=True)`` with one-line errors; pickled code is refused."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(e).splitlines() if ln.strip()]
-        why = next((ln.split("error:", 1)[1].split(". ")[0].strip() for ln in lines if "WeightsUnpickler error:" in ln),
-                   lines[0] if lines else "")
-        raise DatafreeError(
-            f"{path} was refused: it contains pickled code, which datafree will not run ({why[:120]}); "
-            "re-save its tensors with plain torch.save (tensors, lists and dicts only)"
-        ) from None
-    except FileNotFoundError:
-        raise DatafreeError(f"{path} not found") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DatafreeError(f"cannot read {path}: {msg} (truncated or corrupted?)") from None
+    """Tensors, lists and dicts only; pickled code is refused (one-line errors)."""
+    return load_tensors_file(path, advice="; re-save its tensors with plain torch.save (tensors, lists and dicts only)")
 
 
 def _tensor(obj: Any, what: str, path: Path) -> torch.Tensor:

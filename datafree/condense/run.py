@@ -59,7 +59,11 @@ def condensed_header(config: CondenseConfig, spec: DataSpec, dataset: str, seed:
             "label_type": "class + teacher logits" if soft_labels else "class (hard labels)"}
 
 
-def _check_resumable(state: dict[str, Any], config: CondenseConfig, seed: int) -> None:
+def _check_resumable(state: Any, config: CondenseConfig, seed: int, path: Path) -> None:
+    keys = {"condenser", "rng", "iteration", "elapsed_s", "config", "seed"}
+    if not isinstance(state, dict) or not keys <= set(state) or not isinstance(state["config"], dict):
+        raise DatafreeError(f"cannot resume from {path}: it is not a condensation state written by datafree; "
+                            "start again without --resume in an empty --out")
     saved = {k: v for k, v in state["config"].items() if k != "iterations"}
     wanted = {k: v for k, v in config.to_dict().items() if k != "iterations"}
     if saved != wanted or state["seed"] != seed:
@@ -89,6 +93,7 @@ def condense_set(out: str | Path, config: CondenseConfig, spec: DataSpec, *, poo
     if teacher is not None:
         teacher = teacher.to(device).eval().requires_grad_(False)
     rng = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()  # before construction: herding does all its work there
     cls = CONDENSERS.get(config.method)
     if cls is None:
         raise DatafreeError(f"condensation method {config.method!r} is not available")
@@ -98,11 +103,14 @@ def condense_set(out: str | Path, config: CondenseConfig, spec: DataSpec, *, poo
         start_iter, elapsed0 = 0, 0.0
         if resume:
             state = load_training_state(out / STATE)
-            _check_resumable(state, config, seed)
-            condenser.load_state_dict(state["condenser"])
-            rng.set_state(state["rng"])
+            _check_resumable(state, config, seed, out / STATE)
+            try:
+                condenser.load_state_dict(state["condenser"])
+                rng.set_state(state["rng"])
+            except (KeyError, RuntimeError, TypeError, ValueError) as e:
+                raise DatafreeError(f"cannot resume from {out / STATE}: its state does not fit this run ({e})") from None
             start_iter, elapsed0 = int(state["iteration"]), float(state["elapsed_s"])
-        t0 = time.perf_counter()
+            t0 = time.perf_counter()
         terms: dict[str, float] = {}
 
         def checkpoint(iteration: int) -> None:

@@ -230,7 +230,8 @@ class ImageFolderDataset(Dataset):
 def image_folder_spec(root: Path, channels: int = 3, size: int = 32) -> DataSpec:
     """A DataSpec for an ImageFolder tree: classes from sub-folders, mean/std 0.5."""
     if not root.is_dir():
-        raise DatafreeError(f"image folder {root} does not exist")
+        raise DatafreeError(f"image folder {root} does not exist; imagefolder needs --data-root DIR with "
+                            "DIR/train/CLASS/*.png and DIR/test/CLASS/*.png")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     if not classes:
         raise DatafreeError(f"{root} has no class sub-folders (expected ROOT/CLASS/IMAGE.png)")

@@ -1,0 +1,482 @@
+"""Plan a suite into CLI commands and run them, resumably, one row per finished run.
+
+Layout of a suite's output directory::
+
+    suite.json                          the suite, its planned run ids, the sources a pair cannot run
+    results.jsonl                       one row per finished run (appended; the last row of a run id wins)
+    failures.jsonl                      one line per failed run (the suite goes on with the others)
+    teachers/<pair>/                    the teacher's run directory (unless --teachers gives one)
+    runs/<pair>/<source>/seed<N>/       student/ (a run directory) and, for stored data-free sets, transfer/
+    sets/<pair>/cond-<method>-ipc<K>/seed<N>/   a condensed set, shared by the hard- and soft-label students
+    buffers/<dataset>/                  MTT's expert trajectories
+
+Every command goes through :func:`datafree.cli.main` in this process. A step directory holds a
+``.bench.json`` marker with the command that made it: a finished step with the same command is
+reused, an interrupted one is resumed (``--resume``), anything else is redone (``--overwrite``, or
+the set is deleted first).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from datafree.bench.suites import PairSpec, Source, Suite, parse_source
+from datafree.errors import DatafreeError
+from datafree.io import append_jsonl, write_json
+
+RESULTS = "results.jsonl"
+FAILURES = "failures.jsonl"
+SUITE_JSON = "suite.json"
+MARKER = ".bench.json"
+TEACHER_SEED = 0
+
+
+@dataclass
+class Step:
+    """One CLI command (without ``datafree``) and the directory it writes."""
+
+    kind: str  # train | synthesize | condense | buffer
+    argv: list[str]
+    out: Path
+    target: int = 0  # synthesize: images; condense: iterations; buffer: experts
+
+
+@dataclass
+class Run:
+    """A (pair, source, seed): the commands that produce its student, in order."""
+
+    run_id: str
+    pair: PairSpec
+    source: str
+    seed: int
+    directory: Path
+    steps: list[Step] = field(default_factory=list)
+    teacher_dir: Path | None = None
+
+    @property
+    def argv(self) -> list[list[str]]:
+        return [["datafree", *s.argv] for s in self.steps]
+
+
+# ---------------------------------------------------------------- planning
+def _spec(dataset: str):
+    from datafree.data import CIFAR10, CIFAR100, FASHION_MNIST, MNIST
+
+    specs = {"fashion-mnist": FASHION_MNIST, "mnist": MNIST, "cifar10": CIFAR10, "cifar100": CIFAR100}
+    if dataset not in specs:
+        raise DatafreeError(f"suites run on {', '.join(specs)}, not {dataset!r}")
+    return specs[dataset]
+
+
+@functools.cache
+def _has_batchnorm(arch: str, kwargs_json: str, dataset: str) -> bool:
+    from datafree.models import build_model
+
+    model = build_model(arch, _spec(dataset), **json.loads(kwargs_json))
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def not_applicable(suite: Suite, pair: PairSpec, source: Source) -> str | None:
+    """Why ``pair`` cannot run ``source`` (a BN-statistics method and a teacher without BatchNorm), else None."""
+    from datafree.condense import method_config
+    from datafree.synthesis import preset
+
+    if source.kind == "df":
+        needs_bn = preset(source.method, **suite.recipes.df_scale).needs_batchnorm
+    elif source.kind == "cond" and source.method == "teacher":
+        needs_bn = method_config("teacher", **suite.recipes.cond.get("teacher", {})).bn > 0
+    else:
+        return None
+    if needs_bn and not _has_batchnorm(pair.teacher, json.dumps(pair.teacher_kwargs, sort_keys=True), suite.dataset):
+        return "matches BN statistics, the teacher has no BatchNorm"
+    return None
+
+
+def skipped_sources(suite: Suite) -> list[dict[str, str]]:
+    """The (pair, source) combinations a suite lists but cannot run, with the reason."""
+    out = []
+    for pair in suite.pairs:
+        for text in suite.sources:
+            reason = not_applicable(suite, pair, parse_source(text))
+            if reason:
+                out.append({"pair": pair.key, "source": text, "reason": reason})
+    return out
+
+
+def merge_args(base: tuple[str, ...], override: tuple[str, ...]) -> list[str]:
+    """``base`` flag/value pairs with those in ``override`` replaced or added (one value per flag)."""
+    merged = dict(zip(base[::2], base[1::2]))
+    merged.update(zip(override[::2], override[1::2]))
+    return [a for flag, value in merged.items() for a in (flag, value)]
+
+
+def kwargs_args(flag: str, kwargs: dict[str, Any]) -> list[str]:
+    return [flag, json.dumps(kwargs, sort_keys=True)] if kwargs else []
+
+
+def set_args(overrides: dict[str, Any]) -> list[str]:
+    return [a for k, v in overrides.items() for a in ("--set", f"{k}={json.dumps(v, sort_keys=True)}")]
+
+
+def find_teacher(teachers: Path, suite: Suite, pair: PairSpec) -> Path:
+    """``teachers/<pair>`` (a suite's layout) or ``teachers/<dataset>-<arch>`` (benchmarks/ layout)."""
+    tried = [teachers / pair.key, teachers / f"{suite.dataset}-{pair.teacher}"]
+    for path in tried:
+        if (path / "model.safetensors").is_file():
+            arch = json.loads((path / "model.json").read_text()).get("arch") if (path / "model.json").is_file() else None
+            if arch not in (None, pair.teacher):
+                raise DatafreeError(f"teacher {path} is a {arch}, the pair {pair.name} needs a {pair.teacher}")
+            return path
+    raise DatafreeError(f"no teacher for {pair.name} in {teachers} (looked for {' and '.join(str(p) for p in tried)})")
+
+
+def plan(suite: Suite, out_dir: str | Path = "bench", *, data_root: str | Path | None = None, device: str | None = None,
+         teachers: str | Path | None = None) -> list[Run]:
+    """Every run of ``suite`` with the exact commands it takes, in execution order (nothing is run)."""
+    out = Path(out_dir)
+    data = ["--dataset", suite.dataset, *(["--data-root", str(data_root)] if data_root else [])]
+    dev = ["--device", device] if device else []
+    sources = [parse_source(s) for s in suite.sources]
+    runs: list[Run] = []
+    for pair in suite.pairs:
+        if teachers is not None:
+            teacher_dir = find_teacher(Path(teachers), suite, pair)
+            runs.append(Run(f"{pair.key}/teacher/seed{TEACHER_SEED}", pair, "teacher", TEACHER_SEED, teacher_dir,
+                            teacher_dir=teacher_dir))
+        else:
+            teacher_dir = out / "teachers" / pair.key
+            argv = ["train-teacher", "--arch", pair.teacher, *kwargs_args("--arch-kwargs", pair.teacher_kwargs),
+                    *pair.teacher_args, "--seed", str(TEACHER_SEED), *data, *dev, "--out", str(teacher_dir),
+                    "--no-progress"]
+            runs.append(Run(f"{pair.key}/teacher/seed{TEACHER_SEED}", pair, "teacher", TEACHER_SEED, teacher_dir,
+                            [Step("train", argv, teacher_dir)], teacher_dir))
+        teacher = ["--teacher", str(teacher_dir)]
+        student = ["--student", pair.student, *kwargs_args("--student-kwargs", pair.student_kwargs)]
+        for seed in suite.seeds:
+            for src in sources:
+                if not_applicable(suite, pair, src):
+                    continue
+                run_dir = out / "runs" / pair.key / src.dirname / f"seed{seed}"
+                tail = ["--seed", str(seed), *data, *dev, "--out", str(run_dir / "student"), "--no-progress"]
+                steps = _source_steps(suite, pair, src, seed, out, run_dir, teacher, student, tail, data, dev)
+                runs.append(Run(f"{pair.key}/{src.text}/seed{seed}", pair, src.text, seed, run_dir, steps, teacher_dir))
+    return runs
+
+
+def _source_steps(suite: Suite, pair: PairSpec, src: Source, seed: int, out: Path, run_dir: Path, teacher: list[str],
+                  student: list[str], tail: list[str], data: list[str], dev: list[str]) -> list[Step]:
+    from datafree.synthesis import preset
+
+    r, student_dir = suite.recipes, run_dir / "student"
+    if src.kind == "scratch":
+        argv = ["train-teacher", "--arch", pair.student, *kwargs_args("--arch-kwargs", pair.student_kwargs),
+                *pair.student_args, *tail]
+        return [Step("train", argv, student_dir)]
+    if src.kind == "kd":
+        return [Step("train", ["distill", *teacher, *student, *merge_args(pair.student_args, pair.kd_args), *tail],
+                     student_dir)]
+    if src.kind == "df":
+        scale = {k: v for k, v in r.df_scale.items() if k != "ngf" or preset(src.method).generator != "pixels"}
+        scale.update(r.df_method_scale.get(src.method, {}))
+        config = preset(src.method, **scale)
+        overrides = set_args(scale)
+        if config.needs_student or config.schedule == "online":
+            argv = ["distill", *teacher, "--method", src.method, *overrides, *student, *r.df_live_student,
+                    "--lr", pair.live_lr, *tail]
+            return [Step("train", argv, student_dir)]
+        tset = run_dir / "transfer"
+        synth = ["synthesize", *teacher, "--method", src.method, *overrides, "--count", str(r.df_count),
+                 "--seed", str(seed), *dev, "--out", str(tset), "--no-progress"]
+        distill = ["distill", *teacher, "--transfer", str(tset), *student, *r.df_stored_student, *tail]
+        return [Step("synthesize", synth, tset, r.df_count), Step("train", distill, student_dir)]
+    # cond: one set per (pair, method, ipc, seed), with the teacher's logits, shared by hard and soft labels
+    from datafree.condense import method_config
+
+    steps: list[Step] = []
+    recipe = dict(r.cond.get(src.method, {}))
+    if src.method == "mtt":
+        buffer_dir = out / "buffers" / suite.dataset
+        buffer = ["buffer", *r.buffer, "--seed", "0", *data, *dev, "--out", str(buffer_dir), "--no-progress"]
+        experts = int(r.buffer[r.buffer.index("--experts") + 1]) if "--experts" in r.buffer else 10
+        steps.append(Step("buffer", buffer, buffer_dir, experts))
+        recipe["buffer"] = str(buffer_dir)
+    iterations = method_config(src.method, ipc=src.ipc, **recipe).iterations
+    set_dir = out / "sets" / pair.key / f"cond-{src.method}-ipc{src.ipc}" / f"seed{seed}"
+    condense = ["condense", "--method", src.method, "--ipc", str(src.ipc), *set_args(recipe), *teacher, "--soft-labels",
+                "--seed", str(seed), "--checkpoint-every", str(r.checkpoint_every), *data, *dev, "--out", str(set_dir),
+                "--no-progress"]
+    steps.append(Step("condense", condense, set_dir, iterations))
+    labels = r.cond_soft if src.labels == "soft" else r.cond_hard
+    distill = ["distill", "--transfer", str(set_dir), *(teacher if src.labels == "soft" else []), *student,
+               *r.cond_student, *labels, *tail]
+    steps.append(Step("train", distill, student_dir))
+    return steps
+
+
+def check_plan(runs: list[Run]) -> None:
+    """Parse every planned command with the CLI's parser and build its synthesis/condensation config."""
+    from datafree.cli import build_parser
+    from datafree.condense import method_config
+    from datafree.synthesis import preset
+
+    parser = build_parser()
+    for run in runs:
+        for step in run.steps:
+            try:
+                args = parser.parse_args(step.argv)
+            except SystemExit:
+                raise DatafreeError(f"{run.run_id}: the suite builds an invalid command: "
+                                    f"datafree {' '.join(step.argv)}") from None
+            overrides = dict(getattr(args, "set", None) or [])
+            if step.kind == "condense":
+                method_config(args.method, ipc=args.ipc, **overrides)
+            elif args.command in ("synthesize", "distill") and args.method:
+                preset(args.method, **overrides)
+
+
+# ---------------------------------------------------------------- running
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _marker(out: Path) -> dict[str, Any]:
+    return _read_json(out / MARKER) or {}
+
+
+def _write_marker(out: Path, argv: list[str], inputs: dict[str, Any], time_s: float = 0.0) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / MARKER, {"argv": argv, "inputs": inputs, "time_s": time_s})
+
+
+def inputs_of(argv: list[str]) -> dict[str, Any]:
+    """Fingerprints of what a command reads from earlier steps: the teacher's sha256, the transfer set's shards."""
+    inputs: dict[str, Any] = {}
+    if "--teacher" in argv:
+        inputs["teacher"] = (_read_json(Path(argv[argv.index("--teacher") + 1]) / "model.json") or {}).get("sha256")
+    if "--transfer" in argv:
+        manifest = _read_json(Path(argv[argv.index("--transfer") + 1]) / "manifest.json") or {}
+        inputs["transfer"] = [s.get("sha256") for s in manifest.get("shards", [])]
+    return inputs
+
+
+def run_inputs(run: Run) -> dict[str, Any]:
+    """What a run's row was computed from: the teacher (and a set made by another run), as they are now."""
+    inputs: dict[str, Any] = {}
+    for step in run.steps:
+        inputs.update(inputs_of(step.argv))
+    return inputs
+
+
+def reset_peak_memory(device: str | None) -> bool:
+    """Start a fresh peak-memory measurement for the next step (all steps share this process)."""
+    if device and device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats(torch.device(device))
+        return True
+    if device is None and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        return True
+    try:  # Linux: "5" resets the peak resident set size (VmHWM, which getrusage's ru_maxrss reports)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _call(argv: list[str]) -> None:
+    from datafree.cli import main as datafree_main
+
+    code = datafree_main(argv)
+    if code == 130:
+        raise KeyboardInterrupt
+    if code != 0:
+        raise DatafreeError(f"step failed (exit {code}): datafree {' '.join(argv)}")
+
+
+def _device(argv: list[str]) -> str | None:
+    return argv[argv.index("--device") + 1] if "--device" in argv else None
+
+
+def run_step(step: Step, log=print) -> str:
+    """Run, resume, redo or reuse one step; returns what was done (run | resume | reuse)."""
+    out, marker, inputs = step.out, _marker(step.out), inputs_of(step.argv)
+    # the same command on the same teacher and set (a directory without a marker: judged by its command alone)
+    same = marker.get("argv") == step.argv and marker.get("inputs", inputs) == inputs
+    if step.kind == "train":
+        result = _read_json(out / "result.json")
+        if result is not None and result.get("argv") == ["datafree", *step.argv] and marker.get("inputs", inputs) == inputs:
+            return "reuse"
+        live = "--method" in step.argv
+        action = "resume" if same and (out / "state.pt").is_file() and result is None and not live else "run"
+        extra = ["--resume"] if action == "resume" else ["--overwrite"]
+    else:
+        done = {"synthesize": lambda: (_read_json(out / "manifest.json") or {}).get("count", 0),
+                "condense": lambda: (_read_json(out / "manifest.json") or {}).get("iterations_done", -1),
+                "buffer": lambda: len((_read_json(out / "buffer.json") or {}).get("experts", []))}[step.kind]
+        started = {"synthesize": "manifest.json", "condense": "condense-state.pt", "buffer": "buffer.json"}[step.kind]
+        same = same and "argv" in marker
+        if same and (out / started).is_file() and done() >= step.target:
+            return "reuse"
+        action = "resume" if same and (out / started).is_file() else "run"
+        if action == "run" and out.exists():
+            shutil.rmtree(out)  # made by another command or from another teacher: start it again
+        extra = ["--resume"] if action == "resume" else []
+    log(f"  {action:6s} datafree {' '.join(step.argv)}")
+    _write_marker(out, step.argv, inputs, marker.get("time_s", 0.0) if same else 0.0)
+    reset_peak_memory(_device(step.argv))
+    start = time.perf_counter()
+    try:
+        _call([*step.argv, *extra])
+    finally:  # the time of an interrupted step counts too (the buffer records none of its own)
+        _write_marker(out, step.argv, inputs, _marker(out).get("time_s", 0.0) + time.perf_counter() - start)
+    if step.kind == "train":  # the command as planned, without --resume/--overwrite
+        result = json.loads((out / "result.json").read_text())
+        result["argv"] = ["datafree", *step.argv]
+        write_json(out / "result.json", result)
+    return action
+
+
+def read_rows(out_dir: str | Path) -> list[dict[str, Any]]:
+    """Rows of ``results.jsonl`` (a torn last line from a crash is ignored); the last row of a run id wins."""
+    path = Path(out_dir) / RESULTS
+    rows: dict[str, dict[str, Any]] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and "run_id" in row:
+                rows.pop(row["run_id"], None)
+                rows[row["run_id"]] = row
+    return list(rows.values())
+
+
+def planned_argv(run: Run) -> list[list[str] | None]:
+    """The commands of ``run``; for a teacher given with --teachers, the command recorded in its result.json."""
+    if run.steps:
+        return run.argv
+    return [(_read_json(run.directory / "result.json") or {}).get("argv")]
+
+
+def make_row(suite: Suite, run: Run, actions: list[str], rows: dict[str, dict[str, Any]], wall: float,
+             peak_reset: bool) -> dict[str, Any]:
+    """The results.jsonl record of a finished run."""
+    from datafree.run import environment
+
+    src = parse_source(run.source) if run.source != "teacher" else Source("teacher", "teacher")
+    result = _read_json((run.steps[-1].out if run.steps else run.directory) / "result.json")
+    if result is None:  # a teacher from --teachers without result.json: its sidecar's metrics
+        sidecar = _read_json(run.directory / "model.json") or {}
+        result = {"metrics": sidecar.get("metrics", {}), "config": {}, "argv": None}
+    metrics = result.get("metrics", {})
+    creation, buffer_time, images, peaks, config = 0.0, 0.0, 0, [metrics.get("peak_memory_mb")], {}
+    set_dir = None
+    for step in run.steps[:-1]:
+        if step.kind == "buffer":
+            buffer_time = float(_marker(step.out).get("time_s", 0.0))
+            config["buffer"] = {k: v for k, v in (_read_json(step.out / "buffer.json") or {}).items() if k != "experts"}
+            continue
+        manifest = _read_json(step.out / "manifest.json") or {}
+        creation = float(manifest.get("synthesis_time_s", manifest.get("condensation_time_s", 0.0)))
+        images = int(manifest.get("count", 0))
+        peaks.append(manifest.get("peak_memory_mb"))
+        config["synthesis" if step.kind == "synthesize" else "condensation"] = manifest.get("config")
+        set_dir = str(step.out)
+    if src.kind == "df" and not set_dir:  # live: the images the generator made during distillation
+        images = int(result.get("synthetic_images", 0))
+    config["student"] = result.get("config")
+    distill = float(metrics.get("train_time_total_s", 0.0))
+    distill_wall = float(metrics.get("wall_time_s", distill))
+    total = creation + buffer_time + distill
+    row: dict[str, Any] = {
+        "suite": suite.name, "dataset": suite.dataset, "run_id": run.run_id, "pair": run.pair.key,
+        "pair_name": run.pair.name, "teacher": run.pair.teacher, "student": run.pair.student, "source": run.source,
+        "kind": src.kind, "method": src.method or None, "ipc": src.ipc or None, "labels": src.labels or None,
+        "seed": run.seed, "accuracy": metrics.get("test_accuracy"), "epochs": metrics.get("epoch"),
+        "synthesis_time_s": creation if src.kind == "df" else 0.0,
+        "condensation_time_s": creation if src.kind == "cond" else 0.0,
+        "buffer_time_s": buffer_time, "distill_time_s": distill, "distill_wall_time_s": distill_wall,
+        "total_time_s": total, "wall_time_s": creation + buffer_time + distill_wall, "bench_wall_time_s": wall,
+        "peak_memory_mb": max((p for p in peaks if p is not None), default=None),
+        "peak_memory_per_step": peak_reset,
+        "synthetic_images": images, "set_dir": set_dir, "student_dir": str(run.steps[-1].out) if run.steps else None,
+        "teacher_dir": str(run.teacher_dir), "argv": planned_argv(run),
+        "config": config, "inputs": run_inputs(run), "actions": actions, "environment": environment(), "finished_at": time.time(),
+    }
+    add_kd_reference(row, row if src.kind == "kd" else rows.get(f"{run.pair.key}/kd/seed{run.seed}"))
+    return row
+
+
+def add_kd_reference(row: dict[str, Any], kd: dict[str, Any] | None) -> None:
+    """``kd_accuracy``, ``fraction_of_kd``, ``kd_time_s`` and ``time_ratio_to_kd`` from the KD row of the same pair and seed."""
+    ok = kd is not None and kd.get("accuracy") and row.get("accuracy") is not None and row["kind"] != "teacher"
+    row["kd_accuracy"] = kd.get("accuracy") if ok else None  # type: ignore[union-attr]
+    row["fraction_of_kd"] = row["accuracy"] / kd["accuracy"] if ok else None  # type: ignore[index]
+    kd_time = kd.get("total_time_s") if kd is not None else None
+    row["kd_time_s"] = kd_time
+    row["time_ratio_to_kd"] = row["total_time_s"] / kd_time if kd_time else None
+
+
+@dataclass
+class SuiteSummary:
+    ran: list[str] = field(default_factory=list)  # run ids that produced a new row
+    reused: list[str] = field(default_factory=list)  # run ids whose row was already there
+    failed: list[str] = field(default_factory=list)
+    not_applicable: list[dict[str, str]] = field(default_factory=list)
+
+
+def run_suite(suite: Suite, out_dir: str | Path, *, data_root: str | Path | None = None, device: str | None = None,
+              seeds: list[int] | None = None, teachers: str | Path | None = None, log=print) -> SuiteSummary:
+    """Run every run of ``suite`` into ``out_dir`` that has no row in results.jsonl yet (same id and commands)."""
+    suite = suite.with_seeds(seeds)
+    out = Path(out_dir)
+    runs = plan(suite, out, data_root=data_root, device=device, teachers=teachers)
+    check_plan(runs)
+    summary = SuiteSummary(not_applicable=skipped_sources(suite))
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / SUITE_JSON, {"suite": asdict(suite), "runs": [r.run_id for r in runs],
+                                  "not_applicable": summary.not_applicable})
+    rows = {r["run_id"]: r for r in read_rows(out)}
+    failed_pairs: set[str] = set()
+    for run in runs:
+        row = rows.get(run.run_id)
+        if row is not None and row.get("argv") == planned_argv(run) and row.get("inputs", {}) == run_inputs(run):
+            log(f"reuse  {run.run_id} ({row.get('accuracy')}%)")
+            summary.reused.append(run.run_id)
+            continue
+        if run.pair.key in failed_pairs:
+            log(f"skip   {run.run_id}: the teacher failed")
+            summary.failed.append(run.run_id)
+            continue
+        log(f"run    {run.run_id}")
+        start, peak_reset = time.perf_counter(), reset_peak_memory(device)
+        try:
+            actions = [run_step(step, log) for step in run.steps]
+        except (DatafreeError, torch.cuda.OutOfMemoryError) as e:  # recorded; the suite goes on with the other runs
+            if isinstance(e, torch.cuda.OutOfMemoryError):
+                torch.cuda.empty_cache()
+            log(f"failed {run.run_id}: {e}")
+            append_jsonl(out / FAILURES, {"run_id": run.run_id, "error": str(e), "argv": run.argv, "time": time.time()})
+            summary.failed.append(run.run_id)
+            if run.source == "teacher":
+                failed_pairs.add(run.pair.key)
+            continue
+        row = make_row(suite, run, actions, rows, time.perf_counter() - start, peak_reset)
+        append_jsonl(out / RESULTS, row)
+        rows[run.run_id] = row
+        summary.ran.append(run.run_id)
+        log(f"done   {run.run_id}: {row['accuracy']}% in {row['total_time_s']:.0f}s")
+    return summary

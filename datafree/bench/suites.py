@@ -1,0 +1,254 @@
+"""Benchmark suites as data: teacher/student pairs, sources, seeds, and the recipes that run them.
+
+A source is a string:
+
+* ``scratch``: the student trained on the real training set with cross-entropy alone;
+* ``kd``: the student distilled from the teacher on the real training set (the reference);
+* ``df:<preset>``: a data-free synthesis preset (``datafree.synthesis.PRESETS``); presets with an
+  adversarial term or an online generator run live (``datafree distill --method``), the others
+  synthesize a transfer set first (``datafree synthesize``) and distill from it;
+* ``cond:<method>:<ipc>:<hard|soft>``: a condensation method (``datafree condense``) at ``ipc``
+  images per class; the student is distilled from the condensed set with hard labels (alpha 1)
+  or the teacher's soft labels (alpha 0, T 4).
+
+The recipes below are the numbers the scripts in ``benchmarks/`` were run with (CPU-sized for
+Fashion-MNIST) and GPU-scale ones for CIFAR; the runner turns them into CLI commands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from datafree.errors import DatafreeError
+
+# ---------------------------------------------------------------- Fashion-MNIST recipes (2 CPU cores)
+# the teacher/student pairs of benchmarks/baselines.py (teacher seed 0)
+FMNIST_PAIRS: dict[str, dict[str, Any]] = {
+    "lenet": dict(
+        name="LeNet-5 -> LeNet-5-half", teacher="lenet5", student="lenet5_half",
+        teacher_args=("--epochs", "20", "--lr", "0.05"),
+        student_args=("--epochs", "20", "--lr", "0.05"),
+        # T^2-scaled KD gradients at lr 0.05 kill LeNet-5-half's ReLUs (10% accuracy); 0.01 is stable
+        kd_args=("--alpha", "0.1", "--temperature", "4", "--lr", "0.01"),
+    ),
+    "resnet": dict(
+        name="ResNet-14 -> ResNet-8 (width 8)", teacher="resnet14", student="resnet8",
+        teacher_args=("--epochs", "10", "--lr", "0.1", "--augment", "crop-flip"),
+        student_args=("--epochs", "10", "--lr", "0.05", "--augment", "crop-flip"),
+        student_kwargs={"width": 8},
+    ),
+}
+# data-free recipes of benchmarks/datafree_kd.py: a narrow generator (ngf 16; not for pixel
+# generators), coarse pixels and fewer iterations for zskd, 2000 live student steps, 25600 stored images
+FMNIST_DF_SCALE: dict[str, Any] = {"ngf": 16, "batch_size": 128}
+FMNIST_DF_METHOD_SCALE: dict[str, dict[str, Any]] = {"zskd": {"pixel_scale": 4, "iterations": 50}}
+FMNIST_DF_LIVE_STUDENT = ("--epochs", "10", "--steps-per-epoch", "200", "--batch-size", "128", "--alpha", "0")
+FMNIST_DF_LIVE_LR = {"lenet": "0.01", "resnet": "0.05"}
+FMNIST_DF_COUNT = 25600
+FMNIST_DF_STORED_STUDENT = ("--epochs", "40", "--batch-size", "128", "--alpha", "0", "--lr", "0.01",
+                            "--augment", "crop-flip", "--clip-grad-norm", "5", "--temperature", "4")
+# condensation recipes of benchmarks/condense.py: --set overrides, iterations = the last point of its curve
+FMNIST_COND: dict[str, dict[str, Any]] = {
+    "random": {},
+    "herding": {},
+    "dm": {"batch_real": 64, "iterations": 500},
+    "dsa": {"batch_real": 64, "iterations": 100},
+    "dc": {"batch_real": 64, "iterations": 100},
+    "teacher": {"iterations": 500},
+    "mtt": {"iterations": 100},
+}
+# MTT's expert trajectories, CPU-sized (the paper: 100 experts x 50 epochs)
+FMNIST_BUFFER = ("--experts", "2", "--epochs", "10")
+# the student on a condensed set: the condensation evaluation protocol's optimiser (SGD 0.01, batch
+# 256, 300 epochs without augmentation, lr decayed in steps) applied to the pair's student
+FMNIST_COND_STUDENT = ("--epochs", "300", "--batch-size", "256", "--lr", "0.01", "--schedule", "step")
+
+# ---------------------------------------------------------------- CIFAR recipes (one GPU)
+CIFAR_TRAIN = ("--epochs", "200", "--batch-size", "128", "--lr", "0.1", "--schedule", "step", "--augment", "crop-flip")
+CIFAR_PAIRS: dict[str, dict[str, Any]] = {
+    "resnet34-resnet18": dict(name="ResNet-34 -> ResNet-18", teacher="resnet34", student="resnet18",
+                              teacher_args=CIFAR_TRAIN, student_args=CIFAR_TRAIN),
+    "wrn40_2-wrn16_1": dict(name="WRN-40-2 -> WRN-16-1", teacher="wrn_40_2", student="wrn_16_1",
+                            teacher_args=CIFAR_TRAIN, student_args=CIFAR_TRAIN),
+}
+CIFAR_DF_SCALE: dict[str, Any] = {}  # the presets' own generator width and batch sizes
+CIFAR_DF_METHOD_SCALE: dict[str, dict[str, Any]] = {"deepinversion": {"iterations": 2000}, "zskd": {"iterations": 1500}}
+CIFAR_DF_LIVE_STUDENT = ("--epochs", "200", "--steps-per-epoch", "400", "--batch-size", "256", "--alpha", "0")
+CIFAR_DF_LIVE_LR = {"resnet34-resnet18": "0.1", "wrn40_2-wrn16_1": "0.1"}
+CIFAR_DF_COUNT = 51200
+CIFAR_DF_STORED_STUDENT = ("--epochs", "200", "--batch-size", "256", "--alpha", "0", "--lr", "0.1", "--schedule", "step",
+                           "--augment", "crop-flip", "--clip-grad-norm", "5", "--temperature", "20")
+CIFAR_COND: dict[str, dict[str, Any]] = {m: {} for m in FMNIST_COND}  # the published iteration counts (DEFAULTS)
+CIFAR_BUFFER = ("--experts", "10", "--epochs", "50")
+CIFAR_COND_STUDENT = ("--epochs", "1000", "--batch-size", "256", "--lr", "0.01", "--schedule", "step", "--augment", "dsa")
+
+DF_PRESETS_ALL = ("deepinversion", "zskd", "adi", "dafl", "dfad", "zskt", "cmi", "fast", "fast2", "fast5", "fast10")
+COND_METHODS_ALL = ("random", "herding", "dc", "dsa", "dm", "mtt", "teacher")
+COND_IPCS = (1, 10, 50)
+
+
+# ---------------------------------------------------------------- the data types
+@dataclass(frozen=True)
+class PairSpec:
+    """A teacher/student pair and the recipes that train them (CLI flag/value pairs)."""
+
+    key: str  # directory name, e.g. "lenet"
+    name: str  # for reports
+    teacher: str
+    student: str
+    teacher_args: tuple[str, ...]
+    student_args: tuple[str, ...]  # shared by the scratch and the KD student
+    kd_args: tuple[str, ...] = ("--alpha", "0.1", "--temperature", "4")  # may override student_args
+    teacher_kwargs: dict[str, Any] = field(default_factory=dict)
+    student_kwargs: dict[str, Any] = field(default_factory=dict)
+    live_lr: str = "0.01"  # the student's lr when distilled from a live data-free stream
+
+
+@dataclass(frozen=True)
+class Recipes:
+    """How data-free and condensation sources are run (everything a suite's commands depend on)."""
+
+    df_scale: dict[str, Any] = field(default_factory=dict)  # preset overrides for every method
+    df_method_scale: dict[str, dict[str, Any]] = field(default_factory=dict)  # per preset
+    df_live_student: tuple[str, ...] = FMNIST_DF_LIVE_STUDENT
+    df_count: int = FMNIST_DF_COUNT  # images synthesized for a stored set
+    df_stored_student: tuple[str, ...] = FMNIST_DF_STORED_STUDENT
+    cond: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method: --set overrides
+    cond_student: tuple[str, ...] = FMNIST_COND_STUDENT
+    cond_hard: tuple[str, ...] = ("--alpha", "1")
+    cond_soft: tuple[str, ...] = ("--alpha", "0", "--temperature", "4")
+    buffer: tuple[str, ...] = FMNIST_BUFFER  # 'datafree buffer' arguments, for mtt
+    checkpoint_every: int = 50  # condensation checkpoints (an interrupted set resumes from the last)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    dataset: str
+    pairs: list[PairSpec]
+    sources: list[str]
+    seeds: list[int]
+    description: str = ""
+    recipes: Recipes = field(default_factory=Recipes)
+
+    def with_seeds(self, seeds: list[int] | None) -> Suite:
+        return self if not seeds else replace(self, seeds=list(seeds))
+
+
+@dataclass(frozen=True)
+class Source:
+    """A parsed source string."""
+
+    text: str
+    kind: str  # scratch | kd | df | cond
+    method: str = ""
+    ipc: int = 0
+    labels: str = ""  # hard | soft (cond)
+
+    @property
+    def dirname(self) -> str:
+        return self.text.replace(":", "-")
+
+
+def parse_source(text: str) -> Source:
+    """``scratch``, ``kd``, ``df:<preset>`` or ``cond:<method>:<ipc>:<hard|soft>``; anything else is a user error."""
+    from datafree.condense import METHODS
+    from datafree.synthesis import PRESETS
+
+    parts = text.split(":")
+    if text in ("scratch", "kd"):
+        return Source(text, text)
+    if parts[0] == "df" and len(parts) == 2:
+        if parts[1] not in PRESETS:
+            raise DatafreeError(f"source {text!r}: unknown data-free preset; choose one of {', '.join(sorted(PRESETS))}")
+        return Source(text, "df", parts[1])
+    if parts[0] == "cond" and len(parts) == 4:
+        method, ipc, labels = parts[1:]
+        if method not in METHODS:
+            raise DatafreeError(f"source {text!r}: unknown condensation method; choose one of {', '.join(METHODS)}")
+        if not ipc.isdigit() or int(ipc) < 1:
+            raise DatafreeError(f"source {text!r}: images per class must be a positive integer")
+        if labels not in ("hard", "soft"):
+            raise DatafreeError(f"source {text!r}: labels must be 'hard' or 'soft'")
+        return Source(text, "cond", method, int(ipc), labels)
+    raise DatafreeError(f"unknown source {text!r}; use scratch, kd, df:<preset> or cond:<method>:<ipc>:<hard|soft>")
+
+
+def make_pairs(table: dict[str, dict[str, Any]], live_lr: dict[str, str]) -> list[PairSpec]:
+    return [PairSpec(key=key, live_lr=live_lr.get(key, "0.01"), **spec) for key, spec in table.items()]
+
+
+def _cond_sources(methods: tuple[str, ...], ipcs: tuple[int, ...]) -> list[str]:
+    return [f"cond:{m}:{ipc}:{labels}" for m in methods for ipc in ipcs for labels in ("hard", "soft")]
+
+
+FMNIST_RECIPES = Recipes(df_scale=FMNIST_DF_SCALE, df_method_scale=FMNIST_DF_METHOD_SCALE, cond=FMNIST_COND)
+CIFAR_RECIPES = Recipes(df_scale=CIFAR_DF_SCALE, df_method_scale=CIFAR_DF_METHOD_SCALE,
+                        df_live_student=CIFAR_DF_LIVE_STUDENT, df_count=CIFAR_DF_COUNT,
+                        df_stored_student=CIFAR_DF_STORED_STUDENT, cond=CIFAR_COND, cond_student=CIFAR_COND_STUDENT,
+                        buffer=CIFAR_BUFFER, checkpoint_every=100)
+
+QUICK = Suite(
+    name="quick", dataset="fashion-mnist",
+    pairs=make_pairs({"lenet": FMNIST_PAIRS["lenet"]}, FMNIST_DF_LIVE_LR),
+    sources=["kd", "scratch", "df:zskd", "cond:dm:10:soft"], seeds=[0],
+    recipes=replace(FMNIST_RECIPES, df_count=6400, cond={**FMNIST_COND, "dm": {"batch_real": 64, "iterations": 50}},
+                    cond_student=("--epochs", "150", *FMNIST_COND_STUDENT[2:])),
+    description=(
+        "Fashion-MNIST, LeNet-5 -> LeNet-5-half, seed 0: teacher (trained once, reused if present), real-data KD, "
+        "scratch, zskd (6400 images instead of 25600), DM at 10 images per class (50 iterations) with soft labels "
+        "(student: 150 epochs). About 13 minutes on 2 CPU cores, 10 with a reused teacher: teacher ~200 s, "
+        "scratch ~115 s, KD ~195 s (benchmarks/results/baselines-quick.json, one thread), zskd ~70 s synthesis + ~45 s "
+        "student (a quarter of the 270 s and 114 s of training in datafree_kd.json, + 0.45 s of test evaluation per "
+        "epoch), DM ~80 s (1.6 s per iteration, measured with one thread on a busy machine) + ~70 s student."),
+)
+FULL = Suite(
+    name="full", dataset="fashion-mnist",
+    pairs=make_pairs(FMNIST_PAIRS, FMNIST_DF_LIVE_LR),
+    sources=["kd", "scratch", *(f"df:{p}" for p in DF_PRESETS_ALL), *_cond_sources(COND_METHODS_ALL, COND_IPCS)],
+    seeds=[0, 1, 2], recipes=FMNIST_RECIPES,
+    description=(
+        "Fashion-MNIST, both pairs of benchmarks/ (LeNet-5 -> LeNet-5-half, ResNet-14 -> ResNet-8 width 8), seeds 0 1 2: "
+        "real-data KD, scratch, every data-free preset the teacher supports (BN-statistics presets need a teacher with "
+        "BatchNorm; the LeNet teacher has none), every condensation method at IPC 1/10/50 with hard and soft labels "
+        "(MTT with a 2-expert x 10-epoch buffer). Very long on a CPU: days (pool presets through ResNet-14 take ~50 s "
+        "per 128 images, DC/DSA at IPC 50 and MTT dominate); interrupt and rerun at will, finished runs are kept."),
+)
+CIFAR_SOURCES = ["kd", "scratch", *(f"df:{p}" for p in DF_PRESETS_ALL), *_cond_sources(COND_METHODS_ALL, COND_IPCS)]
+_CIFAR_DESCRIPTION = (
+    "{dataset}, ResNet-34 -> ResNet-18 and WRN-40-2 -> WRN-16-1, seeds 0 1 2, GPU-scale: teachers and students "
+    "200 epochs (SGD 0.1, batch 128, lr x0.1 at 50% and 75%, crop+flip), every data-free preset (live students "
+    "200 x 400 steps; stored sets of 51200 images), every condensation method at IPC 1/10/50 with the published "
+    "iteration counts, hard and soft labels (students 1000 epochs with DSA). Weeks of GPU time in all; take slices with "
+    "--seeds or a custom suite.")
+CIFAR10_SUITE = Suite(name="cifar10", dataset="cifar10", pairs=make_pairs(CIFAR_PAIRS, CIFAR_DF_LIVE_LR),
+                      sources=CIFAR_SOURCES, seeds=[0, 1, 2], recipes=CIFAR_RECIPES,
+                      description=_CIFAR_DESCRIPTION.format(dataset="CIFAR-10"))
+CIFAR100_SUITE = Suite(name="cifar100", dataset="cifar100", pairs=make_pairs(CIFAR_PAIRS, CIFAR_DF_LIVE_LR),
+                       sources=CIFAR_SOURCES, seeds=[0, 1, 2], recipes=CIFAR_RECIPES,
+                       description=_CIFAR_DESCRIPTION.format(dataset="CIFAR-100"))
+
+_SMOKE_TRAIN = ("--epochs", "1", "--batch-size", "64", "--lr", "0.05")
+SMOKE = Suite(
+    name="smoke", dataset="fashion-mnist",
+    pairs=[PairSpec(key="tiny", name="ResNet-8 (width 4) -> ResNet-8 (width 2)", teacher="resnet8", student="resnet8",
+                    teacher_args=_SMOKE_TRAIN, student_args=_SMOKE_TRAIN, teacher_kwargs={"width": 4},
+                    student_kwargs={"width": 2}, live_lr="0.05")],
+    sources=["kd", "scratch", "df:zskd", "cond:dm:2:hard", "cond:dm:2:soft"], seeds=[0],
+    recipes=Recipes(df_scale={"batch_size": 16}, df_method_scale={"zskd": {"pixel_scale": 4, "iterations": 2}},
+                    df_live_student=("--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16", "--alpha", "0"),
+                    df_count=32, df_stored_student=("--epochs", "1", "--batch-size", "16", "--alpha", "0"),
+                    cond={"dm": {"iterations": 2, "batch_real": 8, "net_kwargs": {"width": 8}}},
+                    cond_student=("--epochs", "1", "--batch-size", "16", "--lr", "0.01"),
+                    buffer=("--experts", "1", "--epochs", "2"), checkpoint_every=1),
+    description="A tiny end-to-end check (the tests): 1 epoch, tiny widths and counts; give the data with --data-root.",
+)
+
+SUITES: dict[str, Suite] = {s.name: s for s in (QUICK, FULL, CIFAR10_SUITE, CIFAR100_SUITE, SMOKE)}
+
+
+def get_suite(name: str) -> Suite:
+    if name not in SUITES:
+        raise DatafreeError(f"unknown suite {name!r}; choose one of {', '.join(SUITES)} (see 'datafree bench list')")
+    return SUITES[name]

@@ -1,0 +1,228 @@
+"""datafree bench: the smoke suite end to end through the CLI, resumption, the report, and the suites' plans."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from datafree.bench import SUITES, check_plan, get_suite, parse_source, plan, read_rows, run_suite, skipped_sources
+from datafree.cli import main
+from datafree.errors import DatafreeError
+
+ROW_FIELDS = {"suite", "run_id", "pair", "source", "seed", "accuracy", "fraction_of_kd", "synthesis_time_s",
+              "condensation_time_s", "distill_time_s", "total_time_s", "wall_time_s", "peak_memory_mb",
+              "synthetic_images", "argv", "config", "environment", "kd_time_s", "time_ratio_to_kd"}
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def smoke_out(tmp_path_factory) -> Path:
+    """One smoke run shared by the tests below; those that change it leave one row per run behind."""
+    from tests.conftest import write_mnist_family
+
+    base = tmp_path_factory.mktemp("bench")
+    root = write_mnist_family(base / "fmnist")
+    out = base / "out"
+    assert main(["bench", "run", "smoke", "--out", str(out), "--data-root", str(root), "--device", "cpu"]) == 0
+    return out
+
+
+def test_smoke_suite_end_to_end(smoke_out, capsys):
+    rows = _rows(smoke_out)
+    ids = [r["run_id"] for r in rows]
+    expected = [r.run_id for r in plan(get_suite("smoke"))]
+    assert sorted(ids) == sorted(expected) and len(ids) == len(set(ids)) == 6
+    for row in rows:
+        assert ROW_FIELDS <= set(row), ROW_FIELDS - set(row)
+        assert 0 <= row["accuracy"] <= 100 and row["suite"] == "smoke"
+        assert row["environment"]["torch"] == torch.__version__
+        assert all(argv[0] == "datafree" for argv in row["argv"])
+    by = {r["source"]: r for r in rows}
+    assert by["kd"]["fraction_of_kd"] == pytest.approx(1.0) and by["kd"]["kd_time_s"] == by["kd"]["total_time_s"]
+    assert by["df:zskd"]["synthetic_images"] == 32 and by["df:zskd"]["synthesis_time_s"] > 0
+    assert by["df:zskd"]["fraction_of_kd"] == pytest.approx(by["df:zskd"]["accuracy"] / by["kd"]["accuracy"])
+    assert by["df:zskd"]["kd_time_s"] == by["kd"]["total_time_s"]
+    assert by["cond:dm:2:soft"]["synthetic_images"] == 20 and by["cond:dm:2:soft"]["condensation_time_s"] > 0
+    # hard and soft students share one condensed set
+    assert by["cond:dm:2:hard"]["set_dir"] == by["cond:dm:2:soft"]["set_dir"]
+    assert by["cond:dm:2:soft"]["config"]["student"]["alpha"] == 0 and by["cond:dm:2:hard"]["config"]["student"]["alpha"] == 1
+    assert len(by["df:zskd"]["argv"]) == 2 and by["df:zskd"]["argv"][0][1] == "synthesize"
+    assert (smoke_out / "runs" / "tiny" / "df-zskd" / "seed0" / "student" / "result.json").is_file()
+    assert (smoke_out / "teachers" / "tiny" / "model.safetensors").is_file()
+
+
+def test_rerun_skips_everything_and_a_deleted_row_reruns_only_its_run(smoke_out, tmp_path, capsys):
+    import shutil
+
+    rows_before = (smoke_out / "results.jsonl").read_text()
+    argv = _rows(smoke_out)[0]["argv"][0]
+    data_root = argv[argv.index("--data-root") + 1]
+    summary = run_suite(get_suite("smoke"), smoke_out, data_root=data_root, device="cpu", log=lambda s: None)
+    assert summary.ran == [] and len(summary.reused) == 6
+    assert (smoke_out / "results.jsonl").read_text() == rows_before
+
+    backup = tmp_path / "results.jsonl"
+    shutil.copy(smoke_out / "results.jsonl", backup)
+    try:
+        lines = rows_before.splitlines()
+        dropped = json.loads(lines[3])["run_id"]
+        (smoke_out / "results.jsonl").write_text("\n".join(lines[:3] + lines[4:]) + "\n")
+        capsys.readouterr()
+        assert main(["bench", "run", "smoke", "--out", str(smoke_out), "--data-root", data_root, "--device", "cpu"]) == 0
+        out = capsys.readouterr().out
+        assert "1 runs finished, 5 reused" in out and f"run    {dropped}" in out
+        rows = _rows(smoke_out)
+        assert len(rows) == 6 and sorted(r["run_id"] for r in rows) == sorted(json.loads(x)["run_id"] for x in lines)
+        assert "reuse" in rows[-1]["actions"]  # its finished run directory was reused, not trained again
+    finally:
+        shutil.copy(backup, smoke_out / "results.jsonl")
+
+
+def test_half_finished_run_is_resumed(smoke_out):
+    """A run interrupted after its last saved epoch (state.pt, no result.json, no row) is resumed, not redone."""
+    rows = _rows(smoke_out)
+    row = next(r for r in rows if r["source"] == "scratch")
+    data_root = row["argv"][0][row["argv"][0].index("--data-root") + 1]
+    (Path(row["student_dir"]) / "result.json").unlink()
+    (smoke_out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows if r is not row))
+    logs: list[str] = []
+    summary = run_suite(get_suite("smoke"), smoke_out, data_root=data_root, device="cpu", log=logs.append)
+    assert summary.ran == [row["run_id"]] and len(summary.reused) == 5
+    assert any(line.startswith("  resume datafree train-teacher") for line in logs)
+    new = _rows(smoke_out)
+    assert len(new) == 6 and new[-1]["actions"] == ["resume"] and new[-1]["accuracy"] == row["accuracy"]
+    assert json.loads((Path(row["student_dir"]) / "result.json").read_text())["argv"] == row["argv"][0]
+
+
+def test_report_writes_tables_and_plots(smoke_out, capsys):
+    assert main(["bench", "report", str(smoke_out)]) == 0
+    md = (smoke_out / "report.md").read_text()
+    for source in get_suite("smoke").sources:
+        assert f"| {source} |" in md
+    assert "| teacher |" in md and "![accuracy against time](accuracy_vs_time.png)" in md
+    csv_lines = (smoke_out / "report.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("pair,pair_name,source") and len(csv_lines) == 1 + 6
+    for name in ("accuracy_vs_time.png", "condensation_ipc.png", "synthetic_grid.png"):
+        data = (smoke_out / name).read_bytes()
+        assert data.startswith(PNG) and len(data) > 5000, name
+    assert sorted(p.name for p in (smoke_out / "grids").iterdir()) == ["tiny_cond-dm-2.png", "tiny_df-zskd.png"]
+
+
+def test_report_of_an_empty_directory_is_a_one_line_error(tmp_path, capsys):
+    assert main(["bench", "report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("datafree: error: no finished runs") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [["bench", "--help"], ["bench", "run", "--help"], ["bench", "report", "--help"],
+                                  ["bench", "list", "--help"]])
+def test_help(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 0 and "usage: datafree bench" in capsys.readouterr().out
+
+
+def test_list_prints_every_suite(capsys):
+    assert main(["bench", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in SUITES:
+        assert f"{name}: " in out
+    assert "minutes" in out  # the quick suite states its time estimate
+
+
+def test_user_errors(tmp_path, capsys):
+    assert main(["bench", "run", "nope", "--out", str(tmp_path / "o")]) == 2
+    assert "unknown suite 'nope'" in capsys.readouterr().err
+    assert main(["bench", "run", "quick", "--out", str(tmp_path / "o"), "--teachers", str(tmp_path)]) == 2
+    assert "no teacher for LeNet-5" in capsys.readouterr().err
+    for bad in ("df:nope", "cond:dm:x:soft", "cond:dm:10:warm", "real"):
+        with pytest.raises(DatafreeError):
+            parse_source(bad)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_suites_plan_valid_commands(name, cifar10_root, tmp_path):
+    from datafree.data import CIFAR10, dataset_spec, load_dataset
+    from datafree.models import build_model
+
+    suite = get_suite(name)
+    runs = plan(suite, tmp_path / "out", data_root=cifar10_root, device="cuda")
+    check_plan(runs)  # every command parses and every synthesis/condensation config builds
+    sources = {r.source for r in runs}
+    assert {"kd", "scratch", "df:fast5", "df:deepinversion", "cond:mtt:50:hard", "cond:teacher:1:soft"} <= sources
+    assert len(runs) == len(suite.pairs) * (1 + len(suite.sources) * len(suite.seeds)) and not skipped_sources(suite)
+    kinds = {r.pair.key: {s.kind for run in runs if run.pair is r.pair for s in run.steps} for r in runs}
+    assert all(k == {"train", "synthesize", "condense", "buffer"} for k in kinds.values())
+    teacher = next(r for r in runs if r.source == "teacher")
+    assert teacher.argv[0][:2] == ["datafree", "train-teacher"] and "200" in teacher.argv[0]
+    assert all(["--dataset", name] == a[a.index("--dataset"):a.index("--dataset") + 2]
+               for r in runs for a in r.argv if "--dataset" in a)
+    # the pairs' models build for CIFAR-10's DataSpec and run on the tiny written CIFAR files
+    train = load_dataset("cifar10", "train", cifar10_root)
+    spec = dataset_spec(train)
+    assert spec.shape == CIFAR10.shape
+    x = torch.stack([train[i][0] for i in range(2)])
+    for pair in suite.pairs:
+        for arch, kwargs in ((pair.teacher, pair.teacher_kwargs), (pair.student, pair.student_kwargs)):
+            model = build_model(arch, spec, seed=0, **kwargs).eval()
+            with torch.no_grad():
+                assert model(x).shape == (2, 10)
+
+
+def test_fmnist_suites_plan(tmp_path):
+    quick = plan(get_suite("quick"), tmp_path)
+    assert [r.source for r in quick] == ["teacher", "kd", "scratch", "df:zskd", "cond:dm:10:soft"]
+    assert [r.run_id for r in quick][1] == "lenet/kd/seed0"
+    full = get_suite("full")
+    na = skipped_sources(full)
+    assert {"df:deepinversion", "df:fast5", "cond:teacher:10:soft"} <= {x["source"] for x in na if x["pair"] == "lenet"}
+    assert not [x for x in na if x["pair"] == "resnet"]
+    runs = plan(full.with_seeds([0]), tmp_path)
+    check_plan(runs)
+    assert {r.seed for r in runs if r.source != "teacher"} == {0}
+    # the recipes are benchmarks/'s: the zskd student command matches its recorded one
+    zskd = next(r for r in runs if r.run_id == "lenet/df:zskd/seed0")
+    assert zskd.argv[1][zskd.argv[1].index("--student"):zskd.argv[1].index("--seed")] == [
+        "--student", "lenet5_half", "--epochs", "40", "--batch-size", "128", "--alpha", "0", "--lr", "0.01",
+        "--augment", "crop-flip", "--clip-grad-norm", "5", "--temperature", "4"]
+
+
+def test_teachers_dir_is_reused(smoke_out, tmp_path):
+    runs = plan(get_suite("smoke"), tmp_path / "o", teachers=smoke_out / "teachers")
+    assert runs[0].steps == [] and runs[0].directory == smoke_out / "teachers" / "tiny"
+    teachers = {a[a.index("--teacher") + 1] for run in runs for a in run.argv if "--teacher" in a}
+    assert teachers == {str(smoke_out / "teachers" / "tiny")}
+    assert not any(s.out.is_relative_to(tmp_path / "o" / "teachers") for run in runs for s in run.steps)
+
+
+def test_read_rows_ignores_a_torn_line_and_keeps_the_last_row(tmp_path):
+    (tmp_path / "results.jsonl").write_text('{"run_id": "a", "x": 1}\n{"run_id": "a", "x": 2}\n{"run_id": "b"')
+    assert read_rows(tmp_path) == [{"run_id": "a", "x": 2}]
+
+
+def test_changed_recipes_and_teacher_redo_what_depends_on_them(fmnist_root, tmp_path):
+    from dataclasses import replace
+
+    smoke, out = get_suite("smoke"), tmp_path / "out"
+    quiet = {"data_root": fmnist_root, "device": "cpu", "log": lambda s: None}
+    assert len(run_suite(smoke, out, **quiet).ran) == 6
+    # a larger stored set: the set is made again (not extended), and its student distilled again
+    bigger = replace(smoke, recipes=replace(smoke.recipes, df_count=48))
+    summary = run_suite(bigger, out, **quiet)
+    assert summary.ran == ["tiny/df:zskd/seed0"] and len(summary.reused) == 5
+    row = read_rows(out)[-1]
+    assert row["synthetic_images"] == 48 and row["actions"] == ["run", "run"]
+    # another teacher: every run that uses it is redone, including the shared condensed set
+    pair = replace(bigger.pairs[0], teacher_args=("--epochs", "2", *bigger.pairs[0].teacher_args[2:]))
+    summary = run_suite(replace(bigger, pairs=[pair]), out, **quiet)
+    assert len(summary.ran) == 5 and summary.reused == ["tiny/scratch/seed0"]  # scratch does not read the teacher
+    rows = {r["source"]: r for r in read_rows(out)}
+    assert rows["cond:dm:2:hard"]["actions"] == ["run", "run"] and rows["cond:dm:2:soft"]["actions"] == ["reuse", "run"]
+    assert len({r["inputs"].get("teacher") for r in rows.values() if r["source"] != "teacher"} - {None}) == 1
