@@ -17,46 +17,20 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmarks.readme import update_section
+from datafree.bench.runner import kwargs_args, merge_args
+from datafree.bench.suites import FMNIST_DF_LIVE_LR, FMNIST_PAIRS, PairSpec, make_pairs
 from datafree.cli import main as datafree_main
 from datafree.io import write_json
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-@dataclass(frozen=True)
-class Pair:
-    """A teacher/student pair and the recipes used to train them."""
-
-    name: str
-    teacher: str
-    student: str
-    teacher_args: tuple[str, ...]
-    student_args: tuple[str, ...]  # shared by the scratch and the KD student
-    kd_args: tuple[str, ...] = ("--alpha", "0.1", "--temperature", "4")  # may override student_args
-    teacher_kwargs: dict[str, Any] = field(default_factory=dict)
-    student_kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-PAIRS = {
-    "lenet": Pair(
-        "LeNet-5 -> LeNet-5-half", "lenet5", "lenet5_half",
-        teacher_args=("--epochs", "20", "--lr", "0.05"),
-        student_args=("--epochs", "20", "--lr", "0.05"),
-        # T^2-scaled KD gradients at lr 0.05 kill LeNet-5-half's ReLUs (10% accuracy); 0.01 is stable
-        kd_args=("--alpha", "0.1", "--temperature", "4", "--lr", "0.01"),
-    ),
-    "resnet": Pair(
-        "ResNet-14 -> ResNet-8 (width 8)", "resnet14", "resnet8",
-        teacher_args=("--epochs", "10", "--lr", "0.1", "--augment", "crop-flip"),
-        student_args=("--epochs", "10", "--lr", "0.05", "--augment", "crop-flip"),
-        student_kwargs={"width": 8},
-    ),
-}
+# the teacher/student pairs and their recipes (datafree.bench.suites); live_lr is datafree_kd's
+PAIRS: dict[str, PairSpec] = {p.key: p for p in make_pairs(FMNIST_PAIRS, FMNIST_DF_LIVE_LR)}
 PROFILES = {"quick": (("lenet",), (0,)), "full": (("lenet", "resnet"), (0, 1, 2))}
 
 
@@ -80,17 +54,6 @@ def run(argv: list[str], out: Path) -> dict[str, Any]:
     result["bench_wall_time_s"] = time.perf_counter() - start
     write_json(result_path, result)
     return result
-
-
-def merge_args(base: tuple[str, ...], override: tuple[str, ...]) -> list[str]:
-    """``base`` flag/value pairs with those in ``override`` replaced or added (one value per flag)."""
-    merged = dict(zip(base[::2], base[1::2]))
-    merged.update(zip(override[::2], override[1::2]))
-    return [a for flag, value in merged.items() for a in (flag, value)]
-
-
-def kwargs_args(flag: str, kwargs: dict[str, Any]) -> list[str]:
-    return [flag, json.dumps(kwargs, sort_keys=True)] if kwargs else []
 
 
 def run_pair(key: str, seeds: tuple[int, ...], root: Path, data: list[str]) -> dict[str, Any]:

@@ -25,30 +25,22 @@ from typing import Any
 
 from torch import nn
 
-from benchmarks.baselines import PAIRS, REPO, fmt, kwargs_args, run, summarize
+from benchmarks.baselines import PAIRS, REPO, fmt, run, summarize
 from benchmarks.readme import update_section
+from datafree.bench.runner import df_overrides, kwargs_args, set_args
+from datafree.bench.suites import FMNIST_RECIPES
 from datafree.checkpoint import load_model
 from datafree.cli import main as datafree_main
 from datafree.data.transfer import read_manifest
 from datafree.io import write_json
 from datafree.synthesis import PRESETS, preset
 
-# CPU-sized recipes. A DCGAN generator of width 64 costs ~200x a LeNet-5 forward pass at 28x28, so
-# the generators are narrow (ngf 16); batch and schedule lengths fit the 10-minute goal.
-SCALE = {"ngf": 16, "batch_size": 128}
-# per method: coarse pixels (a smoothness prior; the LeNet teacher has no BN statistics) and
-# fewer iterations per batch, so more distinct images fit the budget
-METHOD_SCALE: dict[str, dict[str, Any]] = {"zskd": {"pixel_scale": 4, "iterations": 50}}
-# students distilled from a live stream: the pair's student lr, 2000 steps
-STUDENT = ("--epochs", "10", "--steps-per-epoch", "200", "--batch-size", "128", "--alpha", "0")
-# students distilled from a stored set: augmented, clipped (teacher logits on synthetic images are huge)
-STORED = {"count": 25600, "student": ("--epochs", "40", "--batch-size", "128", "--alpha", "0", "--lr", "0.01",
-                                      "--augment", "crop-flip", "--clip-grad-norm", "5", "--temperature", "4")}
-LIVE_LR = {"lenet": "0.01", "resnet": "0.05"}
-
-
-def set_args(overrides: dict[str, Any]) -> list[str]:
-    return [a for k, v in overrides.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+# CPU-sized recipes (datafree.bench.suites' FMNIST_DF_*): a DCGAN generator of width 64 costs ~200x
+# a LeNet-5 forward pass at 28x28, so the generators are narrow (ngf 16); zskd gets coarse pixels (a
+# smoothness prior; the LeNet teacher has no BN statistics) and fewer iterations per batch, so more
+# distinct images fit the budget. Students distilled from a live stream: the pair's live lr, 2000
+# steps; from a stored set: augmented, clipped (teacher logits on synthetic images are huge).
+RECIPES = FMNIST_RECIPES
 
 
 def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str]) -> dict[str, Any]:
@@ -56,27 +48,26 @@ def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str
     teacher = root / "teachers" / f"fashion-mnist-{pair.teacher}"
     if not (teacher / "model.safetensors").is_file():
         raise SystemExit(f"no teacher at {teacher}: run 'python -m benchmarks.baselines' first")
-    scale = {k: v for k, v in SCALE.items() if k != "ngf" or PRESETS[method]["generator"] != "pixels"}
-    scale.update(METHOD_SCALE.get(method, {}))
+    scale = df_overrides(RECIPES, method)
     config = preset(method, **scale)
     overrides = set_args(scale)
     student = ["--student", pair.student, *kwargs_args("--student-kwargs", pair.student_kwargs)]
     out = root / "datafree" / pair_key / f"{method}-seed{seed}"
     synthesis_time = 0.0
     if config.needs_student or config.schedule == "online":
-        argv = ["distill", "--teacher", str(teacher), "--method", method, *overrides, *student, *STUDENT,
-                "--lr", LIVE_LR[pair_key], "--seed", str(seed), *data]
+        argv = ["distill", "--teacher", str(teacher), "--method", method, *overrides, *student, *RECIPES.df_live_student,
+                "--lr", pair.live_lr, "--seed", str(seed), *data]
         result = run(argv, out / "student")
     else:
         tset = out / "transfer"
-        if not (tset / "manifest.json").is_file() or read_manifest(tset)["count"] < STORED["count"]:
+        if not (tset / "manifest.json").is_file() or read_manifest(tset)["count"] < RECIPES.df_count:
             argv = ["synthesize", "--teacher", str(teacher), "--method", method, *overrides, "--count",
-                    str(STORED["count"]), "--seed", str(seed), "--out", str(tset), "--no-progress",
+                    str(RECIPES.df_count), "--seed", str(seed), "--out", str(tset), "--no-progress",
                     *(["--resume"] if (tset / "manifest.json").is_file() else [])]
             if datafree_main(argv) != 0:
                 raise SystemExit(f"failed: datafree {' '.join(argv)}")
         synthesis_time = read_manifest(tset)["synthesis_time_s"]
-        argv = ["distill", "--teacher", str(teacher), "--transfer", str(tset), *student, *STORED["student"],
+        argv = ["distill", "--teacher", str(teacher), "--transfer", str(tset), *student, *RECIPES.df_stored_student,
                 "--seed", str(seed), *data]
         result = run(argv, out / "student")
     result["synthesis_time_s"] = synthesis_time

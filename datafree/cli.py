@@ -221,16 +221,15 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if args.method:
         from datafree.synthesis.run import live_stream
 
-        if args.resume:
-            raise DatafreeError("--resume is not supported for live synthesis yet; start the run again")
         synth_config = _synthesis_config(args)
         train = live_stream(student, teacher, teacher_info, args.method, synth_config, batch_size=args.batch_size,
-                            seed=args.seed, device=args.device, transfer_dir=args.save_transfer)
+                            seed=args.seed, device=args.device, transfer_dir=args.save_transfer, resume=args.resume)
         extra["synthesis_config"] = synth_config.to_dict()
-        try:
-            result = train_run(args.out, student, info, config, train, test, teacher=teacher, overwrite=args.overwrite,
-                               extra=extra, late_extra=lambda: {"synthesis_calls": train.synth.calls,
-                                                                "synthetic_images": train.synth.calls * synth_config.batch_size})
+        try:  # the stream's state (generator, pool, RNG, transfer shards) is saved inside state.pt
+            result = train_run(args.out, student, info, config, train, test, teacher=teacher, resume=args.resume,
+                               overwrite=args.overwrite, extra=extra, source_state=train,
+                               late_extra=lambda: {"synthesis_calls": train.synth.calls,
+                                                   "synthetic_images": train.synth.calls * synth_config.batch_size})
         finally:
             train.close()
     else:
@@ -373,6 +372,49 @@ def cmd_import_set(args: argparse.Namespace) -> int:
     manifest = import_set(args.path, args.out, spec=spec, method=args.method, dataset=args.dataset, zca=args.zca,
                           exp=args.exp)
     print(f"imported {manifest['count']} images ({manifest['label_type']}) -> {args.out}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from datafree.audit import AuditConfig, prepare_output, run_audit, summary
+    from datafree.checkpoint import load_model
+    from datafree.data import dataset_spec
+    from datafree.data.transfer import TransferSet
+
+    def fits(label: str, spec, data_spec) -> None:
+        try:
+            _check_compatible(spec, data_spec)
+        except DatafreeError as e:
+            text = str(e)
+            text = "it" + text[len("teacher"):] if text.startswith("teacher ") else text
+            raise DatafreeError(f"{label} does not fit the {args.dataset} data: {text}") from None
+
+    if min(args.baseline_count, args.mia_count, args.closest) < 1:
+        raise DatafreeError("--baseline-count, --mia-count and --closest must be at least 1")
+    if args.reference_student and not args.student:
+        raise DatafreeError("--reference-student calibrates the attack on a --student; give at least one --student")
+    transfer = TransferSet(args.transfer)
+    train, test = _load_split(args, "train"), _load_split(args, "test")
+    spec = dataset_spec(train)
+    fits(f"transfer set {args.transfer}", transfer.spec, spec)
+    teacher = None
+    if args.teacher:
+        teacher, info = _load_teacher(args, spec)
+        fits(f"teacher {args.teacher}", info.spec, spec)
+    models = []
+    for path in [*args.student, *([args.reference_student] if args.reference_student else [])]:
+        model, info = load_model(path, trust_pickle=args.trust_pickle)
+        fits(f"student {path}", info.spec, spec)
+        models.append((str(path), model))
+    reference = models.pop()[1] if args.reference_student else None
+    out = prepare_output(args.out, args.overwrite)
+    config = AuditConfig(baseline_count=args.baseline_count, mia_count=args.mia_count, closest=args.closest,
+                         seed=args.seed, device=args.device)
+    protocol = {"dataset": args.dataset, "argv": args.argv, "transfer": str(args.transfer), "teacher": args.teacher,
+                "students": [str(s) for s in args.student], "reference_student": args.reference_student}
+    report = run_audit(transfer, transfer.manifest, train, test, spec, out, teacher=teacher, students=models,
+                       reference=reference, config=config, protocol=protocol)
+    print(summary(report, out))
     return 0
 
 
@@ -593,6 +635,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="imported", help="method name to record (default: %(default)s)")
     p.add_argument("--exp", type=int, default=0, help="which experiment of a res_*.pt file (default: %(default)s)")
     p.set_defaults(func=cmd_import_set)
+
+    p = sub.add_parser("audit", help="privacy audit: what a transfer set (and its students) reveal about the training data",
+                       description="For every image of a transfer set, the distance to its nearest training image "
+                                   "(pixel space, and the teacher's penultimate features with --teacher), against the "
+                                   "same distance for real test images: the share of synthetic images closer than "
+                                   "a fresh real image usually is flags memorisation. With --student: membership "
+                                   "inference AUCs (loss threshold, and calibrated by --reference-student or, without "
+                                   "one, by per-class loss standardisation). Writes OUT/audit.json and "
+                                   "OUT/closest_pairs.png.")
+    p.add_argument("--transfer", required=True, help="transfer-set directory to audit")
+    _add_teacher_args(p, required=False)
+    p.add_argument("--student", action="append", default=[], metavar="CKPT",
+                   help="student checkpoint to attack with membership inference (repeatable; labelled by path)")
+    p.add_argument("--reference-student", metavar="CKPT",
+                   help="reference model trained without the members, for difficulty-calibrated membership inference")
+    p.add_argument("--baseline-count", type=int, default=1000, help="test images of the baseline (default: %(default)s)")
+    p.add_argument("--mia-count", type=int, default=2000,
+                   help="training images as members, and as many test images as non-members (default: %(default)s)")
+    p.add_argument("--closest", type=int, default=16, help="closest pairs shown in closest_pairs.png (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the baseline and member draws (default: %(default)s)")
+    p.add_argument("--device", default=default_device, help="torch device (default: %(default)s)")
+    p.add_argument("--out", required=True, help="audit directory (must be new or empty)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("evaluate", help="test accuracy of a checkpoint",
                        description="Top-1 accuracy and cross-entropy of a checkpoint on a dataset split.")

@@ -137,6 +137,14 @@ class BatchNormStatistics:
     def reset_blending(self) -> None:
         self._blended.clear()
 
+    def blending_state(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """The blended (mean, var) per layer that the next batch is mixed with (CPU copies, for resume)."""
+        return {i: (m.cpu(), v.cpu()) for i, (m, v) in self._blended.items()}
+
+    def load_blending_state(self, state: dict[int, tuple[torch.Tensor, torch.Tensor]],
+                            device: torch.device | str = "cpu") -> None:
+        self._blended = {int(i): (m.to(device), v.to(device)) for i, (m, v) in state.items()}
+
     def remove(self) -> None:
         for h in self._handles:
             h.remove()

@@ -42,6 +42,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def remove_stale_temps(directory: str | os.PathLike) -> list[str]:
+    """Delete the temporary files :func:`atomic_path` leaves in ``directory`` when its process is killed.
+
+    ``atomic_path`` removes its temporary on any exception, but a SIGKILL (or a power cut) skips
+    that; the next run in the same directory calls this before writing. Returns the names removed.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return sorted(p.name for p in stale)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> None:
     """Call ``write(tmp_path)`` and atomically move the result to ``path``."""
     with atomic_path(path) as tmp:

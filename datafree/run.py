@@ -23,8 +23,8 @@ from torch.utils.data import Dataset
 import datafree
 from datafree.checkpoint import MODEL_FILE, ModelInfo, save_model
 from datafree.errors import DatafreeError
-from datafree.io import write_json
-from datafree.train import METRICS_FILE, STATE_FILE, TrainConfig, Trainer
+from datafree.io import remove_stale_temps, write_json
+from datafree.train import METRICS_FILE, STATE_FILE, Stateful, TrainConfig, Trainer
 
 RESULT_FILE = "result.json"
 RUN_FILES = {MODEL_FILE, "model.json", METRICS_FILE, STATE_FILE, RESULT_FILE}
@@ -41,6 +41,7 @@ def prepare_run_dir(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
         raise DatafreeError(
             f"output directory {out} holds files that are not a datafree run ({', '.join(foreign[:3])}); choose another --out"
         )
+    remove_stale_temps(out)  # what a killed write left behind (never a part of the run)
     if resume:
         if STATE_FILE not in contents:
             raise DatafreeError(f"nothing to resume in {out} (no {STATE_FILE})")
@@ -82,13 +83,15 @@ def train_run(
     overwrite: bool = False,
     extra: dict[str, Any] | None = None,
     late_extra: Callable[[], dict[str, Any]] | None = None,
+    source_state: Stateful | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` into run directory ``out`` and return its result record.
 
-    ``late_extra`` adds fields known only after training (e.g. how many images were synthesized).
+    ``late_extra`` adds fields known only after training (e.g. how many images were synthesized);
+    ``source_state`` is saved and restored with the trainer's state (a live stream).
     """
     out = prepare_run_dir(out, resume=resume, overwrite=overwrite)
-    trainer = Trainer(model, config, teacher=teacher, spec=info.spec, out_dir=out)
+    trainer = Trainer(model, config, teacher=teacher, spec=info.spec, out_dir=out, source_state=source_state)
     try:
         metrics = trainer.fit(train, test, resume=resume)
     finally:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -41,6 +41,14 @@ from datafree.losses import hint_mse, kd_kl, rkd_angle, rkd_distance
 
 STATE_FILE = "state.pt"
 METRICS_FILE = "metrics.jsonl"
+
+
+class Stateful(Protocol):
+    """A training source with state of its own (a live synthetic stream), saved inside ``state.pt``."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -149,13 +157,17 @@ class Trainer:
     """Trains ``model`` (the student) on a source, optionally distilling from ``teacher``.
 
     Writes ``metrics.jsonl`` (one JSON line per epoch) and ``state.pt`` (everything needed to
-    resume bit-exactly) into ``out_dir`` after every epoch, atomically.
+    resume bit-exactly) into ``out_dir`` after every epoch, atomically. ``source_state`` (e.g. a
+    :class:`~datafree.synthesis.LiveStream`: generator, optimiser, pool, random state) is saved in
+    the same file under ``"source"``: one atomic write, so the student and the stream that feeds it
+    are never saved at two different points (a second file would leave a window between the writes).
     """
 
     def __init__(self, model: nn.Module, config: TrainConfig, *, teacher: nn.Module | None = None,
                  spec: DataSpec | None = None, out_dir: str | Path | None = None,
-                 log: Callable[[str], None] = tqdm.write) -> None:
+                 log: Callable[[str], None] = tqdm.write, source_state: Stateful | None = None) -> None:
         self.config = config
+        self.source_state = source_state
         self.device = torch.device(config.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise DatafreeError("--device cuda requested but CUDA is not available")
@@ -269,6 +281,8 @@ class Trainer:
             "config": self.config.to_dict(),
             "history": self.history,
         }
+        if self.source_state is not None:
+            state["source"] = self.source_state.state_dict()
         if self.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -294,6 +308,8 @@ class Trainer:
         if "rng_cuda" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng_cuda"], self.device)
         self.history = list(state["history"])
+        if self.source_state is not None:
+            self.source_state.load_state_dict(state["source"])  # after the model: a live stream uses the student
         return int(state["epoch"]) + 1
 
     def _save(self, epoch: int, scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
@@ -409,4 +425,4 @@ class Trainer:
             hooks.remove()
 
 
-__all__ = ["TrainConfig", "Trainer", "evaluate", "peak_memory_mb"]
+__all__ = ["Stateful", "TrainConfig", "Trainer", "evaluate", "peak_memory_mb"]

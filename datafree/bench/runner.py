@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from datafree.bench.suites import PairSpec, Source, Suite, parse_source
+from datafree.bench.suites import PairSpec, Recipes, Source, Suite, parse_source
 from datafree.errors import DatafreeError
 from datafree.io import append_jsonl, write_json
 
@@ -127,6 +127,15 @@ def set_args(overrides: dict[str, Any]) -> list[str]:
     return [a for k, v in overrides.items() for a in ("--set", f"{k}={json.dumps(v, sort_keys=True)}")]
 
 
+def df_overrides(recipes: Recipes, method: str) -> dict[str, Any]:
+    """The preset overrides ``method`` runs with: the shared scale (``ngf`` only for a generator network), then its own."""
+    from datafree.synthesis import preset
+
+    scale = {k: v for k, v in recipes.df_scale.items() if k != "ngf" or preset(method).generator != "pixels"}
+    scale.update(recipes.df_method_scale.get(method, {}))
+    return scale
+
+
 def find_teacher(teachers: Path, suite: Suite, pair: PairSpec) -> Path:
     """``teachers/<pair>`` (a suite's layout) or ``teachers/<dataset>-<arch>`` (benchmarks/ layout)."""
     tried = [teachers / pair.key, teachers / f"{suite.dataset}-{pair.teacher}"]
@@ -185,8 +194,7 @@ def _source_steps(suite: Suite, pair: PairSpec, src: Source, seed: int, out: Pat
         return [Step("train", ["distill", *teacher, *student, *merge_args(pair.student_args, pair.kd_args), *tail],
                      student_dir)]
     if src.kind == "df":
-        scale = {k: v for k, v in r.df_scale.items() if k != "ngf" or preset(src.method).generator != "pixels"}
-        scale.update(r.df_method_scale.get(src.method, {}))
+        scale = df_overrides(r, src.method)
         config = preset(src.method, **scale)
         overrides = set_args(scale)
         if config.needs_student or config.schedule == "online":

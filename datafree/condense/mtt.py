@@ -59,7 +59,7 @@ from datafree.data.datasets import NormalizedTensorDataset
 from datafree.data.loader import epoch_generator, iterate_batches
 from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
-from datafree.io import atomic_path, sha256_file, write_json
+from datafree.io import atomic_path, remove_stale_temps, sha256_file, write_json
 from datafree.models import build_model
 
 FORMAT = "datafree-buffer/1"
@@ -108,6 +108,7 @@ def train_experts(out_dir: str | Path, data: ClassPool | Dataset, spec: DataSpec
         if diff:
             raise DatafreeError(f"cannot resume {out}: its experts were trained with other settings ({', '.join(diff)})")
         meta["experts"] = old["experts"]
+    remove_stale_temps(out)  # a killed write's temporary; an unlisted expert file is simply trained again
     done = {e["file"] for e in meta["experts"]}
     todo = [i for i in range(experts) if f"expert-{i:05d}.safetensors" not in done]
     aug = DSA(per_image=True) if dsa else None

@@ -5,6 +5,11 @@ every checkpoint, so it is always a valid set (evaluate it mid-run), plus ``cond
 (images, optimiser, random state, iteration, time) for ``--resume``. A resumed run may ask for
 more iterations than the first one: every method's per-iteration work is independent of the
 total, so extending a run equals running longer in the first place.
+
+Crash safety: a checkpoint saves the state, then switches the set to the new images (both
+atomic). A run killed between the two resumes from the state and first rewrites the lagging set;
+one killed before its first checkpoint starts again. Either way the final set equals an
+uninterrupted run's, bit for bit on the CPU.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from datafree.condense.dm import DM
 from datafree.condense.real import ClassPool
 from datafree.condense.teacher_only import TeacherOnly
 from datafree.data.spec import DataSpec
-from datafree.data.transfer import MANIFEST, TransferSetWriter
+from datafree.data.transfer import MANIFEST, TransferSetWriter, read_manifest
 from datafree.errors import DatafreeError
 from datafree.train import peak_memory_mb
 from datafree.viz import save_class_grid
@@ -84,7 +89,9 @@ def condense_set(out: str | Path, config: CondenseConfig, spec: DataSpec, *, poo
     ``soft_labels`` stores the teacher's logits for every synthetic image (needs ``teacher``).
     """
     out = Path(out)
-    if (out / MANIFEST).is_file() and not resume:
+    if (out / MANIFEST).is_file() and not (out / STATE).is_file() and not read_manifest(out)["shards"]:
+        resume = False  # killed before its first checkpoint: nothing was done, start it again
+    elif (out / MANIFEST).is_file() and not resume:
         raise DatafreeError(f"{out} already holds a transfer set; pass --resume to continue it, or choose another --out")
     if resume and not (out / STATE).is_file():
         raise DatafreeError(f"nothing to resume in {out} (no {STATE})")
@@ -111,13 +118,13 @@ def condense_set(out: str | Path, config: CondenseConfig, spec: DataSpec, *, poo
                 raise DatafreeError(f"cannot resume from {out / STATE}: its state does not fit this run ({e})") from None
             start_iter, elapsed0 = int(state["iteration"]), float(state["elapsed_s"])
             t0 = time.perf_counter()
-        terms: dict[str, float] = {}
+        terms: dict[str, float] = dict(state.get("last_losses", {})) if resume else {}
 
         def checkpoint(iteration: int) -> None:
             elapsed = elapsed0 + time.perf_counter() - t0
             save_training_state(out / STATE, {"condenser": condenser.state_dict(), "rng": rng.get_state(),
                                               "iteration": iteration, "elapsed_s": elapsed,
-                                              "config": config.to_dict(), "seed": seed})
+                                              "config": config.to_dict(), "seed": seed, "last_losses": terms})
             images, labels = condenser.result()
             logits = None
             if soft_labels:
@@ -130,6 +137,8 @@ def condense_set(out: str | Path, config: CondenseConfig, spec: DataSpec, *, poo
 
         if not resume:
             checkpoint(0)  # the initial set: iteration 0 of the accuracy-against-time curve
+        elif writer.manifest.get("iterations_done") != start_iter:
+            checkpoint(start_iter)  # killed between saving the state and rewriting the set: the set lags behind
         bar = tqdm(total=config.iterations, initial=min(start_iter, config.iterations), desc=f"condense {config.method}",
                    unit="it", disable=not progress, dynamic_ncols=True)
         try:

@@ -14,12 +14,15 @@ The manifest is the single source of truth: a shard is part of the set only once
 lists it. Each append writes the shard to a temporary file, renames it into place, then rewrites
 the manifest atomically — so an interruption at any point leaves either the old set or the new
 one, never a half-written or duplicated shard (an unlisted leftover is overwritten by the next
-append).
+append, and reopening a set deletes unlisted shards and the temporaries of a killed write). A
+resumed run that saved its state before some shards were appended drops them with
+:meth:`TransferSetWriter.truncate`, so they are not appended twice.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +34,11 @@ from torch.utils.data import Dataset
 import datafree
 from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
-from datafree.io import atomic_path, sha256_file, write_json
+from datafree.io import atomic_path, remove_stale_temps, sha256_file, write_json
 
 MANIFEST = "manifest.json"
 FORMAT = "datafree-transfer/1"
+SHARD_FILE = re.compile(r"^shard-\d{5,}\.safetensors$")
 
 
 def shard_name(index: int) -> str:
@@ -74,6 +78,8 @@ class TransferSetWriter:
                         f"{self.dir} holds a transfer set with another {key} "
                         f"({self.manifest.get(key)!r}); choose another --out"
                     )
+            remove_stale_temps(self.dir)
+            self._remove_unlisted()
         else:
             if self.dir.is_dir() and any(not p.name.startswith(".") for p in self.dir.iterdir()):
                 raise DatafreeError(f"{self.dir} is not empty and holds no transfer set; choose another --out")
@@ -128,6 +134,30 @@ class TransferSetWriter:
         self.manifest = manifest
         for name in old:
             (self.dir / name).unlink(missing_ok=True)
+
+    def truncate(self, shards: int, **fields: Any) -> None:
+        """Keep only the first ``shards`` shards (and record ``fields``), in one atomic manifest write.
+
+        For a resumed run whose saved state predates the last appends: the dropped shards will be
+        produced again, so keeping them would duplicate them. Their files are deleted afterwards.
+        """
+        listed = self.manifest["shards"]
+        if not 0 <= shards <= len(listed):
+            raise DatafreeError(f"transfer set {self.dir} holds {len(listed)} shards, fewer than the {shards} "
+                                "the saved state expects (was it replaced or edited?)")
+        if shards < len(listed) or fields:
+            keep = listed[:shards]
+            manifest = {**self.manifest, **fields, "shards": keep, "count": sum(int(s["count"]) for s in keep)}
+            write_json(self.dir / MANIFEST, manifest)
+            self.manifest = manifest
+        self._remove_unlisted()
+
+    def _remove_unlisted(self) -> None:
+        """Delete shard files the manifest does not list (left by an interrupted append, replace or truncate)."""
+        listed = {s["name"] for s in self.manifest["shards"]}
+        for path in self.dir.iterdir():
+            if SHARD_FILE.match(path.name) and path.name not in listed:
+                path.unlink(missing_ok=True)
 
     def update(self, **fields: Any) -> None:
         """Record extra fields (e.g. timing) in the manifest."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -32,6 +32,9 @@ from datafree.hooks import BatchNormStatistics, InputHooks, penultimate_module
 from datafree.losses import activation_norm, class_balance, disagreement, info_nce, input_statistics, l2_prior, total_variation
 from datafree.synthesis.augment import random_resized_crop_flip
 from datafree.synthesis.generators import OUTPUTS, Generator, PixelGenerator
+
+if TYPE_CHECKING:
+    from datafree.data.transfer import TransferSetWriter
 
 SCHEDULES = ("online", "pool", "meta")
 GENERATORS = ("dcgan", "pixels")
@@ -318,16 +321,29 @@ class Synthesizer:
 
     # ------------------------------------------------------------------ state (for resume)
     def state_dict(self) -> dict[str, Any]:
+        """Everything later calls depend on (the student, when there is one, is its trainer's to save)."""
         return {"generator": self.generator.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "rng": self.rng.get_state(), "calls": self.calls, "bank": self.bank.cpu(),
-                "config": self.config.to_dict()}
+                "bn_blended": self.bn_stats.blending_state(), "config": self.config.to_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state.get("config")
+        if isinstance(saved, dict):
+            wanted = self.config.to_dict()
+            diff = sorted(k for k in wanted if k in saved and _plain(saved[k]) != _plain(wanted[k]))
+            if diff:
+                raise DatafreeError(f"the saved synthesis state was made with other settings ({', '.join(diff)}); "
+                                    "resume with the same --method and --set options")
         self.generator.load_state_dict(state["generator"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.rng.set_state(state["rng"])
         self.calls = int(state["calls"])
         self.bank = state["bank"].to(self.device)
+        self.bn_stats.load_blending_state(state.get("bn_blended", {}), self.device)  # absent in older states
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 class LiveStream:
@@ -337,6 +353,10 @@ class LiveStream:
     each fresh sample directly; pool and meta schedules add it to an in-memory pool (capped at
     ``pool_size`` images, oldest dropped) and yield random batches from the pool, as CMI and
     Fast-DFKD train the student on their memory of synthetic data.
+
+    With ``transfer`` set, every fresh batch is also appended to that transfer set. The stream's
+    :meth:`state_dict` (synthesizer, pool, random state, step counter, and how many shards the
+    transfer set held) goes into the trainer's state file, so a resumed run continues bit-exactly.
     """
 
     def __init__(self, synthesizer: Synthesizer, batch_size: int, pool_size: int = 50_000, seed: int = 0) -> None:
@@ -345,7 +365,8 @@ class LiveStream:
         self.pool: list[torch.Tensor] = []
         self.steps = 0
         self.last_terms: dict[str, float] = {}
-        self.on_synthesize: Callable[[tuple[torch.Tensor, ...]], None] | None = None  # e.g. a transfer-set writer
+        self.on_synthesize: Callable[[tuple[torch.Tensor, ...]], None] | None = None  # called with every fresh batch
+        self.transfer: TransferSetWriter | None = None  # every fresh batch is appended here
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         return self
@@ -358,6 +379,8 @@ class LiveStream:
         fresh = None
         if self.steps % c.student_steps == 0:
             fresh, self.last_terms = self.synth.synthesize()
+            if self.transfer is not None:
+                self.transfer.append(*fresh)
             if self.on_synthesize is not None:
                 self.on_synthesize(fresh)
             if c.schedule != "online":
@@ -367,3 +390,24 @@ class LiveStream:
             return fresh if fresh is not None else self.synth.sample()
         idx = torch.randint(0, len(self.pool[0]), (self.batch_size,), generator=self.rng)
         return tuple(t[idx.to(t.device)] for t in self.pool)
+
+    # ------------------------------------------------------------------ state (for resume)
+    def state_dict(self) -> dict[str, Any]:
+        return {"synthesizer": self.synth.state_dict(), "rng": self.rng.get_state(), "steps": self.steps,
+                "pool": [t.detach().cpu() for t in self.pool], "last_terms": dict(self.last_terms),
+                "transfer_shards": None if self.transfer is None else len(self.transfer.manifest["shards"])}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the stream; a transfer set loses the shards appended after the state was saved."""
+        shards = state["transfer_shards"]
+        if shards is None and self.transfer is not None:
+            raise DatafreeError("the interrupted run kept no transfer set: resume it without --save-transfer")
+        if shards is not None and self.transfer is None:
+            raise DatafreeError("the interrupted run kept its synthetic batches: resume it with the same --save-transfer")
+        self.synth.load_state_dict(state["synthesizer"])
+        self.rng.set_state(state["rng"])
+        self.steps = int(state["steps"])
+        self.pool = [t.to(self.synth.device) for t in state["pool"]]
+        self.last_terms = dict(state["last_terms"])
+        if self.transfer is not None:
+            self.transfer.truncate(int(shards))

@@ -4,6 +4,12 @@ Methods without an adversarial term only need the teacher, so :func:`synthesize_
 synthesizer until the set is full. Adversarial methods need a student that learns while the
 generator chases its mistakes; then the student is trained by the shared :class:`Trainer` on a
 :class:`LiveStream`, and every synthesized batch is also appended to the transfer set.
+
+Crash safety: :func:`synthesize_set` appends a shard (shard file, then manifest, each atomic) and
+then saves ``synth-state.pt`` (atomic), which records how many shards it covers. A kill between the
+two leaves one shard more than the state knows; ``--resume`` drops it (:meth:`TransferSetWriter.truncate`)
+and synthesizes it again from the saved state, identically. A live stream's state travels in the
+trainer's ``state.pt`` (see :class:`LiveStream`) with the same shard count.
 """
 
 from __future__ import annotations
@@ -51,9 +57,20 @@ def synthesize_set(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo,
     except BaseException:
         synth.close()
         raise
-    if resume and (out / SYNTH_STATE).is_file():
-        synth.load_state_dict(load_training_state(out / SYNTH_STATE))
-    start, elapsed0 = time.perf_counter(), float(writer.manifest.get("synthesis_time_s", 0.0))
+    elapsed0 = float(writer.manifest.get("synthesis_time_s", 0.0))
+    try:
+        if resume and (out / SYNTH_STATE).is_file():
+            state = load_training_state(out / SYNTH_STATE)
+            synth.load_state_dict(state)
+            if "shards" in state:  # the state is the truth: drop shards appended after it was saved
+                writer.truncate(int(state["shards"]))
+                elapsed0 = float(state["synthesis_time_s"])
+        elif writer.count == 0:  # a state for "nothing yet", so a kill after the first append is resumed exactly
+            save_training_state(out / SYNTH_STATE, {**synth.state_dict(), "shards": 0, "synthesis_time_s": 0.0})
+    except BaseException:
+        synth.close()
+        raise
+    start = time.perf_counter()
     bar = tqdm(total=count, initial=min(writer.count, count), desc=f"synthesize {method}", unit="img",
                disable=not progress, dynamic_ncols=True)
     try:
@@ -61,8 +78,10 @@ def synthesize_set(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo,
             (x, y, logits), terms = synth.synthesize()
             take = min(len(x), count - writer.count)
             # the elapsed time travels with each shard, so an interrupted run's time is never lost
-            writer.append(x[:take], y[:take], logits[:take], synthesis_time_s=elapsed0 + time.perf_counter() - start)
-            save_training_state(out / SYNTH_STATE, synth.state_dict())
+            elapsed = elapsed0 + time.perf_counter() - start
+            writer.append(x[:take], y[:take], logits[:take], synthesis_time_s=elapsed)
+            save_training_state(out / SYNTH_STATE, {**synth.state_dict(), "shards": len(writer.manifest["shards"]),
+                                                    "synthesis_time_s": elapsed})
             bar.update(take)
             bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items()}, refresh=False)
             if synth.calls % preview_every == 1 or writer.count >= count:
@@ -77,16 +96,25 @@ def synthesize_set(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo,
 
 def live_stream(student: nn.Module, teacher: nn.Module, teacher_info: ModelInfo, method: str,
                 config: SynthesisConfig, *, batch_size: int, seed: int = 0, device: str = "cpu",
-                transfer_dir: str | Path | None = None, pool_size: int = 50_000) -> LiveStream:
-    """A live synthetic stream for the trainer; with ``transfer_dir`` every new batch is also kept."""
+                transfer_dir: str | Path | None = None, pool_size: int = 50_000, resume: bool = False) -> LiveStream:
+    """A live synthetic stream for the trainer; with ``transfer_dir`` every new batch is also kept.
+
+    With ``resume`` an existing transfer set is reopened; the stream's saved state (loaded by the
+    trainer) then cuts it back to the shards that state covers.
+    """
     synth = Synthesizer(teacher, teacher_info.spec, config, student=student, seed=seed, device=device)
     stream = LiveStream(synth, batch_size, pool_size=pool_size, seed=seed)
     if transfer_dir is not None:
-        writer = TransferSetWriter(transfer_dir, transfer_header(method, config, teacher_info, seed))
-        if writer.count:
+        try:
+            writer = TransferSetWriter(transfer_dir, transfer_header(method, config, teacher_info, seed))
+        except BaseException:
             synth.close()
-            raise DatafreeError(f"{transfer_dir} already holds synthetic data; choose an empty --save-transfer")
-        stream.on_synthesize = lambda batch: writer.append(*batch)
+            raise
+        if writer.count and not resume:
+            synth.close()
+            raise DatafreeError(f"{transfer_dir} already holds synthetic data; choose an empty --save-transfer "
+                                "(or pass --resume to continue the run that made it)")
+        stream.transfer = writer
     return stream
 
 
