@@ -86,7 +86,8 @@ def save_model(path: str | Path, model: nn.Module, info: ModelInfo) -> Path:
         raise DatafreeError(f"model checkpoints are saved as .safetensors, got {path.name}")
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "datafree-model/1", "arch": info.arch})
+        # one metadata key: safetensors writes several in a random order, so identical models would hash differently
+        save_file(tensors, str(tmp), metadata={"format": f"datafree-model/1 {info.arch}"})
         info.sha256 = sha256_file(tmp)
     write_json(sidecar_path(path), info.to_dict())
     return path

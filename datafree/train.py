@@ -317,6 +317,11 @@ class Trainer:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         save_training_state(self.out_dir / STATE_FILE, self.state_dict(epoch, scheduler))
+        self._write_metrics()
+
+    def _write_metrics(self) -> None:
+        """``metrics.jsonl`` from the history (written after ``state.pt``; a resume rewrites a lagging one)."""
+        assert self.out_dir is not None
         text = "".join(json.dumps(h, sort_keys=True) + "\n" for h in self.history)
         atomic_write(self.out_dir / METRICS_FILE, lambda p: p.write_text(text))
 
@@ -340,6 +345,7 @@ class Trainer:
             if self.out_dir is None:
                 raise DatafreeError("--resume needs an output directory")
             start = self._load_state(load_training_state(self.out_dir / STATE_FILE), scheduler)
+            self._write_metrics()  # killed between state.pt and metrics.jsonl: the metrics lag one epoch
             self.log(f"resumed after epoch {start} of {c.epochs}")
         stream = None if isinstance(train, Dataset) else iter(train)
         self.model.train()

@@ -149,3 +149,19 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         save_model(tmp_path / "x.safetensors", build_model("lenet5", FASHION_MNIST), ModelInfo("lenet5", FASHION_MNIST))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_identical_models_save_identical_bytes(tmp_path):
+    """safetensors writes metadata keys in a per-process random order, so a model's sha256 is only
+    reproducible with a single metadata key."""
+    from safetensors import safe_open
+
+    from datafree.checkpoint import ModelInfo, save_model
+    from datafree.data import FASHION_MNIST
+    from datafree.models import build_model
+
+    model = build_model("lenet5_half", FASHION_MNIST, seed=0)
+    info = ModelInfo("lenet5_half", FASHION_MNIST)
+    path = save_model(tmp_path / "m.safetensors", model, info)
+    with safe_open(str(path), "pt") as f:
+        assert len(f.metadata()) == 1
