@@ -128,6 +128,39 @@ def report(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Accuracy (hard labels) against condensation time, one line per method, one panel per IPC."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ipcs = sorted({r["ipc"] for r in rows if r["protocol"] == "dc"})
+    if not ipcs:
+        return
+    fig, axes = plt.subplots(1, len(ipcs), figsize=(5.5 * len(ipcs), 4.2), squeeze=False)
+    for ax, ipc in zip(axes[0], ipcs):
+        for method in METHODS:
+            pts = sorted((max(r["time_s"], 1.0), r["accuracy"]["mean"], r["accuracy"]["std"]) for r in rows
+                         if r["method"] == method and r["ipc"] == ipc and r["protocol"] == "dc")
+            if pts:
+                x, y, e = zip(*pts)
+                ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=method)
+        if ipc in BEST_PUBLISHED:
+            name, value = BEST_PUBLISHED[ipc]
+            ax.axhline(value, color="grey", linestyle="--", linewidth=1, label=f"best published ({name})")
+        ax.set_xscale("log")
+        ax.set_xlabel("condensation time on this CPU (s, log scale; 1 s = no optimisation)")
+        ax.set_ylabel("test accuracy (%), hard labels")
+        ax.set_title(f"Fashion-MNIST, {ipc} image(s) per class")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ipc", type=int, nargs="+", default=[1, 10])
@@ -154,10 +187,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{report(rows)}\n\nProduced by `python -m benchmarks.condense` (commands in "
           f"benchmarks/results/condense.json). Published: the DC/DSA/DM/MTT papers' numbers under the reference "
           f"protocol (1000 epochs with DSA augmentation for DSA/DM/MTT), best per IPC: "
-          f"{', '.join(f'IPC {k} {v[0]} {v[1]}' for k, v in BEST_PUBLISHED.items())}.")
+          f"{', '.join(f'IPC {k} {v[0]} {v[1]}' for k, v in BEST_PUBLISHED.items())}.\n\n"
+          f"![accuracy against condensation time](benchmarks/results/condense_curve.png)")
     print("\n" + md)
     out = REPO / "benchmarks" / "results"
     write_json(out / "condense.json", {"eval": EVAL, "recipes": RECIPES, "rows": rows})
+    plot(rows, out / "condense_curve.png")
     (out / "condense.md").write_text(md + "\n")
     if args.update_readme:
         update_section("condense", md)

@@ -6,6 +6,7 @@ User errors end with a one-line ``datafree: error: ...`` on stderr and exit code
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import os
@@ -112,10 +113,39 @@ def _load_split(args: argparse.Namespace, split: str):
 
 
 def _print_result(name: str, result: dict[str, Any], out: str) -> None:
+    from datafree import distributed
+
+    if not distributed.is_main():
+        return
     m = result["metrics"]
     accuracy = f"test accuracy {m['test_accuracy']:.2f}%" if "test_accuracy" in m else "not evaluated"
     print(f"{name}: {accuracy} after epoch {m['epoch']} "
           f"({m['train_time_total_s']:.0f}s training) -> {Path(out) / 'model.safetensors'}")
+
+
+def _is_main() -> bool:
+    from datafree import distributed
+
+    return distributed.is_main()
+
+
+# commands that run as one job of several processes under torchrun (the others refuse to)
+DISTRIBUTED_COMMANDS = ("train-teacher", "distill", "synthesize", "condense")
+
+
+def _process_group(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """Under torchrun: the process group for the command (each rank on its own GPU); else nothing."""
+    from datafree import distributed
+
+    if not distributed.launched():
+        return contextlib.nullcontext()
+    if args.command not in DISTRIBUTED_COMMANDS:
+        raise DatafreeError(f"'datafree {args.command}' runs in one process; under torchrun use "
+                            f"{', '.join(DISTRIBUTED_COMMANDS)}")
+    args.device = distributed.device_for(args.device)
+    if int(os.environ["RANK"]) != 0 and hasattr(args, "progress"):
+        args.progress = False  # progress bars and epoch lines from rank 0 only
+    return distributed.process_group(args.device)
 
 
 # ---------------------------------------------------------------- commands
@@ -225,11 +255,17 @@ def cmd_distill(args: argparse.Namespace) -> int:
         train = live_stream(student, teacher, teacher_info, args.method, synth_config, batch_size=args.batch_size,
                             seed=args.seed, device=args.device, transfer_dir=args.save_transfer, resume=args.resume)
         extra["synthesis_config"] = synth_config.to_dict()
+        from datafree.distributed import world_size
+        from datafree.synthesis.run import finish_live_transfer
+
         try:  # the stream's state (generator, pool, RNG, transfer shards) is saved inside state.pt
             result = train_run(args.out, student, info, config, train, test, teacher=teacher, resume=args.resume,
                                overwrite=args.overwrite, extra=extra, source_state=train,
-                               late_extra=lambda: {"synthesis_calls": train.synth.calls,
-                                                   "synthetic_images": train.synth.calls * synth_config.batch_size})
+                               late_extra=lambda: {"synthesis_calls": train.synth.calls,  # per process
+                                                   "synthetic_images": train.synth.calls * synth_config.batch_size
+                                                   * world_size()})
+            if args.save_transfer:
+                finish_live_transfer(train, args.save_transfer, args.seed)
         finally:
             train.close()
     else:
@@ -247,6 +283,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     manifest = synthesize_set(args.out, teacher, info, args.method, config, args.count, seed=args.seed,
                               device=args.device, resume=args.resume, preview_every=args.preview_every,
                               progress=args.progress)
+    if not _is_main():
+        return 0
     print(f"transfer set: {manifest['count']} images from {args.method} in {manifest['synthesis_time_s']:.0f}s "
           f"-> {args.out} (preview: {Path(args.out) / 'preview.png'})")
     return 0
@@ -301,6 +339,8 @@ def cmd_condense(args: argparse.Namespace) -> int:
                             soft_labels=args.soft_labels or args.method == "teacher", dataset=args.dataset,
                             seed=args.seed, device=args.device, resume=args.resume,
                             checkpoint_every=args.checkpoint_every, progress=args.progress)
+    if not _is_main():
+        return 0
     print(f"condensed set: {manifest['count']} images ({config.ipc} per class) from {args.method} after "
           f"{manifest['iterations_done']} iterations in {manifest['condensation_time_s']:.0f}s -> {args.out} "
           f"(preview: {Path(args.out) / 'preview.png'})")
@@ -712,7 +752,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = ["datafree", *argv]  # recorded in result.json: the exact command of every run
     try:
-        return args.func(args)
+        with _process_group(args):
+            return args.func(args)
     except DatafreeError as e:
         print(f"datafree: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import datafree
+from datafree import distributed
 from datafree.checkpoint import MODEL_FILE, ModelInfo, save_model
 from datafree.errors import DatafreeError
 from datafree.io import remove_stale_temps, write_json
@@ -89,15 +90,16 @@ def train_run(
 
     ``late_extra`` adds fields known only after training (e.g. how many images were synthesized);
     ``source_state`` is saved and restored with the trainer's state (a live stream).
+    Under torchrun every rank trains (DDP) and only rank 0 checks ``out`` and writes into it.
     """
-    out = prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    out = distributed.run_on_main(lambda: prepare_run_dir(out, resume=resume, overwrite=overwrite))
     trainer = Trainer(model, config, teacher=teacher, spec=info.spec, out_dir=out, source_state=source_state)
     try:
         metrics = trainer.fit(train, test, resume=resume)
     finally:
         trainer.close()
     info.metrics = {k: metrics[k] for k in ("test_accuracy", "test_loss", "epoch") if k in metrics}
-    save_model(out / MODEL_FILE, trainer.model.cpu(), info)
+    world = distributed.world_size()
     result = {
         "metrics": metrics,
         "model": {"arch": info.arch, "arch_kwargs": info.arch_kwargs,
@@ -109,5 +111,12 @@ def train_run(
         **(extra or {}),
         **(late_extra() if late_extra is not None else {}),
     }
-    write_json(out / RESULT_FILE, result)
+    if world > 1:
+        result["distributed"] = {"world_size": world, "backend": distributed.backend(),
+                                 "global_batch_size": world * config.batch_size,
+                                 "note": "batch_size is per process; DDP averages gradients over the processes"}
+    if distributed.is_main():
+        save_model(out / MODEL_FILE, trainer.model.cpu(), info)
+        write_json(out / RESULT_FILE, result)
+    distributed.barrier()  # every rank returns once the run's files are written
     return result

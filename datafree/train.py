@@ -10,6 +10,11 @@ Sources: any Dataset yielding ``(x, y)`` or ``(x, y, teacher_logits)``, or an it
 batches (a live generator stream) with ``steps_per_epoch``. When a teacher is given it is run
 live (eval mode, no grad) so augmentation stays consistent; stored ``teacher_logits`` are used
 only without a teacher. Reported accuracy is the last epoch's on the test split.
+
+Under ``torchrun`` (see :mod:`datafree.distributed`) the student is wrapped in
+DistributedDataParallel; ``batch_size`` stays the per-process batch (global batch = W x batch),
+every rank draws the same epoch order and takes its own strided slice of it, evaluation is
+sharded and summed, and only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from datafree import distributed
 from datafree.checkpoint import load_state_into, load_training_state, save_training_state
 from datafree.data.augment import DSA, RandomCropFlip
 from datafree.data.loader import Batch, epoch_generator, iterate_batches, num_batches
@@ -132,22 +138,46 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class _Strided(Dataset):
+    """Every ``step``-th item of ``dataset`` from ``start`` (one rank's share of an evaluation)."""
+
+    def __init__(self, dataset: Dataset, start: int, step: int) -> None:
+        self.dataset, self.index = dataset, torch.arange(start, len(dataset), step)  # type: ignore[arg-type]
+        if hasattr(dataset, "get_batch"):
+            self.get_batch = lambda index: dataset.get_batch(self.index[index])  # type: ignore[attr-defined]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int):
+        return self.dataset[int(self.index[i])]
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 1000, device: str | torch.device = "cpu",
-             amp: bool = True) -> dict[str, float]:
-    """Top-1 accuracy (%) and mean CE of ``model`` on ``dataset``; restores the training mode."""
+             amp: bool = True, *, rank: int = 0, world_size: int = 1) -> dict[str, float]:
+    """Top-1 accuracy (%) and mean CE of ``model`` on ``dataset``; restores the training mode.
+
+    With ``world_size > 1`` (a process group) each rank evaluates every W-th image and the sums
+    are all-reduced: every rank returns the metrics of the whole dataset.
+    """
     device = torch.device(device)
     was_training = model.training
     model.eval()
     correct, loss_sum, n = torch.zeros((), device=device), torch.zeros((), device=device), 0
+    shard = _Strided(dataset, rank, world_size) if world_size > 1 else dataset
     with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
-        for batch in iterate_batches(dataset, batch_size):
+        for batch in iterate_batches(shard, batch_size):
             x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
             logits = model(x).float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
             n += len(y)
     model.train(was_training)
+    if world_size > 1:
+        totals = distributed.all_reduce_sum(torch.stack([correct.double(), loss_sum.double(),
+                                                         torch.tensor(float(n), dtype=torch.float64, device=device)]))
+        correct, loss_sum, n = totals[0], totals[1], int(totals[2].item())
     if n == 0:
         raise DatafreeError("evaluation set is empty")
     return {"accuracy": 100.0 * correct.item() / n, "loss": loss_sum.item() / n}
@@ -187,6 +217,16 @@ class Trainer:
             self.augment = RandomCropFlip(padding=2, flip=config.augment == "crop-flip")
         self._student_hooks, self._teacher_hooks = self._make_hooks()
         self.regressor = self._make_regressor(spec)
+        # the modules a training step calls: DistributedDataParallel wrappers under torchrun
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self.net, self._regressor_net = self.model, self.regressor
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)  # copies rank 0's weights to all
+            if any(p.requires_grad for p in self.regressor.parameters()):
+                self._regressor_net = DistributedDataParallel(self.regressor, device_ids=ids)
         params = self._params = list(self.model.parameters()) + list(self.regressor.parameters())
         if config.optimizer == "sgd":
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
@@ -230,7 +270,9 @@ class Trainer:
         t = next(iter(self._teacher_hooks["hint"].features.values()))
         if s.dim() != t.dim():
             raise DatafreeError(f"hint layers have different ranks: student {tuple(s.shape)}, teacher {tuple(t.shape)}")
-        reg = nn.Conv2d(s.shape[1], t.shape[1], 1) if s.dim() == 4 else nn.Linear(s.shape[1], t.shape[1])
+        with torch.random.fork_rng(devices=[]):  # initial weights from the run seed, not the global state
+            torch.manual_seed(self.config.seed * 1_000_003 + 7)
+            reg = nn.Conv2d(s.shape[1], t.shape[1], 1) if s.dim() == 4 else nn.Linear(s.shape[1], t.shape[1])
         return reg.to(self.device)
 
     # ------------------------------------------------------------------ one step
@@ -244,7 +286,7 @@ class Trainer:
                    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Named, weighted loss terms for one batch, and the student's logits."""
         c = self.config
-        logits = self.model(x)
+        logits = self.net(x)
         t_logits = self._teacher_logits(x, stored_logits)
         terms: dict[str, torch.Tensor] = {}
         if c.alpha > 0:
@@ -254,7 +296,7 @@ class Trainer:
                 raise DatafreeError("alpha < 1 needs a teacher or a source with teacher logits")
             terms["kd"] = (1 - c.alpha) * kd_kl(logits, t_logits, c.temperature)
         if "hint" in self._student_hooks:
-            s = self.regressor(next(iter(self._student_hooks["hint"].features.values())))
+            s = self._regressor_net(next(iter(self._student_hooks["hint"].features.values())))
             t = next(iter(self._teacher_hooks["hint"].features.values()))
             if s.shape[2:] != t.shape[2:]:
                 s = F.adaptive_avg_pool2d(s, t.shape[2:])
@@ -308,15 +350,29 @@ class Trainer:
         if "rng_cuda" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng_cuda"], self.device)
         self.history = list(state["history"])
-        if self.source_state is not None:
-            self.source_state.load_state_dict(state["source"])  # after the model: a live stream uses the student
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.world_size:
+            raise DatafreeError(f"it was written by {saved_world} process(es), this run has {self.world_size}; "
+                                f"resume with the same number of processes (torchrun --nproc_per_node)")
+        if self.source_state is not None:  # after the model: a live stream uses the student
+            self.source_state.load_state_dict(state["source"][self.rank] if self.world_size > 1 else state["source"])
         return int(state["epoch"]) + 1
 
     def _save(self, epoch: int, scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
         if self.out_dir is None:
             return
+        sources = None
+        if self.world_size > 1 and self.source_state is not None:  # every rank's stream, in rank order
+            sources = distributed.gather_object(self.source_state.state_dict())
+        if not distributed.is_main():
+            return
+        state = self.state_dict(epoch, scheduler)
+        if self.world_size > 1:
+            state["world_size"] = self.world_size
+            if sources is not None:
+                state["source"] = sources
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        save_training_state(self.out_dir / STATE_FILE, self.state_dict(epoch, scheduler))
+        save_training_state(self.out_dir / STATE_FILE, state)
         self._write_metrics()
 
     def _write_metrics(self) -> None:
@@ -330,10 +386,15 @@ class Trainer:
             ) -> dict[str, Any]:
         """Train for ``config.epochs``; return the last epoch's metrics plus timing."""
         c = self.config
+        world, rank, main = self.world_size, self.rank, distributed.is_main()
+        drop_last = False
         if isinstance(train, Dataset):
             if len(train) == 0:  # type: ignore[arg-type]
                 raise DatafreeError("training set is empty")
-            steps = num_batches(train, c.batch_size, drop_last=len(train) >= c.batch_size)  # type: ignore[arg-type]
+            if len(train) < world:  # type: ignore[arg-type]
+                raise DatafreeError(f"training set of {len(train)} images is smaller than the {world} processes")  # type: ignore[arg-type]
+            drop_last = len(train) // world >= c.batch_size  # type: ignore[arg-type]
+            steps = num_batches(train, c.batch_size, drop_last=drop_last, world_size=world)  # type: ignore[arg-type]
         elif c.steps_per_epoch is None:
             raise DatafreeError("an iterator source needs steps_per_epoch")
         else:
@@ -345,24 +406,29 @@ class Trainer:
             if self.out_dir is None:
                 raise DatafreeError("--resume needs an output directory")
             start = self._load_state(load_training_state(self.out_dir / STATE_FILE), scheduler)
-            self._write_metrics()  # killed between state.pt and metrics.jsonl: the metrics lag one epoch
-            self.log(f"resumed after epoch {start} of {c.epochs}")
+            if main:
+                self._write_metrics()  # killed between state.pt and metrics.jsonl: the metrics lag one epoch
+                self.log(f"resumed after epoch {start} of {c.epochs}")
         stream = None if isinstance(train, Dataset) else iter(train)
         self.model.train()
         for epoch in range(start, c.epochs):
             # Dropout and other module-level randomness use the global generator: seed it per
             # epoch from the run seed so resumed and uninterrupted runs agree.
-            torch.manual_seed(c.seed * 1_000_003 + epoch)
+            # Several processes: one batch order for all (each takes its own slice of it), but
+            # augmentation and dropout draws of each rank's own.
+            torch.manual_seed(c.seed * 1_000_003 + epoch + rank * 2**40)
             order_gen, aug_gen = epoch_generator(c.seed, epoch, 0), epoch_generator(c.seed, epoch, 1)
+            if rank > 0:
+                aug_gen = torch.Generator().manual_seed(distributed.rank_seed(int(aug_gen.initial_seed()), rank))
             if stream is None:
                 batches = iterate_batches(train, c.batch_size, shuffle=True, generator=order_gen,  # type: ignore[arg-type]
-                                          drop_last=len(train) >= c.batch_size)  # type: ignore[arg-type]
+                                          drop_last=drop_last, rank=rank, world_size=world)
             else:
                 batches = stream
             t0 = time.perf_counter()
             sums: dict[str, torch.Tensor] = {}
             correct, seen = torch.zeros((), device=self.device), 0
-            bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{c.epochs}", disable=not c.progress,
+            bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{c.epochs}", disable=not (c.progress and main),
                        leave=False, dynamic_ncols=True)
             for step, batch in enumerate(itertools.islice(batches, steps)):  # never draws a batch it won't use
                 x = batch[0].to(self.device, non_blocking=True)
@@ -373,7 +439,13 @@ class Trainer:
                 with torch.autocast(self.device.type, enabled=self.amp):
                     terms, logits = self.loss_terms(x, y, stored)
                     loss = sum(terms.values())
-                if not torch.isfinite(loss):
+                finite = bool(torch.isfinite(loss))
+                if world > 1 and distributed.any_rank(not finite):  # every rank stops, at the same step
+                    bar.close()
+                    if finite:
+                        raise DatafreeError(f"non-finite loss in another process at epoch {epoch + 1} step {step + 1}; "
+                                            "lower the learning rate or check the inputs; the last saved state is intact")
+                if not finite:
                     bar.close()
                     bad = [k for k, v in terms.items() if not torch.isfinite(v)]
                     hint = ("the teacher's outputs (or the set's stored logits) are not finite: check the teacher"
@@ -397,6 +469,14 @@ class Trainer:
                 seen += len(y)
                 bar.update(1)
             bar.close()
+            if world > 1:  # metrics of the whole global batch, identical on every rank
+                names = sorted(sums)
+                totals = distributed.all_reduce_sum(torch.stack(
+                    [correct.double(), torch.tensor(float(seen), dtype=torch.float64, device=self.device),
+                     *(sums[k].double() for k in names)]))
+                correct, seen = totals[0], int(totals[1].item())
+                sums = {k: totals[2 + i] for i, k in enumerate(names)}
+                self._sync_replicas()
             if seen == 0:
                 raise DatafreeError("the training source yielded no batches")
             train_time = time.perf_counter() - t0
@@ -410,12 +490,13 @@ class Trainer:
                 "samples_per_s": seen / train_time,
             }
             if test is not None:
-                metrics = evaluate(self.model, test, c.eval_batch_size, self.device, self.amp)
+                metrics = evaluate(self.model, test, c.eval_batch_size, self.device, self.amp, rank=rank,
+                                   world_size=world)
                 record.update(test_accuracy=metrics["accuracy"], test_loss=metrics["loss"])
             record["epoch_time_s"] = time.perf_counter() - t0  # training + evaluation
             self.history.append(record)
             self._save(epoch, scheduler)
-            if c.progress:
+            if c.progress and main:
                 shown = f", test acc {record['test_accuracy']:.2f}%" if "test_accuracy" in record else ""
                 self.log(f"epoch {epoch + 1}/{c.epochs}: loss {record['train_loss']:.4f}, "
                          f"train acc {record['train_accuracy']:.2f}%{shown} ({train_time:.1f}s)")
@@ -424,6 +505,20 @@ class Trainer:
         last["wall_time_s"] = sum(h["epoch_time_s"] for h in self.history)  # all epochs, across resumes
         last["peak_memory_mb"] = peak_memory_mb(self.device)
         return last
+
+    def _sync_replicas(self) -> None:
+        """Give every rank rank 0's buffers (BatchNorm statistics) and check the parameters agree.
+
+        DDP keeps the parameters bitwise identical (same start, same all-reduced gradients); the
+        buffers drift by each rank's last batch. Syncing them before evaluating makes every rank
+        hold the very model rank 0 saves; a parameter mismatch would be a bug, so it stops the run.
+        """
+        distributed.broadcast_tensors(list(self.model.buffers()) + list(self.regressor.buffers()))
+        params = [p.detach() for p in [*self.model.parameters(), *self.regressor.parameters()]]
+        fingerprint = [float(torch.stack([p.double().sum() for p in params]).sum()),
+                       float(torch.stack([p.double().abs().sum() for p in params]).sum())]
+        if len({tuple(f) for f in distributed.all_gather_object(fingerprint)}) > 1:
+            raise DatafreeError("the processes' copies of the model differ after an epoch (a bug: please report it)")
 
     def close(self) -> None:
         """Remove the feature hooks this trainer installed on the models."""

@@ -163,3 +163,17 @@ def test_gradient_clipping_bounds_each_update(data):
     assert steps[None] > 10 * steps[1e-3]
     with pytest.raises(DatafreeError, match="clipping"):
         cfg(clip_grad_norm=0.0)
+
+
+def test_hint_regressor_starts_from_the_run_seed(data):
+    train, _ = data
+    teacher = build_model("resnet8", train.spec, seed=0, width=4)
+    weights = []
+    for _ in range(2):
+        torch.manual_seed(len(weights))  # a different global state each time must not matter
+        trainer = Trainer(build_model("lenet5_half", train.spec, seed=0),
+                          cfg(epochs=1, alpha=0.5, hint_weight=1.0, hint_layers=("features.5", "layers.1")),
+                          teacher=teacher, spec=train.spec)
+        weights.append(trainer.regressor.weight.detach().clone())
+        trainer.close()
+    assert torch.equal(weights[0], weights[1])

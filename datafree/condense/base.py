@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from datafree import distributed
 from datafree.condense.config import CondenseConfig
 from datafree.condense.real import ClassPool
 from datafree.data.augment import DSA
@@ -41,6 +42,9 @@ class Condenser:
     """Owns the synthetic images (``C * ipc``, grouped by class) and how they are updated."""
 
     needs_real = True
+    #: under torchrun, whether each process can match only its own classes (see :meth:`my_classes`)
+    splits_classes = False
+    rank, world_size = 0, 1
 
     def __init__(self, config: CondenseConfig, spec: DataSpec, rng: torch.Generator, *,
                  pool: ClassPool | None = None, teacher: nn.Module | None = None,
@@ -87,13 +91,48 @@ class Condenser:
         """One outer iteration; returns the named losses."""
         raise NotImplementedError
 
-    def update_images(self, loss: torch.Tensor) -> None:
+    @classmethod
+    def check_world_size(cls, method: str, world_size: int) -> None:
+        if world_size > 1 and not cls.splits_classes:
+            raise DatafreeError(f"condense --method {method} runs in one process; under torchrun "
+                                "only dm, dc and dsa split their classes across processes")
+
+    def split_classes(self, rank: int, world_size: int) -> None:
+        """Match only this process's classes (every process draws everything, so all stay in step)."""
+        self.check_world_size(self.config.method, world_size)
+        self.rank, self.world_size = rank, world_size
+
+    def my_classes(self) -> range:
+        """This process's contiguous block of classes (all of them in a single process)."""
+        c = self.spec.num_classes
+        return range(c * self.rank // self.world_size, c * (self.rank + 1) // self.world_size)
+
+    def update_images(self, loss: torch.Tensor) -> float:
+        """One optimiser step on the images from ``loss``; returns the loss (summed over processes).
+
+        Under torchrun each process's ``loss`` covers only its classes, so its image gradient is
+        zero elsewhere: the summed gradient is the single-process one, and every process takes the
+        same step on the same images.
+        """
+        if self.world_size > 1:
+            total = distributed.all_reduce_sum(loss.detach().float().reshape(()).clone())
+            if not torch.isfinite(total):
+                raise DatafreeError(f"non-finite {self.config.method} loss ({total.item()}); "
+                                    "lower lr_img with --set lr_img=...; the last saved state is intact")
+            self.optimizer.zero_grad(set_to_none=True)
+            if loss.requires_grad:
+                loss.backward()
+            grad = self.images.grad if self.images.grad is not None else torch.zeros_like(self.images)
+            self.images.grad = distributed.all_reduce_sum(grad)
+            self.optimizer.step()
+            return total.item()
         if not torch.isfinite(loss):
             raise DatafreeError(f"non-finite {self.config.method} loss ({loss.item()}); "
                                 "lower lr_img with --set lr_img=...; the last saved state is intact")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        return loss.item()
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The synthetic images (normalised, on the CPU) and their class labels."""

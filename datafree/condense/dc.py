@@ -4,6 +4,10 @@ synthetic images of each class, while that network trains on the synthetic set.
 Per outer loop, one image update from the per-class gradient distances, then ``inner_loop``
 epochs of network training on the (detached) synthetic set. Classes are matched one at a
 time (each needs its own gradient; this also bounds memory to one class's graph).
+
+Under torchrun each process matches its own classes (drawing the others' augmentations too, so
+every process's random stream stays in step), the image gradients are summed, and every process
+trains the same network on the same images.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from datafree.losses import gradient_match_distance
 
 
 class DC(Condenser):
+    splits_classes = True
+
     def step(self) -> dict[str, float]:
         cfg = self.config
         c, ipc = self.spec.num_classes, cfg.ipc
@@ -24,10 +30,15 @@ class DC(Condenser):
         params = [p for p in net.parameters() if p.requires_grad]
         net_opt = torch.optim.SGD(params, lr=cfg.lr_net)
         total = 0.0
+        mine = self.my_classes()
         for ol in range(outer):
             real = self.real_batch(cfg.batch_real)
             loss = torch.zeros((), device=self.device)
             for k in range(c):
+                if k not in mine:  # another process's class: only its augmentation draw
+                    if self.dsa is not None:
+                        self.dsa.sample(self.rng)
+                    continue
                 target_real = torch.full((cfg.batch_real,), k, device=self.device)
                 target_syn = torch.full((ipc,), k, device=self.device)
                 xr, xs = self.augment_pair(real[k], self.images[k * ipc:(k + 1) * ipc])
@@ -35,8 +46,7 @@ class DC(Condenser):
                 g_real = [g.detach() for g in g_real]
                 g_syn = torch.autograd.grad(F.cross_entropy(net(xs), target_syn), params, create_graph=True)
                 loss = loss + gradient_match_distance(g_real, g_syn)
-            self.update_images(loss)
-            total += loss.item()
+            total += self.update_images(loss)
             if ol == outer - 1:
                 break
             self.train_net(net, net_opt, inner)

@@ -10,6 +10,10 @@ Crash safety: a checkpoint saves the state, then switches the set to the new ima
 atomic). A run killed between the two resumes from the state and first rewrites the lagging set;
 one killed before its first checkpoint starts again. Either way the final set equals an
 uninterrupted run's, bit for bit on the CPU.
+
+Under torchrun (dm, dc, dsa) every process holds the whole synthetic set and matches only its
+own block of classes; the summed image gradients keep all copies identical, so rank 0 alone
+checks ``out``, saves the state and writes the set, and every rank resumes from that state.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from datafree import distributed
 from datafree.checkpoint import ModelInfo, load_training_state, save_training_state
 from datafree.condense.base import Condenser
 from datafree.condense.baselines import Herding, RandomSubset
@@ -89,12 +94,18 @@ def condense_set(out: str | Path, config: CondenseConfig, spec: DataSpec, *, poo
     ``soft_labels`` stores the teacher's logits for every synthetic image (needs ``teacher``).
     """
     out = Path(out)
-    if (out / MANIFEST).is_file() and not (out / STATE).is_file() and not read_manifest(out)["shards"]:
-        resume = False  # killed before its first checkpoint: nothing was done, start it again
-    elif (out / MANIFEST).is_file() and not resume:
-        raise DatafreeError(f"{out} already holds a transfer set; pass --resume to continue it, or choose another --out")
-    if resume and not (out / STATE).is_file():
-        raise DatafreeError(f"nothing to resume in {out} (no {STATE})")
+
+    def check_out(resume: bool) -> bool:
+        if (out / MANIFEST).is_file() and not (out / STATE).is_file() and not read_manifest(out)["shards"]:
+            resume = False  # killed before its first checkpoint: nothing was done, start it again
+        elif (out / MANIFEST).is_file() and not resume:
+            raise DatafreeError(f"{out} already holds a transfer set; pass --resume to continue it, or choose another --out")
+        if resume and not (out / STATE).is_file():
+            raise DatafreeError(f"nothing to resume in {out} (no {STATE})")
+        return resume
+
+    resume = distributed.run_on_main(lambda: check_out(resume))  # rank 0 decides, before anything is written
+    main = distributed.is_main()
     if soft_labels and teacher is None:
         raise DatafreeError("soft labels need --teacher")
     if teacher is not None:
@@ -104,9 +115,12 @@ def condense_set(out: str | Path, config: CondenseConfig, spec: DataSpec, *, poo
     cls = CONDENSERS.get(config.method)
     if cls is None:
         raise DatafreeError(f"condensation method {config.method!r} is not available")
+    cls.check_world_size(config.method, distributed.world_size())  # before any work (herding's is done here)
     condenser = cls(config, spec, rng, pool=pool, teacher=teacher, device=device)  # validates before any write
     try:
-        writer = TransferSetWriter(out, condensed_header(config, spec, dataset, seed, teacher_info, soft_labels))
+        condenser.split_classes(distributed.rank(), distributed.world_size())
+        header = condensed_header(config, spec, dataset, seed, teacher_info, soft_labels)
+        writer = distributed.run_on_main(lambda: TransferSetWriter(out, header))
         start_iter, elapsed0 = 0, 0.0
         if resume:
             state = load_training_state(out / STATE)
@@ -121,6 +135,8 @@ def condense_set(out: str | Path, config: CondenseConfig, spec: DataSpec, *, poo
         terms: dict[str, float] = dict(state.get("last_losses", {})) if resume else {}
 
         def checkpoint(iteration: int) -> None:
+            if not main:  # every rank holds the same images: rank 0 writes them
+                return
             elapsed = elapsed0 + time.perf_counter() - t0
             save_training_state(out / STATE, {"condenser": condenser.state_dict(), "rng": rng.get_state(),
                                               "iteration": iteration, "elapsed_s": elapsed,
@@ -137,10 +153,10 @@ def condense_set(out: str | Path, config: CondenseConfig, spec: DataSpec, *, poo
 
         if not resume:
             checkpoint(0)  # the initial set: iteration 0 of the accuracy-against-time curve
-        elif writer.manifest.get("iterations_done") != start_iter:
+        elif main and writer.manifest.get("iterations_done") != start_iter:
             checkpoint(start_iter)  # killed between saving the state and rewriting the set: the set lags behind
         bar = tqdm(total=config.iterations, initial=min(start_iter, config.iterations), desc=f"condense {config.method}",
-                   unit="it", disable=not progress, dynamic_ncols=True)
+                   unit="it", disable=not (progress and main), dynamic_ncols=True)
         try:
             for it in range(start_iter, config.iterations):
                 terms = condenser.step()
@@ -153,4 +169,4 @@ def condense_set(out: str | Path, config: CondenseConfig, spec: DataSpec, *, poo
             bar.close()
     finally:
         condenser.close()
-    return writer.manifest
+    return distributed.broadcast_object(writer.manifest if main else None)  # rank 0's set, once it is written

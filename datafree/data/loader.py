@@ -37,14 +37,17 @@ def iterate_batches(
 ) -> Iterator[Batch]:
     """Yield tuples of batched tensors (x, y[, soft]) from ``dataset``.
 
-    With ``world_size > 1`` each rank sees a disjoint, equally sized slice of the order.
+    With ``world_size > 1`` each rank sees a disjoint, equally sized slice of the order (the same
+    ``generator`` on every rank): rank ``r`` takes positions ``r, r + W, r + 2W, ...`` of it, as
+    ``DistributedSampler`` does, so batch ``i`` of all ranks together is exactly batch ``i`` of one
+    process with a ``W`` times larger batch size. The last ``n % W`` positions are left out.
     """
     n = len(dataset)
     if hasattr(dataset, "get_batch"):
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         if world_size > 1:
             per_rank = n // world_size
-            order = order[rank * per_rank:(rank + 1) * per_rank]
+            order = order[: per_rank * world_size][rank::world_size]
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
         for start in range(0, stop, batch_size):
             yield tuple(dataset.get_batch(order[start:start + batch_size]))

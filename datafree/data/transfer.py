@@ -17,6 +17,10 @@ one, never a half-written or duplicated shard (an unlisted leftover is overwritt
 append, and reopening a set deletes unlisted shards and the temporaries of a killed write). A
 resumed run that saved its state before some shards were appended drops them with
 :meth:`TransferSetWriter.truncate`, so they are not appended twice.
+
+A set made by several processes (``torchrun``) keeps each rank's part as a set of its own in
+``rank-K/`` and lists all their shards, as ``rank-K/shard-NNNNN.safetensors``, in one top-level
+manifest (``world_size``, ``ranks``) that rank 0 writes once every rank has finished its part.
 """
 
 from __future__ import annotations
@@ -163,6 +167,31 @@ class TransferSetWriter:
         """Record extra fields (e.g. timing) in the manifest."""
         self.manifest = {**self.manifest, **fields}
         write_json(self.dir / MANIFEST, self.manifest)
+
+
+def rank_dir(rank: int) -> str:
+    return f"rank-{rank}"
+
+
+def write_merged_manifest(directory: str | Path, parts: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
+    """The top-level manifest of a set whose rank ``r`` wrote its part ``parts[r]`` into ``rank-r/``.
+
+    Every shard of every part is listed exactly once, with its own sha256 and count; the header
+    is rank 0's, timing fields are the slowest rank's, and ``fields`` (e.g. the run's seed) override.
+    """
+    shards: list[dict[str, Any]] = []
+    for r, part in enumerate(parts):
+        shards += [{**entry, "name": f"{rank_dir(r)}/{entry['name']}"} for entry in part["shards"]]
+    manifest = {**parts[0], "shards": shards, "count": sum(int(p["count"]) for p in parts), "world_size": len(parts),
+                "ranks": [{"rank": r, "dir": rank_dir(r), "seed": p.get("seed"), "count": int(p["count"])}
+                          for r, p in enumerate(parts)]}
+    for key in ("synthesis_time_s", "condensation_time_s", "peak_memory_mb"):
+        values = [float(p[key]) for p in parts if key in p]
+        if values:
+            manifest[key] = max(values)
+    manifest.update(fields)
+    write_json(Path(directory) / MANIFEST, manifest)
+    return manifest
 
 
 class TransferSet(Dataset):

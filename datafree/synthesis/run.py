@@ -10,6 +10,12 @@ then saves ``synth-state.pt`` (atomic), which records how many shards it covers.
 two leaves one shard more than the state knows; ``--resume`` drops it (:meth:`TransferSetWriter.truncate`)
 and synthesizes it again from the saved state, identically. A live stream's state travels in the
 trainer's ``state.pt`` (see :class:`LiveStream`) with the same shard count.
+
+Under torchrun each rank synthesizes its share of ``count`` with a seed of its own
+(:func:`datafree.distributed.rank_seed`; rank 0 keeps ``--seed``) into ``OUT/rank-K/``, a
+resumable set of its own; once all have finished, rank 0 writes the top-level manifest listing
+every rank's shards (:func:`~datafree.data.transfer.write_merged_manifest`). A live stream's
+``--save-transfer`` directory is laid out the same way.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from datafree import distributed
 from datafree.checkpoint import ModelInfo, load_training_state, save_training_state
-from datafree.data.transfer import TransferSetWriter
+from datafree.data.transfer import MANIFEST, TransferSet, TransferSetWriter, rank_dir, read_manifest, write_merged_manifest
 from datafree.errors import DatafreeError
 from datafree.synthesis.engine import LiveStream, SynthesisConfig, Synthesizer
 from datafree.train import peak_memory_mb
@@ -41,10 +48,62 @@ def transfer_header(method: str, config: SynthesisConfig, teacher_info: ModelInf
             "spec": teacher_info.spec.to_dict()}
 
 
+def _check_world(out: Path, world: int, resume: bool) -> None:
+    """A set made by N processes is only continued by N processes (each rank owns its part)."""
+    if not (out / MANIFEST).is_file():
+        return
+    made_by = int(read_manifest(out).get("world_size", 1))
+    if made_by != world:
+        raise DatafreeError(f"{out} was synthesized by {made_by} process(es), this run has {world}; "
+                            + ("resume it with the same number of processes" if resume else "choose another --out"))
+    if not resume:
+        raise DatafreeError(f"{out} already holds a transfer set; pass --resume to extend it to --count")
+
+
+def merge_parts(out: Path, part: dict[str, Any], seed: int, spec=None) -> dict[str, Any]:
+    """Collective: rank 0 lists every rank's part in ``out/manifest.json`` (and a preview); all get it."""
+    parts = distributed.gather_object(part)
+    merged = None
+    if distributed.is_main():
+        assert parts is not None
+        merged = write_merged_manifest(out, parts, seed=seed)
+        if spec is not None and merged["count"]:
+            ts = TransferSet(out)
+            x, y, *_ = ts.get_batch(torch.linspace(0, len(ts) - 1, min(len(ts), 512)).long())
+            save_class_grid(out / PREVIEW, x, y, spec)
+    return distributed.broadcast_object(merged)
+
+
 def synthesize_set(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo, method: str,
                    config: SynthesisConfig, count: int, *, seed: int = 0, device: str = "cpu",
                    resume: bool = False, preview_every: int = 10, progress: bool = True) -> dict[str, Any]:
-    """Fill a transfer set with ``count`` images from a non-adversarial method (resumable)."""
+    """Fill a transfer set with ``count`` images from a non-adversarial method (resumable).
+
+    Under torchrun the ``ceil(count / batch_size)`` batches are dealt out in turn (rank ``r`` makes
+    batches ``r, r + W, ...``) into ``out/rank-r/``; the returned manifest is the merged one, on every rank.
+    """
+    out, world = Path(out), distributed.world_size()
+    if world == 1:
+        if resume and (out / MANIFEST).is_file():
+            _check_world(out, 1, resume)
+        return _synthesize_one(out, teacher, teacher_info, method, config, count, seed=seed, device=device,
+                               resume=resume, preview_every=preview_every, progress=progress)
+    if config.needs_student:  # before any collective, identically on every rank
+        _synthesize_one(out, teacher, teacher_info, method, config, count)
+    distributed.run_on_main(lambda: _check_world(out, world, resume))
+    r, per_call = distributed.rank(), config.batch_size
+    calls = -(-count // per_call)  # whole batches dealt out in turn: no rank synthesizes a batch it half throws away
+    share = sum(min(per_call, count - i * per_call) for i in range(r, calls, world))
+    part = _synthesize_one(out / rank_dir(r), teacher, teacher_info, method, config, share,
+                           seed=distributed.rank_seed(seed), device=device, resume=resume,
+                           preview_every=preview_every, progress=progress and distributed.is_main())
+    return merge_parts(out, part, seed, teacher_info.spec)
+
+
+def _synthesize_one(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo, method: str,
+                    config: SynthesisConfig, count: int, *, seed: int = 0, device: str = "cpu",
+                    resume: bool = False, preview_every: int = 10, progress: bool = True) -> dict[str, Any]:
+    """One process's transfer set of ``count`` images."""
     if config.needs_student:
         raise DatafreeError(f"{method} trains against a student: use 'datafree distill --method {method}' "
                             "(with --save-transfer DIR to keep its synthetic data)")
@@ -102,9 +161,18 @@ def live_stream(student: nn.Module, teacher: nn.Module, teacher_info: ModelInfo,
     With ``resume`` an existing transfer set is reopened; the stream's saved state (loaded by the
     trainer) then cuts it back to the shards that state covers.
     """
+    seed = distributed.rank_seed(seed)  # under torchrun each rank synthesizes images of its own
     synth = Synthesizer(teacher, teacher_info.spec, config, student=student, seed=seed, device=device)
     stream = LiveStream(synth, batch_size, pool_size=pool_size, seed=seed)
     if transfer_dir is not None:
+        if distributed.world_size() > 1:
+            world = distributed.world_size()
+            try:
+                distributed.run_on_main(lambda: _check_world(Path(transfer_dir), world, True))
+            except BaseException:
+                synth.close()
+                raise
+            transfer_dir = Path(transfer_dir) / rank_dir(distributed.rank())
         try:
             writer = TransferSetWriter(transfer_dir, transfer_header(method, config, teacher_info, seed))
         except BaseException:
@@ -116,6 +184,12 @@ def live_stream(student: nn.Module, teacher: nn.Module, teacher_info: ModelInfo,
                                 "(or pass --resume to continue the run that made it)")
         stream.transfer = writer
     return stream
+
+
+def finish_live_transfer(stream: LiveStream, transfer_dir: str | Path, seed: int) -> None:
+    """Under torchrun: list every rank's saved batches in ``transfer_dir/manifest.json`` (collective)."""
+    if stream.transfer is not None and distributed.world_size() > 1:
+        merge_parts(Path(transfer_dir), stream.transfer.manifest, seed)
 
 
 def steps_for(count: int, config: SynthesisConfig) -> int:
