@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# The main job: set up, train a LeNet-5 teacher on Fashion-MNIST, distill LeNet-5-half with
-# real-data KD (and from scratch for reference), print the results table. Reuses finished runs.
+# The main job: set up, then the 'quick' benchmark suite on Fashion-MNIST (LeNet-5 -> LeNet-5-half, seed 0):
+# the teacher, a student trained from scratch, real-data KD, the zskd data-free preset and a DM-condensed set
+# with teacher soft labels, then the report (tables + plots). Finished runs are reused; an interrupted suite
+# continues where it stopped. Extra arguments go to 'datafree bench run' (e.g. --device cuda).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --data
-exec "${DATAFREE_VENV:-.venv}/bin/python" -m benchmarks.baselines --profile quick "$@"
+PY="${DATAFREE_VENV:-.venv}/bin/python"
+OUT="${DATAFREE_BENCH_OUT:-artifacts/bench/quick}"
+"$PY" -m datafree.cli bench run quick --out "$OUT" "$@"
+"$PY" -m datafree.cli bench report "$OUT"
+cat "$OUT/report.md"
