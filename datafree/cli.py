@@ -69,6 +69,15 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--channels", type=int, default=3, choices=(1, 3), help="imagefolder only: 1 (grayscale) or 3")
 
 
+def _add_run_args(p: argparse.ArgumentParser, seed_help: str, *, progress: bool = True) -> None:
+    """--seed, --device (and --no-progress): the same three options on every long-running command."""
+    p.add_argument("--seed", type=int, default=0, help=f"{seed_help} (default: %(default)s)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="torch device (default: %(default)s)")
+    if progress:
+        p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
 def _add_train_args(p: argparse.ArgumentParser, *, epochs: int, lr: float, augment: str) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=epochs, help="epochs (default: %(default)s)")
@@ -545,9 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="transfer-set directory")
     p.add_argument("--resume", action="store_true", help="extend an interrupted set in --out up to --count")
     p.add_argument("--preview-every", type=int, default=10, help="write preview.png every N batches (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
-    p.add_argument("--device", default=default_device, help="torch device (default: %(default)s)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    _add_run_args(p, "seed of every random draw")
     p.set_defaults(func=cmd_synthesize)
 
     p = sub.add_parser("inspect", help="summarise a transfer set and write PNG grids per class",
@@ -603,9 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--checkpoint-every", type=int, default=50,
                    help="save state, the set and preview.png every N iterations (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
-    p.add_argument("--device", default=default_device, help="torch device (default: %(default)s)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    _add_run_args(p, "seed of every random draw")
     _add_data_args(p)
     p.set_defaults(func=cmd_condense)
 
@@ -645,9 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.01, help="expert SGD learning rate (default: %(default)s)")
     p.add_argument("--no-dsa", dest="dsa", action="store_false", help="train experts without DSA augmentation")
     p.add_argument("--resume", action="store_true", help="keep finished experts in --out and train the rest")
-    p.add_argument("--seed", type=int, default=0, help="expert i uses seed + i (default: %(default)s)")
-    p.add_argument("--device", default=default_device, help="torch device (default: %(default)s)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    _add_run_args(p, "expert i uses seed + i")
     _add_data_args(p)
     p.set_defaults(func=cmd_buffer)
 

@@ -8,9 +8,10 @@ accuracy-against-time curve.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from datafree.config import config_from_dict
 from datafree.errors import DatafreeError
 
 METHODS = ("random", "herding", "dc", "dsa", "dm", "mtt", "teacher")
@@ -76,11 +77,7 @@ class CondenseConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CondenseConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise DatafreeError(f"unknown condensation options: {', '.join(sorted(unknown))}")
-        return cls(**d)
+        return config_from_dict(cls, d, "condensation")
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {

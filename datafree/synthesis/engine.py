@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from datafree.config import config_from_dict
 from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
 from datafree.hooks import BatchNormStatistics, InputHooks, penultimate_module
@@ -108,11 +109,7 @@ class SynthesisConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SynthesisConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise DatafreeError(f"unknown synthesis options: {', '.join(sorted(unknown))}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return config_from_dict(cls, d, "synthesis")
 
 
 def class_similarity(teacher: nn.Module) -> torch.Tensor:
