@@ -178,7 +178,7 @@ def test_cifar_suites_plan_valid_commands(name, cifar10_root, tmp_path):
 
 def test_fmnist_suites_plan(tmp_path):
     quick = plan(get_suite("quick"), tmp_path)
-    assert [r.source for r in quick] == ["teacher", "kd", "scratch", "df:zskd", "cond:dm:10:soft"]
+    assert [r.source for r in quick] == ["teacher", "kd", "scratch", "df:zskd", "cond:dm:10:hard"]
     assert [r.run_id for r in quick][1] == "lenet/kd/seed0"
     full = get_suite("full")
     na = skipped_sources(full)

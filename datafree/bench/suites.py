@@ -192,12 +192,12 @@ CIFAR_RECIPES = Recipes(df_scale=CIFAR_DF_SCALE, df_method_scale=CIFAR_DF_METHOD
 QUICK = Suite(
     name="quick", dataset="fashion-mnist",
     pairs=make_pairs({"lenet": FMNIST_PAIRS["lenet"]}, FMNIST_DF_LIVE_LR),
-    sources=["kd", "scratch", "df:zskd", "cond:dm:10:soft"], seeds=[0],
+    sources=["kd", "scratch", "df:zskd", "cond:dm:10:hard"], seeds=[0],
     recipes=replace(FMNIST_RECIPES, df_count=6400, cond={**FMNIST_COND, "dm": {"batch_real": 64, "iterations": 50}},
                     cond_student=("--epochs", "150", *FMNIST_COND_STUDENT[2:])),
     description=(
         "Fashion-MNIST, LeNet-5 -> LeNet-5-half, seed 0: teacher (trained once, reused if present), real-data KD, "
-        "scratch, zskd (6400 images instead of 25600), DM at 10 images per class (50 iterations) with soft labels "
+        "scratch, zskd (6400 images instead of 25600), DM at 10 images per class (50 iterations) with hard labels "
         "(student: 150 epochs). About 13 minutes on 2 CPU cores, 10 with a reused teacher: teacher ~200 s, "
         "scratch ~115 s, KD ~195 s (benchmarks/results/baselines-quick.json, one thread), zskd ~70 s synthesis + ~45 s "
         "student (a quarter of the 270 s and 114 s of training in datafree_kd.json, + 0.45 s of test evaluation per "
