@@ -385,3 +385,49 @@ def test_live_resume_refuses_a_changed_source(world, tmp_path, capsys):
     assert "without --save-transfer" in capsys.readouterr().err
     assert main([("nz=8" if a == "nz=16" else a) for a in argv] + ["--resume"]) == 2
     assert "other settings (nz)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bench_suite_survives_sigkill(fmnist_root, tmp_path):
+    """``datafree bench run smoke`` killed (up to three times) and simply run again ends as an uninterrupted run."""
+    from datafree.bench import read_rows
+    from datafree.bench.runner import RESULTS as RESULTS_FILE
+
+    argv = lambda out: ["bench", "run", "smoke", "--out", str(out), "--data-root", str(fmnist_root)]
+    full, crash = tmp_path / "full", tmp_path / "crash"
+    # the span from the first run directory (the teacher's) appearing to the end of an uninterrupted suite
+    span = _uninterrupted(argv(full), full / "teachers")
+    rng, kills, max_kills = random.Random(int(os.environ.get("SEEDX", 6))), 0, 3
+    while True:
+        before = _mtime(crash / RESULTS_FILE)
+        proc = _launch(argv(crash))  # no flag: an interrupted suite continues where it stopped
+        if kills < max_kills:
+            # the first time: once the first run directory exists; then: once another row is written
+            started = (lambda: (crash / "teachers").exists()) if kills == 0 else \
+                (lambda: _mtime(crash / RESULTS_FILE) not in (None, before))
+            while proc.poll() is None and not started():
+                time.sleep(0.005)
+            if proc.poll() is None:
+                time.sleep(rng.uniform(0.0, 1.0 if kills == 0 else 0.4) * span)  # later: less is left
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate()
+        if proc.returncode == -signal.SIGKILL:
+            kills += 1
+            print('KILL', kills, sorted(str(p.relative_to(crash)) for p in crash.rglob('*')if p.is_dir())[-3:], read_rows(crash) and [r['run_id'] for r in read_rows(crash)])
+            continue
+        assert proc.returncode == 0, err
+        break
+    assert kills >= 1, "the suite finished before it could be killed: nothing was tested"
+    assert not [str(p) for p in crash.rglob("*.tmp")], "temporary files left behind"
+
+    # every line whole (a torn line would swallow the row appended after it), each run id exactly once
+    lines = (crash / RESULTS_FILE).read_text().splitlines()
+    ids = [json.loads(line)["run_id"] for line in lines]
+    assert len(ids) == len(set(ids)), ids
+    rows = [{r["run_id"]: r for r in read_rows(out)} for out in (full, crash)]
+    assert rows[0].keys() == rows[1].keys() == set(ids) and len(ids) == 6
+    for run_id, row in rows[0].items():
+        assert rows[1][run_id]["accuracy"] == row["accuracy"], run_id
+        model = Path(row["student_dir"]).relative_to(full)
+        _assert_same_model(full / model, crash / model)  # weights, and one metrics line per epoch

@@ -297,3 +297,31 @@ def test_dirichlet_soft_targets_are_seeded_distributions_used_by_the_one_hot_ter
     logits = teacher(x)
     expected = -(soft * torch.log_softmax(logits / 20.0, dim=1)).sum(1).mean()
     assert synth.loss_terms(x, y, soft)["oh"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def one_class_teacher():
+    """Sees class 0 in everything: the signature of a collapsed generator."""
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(144, 4))
+    with torch.no_grad():
+        net[1].weight.zero_()
+        net[1].bias.copy_(torch.tensor([10.0, 0.0, 0.0, 0.0]))
+    return net
+
+
+def test_collapse_stops_the_run_after_patience_batches():
+    config = preset("zskd", batch_size=8, iterations=1, collapse_patience=3, dirichlet=0.0)
+    synth = Synthesizer(one_class_teacher(), SPEC, config, seed=0)
+    synth.synthesize()
+    synth.synthesize()
+    state = synth.state_dict()
+    with pytest.raises(DatafreeError, match="collapsed: 100% of the images in one teacher class in 3 batches"):
+        synth.synthesize()
+    resumed = Synthesizer(one_class_teacher(), SPEC, config, seed=0)
+    resumed.load_state_dict(state)  # the count survives a resume
+    with pytest.raises(DatafreeError, match="collapsed"):
+        resumed.synthesize()
+    never = Synthesizer(one_class_teacher(), SPEC, preset("zskd", batch_size=8, iterations=1, collapse_patience=0,
+                                                          dirichlet=0.0), seed=0)
+    for _ in range(4):
+        never.synthesize()
+    assert never.collapsed == 0

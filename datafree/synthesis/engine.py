@@ -77,6 +77,9 @@ class SynthesisConfig:
     l2: float = 0.0
     augment: bool = False  # differentiable random resized crop + flip before the teacher sees x
     student_steps: int = 1  # student steps per synthesis call when distilling from a live stream
+    # stop after this many consecutive collapsed batches (near-identical images, or the teacher seeing
+    # one class in >= 95% of them); 0 = never stop
+    collapse_patience: int = 50
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -93,6 +96,8 @@ class SynthesisConfig:
             raise DatafreeError("dirichlet must be >= 0 and oh_temperature > 0")
         if self.pixel_scale < 1:
             raise DatafreeError("pixel_scale must be >= 1")
+        if self.collapse_patience < 0:
+            raise DatafreeError("collapse_patience must be >= 0 (0 = never stop)")
         if self.iterations < 1 or self.batch_size < 1:
             raise DatafreeError("iterations and batch size must be >= 1")
 
@@ -148,6 +153,7 @@ class Synthesizer:
         self.rng = torch.Generator().manual_seed(seed)  # every draw of the engine comes from here
         self.class_similarity = class_similarity(self.teacher) if config.dirichlet > 0 else None
         self.calls = 0
+        self.collapsed = 0  # consecutive collapsed batches (see _watch_collapse)
         self.bank = torch.zeros(0, device=self.device)
         self.generator = self._new_generator()
         self.optimizer = self._new_optimizer(self.generator)
@@ -288,7 +294,9 @@ class Synthesizer:
         self.calls += 1
         if c.schedule == "online":
             terms = self._optimise(self.generator, self.optimizer, c.iterations, None)
-            return self.sample(), terms
+            batch = self.sample()
+            self._watch_collapse(batch[0], batch[1])
+            return batch, terms
         fixed = self._draw()
         if c.schedule == "pool":
             generator = self._new_generator()
@@ -303,7 +311,27 @@ class Synthesizer:
             batch = self._label(generator(*fixed[:2]))
         if c.contrastive > 0:
             self._update_bank(batch[0])
+        self._watch_collapse(batch[0], batch[1])
         return batch, terms
+
+    def _watch_collapse(self, x: torch.Tensor, labels: torch.Tensor) -> None:
+        """Stop a run whose generator has collapsed, instead of training a student on one image or one class.
+
+        Collapsed: the batch's images are (nearly) all the same, or the teacher assigns one class to
+        at least 95% of them, for ``collapse_patience`` synthesized batches in a row.
+        """
+        patience = self.config.collapse_patience
+        if patience <= 0 or len(x) < 2:
+            return
+        same = x.flatten(1).float().std(0).mean().item() < 1e-3
+        share = torch.bincount(labels.cpu(), minlength=self.spec.num_classes).max().item() / len(labels)
+        self.collapsed = self.collapsed + 1 if (same or share >= 0.95) else 0
+        if self.collapsed >= patience:
+            what = "near-identical images" if same else f"{100 * share:.0f}% of the images in one teacher class"
+            raise DatafreeError(
+                f"the generator collapsed: {what} in {self.collapsed} batches in a row (call {self.calls}); "
+                "try another --seed or a lower generator learning rate (--set lr=...), "
+                "or --set collapse_patience=0 to keep going; the last saved state is intact")
 
     @torch.no_grad()
     def _update_bank(self, x: torch.Tensor) -> None:
@@ -320,7 +348,7 @@ class Synthesizer:
     def state_dict(self) -> dict[str, Any]:
         """Everything later calls depend on (the student, when there is one, is its trainer's to save)."""
         return {"generator": self.generator.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "rng": self.rng.get_state(), "calls": self.calls, "bank": self.bank.cpu(),
+                "rng": self.rng.get_state(), "calls": self.calls, "collapsed": self.collapsed, "bank": self.bank.cpu(),
                 "bn_blended": self.bn_stats.blending_state(), "config": self.config.to_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -335,6 +363,7 @@ class Synthesizer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.rng.set_state(state["rng"])
         self.calls = int(state["calls"])
+        self.collapsed = int(state.get("collapsed", 0))  # absent in older states
         self.bank = state["bank"].to(self.device)
         self.bn_stats.load_blending_state(state.get("bn_blended", {}), self.device)  # absent in older states
 
