@@ -70,9 +70,17 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def append_jsonl(path: str | os.PathLike, obj: Any) -> None:
-    """Append one JSON line (a metrics log; each line is flushed whole)."""
-    with open(path, "a") as f:
-        f.write(json.dumps(obj, sort_keys=True) + "\n")
+    """Append one JSON line (each line is flushed whole).
+
+    If a crash left a torn last line, the new line starts on a line of its own, so only the torn
+    one is unreadable (readers skip it) and the new row is never glued onto it.
+    """
+    with open(path, "a+b") as f:
+        torn = False
+        if f.seek(0, os.SEEK_END) > 0:
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"
+        f.write((("\n" if torn else "") + json.dumps(obj, sort_keys=True) + "\n").encode())
         f.flush()
 
 

@@ -163,3 +163,17 @@ def test_random_crop_flip_is_seeded_and_shifts_content():
     for i in range(2):
         r, c = int(shifts[0, i]), int(shifts[1, i])
         assert torch.equal(out[i], padded[i, :, r:r + 6, c:c + 6])
+
+
+def test_append_jsonl_never_glues_a_row_onto_a_torn_line(tmp_path):
+    import json
+
+    from datafree.io import append_jsonl
+
+    path = tmp_path / "rows.jsonl"
+    append_jsonl(path, {"a": 1})
+    with open(path, "a") as f:
+        f.write('{"b": ')  # a crash mid-write
+    append_jsonl(path, {"c": 3})
+    lines = path.read_text().splitlines()
+    assert json.loads(lines[0]) == {"a": 1} and lines[1] == '{"b": ' and json.loads(lines[2]) == {"c": 3}
