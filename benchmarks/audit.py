@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.baselines import REPO
-from benchmarks.readme import update_section
+from benchmarks.readme import publish
 from datafree.cli import main as datafree_main
-from datafree.io import write_json
 
 # (name, transfer set, teacher, students: data-free then real-data KD)
 CASES = [
@@ -82,11 +81,7 @@ def main(argv: list[str] | None = None) -> int:
           f"neighbours among the 60,000 training images; baseline: 1,000 real test images; membership inference "
           f"on 2,000 training members vs 2,000 test non-members, seed 0). A fraction near 5% means the set is "
           f"no closer to the training data than fresh real images are; AUC 0.5 means no membership signal.")
-    print("\n" + md)
-    write_json(REPO / "benchmarks" / "results" / "audit.json", {"results": results})
-    (REPO / "benchmarks" / "results" / "audit.md").write_text(md + "\n")
-    if args.update_readme:
-        update_section("audit", md)
+    publish("audit", md, {"results": results}, section="audit" if args.update_readme else None)
     return 0
 
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.readme import update_section
+from benchmarks.readme import publish
 from datafree.bench.runner import kwargs_args, merge_args
 from datafree.bench.suites import FMNIST_DF_LIVE_LR, FMNIST_PAIRS, PairSpec, make_pairs
 from datafree.cli import main as datafree_main
@@ -137,14 +137,9 @@ def main(argv: list[str] | None = None) -> int:
           f"--profile {args.profile}` (machine: 2 CPU cores; times are per run, training epochs only, "
           f"threads per run as recorded in each result.json).\n"
           f"Commands (seed 0):\n\n```\n{commands(pairs)}\n```")
-    print("\n" + md)
-    out = REPO / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / f"baselines-{args.profile}.json", {"profile": args.profile, "seeds": seeds, "pairs": pairs,
-                                                        "suite_wall_time_s": wall})
-    (out / f"baselines-{args.profile}.md").write_text(md + "\n")
-    if args.update_readme:
-        update_section("baselines", md)
+    publish(f"baselines-{args.profile}", md, {"profile": args.profile, "seeds": seeds, "pairs": pairs,
+                                               "suite_wall_time_s": wall},
+            section="baselines" if args.update_readme else None)
     return 0
 
 

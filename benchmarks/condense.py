@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.baselines import REPO, fmt, summarize
-from benchmarks.readme import update_section
+from benchmarks.readme import publish
 from datafree.bench.runner import set_args
 from datafree.bench.suites import FMNIST_COND
 from datafree.cli import main as datafree_main
@@ -189,13 +189,9 @@ def main(argv: list[str] | None = None) -> int:
           f"protocol (1000 epochs with DSA augmentation for DSA/DM/MTT), best per IPC: "
           f"{', '.join(f'IPC {k} {v[0]} {v[1]}' for k, v in BEST_PUBLISHED.items())}.\n\n"
           f"![accuracy against condensation time](benchmarks/results/condense_curve.png)")
-    print("\n" + md)
-    out = REPO / "benchmarks" / "results"
-    write_json(out / "condense.json", {"eval": EVAL, "recipes": RECIPES, "rows": rows})
-    plot(rows, out / "condense_curve.png")
-    (out / "condense.md").write_text(md + "\n")
-    if args.update_readme:
-        update_section("condense", md)
+    publish("condense", md, {"eval": EVAL, "recipes": RECIPES, "rows": rows},
+            section="condense" if args.update_readme else None)
+    plot(rows, REPO / "benchmarks" / "results" / "condense_curve.png")
     return 0
 
 

@@ -26,13 +26,12 @@ from typing import Any
 from torch import nn
 
 from benchmarks.baselines import PAIRS, REPO, fmt, run, summarize
-from benchmarks.readme import update_section
+from benchmarks.readme import publish
 from datafree.bench.runner import df_overrides, kwargs_args, set_args
 from datafree.bench.suites import FMNIST_RECIPES
 from datafree.checkpoint import load_model
 from datafree.cli import main as datafree_main
 from datafree.data.transfer import read_manifest
-from datafree.io import write_json
 from datafree.synthesis import PRESETS, preset
 
 # CPU-sized recipes (datafree.bench.suites' FMNIST_DF_*): a DCGAN generator of width 64 costs ~200x
@@ -157,13 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{PAIRS[pair].name:34s} {method:14s} seed {seed}: "
                           f"{result['metrics']['test_accuracy']:.2f}", flush=True)
     md = report(args.root, list(PAIRS))
-    print("\n" + md)
-    out = REPO / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "datafree_kd.json", {"runs": {f"{k[0]}/{k[1]}": v for k, v in finished_runs(args.root).items()}})
-    (out / "datafree_kd.md").write_text(md + "\n")
-    if args.update_readme:
-        update_section("datafree", md)
+    publish("datafree_kd", md, {"runs": {f"{k[0]}/{k[1]}": v for k, v in finished_runs(args.root).items()}},
+            section="datafree" if args.update_readme else None)
     return 0
 
 

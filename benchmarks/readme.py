@@ -1,8 +1,11 @@
-"""Write a benchmark's Markdown into its marked section of README.md (``<!-- NAME:start -->``)."""
+"""Publish a benchmark: its JSON and Markdown under benchmarks/results, and its marked README section."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+from datafree.io import write_json
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -15,3 +18,14 @@ def update_section(name: str, text: str, readme: Path = README) -> None:
     head, rest = content.split(start, 1)
     _, tail = rest.split(end, 1)
     readme.write_text(f"{head}{start}\n{text}\n{end}{tail}")
+
+
+def publish(stem: str, md: str, data: dict[str, Any], *, section: str | None = None) -> None:
+    """Print ``md``, write ``results/STEM.json`` and ``results/STEM.md``, and with ``section`` the README section."""
+    print("\n" + md)
+    out = README.parent / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / f"{stem}.json", data)
+    (out / f"{stem}.md").write_text(md + "\n")
+    if section is not None:
+        update_section(section, md)

@@ -19,9 +19,8 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from benchmarks.readme import update_section
+from benchmarks.readme import publish
 from datafree.data import FASHION_MNIST, load_dataset
-from datafree.io import write_json
 from datafree.losses import kd_kl
 from datafree.models import build_model
 from datafree.train import TrainConfig, Trainer, peak_memory_mb
@@ -105,14 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     peak = peak_memory_mb(torch.device("cpu"))
     md = "\n".join(lines) + (f"\n\nBatch size {args.batch_size}, {torch.get_num_threads()} threads, median of "
                              f"{args.repeats}; `python -m benchmarks.speed`; peak RSS {peak:.0f} MB.")
-    print("\n" + md)
-    out = REPO / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "speed.json", {"rows": rows, "batch_size": args.batch_size, "threads": torch.get_num_threads(),
-                                    "wall_time_s": time.perf_counter() - start, "torch": torch.__version__})
-    (out / "speed.md").write_text(md + "\n")
-    if args.update_readme:
-        update_section("speed", md)
+    publish("speed", md, {"rows": rows, "batch_size": args.batch_size, "threads": torch.get_num_threads(),
+                          "wall_time_s": time.perf_counter() - start, "torch": torch.__version__},
+            section="speed" if args.update_readme else None)
     print(json.dumps({"max_overhead": max(r["overhead"] for r in rows)}))
     return 0
 
