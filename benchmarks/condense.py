@@ -145,7 +145,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
                          if r["method"] == method and r["ipc"] == ipc and r["protocol"] == "dc")
             if pts:
                 x, y, e = zip(*pts)
-                ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=method)
+                ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=method, color=f"C{METHODS.index(method)}")
         if ipc in BEST_PUBLISHED:
             name, value = BEST_PUBLISHED[ipc]
             ax.axhline(value, color="grey", linestyle="--", linewidth=1, label=f"best published ({name})")
