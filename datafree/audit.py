@@ -33,7 +33,7 @@ import datafree
 from datafree.data.loader import iterate_batches
 from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
-from datafree.hooks import InputHooks, penultimate_module
+from datafree.hooks import embed_batches, penultimate_module
 from datafree.io import write_json
 from datafree.viz import save_images
 
@@ -107,25 +107,12 @@ def pixels(images: torch.Tensor, spec: DataSpec) -> torch.Tensor:
     return spec.denormalize(images).flatten(1)
 
 
-@torch.no_grad()
-def penultimate_features(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """The input of the model's last Linear layer: the representation the classifier reads."""
-    device = next(model.parameters()).device
-    model.eval()
-    out = []
-    with InputHooks(model, [penultimate_module(model)]) as hooks:
-        for start in range(0, len(images), batch_size):
-            model(images[start:start + batch_size].to(device))
-            out.append(next(iter(hooks.features.values())).flatten(1).float())
-    return torch.cat(out)
-
-
 def embed(images: torch.Tensor, spec: DataSpec, teacher: nn.Module | None, batch_size: int,
           device: torch.device) -> dict[str, torch.Tensor]:
     """One image batch in every audited space (pixels always, teacher features with a teacher)."""
     spaces = {PIXEL: pixels(images, spec).to(device)}
     if teacher is not None:
-        spaces[FEATURE] = penultimate_features(teacher, images, batch_size)
+        spaces[FEATURE] = embed_batches(teacher, images, batch_size)
     return spaces
 
 

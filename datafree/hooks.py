@@ -76,6 +76,24 @@ class InputHooks(FeatureHooks):
         return hook
 
 
+
+def embed(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The input of ``net``'s last Linear layer (its embedding) for ``x``, flattened per sample.
+
+    Gradients flow through it, so condensation can match embeddings of synthetic images.
+    """
+    with InputHooks(net, [penultimate_module(net)]) as hooks:
+        net(x)
+        return next(iter(hooks.features.values())).flatten(1)
+
+
+@torch.no_grad()
+def embed_batches(net: nn.Module, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """:func:`embed` of a large set in eval mode, batch by batch, on ``net``'s device."""
+    device = next(net.parameters()).device
+    net.eval()
+    return torch.cat([embed(net, x.to(device)).float() for x in images.split(batch_size)])
+
 class BatchNormStatistics:
     """BN-statistics matching over every BatchNorm layer of a (teacher) model, via forward hooks.
 

@@ -7,12 +7,12 @@ import torch
 from torch import nn
 
 from datafree.condense import ClassPool, EvalProtocol, condense_set, evaluate_set, method_config
-from datafree.condense.base import embed
 from datafree.condense.baselines import herding_indices
 from datafree.condense.run import CONDENSERS
 from datafree.data import DataSpec, NormalizedTensorDataset
 from datafree.data.transfer import TransferSet
 from datafree.errors import DatafreeError
+from datafree.hooks import embed
 from datafree.losses import gradient_match_distance, mean_embedding_distance
 
 SPEC = DataSpec(1, 8, 8, 4, (0.5,), (0.5,))

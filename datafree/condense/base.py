@@ -18,24 +18,11 @@ from datafree.condense.real import ClassPool
 from datafree.data.augment import DSA
 from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
-from datafree.hooks import penultimate_module
 from datafree.models import build_model
 
 
 def draw_seed(rng: torch.Generator) -> int:
     return int(torch.randint(0, 2**62, (1,), generator=rng))
-
-
-def embed(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The input of ``net``'s last Linear layer (its embedding), flattened per sample."""
-    captured: list[torch.Tensor] = []
-    last = dict(net.named_modules())[penultimate_module(net)]
-    handle = last.register_forward_pre_hook(lambda _m, inputs: captured.append(inputs[0]))
-    try:
-        net(x)
-    finally:
-        handle.remove()
-    return captured[0].flatten(1)
 
 
 class Condenser:

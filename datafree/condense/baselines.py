@@ -8,10 +8,10 @@ embedding is the teacher's penultimate layer when a teacher is given, else a fre
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from datafree.condense.base import Condenser, embed
+from datafree.condense.base import Condenser
 from datafree.condense.real import ClassPool
+from datafree.hooks import embed_batches
 
 
 def herding_indices(features: torch.Tensor, k: int) -> torch.Tensor:
@@ -31,12 +31,6 @@ def herding_indices(features: torch.Tensor, k: int) -> torch.Tensor:
     return torch.tensor(chosen, dtype=torch.long)
 
 
-@torch.no_grad()
-def embed_all(net: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 1024) -> torch.Tensor:
-    net.eval()
-    return torch.cat([embed(net, x.to(device)).cpu() for x in images.split(batch_size)])
-
-
 class RandomSubset(Condenser):
     """The initial random real draw is the result: no iterations."""
 
@@ -51,7 +45,7 @@ class Herding(Condenser):
         picks = []
         for c in range(self.spec.num_classes):  # one greedy selection per class
             images = pool.of_class(c)
-            picks.append(images[herding_indices(embed_all(net, images, self.device), self.config.ipc)])
+            picks.append(images[herding_indices(embed_batches(net, images, 1024).cpu(), self.config.ipc)])
         return torch.cat(picks)
 
     def step(self) -> dict[str, float]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from datafree.condense.base import Condenser, embed
+from datafree.condense.base import Condenser
+from datafree.hooks import embed
 from datafree.losses import mean_embedding_distance
 
 
