@@ -96,6 +96,8 @@ def _add_train_args(p: argparse.ArgumentParser, *, epochs: int, lr: float, augme
     g.add_argument("--seed", type=int, default=0, help="seed for weights, batch order and augmentation (default: %(default)s)")
     g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="torch device, e.g. cpu, cuda, cuda:1 (default: %(default)s)")
+    g.add_argument("--eval-every", type=int, default=1, metavar="N",
+                   help="test every N epochs; the last epoch is always tested (default: %(default)s)")
     g.add_argument("--no-amp", dest="amp", action="store_false", help="disable mixed precision on CUDA")
     g.add_argument("--out", required=True, help="run directory for model.safetensors, metrics.jsonl, result.json")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
@@ -109,7 +111,7 @@ def _train_config(args: argparse.Namespace, **overrides: Any):
     return TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
-        clip_grad_norm=args.clip_grad_norm,
+        clip_grad_norm=args.clip_grad_norm, eval_every=args.eval_every,
         augment=args.augment, seed=args.seed, device=args.device, amp=args.amp,
         progress=args.progress, **overrides,
     )
@@ -495,7 +497,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.bench_command == "list":
         for suite in SUITES.values():
             pairs = ", ".join(p.name for p in suite.pairs)
-            print(f"{suite.name}: {suite.dataset}; {pairs}; {len(suite.sources)} sources; seeds "
+            print(f"{suite.name}: {suite.dataset}; {pairs}; {len(suite.all_sources())} sources; seeds "
                   f"{' '.join(map(str, suite.seeds))}\n    {suite.description}")
         return 0
     if args.bench_command == "report":
@@ -505,7 +507,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     try:
         summary = run_suite(get_suite(args.suite), args.out, data_root=args.data_root, device=args.device,
-                            seeds=args.seeds, teachers=args.teachers)
+                            seeds=args.seeds, teachers=args.teachers, pairs=args.pairs)
     except KeyboardInterrupt:
         print(f"bench: interrupted; run the same 'datafree bench run {args.suite}' command again to continue",
               file=sys.stderr)
@@ -733,6 +735,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("suite", help=f"suite name: {', '.join(SUITES)} (see 'datafree bench list')")
     q.add_argument("--out", required=True, help="the suite's output directory")
     q.add_argument("--seeds", type=int, nargs="+", help="override the suite's seeds")
+    q.add_argument("--pairs", nargs="+", metavar="PAIR",
+                   help="run only these pairs (keys as in runs/PAIR); one process per pair may share --out")
     q.add_argument("--data-root", help="directory holding the dataset files (default: $DATAFREE_DATA, then the system copy)")
     q.add_argument("--device", help="torch device for every command (default: each command's own, cuda if available)")
     q.add_argument("--teachers", help="reuse trained teachers from this directory (DIR/PAIR, as a suite writes them, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -76,6 +77,7 @@ def append_jsonl(path: str | os.PathLike, obj: Any) -> None:
     one is unreadable (readers skip it) and the new row is never glued onto it.
     """
     with open(path, "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # writers in several processes (bench runs, one per pair) take turns
         torn = False
         if f.seek(0, os.SEEK_END) > 0:
             f.seek(-1, os.SEEK_END)

@@ -82,6 +82,7 @@ class TrainConfig:
     augment: str = "none"  # none | crop | crop-flip | dsa
     steps_per_epoch: int | None = None  # required for iterator sources
     eval_batch_size: int = 1000
+    eval_every: int = 1  # test every N epochs; the last epoch is always tested (its accuracy is the result)
     seed: int = 0
     device: str = "cpu"
     amp: bool = True  # mixed precision on CUDA only
@@ -90,6 +91,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"),
+            (self.eval_every >= 1, "eval_every must be >= 1"),
             (self.batch_size >= 1, "batch size must be >= 1"),
             (self.lr > 0, "learning rate must be > 0"),
             (0.0 <= self.alpha <= 1.0, "alpha must be in [0, 1]"),
@@ -489,7 +491,7 @@ class Trainer:
                 "train_time_s": train_time,
                 "samples_per_s": seen / train_time,
             }
-            if test is not None:
+            if test is not None and ((epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs):
                 metrics = evaluate(self.model, test, c.eval_batch_size, self.device, self.amp, rank=rank,
                                    world_size=world)
                 record.update(test_accuracy=metrics["accuracy"], test_loss=metrics["loss"])

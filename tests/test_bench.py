@@ -181,12 +181,17 @@ def test_fmnist_suites_plan(tmp_path):
     assert [r.source for r in quick] == ["teacher", "kd", "scratch", "df:zskd", "cond:dm:10:hard"]
     assert [r.run_id for r in quick][1] == "lenet/kd/seed0"
     full = get_suite("full")
-    na = skipped_sources(full)
-    assert {"df:deepinversion", "df:fast5", "cond:teacher:10:soft"} <= {x["source"] for x in na if x["pair"] == "lenet"}
-    assert not [x for x in na if x["pair"] == "resnet"]
+    assert not skipped_sources(full)  # each pair lists only what its teacher supports
+    by_pair = {p.key: set(full.sources_of(p)) for p in full.pairs}
+    assert {"df:deepinversion", "df:fast5", "cond:teacher:10:soft"} <= by_pair["resnet"] - by_pair["lenet"]
+    # every preset and every condensation method at every IPC with both label kinds, on some pair
+    assert set(full.all_sources()) == set(full.sources) and len(full.seeds) >= 3
     runs = plan(full.with_seeds([0]), tmp_path)
     check_plan(runs)
     assert {r.seed for r in runs if r.source != "teacher"} == {0}
+    # per-IPC recipes: DC updates its images 50 times per iteration at IPC 50, so it runs fewer iterations
+    dc = {r.source: r.steps[0].argv for r in runs if r.source.startswith("cond:dc:")}
+    assert "iterations=50" in dc["cond:dc:1:hard"] and "iterations=1" in dc["cond:dc:50:hard"]
     # the recipes are benchmarks/'s: the zskd student command matches its recorded one
     zskd = next(r for r in runs if r.run_id == "lenet/df:zskd/seed0")
     assert zskd.argv[1][zskd.argv[1].index("--student"):zskd.argv[1].index("--seed")] == [

@@ -105,7 +105,7 @@ def skipped_sources(suite: Suite) -> list[dict[str, str]]:
     """The (pair, source) combinations a suite lists but cannot run, with the reason."""
     out = []
     for pair in suite.pairs:
-        for text in suite.sources:
+        for text in suite.sources_of(pair):
             reason = not_applicable(suite, pair, parse_source(text))
             if reason:
                 out.append({"pair": pair.key, "source": text, "reason": reason})
@@ -154,9 +154,9 @@ def plan(suite: Suite, out_dir: str | Path = "bench", *, data_root: str | Path |
     out = Path(out_dir)
     data = ["--dataset", suite.dataset, *(["--data-root", str(data_root)] if data_root else [])]
     dev = ["--device", device] if device else []
-    sources = [parse_source(s) for s in suite.sources]
     runs: list[Run] = []
     for pair in suite.pairs:
+        sources = [parse_source(s) for s in suite.sources_of(pair)]
         if teachers is not None:
             teacher_dir = find_teacher(Path(teachers), suite, pair)
             runs.append(Run(f"{pair.key}/teacher/seed{TEACHER_SEED}", pair, "teacher", TEACHER_SEED, teacher_dir,
@@ -210,7 +210,7 @@ def _source_steps(suite: Suite, pair: PairSpec, src: Source, seed: int, out: Pat
     from datafree.condense import method_config
 
     steps: list[Step] = []
-    recipe = dict(r.cond.get(src.method, {}))
+    recipe = r.cond_recipe(src.method, src.ipc)
     if src.method == "mtt":
         buffer_dir = out / "buffers" / suite.dataset
         buffer = ["buffer", *r.buffer, "--seed", "0", *data, *dev, "--out", str(buffer_dir), "--no-progress"]
@@ -447,12 +447,23 @@ class SuiteSummary:
 
 
 def run_suite(suite: Suite, out_dir: str | Path, *, data_root: str | Path | None = None, device: str | None = None,
-              seeds: list[int] | None = None, teachers: str | Path | None = None, log=print) -> SuiteSummary:
-    """Run every run of ``suite`` into ``out_dir`` that has no row in results.jsonl yet (same id and commands)."""
+              seeds: list[int] | None = None, teachers: str | Path | None = None, pairs: list[str] | None = None,
+              log=print) -> SuiteSummary:
+    """Run every run of ``suite`` into ``out_dir`` that has no row in results.jsonl yet (same id and commands).
+
+    ``pairs`` runs only those pairs (their keys); one process per pair may share ``out_dir``, since
+    each writes only its pair's directories and rows are appended under a file lock.
+    """
     suite = suite.with_seeds(seeds)
     out = Path(out_dir)
     runs = plan(suite, out, data_root=data_root, device=device, teachers=teachers)
     check_plan(runs)
+    if pairs:
+        unknown = sorted(set(pairs) - {p.key for p in suite.pairs})
+        if unknown:
+            raise DatafreeError(f"suite {suite.name} has no pair {', '.join(unknown)}; its pairs: "
+                                f"{', '.join(p.key for p in suite.pairs)}")
+        runs = [r for r in runs if r.pair.key in pairs]
     summary = SuiteSummary(not_applicable=skipped_sources(suite))
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / SUITE_JSON, {"suite": asdict(suite), "runs": [r.run_id for r in runs],

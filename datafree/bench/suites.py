@@ -103,6 +103,7 @@ class PairSpec:
     teacher_kwargs: dict[str, Any] = field(default_factory=dict)
     student_kwargs: dict[str, Any] = field(default_factory=dict)
     live_lr: str = "0.01"  # the student's lr when distilled from a live data-free stream
+    sources: tuple[str, ...] = ()  # this pair's sources when they differ from the suite's (empty: the suite's)
 
 
 @dataclass(frozen=True)
@@ -115,11 +116,16 @@ class Recipes:
     df_count: int = FMNIST_DF_COUNT  # images synthesized for a stored set
     df_stored_student: tuple[str, ...] = FMNIST_DF_STORED_STUDENT
     cond: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method: --set overrides
+    cond_by_ipc: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)  # per method and IPC, on top
     cond_student: tuple[str, ...] = FMNIST_COND_STUDENT
     cond_hard: tuple[str, ...] = ("--alpha", "1")
     cond_soft: tuple[str, ...] = ("--alpha", "0", "--temperature", "4")
     buffer: tuple[str, ...] = FMNIST_BUFFER  # 'datafree buffer' arguments, for mtt
     checkpoint_every: int = 50  # condensation checkpoints (an interrupted set resumes from the last)
+
+    def cond_recipe(self, method: str, ipc: int) -> dict[str, Any]:
+        """The ``--set`` overrides of ``method`` at ``ipc``: the method's, then its per-IPC ones."""
+        return {**self.cond.get(method, {}), **self.cond_by_ipc.get(method, {}).get(ipc, {})}
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,14 @@ class Suite:
 
     def with_seeds(self, seeds: list[int] | None) -> Suite:
         return self if not seeds else replace(self, seeds=list(seeds))
+
+    def sources_of(self, pair: PairSpec) -> list[str]:
+        """The sources ``pair`` runs: its own list if it has one, else the suite's."""
+        return list(pair.sources) or self.sources
+
+    def all_sources(self) -> list[str]:
+        """Every source some pair runs, in first-seen order."""
+        return list(dict.fromkeys(s for pair in self.pairs for s in self.sources_of(pair)))
 
 
 @dataclass(frozen=True)
@@ -201,17 +215,58 @@ QUICK = Suite(
         "(student: 150 epochs). Measured: 6.5 minutes for 'bash scripts/main.sh' on 2 idle CPU cores with "
         "nothing reused (teacher 73 s, KD 80 s, scratch 47 s, zskd 51 s, DM 47 s, plus set-up and evaluation)."),
 )
+# ---------------------------------------------------------------- the full suite, sized for this CPU
+# Every method at every IPC with 3 seeds, at budgets that finish in a few hours on 2 cores (one
+# process per pair): the students and iteration counts are cut, not the grid. BN-statistics methods
+# run on the ResNet pair (the LeNet teacher has no BatchNorm), everything else on the LeNet pair.
+BN_PRESETS = ("deepinversion", "adi", "cmi", "fast", "fast2", "fast5", "fast10")
+FULL_CPU_NET = {"width": 32}  # the condensation networks (ConvNet-32: ~16x fewer FLOPs than ConvNet-128)
+FULL_CPU_COND: dict[str, dict[str, Any]] = {
+    "random": {},
+    "herding": {},
+    "dm": {"batch_real": 64, "iterations": 100, "net_kwargs": FULL_CPU_NET},
+    "dc": {"batch_real": 64, "net_kwargs": FULL_CPU_NET},
+    "dsa": {"batch_real": 64, "net_kwargs": FULL_CPU_NET},
+    "mtt": {"net_kwargs": FULL_CPU_NET},
+    "teacher": {"iterations": 100},
+}
+# DC/DSA update the images outer_loop times per iteration (1/10/50 at IPC 1/10/50) and MTT unrolls
+# over the whole set, so their cost grows with IPC: fewer iterations at larger IPC
+FULL_CPU_COND_BY_IPC: dict[str, dict[int, dict[str, Any]]] = {
+    "dc": {1: {"iterations": 50}, 10: {"iterations": 5}, 50: {"iterations": 1}},
+    "dsa": {1: {"iterations": 50}, 10: {"iterations": 5}, 50: {"iterations": 1}},
+    "mtt": {1: {"iterations": 50}, 10: {"iterations": 20}, 50: {"iterations": 10}},
+}
+FULL_CPU_BUFFER = ("--experts", "2", "--epochs", "4", "--net-kwargs", '{"width": 32}')
+FULL_CPU_PAIRS = {
+    "lenet": {**FMNIST_PAIRS["lenet"],
+              "sources": ("kd", "scratch", *(f"df:{p}" for p in DF_PRESETS_ALL if p not in BN_PRESETS),
+                          *_cond_sources(tuple(m for m in COND_METHODS_ALL if m != "teacher"), COND_IPCS))},
+    "resnet": {**FMNIST_PAIRS["resnet"],
+               "student_args": ("--epochs", "3", "--lr", "0.05", "--augment", "crop-flip"),
+               "sources": ("kd", "scratch", *(f"df:{p}" for p in BN_PRESETS), *_cond_sources(("teacher",), COND_IPCS))},
+}
 FULL = Suite(
     name="full", dataset="fashion-mnist",
-    pairs=make_pairs(FMNIST_PAIRS, FMNIST_DF_LIVE_LR),
+    pairs=make_pairs(FULL_CPU_PAIRS, FMNIST_DF_LIVE_LR),
     sources=["kd", "scratch", *(f"df:{p}" for p in DF_PRESETS_ALL), *_cond_sources(COND_METHODS_ALL, COND_IPCS)],
-    seeds=[0, 1, 2], recipes=FMNIST_RECIPES,
+    seeds=[0, 1, 2],
+    recipes=replace(
+        FMNIST_RECIPES,
+        df_method_scale={"zskd": {"pixel_scale": 4, "iterations": 50}, "deepinversion": {"iterations": 50},
+                         "adi": {"iterations": 50}, "cmi": {"iterations": 50}},
+        df_live_student=("--epochs", "5", "--steps-per-epoch", "50", "--batch-size", "128", "--alpha", "0"),
+        df_count=2560, cond=FULL_CPU_COND, cond_by_ipc=FULL_CPU_COND_BY_IPC, buffer=FULL_CPU_BUFFER,
+        cond_student=("--epochs", "150", *FMNIST_COND_STUDENT[2:], "--eval-every", "50")),
     description=(
-        "Fashion-MNIST, both pairs of benchmarks/ (LeNet-5 -> LeNet-5-half, ResNet-14 -> ResNet-8 width 8), seeds 0 1 2: "
-        "real-data KD, scratch, every data-free preset the teacher supports (BN-statistics presets need a teacher with "
-        "BatchNorm; the LeNet teacher has none), every condensation method at IPC 1/10/50 with hard and soft labels "
-        "(MTT with a 2-expert x 10-epoch buffer). Very long on a CPU: days (pool presets through ResNet-14 take ~50 s "
-        "per 128 images, DC/DSA at IPC 50 and MTT dominate); interrupt and rerun at will, finished runs are kept."),
+        "Fashion-MNIST, every data-free preset and every condensation method at IPC 1/10/50 (hard and soft "
+        "labels), seeds 0 1 2, at CPU budgets. LeNet-5 -> LeNet-5-half: real-data KD, scratch, the presets "
+        "without BN statistics, and the condensation methods (ConvNet-32 condensation networks; dm 100 "
+        "iterations, dc/dsa 50/5/1 and mtt 50/20/10 at IPC 1/10/50; MTT buffer 2 experts x 4 epochs). "
+        "ResNet-14 -> ResNet-8 (width 8), students 3 epochs: KD, scratch, the BN-statistics presets (live "
+        "students 250 steps, 50 synthesis iterations per batch, 2560 stored images) and teacher-only "
+        "condensation (100 iterations). Condensed-set students: 150 epochs, tested every 50. Run one process "
+        "per pair: 'datafree bench run full --pairs lenet' and '--pairs resnet' with the same --out."),
 )
 CIFAR_SOURCES = ["kd", "scratch", *(f"df:{p}" for p in DF_PRESETS_ALL), *_cond_sources(COND_METHODS_ALL, COND_IPCS)]
 _CIFAR_DESCRIPTION = (
