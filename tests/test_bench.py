@@ -231,3 +231,30 @@ def test_changed_recipes_and_teacher_redo_what_depends_on_them(fmnist_root, tmp_
     rows = {r["source"]: r for r in read_rows(out)}
     assert rows["cond:dm:2:hard"]["actions"] == ["run", "run"] and rows["cond:dm:2:soft"]["actions"] == ["reuse", "run"]
     assert len({r["inputs"].get("teacher") for r in rows.values() if r["source"] != "teacher"} - {None}) == 1
+
+
+def test_run_suite_rejects_an_unknown_pair(tmp_path):
+    with pytest.raises(DatafreeError, match="no pair nope; its pairs: tiny"):
+        run_suite(get_suite("smoke"), tmp_path, pairs=["nope"], log=lambda s: None)
+
+
+def _append_rows(path, tag, n):
+    from datafree.io import append_jsonl
+
+    for i in range(n):
+        append_jsonl(path, {"run_id": f"{tag}{i}", "pad": "x" * 20000})
+
+
+def test_concurrent_appends_from_two_processes_keep_every_line_whole(tmp_path):
+    import multiprocessing
+
+    path = tmp_path / "results.jsonl"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_rows, args=(path, tag, 100)) for tag in "ab"]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode == 0 for p in procs)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 200 and len({json.loads(line)["run_id"] for line in lines}) == 200

@@ -177,3 +177,13 @@ def test_hint_regressor_starts_from_the_run_seed(data):
         weights.append(trainer.regressor.weight.detach().clone())
         trainer.close()
     assert torch.equal(weights[0], weights[1])
+
+
+def test_eval_every_tests_every_nth_and_always_the_last_epoch(data):
+    train, test = data
+    trainer = Trainer(build_model("lenet5_half", train.spec, seed=0), cfg(epochs=5, eval_every=2))
+    result = trainer.fit(train, test)
+    assert [h["epoch"] for h in trainer.history if "test_accuracy" in h] == [2, 4, 5]
+    assert result["epoch"] == 5 and "test_accuracy" in result
+    with pytest.raises(DatafreeError, match="eval_every"):
+        cfg(eval_every=0)

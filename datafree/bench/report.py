@@ -321,6 +321,17 @@ def synthetic_grid(groups: list[dict[str, Any]], out_dir: Path, path: Path, per_
 
 
 # ---------------------------------------------------------------- the report
+def _time_line(rows: list[dict[str, Any]], pair_names: dict[str, str]) -> str:
+    """How long the suite took: the wall time of each pair's runs (steps reused from earlier runs cost ~0)."""
+    per_pair: dict[str, float] = {}
+    for r in rows:
+        per_pair[r["pair"]] = per_pair.get(r["pair"], 0.0) + float(r.get("bench_wall_time_s") or 0.0)
+    parts = [f"{pair_names.get(k, k)} {v / 60:.0f} min" for k, v in per_pair.items()]
+    return (f"Suite time (wall time of each pair's runs, summed over its {len(rows)} rows): {'; '.join(parts)}; "
+            f"{sum(per_pair.values()) / 60:.0f} min in all, or the longest pair's when pairs run in parallel "
+            "('bench run --pairs').")
+
+
 def report(out_dir: str | Path) -> str:
     """Write report.md, report.csv, accuracy_vs_time.png, condensation_ipc.png and synthetic_grid.png; return the markdown."""
     out = Path(out_dir)
@@ -352,6 +363,7 @@ def report(out_dir: str | Path) -> str:
         "(reset before each step).", "",
         markdown_table(groups, meta.get("not_applicable", []), pair_names), "",
     ]
+    lines += [_time_line(rows, pair_names), ""]
     if failures:
         lines += ["Failed runs (no result; rerun the suite to retry):", ""]
         lines += [f"- `{rid}`: {f.get('error', '')}" for rid, f in failures.items()] + [""]
