@@ -376,12 +376,19 @@ def cmd_evaluate_set(args: argparse.Namespace) -> int:
         _check_compatible(info.spec, train.spec)
     protocol = EvalProtocol(name=args.protocol, arch=args.arch, arch_kwargs=args.arch_kwargs, models=args.models,
                             augment=args.augment, epochs=args.epochs, seed=args.seed)
-    result = evaluate_set(train, train.spec, test, protocol, teacher=teacher, device=args.device,
-                          progress=args.progress)
-    result.update(set=str(args.directory), method=train.manifest.get("method"), ipc=train.manifest.get("ipc"),
-                  dataset=args.dataset, argv=args.argv)
-    if args.out:
-        write_json(args.out, result)
+    shards = [s.get("sha256") for s in train.manifest.get("shards", [])]
+    done, earlier = _earlier_evaluation(args, protocol, shards) if args.resume else ([], {})
+
+    def finish(result: dict[str, Any]) -> dict[str, Any]:
+        result.update(set=str(args.directory), set_shards=shards, method=train.manifest.get("method"),
+                      ipc=train.manifest.get("ipc"), dataset=args.dataset, argv=args.argv,
+                      peak_memory_mb=max(result["peak_memory_mb"], earlier.get("peak_memory_mb", 0.0)))
+        if args.out:  # after every model too: a killed evaluation keeps its finished models (--resume)
+            write_json(args.out, result)
+        return result
+
+    result = finish(evaluate_set(train, train.spec, test, protocol, teacher=teacher, device=args.device,
+                                 progress=args.progress, done=done, on_model=finish))
     if args.json:
         print(json.dumps(result))
     else:
@@ -389,6 +396,25 @@ def cmd_evaluate_set(args: argparse.Namespace) -> int:
               f"({protocol.models} x {protocol.arch}, protocol {protocol.name}, {protocol.epochs} epochs, "
               f"augment {protocol.augment}, last epoch)")
     return 0
+
+
+def _earlier_evaluation(args: argparse.Namespace, protocol, shards: list[str]) -> tuple[list, dict[str, Any]]:
+    """(accuracy, seconds) of the models a --resume'd --out already holds for this set and protocol."""
+    if not args.out:
+        raise DatafreeError("--resume needs --out (the evaluation to extend)")
+    path = Path(args.out)
+    if not path.is_file():
+        return [], {}
+    try:
+        earlier = json.loads(path.read_text())
+        same = ({**earlier["protocol"], "models": protocol.models} == protocol.to_dict()
+                and earlier.get("set_shards") == shards)
+        done = list(zip(earlier["accuracies"], earlier["train_times_s"], strict=True))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DatafreeError(f"{path} is not an evaluation this command can extend ({e}); remove it or drop --resume") from e
+    if not same:
+        raise DatafreeError(f"{path} evaluates another set or protocol; remove it or drop --resume")
+    return done[: protocol.models], earlier
 
 
 def cmd_buffer(args: argparse.Namespace) -> int:
@@ -633,7 +659,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_teacher_args(p, required=False)
     p.add_argument("--seed", type=int, default=0, help="model i uses seed + i (default: %(default)s)")
     p.add_argument("--device", default=default_device, help="torch device (default: %(default)s)")
-    p.add_argument("--out", help="also write the result JSON here")
+    p.add_argument("--out", help="also write the result JSON here (after every model)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the models --out already holds for this set and protocol and train the rest (also "
+                        "extends an evaluation to more --models)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     _add_data_args(p)

@@ -98,6 +98,9 @@ def process_group(device: str = "cpu") -> Iterator[None]:
     dist.init_process_group(backend=backend, timeout=timeout)
     try:
         yield
+        # every rank leaves together: a rank that tears gloo down while its peer is still sending
+        # aborts ("terminate called without an active exception"); not on errors, where a peer may never come
+        dist.barrier()
     finally:
         dist.destroy_process_group()
         _comm_device = torch.device("cpu")

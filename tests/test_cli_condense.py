@@ -43,6 +43,28 @@ def test_condense_evaluate_inspect_and_distill(fmnist_root, tmp_path, capsys):
     assert (student / "model.safetensors").is_file()
 
 
+def test_evaluate_set_resume_extends_to_more_models(fmnist_root, tmp_path, capsys):
+    out = tmp_path / "random"
+    assert main(["condense", "--method", "random", "--ipc", "1", "--out", str(out), "--data-root", str(fmnist_root),
+                 "--no-progress"]) == 0
+    base = ["evaluate-set", str(out), *EVAL_SMALL, "--data-root", str(fmnist_root), "--no-progress"]
+    models = base.index("--models") + 1
+    once, grown = tmp_path / "once.json", tmp_path / "grown.json"
+    assert main([*base[:models], "3", *base[models + 1:], "--out", str(once)]) == 0
+    assert main([*base[:models], "1", *base[models + 1:], "--out", str(grown)]) == 0
+    assert main([*base[:models], "3", *base[models + 1:], "--out", str(grown), "--resume"]) == 0
+    a, b = json.loads(once.read_text()), json.loads(grown.read_text())
+    assert a["accuracies"] == b["accuracies"] and b["complete"] and len(b["accuracies"]) == 3
+    capsys.readouterr()
+    # another protocol cannot extend it, and a corrupted file is one line, not a traceback
+    assert main([*base[:models], "3", *base[models + 1:], "--epochs", "3", "--out", str(grown), "--resume"]) == 2
+    assert "another set or protocol" in capsys.readouterr().err
+    grown.write_text("{not json")
+    assert main([*base, "--out", str(grown), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot extend" not in err and "not an evaluation" in err and "Traceback" not in err
+
+
 def test_kd_protocol_needs_a_teacher(fmnist_root, tmp_path, capsys):
     out = tmp_path / "random"
     assert main(["condense", "--method", "random", "--ipc", "1", "--out", str(out), "--data-root", str(fmnist_root),

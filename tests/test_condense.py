@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
@@ -173,6 +175,22 @@ def test_evaluate_set_protocol_is_recorded_and_reproducible():
     assert EvalProtocol().epochs == 1000 and EvalProtocol(augment="none").epochs == 300
     with pytest.raises(DatafreeError, match="kd protocol needs"):
         evaluate_set(train, SPEC, test, EvalProtocol(name="kd", models=1, epochs=1), progress=False)
+
+
+def test_evaluate_set_extends_an_earlier_evaluation_to_the_same_numbers():
+    pool = tiny_pool()
+    train = NormalizedTensorDataset(pool.images[::4], pool.labels[::4], SPEC)
+    test = NormalizedTensorDataset(pool.images, pool.labels, SPEC)
+    protocol = EvalProtocol(arch="convnet", arch_kwargs={"width": 8, "depth": 1}, models=3, epochs=5, augment="none")
+    partial: list[dict] = []
+    whole = evaluate_set(train, SPEC, test, protocol, progress=False, on_model=partial.append)
+    assert [p["models_done"] for p in partial] == [1, 2] and not partial[0]["complete"] and whole["complete"]
+    first = evaluate_set(train, SPEC, test, replace(protocol, models=1), progress=False)
+    done = list(zip(first["accuracies"], first["train_times_s"]))
+    extended = evaluate_set(train, SPEC, test, protocol, progress=False, done=done)
+    assert extended["accuracies"] == whole["accuracies"] and extended["models_done"] == 3
+    with pytest.raises(DatafreeError, match="more than the 1"):
+        evaluate_set(train, SPEC, test, replace(protocol, models=1), progress=False, done=done * 2)
 
 
 def test_resume_from_a_foreign_state_file_is_one_error(tmp_path):

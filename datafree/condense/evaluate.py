@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
@@ -63,13 +65,24 @@ class EvalProtocol:
 
 
 def evaluate_set(train: Dataset, spec: DataSpec, test: Dataset, protocol: EvalProtocol, *,
-                 teacher: nn.Module | None = None, device: str = "cpu", progress: bool = True) -> dict[str, Any]:
-    """Train ``protocol.models`` fresh networks on ``train`` and test each on ``test`` (last epoch)."""
+                 teacher: nn.Module | None = None, device: str = "cpu", progress: bool = True,
+                 done: Sequence[tuple[float, float]] = (),
+                 on_model: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train ``protocol.models`` fresh networks on ``train`` and test each on ``test`` (last epoch).
+
+    ``done`` holds (accuracy, seconds) of models 0..k-1 from an earlier call with the same protocol:
+    they are kept and training starts at model k (model i always uses seed + i, so extending 3
+    models to 5 gives the same numbers as 5 at once). ``on_model`` gets the partial result after
+    every model, so a long evaluation can be saved as it goes.
+    """
     if protocol.name == "kd" and teacher is None and not getattr(train, "soft_labels", False):
         raise DatafreeError("the kd protocol needs --teacher or a set with teacher logits")
-    accuracies, times = [], []
-    bar = tqdm(range(protocol.models), desc=f"evaluate ({protocol.name}, {protocol.arch})", unit="model",
+    if len(done) > protocol.models:
+        raise DatafreeError(f"{len(done)} models are already evaluated, more than the {protocol.models} asked for")
+    accuracies, times = [a for a, _ in done], [t for _, t in done]
+    bar = tqdm(range(len(done), protocol.models), desc=f"evaluate ({protocol.name}, {protocol.arch})", unit="model",
                disable=not progress, dynamic_ncols=True)
+    peak = 0.0
     for i in bar:
         seed = protocol.seed + i
         model = build_model(protocol.arch, spec, seed=seed, **protocol.arch_kwargs)
@@ -81,13 +94,24 @@ def evaluate_set(train: Dataset, spec: DataSpec, test: Dataset, protocol: EvalPr
             trainer.close()
         times.append(time.perf_counter() - t0)
         accuracies.append(evaluate(model, test, device=device)["accuracy"])
+        peak = peak_memory_mb(torch.device(device))
         bar.set_postfix(acc=f"{accuracies[-1]:.2f}")
+        if on_model is not None and len(accuracies) < protocol.models:
+            on_model(_result(accuracies, times, peak, train, protocol))
+    return _result(accuracies, times, peak, train, protocol)
+
+
+def _result(accuracies: list[float], times: list[float], peak: float, train: Dataset,
+            protocol: EvalProtocol) -> dict[str, Any]:
     return {
         "accuracy_mean": statistics.fmean(accuracies),
         "accuracy_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
         "accuracies": accuracies,
+        "train_times_s": times,
         "train_time_s_per_model": statistics.fmean(times),
-        "peak_memory_mb": peak_memory_mb(next(model.parameters()).device),
+        "peak_memory_mb": peak,
         "images": len(train),  # type: ignore[arg-type]
+        "models_done": len(accuracies),
+        "complete": len(accuracies) == protocol.models,
         "protocol": protocol.to_dict(),
     }
