@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("directory", type=Path, help="a bench output directory (datafree bench run ... --out DIR)")
     parser.add_argument("--name", default="bench-quick", help="README section and results folder (default: %(default)s)")
+    parser.add_argument("--commands-in-file", action="store_true",
+                        help="link to the copied report.md for the commands instead of listing them (long suites)")
     args = parser.parse_args(argv)
     md = report(args.directory)
     dest = REPO / "benchmarks" / "results" / args.name
@@ -33,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     body = md.split("\n", 1)[1].strip()  # drop the report's own title
     body = body.replace("](", f"](benchmarks/results/{args.name}/")
     (dest / "report.md").write_text(body + "\n")
+    if args.commands_in_file:
+        head = body.split("\nCommands (first seed of each source):", 1)[0]
+        body = f"{head}\nCommands (first seed of each source): [benchmarks/results/{args.name}/report.md]" \
+               f"(benchmarks/results/{args.name}/report.md)."
     update_section(args.name, body)
     return 0
 
