@@ -13,12 +13,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from datafree.errors import DatafreeError
 from datafree.io import DISK_ERRNOS
+
+if TYPE_CHECKING:
+    from datafree.condense import EvalProtocol
 
 EXIT_USER_ERROR = 2
 
@@ -398,7 +401,8 @@ def cmd_evaluate_set(args: argparse.Namespace) -> int:
     return 0
 
 
-def _earlier_evaluation(args: argparse.Namespace, protocol, shards: list[str]) -> tuple[list, dict[str, Any]]:
+def _earlier_evaluation(args: argparse.Namespace, protocol: EvalProtocol,
+                        shards: list[str]) -> tuple[list[tuple[float, float]], dict[str, Any]]:
     """(accuracy, seconds) of the models a --resume'd --out already holds for this set and protocol."""
     if not args.out:
         raise DatafreeError("--resume needs --out (the evaluation to extend)")

@@ -458,6 +458,7 @@ def run_suite(suite: Suite, out_dir: str | Path, *, data_root: str | Path | None
     out = Path(out_dir)
     runs = plan(suite, out, data_root=data_root, device=device, teachers=teachers)
     check_plan(runs)
+    planned = [r.run_id for r in runs]  # the whole suite's, so processes running one pair each write the same file
     if pairs:
         unknown = sorted(set(pairs) - {p.key for p in suite.pairs})
         if unknown:
@@ -466,7 +467,7 @@ def run_suite(suite: Suite, out_dir: str | Path, *, data_root: str | Path | None
         runs = [r for r in runs if r.pair.key in pairs]
     summary = SuiteSummary(not_applicable=skipped_sources(suite))
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / SUITE_JSON, {"suite": asdict(suite), "runs": [r.run_id for r in runs],
+    write_json(out / SUITE_JSON, {"suite": asdict(suite), "runs": planned,
                                   "not_applicable": summary.not_applicable})
     rows = {r["run_id"]: r for r in read_rows(out)}
     failed_pairs: set[str] = set()
