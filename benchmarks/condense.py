@@ -5,8 +5,11 @@ Each (method, IPC) is condensed once (seed 0) with ``datafree condense`` and eva
 epoch's test accuracy, mean ± std over the evaluation models. ``dc`` = hard labels, ``kd`` = the
 ResNet-14 teacher's soft labels. At IPC 1, methods with iterations are also evaluated (hard
 labels) at intermediate iterations (``--resume`` extends a set): accuracy against condensation time.
+Where condensing through ConvNet-128 does not fit this CPU (DC/DSA at IPC >= 10, MTT), the set is
+condensed through ConvNet-32 (``BY_IPC``; MTT's expert buffer too) and still evaluated on ConvNet-128.
 
-    python -m benchmarks.condense --ipc 1 --methods random herding dm dsa dc teacher
+    python -m benchmarks.condense --ipc 1 --methods random herding dm dsa dc teacher mtt
+    python -m benchmarks.condense --ipc 10 --methods mtt dc dsa
     python -m benchmarks.condense --report-only --update-readme
 
 Runs are reused when their command is unchanged; separate processes can take separate slices.
@@ -18,6 +21,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,29 @@ RECIPES: dict[str, dict[str, Any]] = {
              "curve": [*points, FMNIST_COND[method].get("iterations", 0)]}
     for method, points in CURVES.items()
 }
+# Where condensing through ConvNet-128 does not fit this CPU (DC/DSA at IPC >= 10: an iteration is
+# 10 outer loops each followed by 50 network epochs; MTT: ConvNet-128 experts), the set is condensed
+# through ConvNet-32 (~16x fewer FLOPs) and still evaluated on ConvNet-128: these overrides (and
+# their final iteration counts) replace RECIPES' for that IPC.
+NARROW = {"width": 32}
+BY_IPC: dict[str, dict[int, dict[str, Any]]] = {
+    "dc": {10: {"net_kwargs": NARROW, "iterations": 30}, 50: {"net_kwargs": NARROW, "iterations": 5}},
+    "dsa": {10: {"net_kwargs": NARROW, "iterations": 30}, 50: {"net_kwargs": NARROW, "iterations": 5}},
+    "mtt": {1: {"net_kwargs": NARROW, "iterations": 500}, 10: {"net_kwargs": NARROW, "iterations": 200},
+            50: {"net_kwargs": NARROW, "iterations": 30}},  # an iteration unrolls over the whole set
+}
+# MTT's expert trajectories (the paper: 100 experts x 50 epochs of ConvNet-128), CPU-sized
+BUFFER = ["--experts", "5", "--epochs", "4", "--net-kwargs", json.dumps(NARROW)]
+BUFFER_DIR = "condense/buffer-convnet32"  # under --root
+
+
+def recipe(method: str, ipc: int) -> tuple[dict[str, Any], list[int]]:
+    """The --set overrides and the iteration counts at which ``method``'s IPC-``ipc`` set is evaluated
+    (intermediate points only at IPC 1, where an evaluation is cheap)."""
+    override = dict(BY_IPC.get(method, {}).get(ipc, {}))
+    final = override.pop("iterations", RECIPES[method]["curve"][-1])
+    curve = [*RECIPES[method]["curve"][:-1], final] if ipc == 1 and ipc not in BY_IPC.get(method, {}) else [final]
+    return {**RECIPES[method]["set"], **override}, curve
 # The reference's no-augmentation protocol (300 epochs), 5 models (earlier evaluations with fewer are extended).
 EVAL = {"augment": "none", "epochs": 300, "models": {1: 5, 10: 5, 50: 5}}
 # Best published numbers at IPC 1 / 10 / 50 (../shared/anchors.md), for the report
@@ -49,13 +76,32 @@ PUBLISHED = {"random": (51.4, 73.8, 82.5), "herding": (67.0, 71.1, 71.9), "dc": 
 BEST_PUBLISHED = {1: ("IDC", 81.0), 10: ("MTT", 87.2), 50: ("FRePo", 89.6)}
 
 
+def buffer(root: Path, data: list[str]) -> tuple[Path, float]:
+    """MTT's expert buffer (trained once, resumed per expert); returns its directory and training time."""
+    out = root / BUFFER_DIR
+    argv = ["buffer", *BUFFER, "--seed", "0", "--no-progress", "--out", str(out), *data]
+    record = out / "buffer-time.json"
+    if record.is_file() and json.loads(record.read_text()).get("argv") == argv:
+        return out, json.loads(record.read_text())["time_s"]
+    resumed = (out / "buffer.json").is_file()  # then the experts trained before are not in the time
+    print(f"  run    datafree {' '.join(argv)}", flush=True)
+    start = time.perf_counter()
+    if datafree_main([*argv, *(["--resume"] if resumed else [])]) != 0:
+        raise SystemExit(f"failed: datafree {' '.join(argv)}")
+    write_json(record, {"argv": argv, "time_s": time.perf_counter() - start, "resumed": resumed,
+                        "threads": os.environ.get("OMP_NUM_THREADS")})
+    return out, json.loads(record.read_text())["time_s"]
+
+
 def condense(method: str, ipc: int, iterations: int, out: Path, root: Path, data: list[str]) -> dict[str, Any]:
     """Condense (or extend the set in ``out``) to ``iterations``; returns the manifest."""
     manifest = read_manifest(out) if (out / "manifest.json").is_file() else None
     if manifest is not None and manifest.get("iterations_done", 0) >= iterations:
         return manifest
-    recipe = {**RECIPES[method]["set"], "iterations": iterations}  # 0: the initial set, no update
-    argv = ["condense", "--method", method, "--ipc", str(ipc), *set_args(recipe), "--out", str(out), "--seed", "0",
+    overrides = {**recipe(method, ipc)[0], "iterations": iterations}  # 0: the initial set, no update
+    if method == "mtt":
+        overrides["buffer"] = str(buffer(root, data)[0])
+    argv = ["condense", "--method", method, "--ipc", str(ipc), *set_args(overrides), "--out", str(out), "--seed", "0",
             "--no-progress", "--checkpoint-every", str(max(iterations, 1)), *data]
     if method == "teacher":
         argv += ["--teacher", str(root / TEACHER)]
@@ -118,14 +164,16 @@ def _stamp_legacy(result: dict[str, Any], set_dir: Path, out: Path) -> None:
 
 def run_method(method: str, ipc: int, protocols: list[str], root: Path, data: list[str]) -> None:
     base = root / "condense" / f"{method}-ipc{ipc}"
-    curve = RECIPES[method]["curve"] if ipc == 1 else RECIPES[method]["curve"][-1:]  # the curve only where cheap
+    curve = recipe(method, ipc)[1]
+    buffer_time = buffer(root, data)[1] if method == "mtt" else 0.0
     for iterations in curve:
         manifest = condense(method, ipc, iterations, base / "set", root, data)
         # intermediate points: hard labels only; the final set: every protocol asked for
         for protocol in protocols if iterations == curve[-1] else ["dc"]:
             result = evaluate(base / "set", ipc, protocol, base / f"eval-{protocol}-it{iterations}.json", root, data)
-            result.update(condensation={k: manifest.get(k) for k in ("iterations_done", "condensation_time_s",
-                                                                     "peak_memory_mb", "config")})
+            result.update(condensation={**{k: manifest.get(k) for k in ("iterations_done", "condensation_time_s",
+                                                                        "peak_memory_mb", "config")},
+                                        "buffer_time_s": buffer_time})
             write_json(base / f"eval-{protocol}-it{iterations}.json", result)
             print(f"  {method} ipc {ipc} it {iterations} {protocol}: {fmt(summarize(result['accuracies']))}", flush=True)
 
@@ -137,15 +185,17 @@ def collect(root: Path) -> list[dict[str, Any]]:
         method, ipc = path.parent.name.rsplit("-ipc", 1)
         protocol, it = path.stem[len("eval-"):].split("-it")
         rows.append({"method": method, "ipc": int(ipc), "protocol": protocol, "iterations": int(it),
-                     "accuracy": summarize(r["accuracies"]), "time_s": r["condensation"]["condensation_time_s"],
+                     "accuracy": summarize(r["accuracies"]), "time_s": r["condensation"]["condensation_time_s"]
+                     + r["condensation"].get("buffer_time_s", 0.0),
+                     "condenser_width": ((r["condensation"].get("config") or {}).get("net_kwargs") or {}).get("width", 128),
                      "peak_memory_mb": r["condensation"]["peak_memory_mb"], "eval_time_s_per_model":
                      r["train_time_s_per_model"], "argv": r["argv"], "protocol_record": r["protocol"]})
     return rows
 
 
 def report(rows: list[dict[str, Any]]) -> str:
-    lines = ["| method | IPC | iterations | condensation time (s) | peak RSS (MB) | hard labels (dc) | teacher soft labels (kd) "
-             "| published |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | IPC | condensed through | iterations | condensation time (s) | peak RSS (MB) | hard labels (dc) "
+             "| teacher soft labels (kd) | published |", "|---|---|---|---|---|---|---|---|---|"]
     keys = sorted({(r["method"], r["ipc"], r["iterations"]) for r in rows},
                   key=lambda k: (k[1], METHODS.index(k[0]) if k[0] in METHODS else 99, k[2]))
     for method, ipc, it in keys:
@@ -154,7 +204,8 @@ def report(rows: list[dict[str, Any]]) -> str:
         pub = PUBLISHED.get(method)
         published = f"{pub[[1, 10, 50].index(ipc)]}" if pub and ipc in (1, 10, 50) else ""
         cells = [f"{fmt(by[p]['accuracy'])} (n={by[p]['accuracy']['n']})" if p in by else "" for p in ("dc", "kd")]
-        lines.append(f"| {method} | {ipc} | {it} | {any_row['time_s']:.0f} | {any_row['peak_memory_mb']:.0f} "
+        through = "-" if method in ("random", "herding") else f"ConvNet-{any_row['condenser_width']}"
+        lines.append(f"| {method} | {ipc} | {through} | {it} | {any_row['time_s']:.0f} | {any_row['peak_memory_mb']:.0f} "
                      f"| {cells[0]} | {cells[1]} | {published} |")
     return "\n".join(lines)
 
@@ -197,7 +248,7 @@ def time_condensation(method: str, ipc: int, root: Path, data: list[str]) -> dic
     otherwise quiet machine), and check it gives the very set the benchmark evaluated."""
     import tempfile
 
-    iterations = RECIPES[method]["curve"][-1]
+    iterations = recipe(method, ipc)[1][-1]
     with tempfile.TemporaryDirectory() as tmp:
         manifest = condense(method, ipc, iterations, Path(tmp) / "set", root, data)
     kept = read_manifest(root / "condense" / f"{method}-ipc{ipc}" / "set")
