@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from datafree.bench import SUITES, check_plan, get_suite, parse_source, plan, read_rows, run_suite, skipped_sources
+from datafree.bench.runner import same_inputs
 from datafree.cli import main
 from datafree.errors import DatafreeError
 
@@ -212,7 +213,7 @@ def test_read_rows_ignores_a_torn_line_and_keeps_the_last_row(tmp_path):
     assert read_rows(tmp_path) == [{"run_id": "a", "x": 2}]
 
 
-def test_changed_recipes_and_teacher_redo_what_depends_on_them(fmnist_root, tmp_path):
+def test_changed_recipes_and_teacher_redo_what_depends_on_them(fmnist_root, tmp_path, monkeypatch):
     from dataclasses import replace
 
     smoke, out = get_suite("smoke"), tmp_path / "out"
@@ -231,6 +232,19 @@ def test_changed_recipes_and_teacher_redo_what_depends_on_them(fmnist_root, tmp_
     rows = {r["source"]: r for r in read_rows(out)}
     assert rows["cond:dm:2:hard"]["actions"] == ["run", "run"] and rows["cond:dm:2:soft"]["actions"] == ["reuse", "run"]
     assert len({r["inputs"].get("teacher") for r in rows.values() if r["source"] != "teacher"} - {None}) == 1
+    # a changed preset default (not visible in any command): only the runs of that preset are redone
+    from datafree.synthesis import PRESETS
+
+    monkeypatch.setitem(PRESETS, "zskd", {**PRESETS["zskd"], "oh_temperature": 10.0})
+    summary = run_suite(replace(bigger, pairs=[pair]), out, **quiet)
+    assert summary.ran == ["tiny/df:zskd/seed0"] and len(summary.reused) == 5
+
+
+def test_records_without_a_method_fingerprint_are_judged_without_it():
+    now = {"teacher": "abc", "method_config": "0123"}
+    assert same_inputs({"teacher": "abc"}, now)  # written before the fingerprint existed
+    assert not same_inputs({"teacher": "abc", "method_config": "4567"}, now)
+    assert not same_inputs({"teacher": "xyz"}, now)
 
 
 def test_run_suite_rejects_an_unknown_pair(tmp_path):

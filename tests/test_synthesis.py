@@ -299,6 +299,22 @@ def test_dirichlet_soft_targets_are_seeded_distributions_used_by_the_one_hot_ter
     assert synth.loss_terms(x, y, soft)["oh"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_several_dirichlet_betas_alternate_across_the_batch():
+    """ZSKD's two scales: a large beta gives targets near the class-similarity row, a small one
+    gives targets concentrated on (mostly) one class."""
+    teacher = tiny_bn_teacher()
+    synth = Synthesizer(teacher, SPEC, preset("zskd", batch_size=40, iterations=1, dirichlet=[1000.0, 0.01]), seed=0)
+    _, y, soft = synth._draw()
+    mean = synth.class_similarity[y] / synth.class_similarity[y].sum(1, keepdim=True)
+    assert torch.allclose(soft[0::2], mean[0::2], atol=0.05)  # beta 1000: the mean of the Dirichlet
+    assert soft[1::2].max(1).values.min() > 0.9  # beta 0.01: nearly one-hot
+    with pytest.raises(DatafreeError, match="dirichlet"):
+        preset("zskd", dirichlet=[1.0, 0.0])
+    single = Synthesizer(teacher, SPEC, preset("zskd", batch_size=6, iterations=1, dirichlet=[2.0]), seed=3)._draw()
+    same = Synthesizer(teacher, SPEC, preset("zskd", batch_size=6, iterations=1, dirichlet=2.0), seed=3)._draw()
+    assert torch.equal(single[2], same[2])  # one beta as a list or a number: the same targets
+
+
 def one_class_teacher():
     """Sees class 0 in everything: the signature of a collapsed generator."""
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(144, 4))

@@ -19,6 +19,7 @@ the set is deleted first).
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import shutil
 import time
@@ -230,25 +231,32 @@ def _source_steps(suite: Suite, pair: PairSpec, src: Source, seed: int, out: Pat
     return steps
 
 
-def check_plan(runs: list[Run]) -> None:
-    """Parse every planned command with the CLI's parser and build its synthesis/condensation config."""
+def method_config_of(argv: list[str]) -> dict[str, Any] | None:
+    """The full synthesis or condensation config a command runs with (its preset or method defaults,
+    then its ``--set`` overrides); None for a command without ``--method``. Raises SystemExit when
+    the CLI would reject the command."""
     from datafree.cli import build_parser
     from datafree.condense import method_config
     from datafree.synthesis import preset
 
-    parser = build_parser()
+    args = build_parser().parse_args(argv)
+    overrides = dict(getattr(args, "set", None) or [])
+    if args.command == "condense":
+        return method_config(args.method, ipc=args.ipc, **overrides).to_dict()
+    if args.command in ("synthesize", "distill") and args.method:
+        return preset(args.method, **overrides).to_dict()
+    return None
+
+
+def check_plan(runs: list[Run]) -> None:
+    """Parse every planned command with the CLI's parser and build its synthesis/condensation config."""
     for run in runs:
         for step in run.steps:
             try:
-                args = parser.parse_args(step.argv)
+                method_config_of(step.argv)
             except SystemExit:
                 raise DatafreeError(f"{run.run_id}: the suite builds an invalid command: "
                                     f"datafree {' '.join(step.argv)}") from None
-            overrides = dict(getattr(args, "set", None) or [])
-            if step.kind == "condense":
-                method_config(args.method, ipc=args.ipc, **overrides)
-            elif args.command in ("synthesize", "distill") and args.method:
-                preset(args.method, **overrides)
 
 
 # ---------------------------------------------------------------- running
@@ -269,14 +277,25 @@ def _write_marker(out: Path, argv: list[str], inputs: dict[str, Any], time_s: fl
 
 
 def inputs_of(argv: list[str]) -> dict[str, Any]:
-    """Fingerprints of what a command reads from earlier steps: the teacher's sha256, the transfer set's shards."""
+    """Fingerprints of what a command depends on beyond its text: the teacher's sha256, the transfer
+    set's shards, and the resolved method config (so a changed preset default redoes its runs)."""
     inputs: dict[str, Any] = {}
+    config = method_config_of(argv)
+    if config is not None:
+        text = json.dumps(config, sort_keys=True, default=str)
+        inputs["method_config"] = hashlib.sha256(text.encode()).hexdigest()[:16]
     if "--teacher" in argv:
         inputs["teacher"] = (_read_json(Path(argv[argv.index("--teacher") + 1]) / "model.json") or {}).get("sha256")
     if "--transfer" in argv:
         manifest = _read_json(Path(argv[argv.index("--transfer") + 1]) / "manifest.json") or {}
         inputs["transfer"] = [s.get("sha256") for s in manifest.get("shards", [])]
     return inputs
+
+
+def same_inputs(recorded: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Whether a step or row recorded with ``recorded`` inputs still holds; records made before the
+    method-config fingerprint existed are judged without it."""
+    return recorded == {k: v for k, v in now.items() if k != "method_config" or k in recorded}
 
 
 def run_inputs(run: Run) -> dict[str, Any]:
@@ -321,10 +340,11 @@ def run_step(step: Step, log=print) -> str:
     """Run, resume, redo or reuse one step; returns what was done (run | resume | reuse)."""
     out, marker, inputs = step.out, _marker(step.out), inputs_of(step.argv)
     # the same command on the same teacher and set (a directory without a marker: judged by its command alone)
-    same = marker.get("argv") == step.argv and marker.get("inputs", inputs) == inputs
+    same = marker.get("argv") == step.argv and same_inputs(marker.get("inputs", inputs), inputs)
     if step.kind == "train":
         result = _read_json(out / "result.json")
-        if result is not None and result.get("argv") == ["datafree", *step.argv] and marker.get("inputs", inputs) == inputs:
+        if result is not None and result.get("argv") == ["datafree", *step.argv] and same_inputs(
+                marker.get("inputs", inputs), inputs):
             return "reuse"
         live = "--method" in step.argv
         action = "resume" if same and (out / "state.pt").is_file() and result is None and not live else "run"
@@ -473,7 +493,7 @@ def run_suite(suite: Suite, out_dir: str | Path, *, data_root: str | Path | None
     failed_pairs: set[str] = set()
     for run in runs:
         row = rows.get(run.run_id)
-        if row is not None and row.get("argv") == planned_argv(run) and row.get("inputs", {}) == run_inputs(run):
+        if row is not None and row.get("argv") == planned_argv(run) and same_inputs(row.get("inputs", {}), run_inputs(run)):
             log(f"reuse  {run.run_id} ({row.get('accuracy')}%)")
             summary.reused.append(run.run_id)
             continue

@@ -63,7 +63,9 @@ class SynthesisConfig:
     bn_momentum: float = 0.0  # blend batch statistics across calls (Fast-DFKD: 0.9)
     oh: float = 0.0  # CE to the sampled classes (conditional / pixels) or the teacher's argmax
     oh_temperature: float = 1.0  # softmax temperature of that CE (ZSKD: 20, so images are not over-optimised)
-    dirichlet: float = 0.0  # > 0: soft targets ~ Dir(dirichlet * class similarity) instead of one-hot (ZSKD's beta)
+    # > 0: soft targets ~ Dir(beta * class similarity) instead of one-hot (ZSKD's beta). Several betas:
+    # sample i of a batch uses beta i mod n (ZSKD: (1.0, 0.1), half sharp targets, half near one class)
+    dirichlet: float | tuple[float, ...] = 0.0
     ie: float = 0.0  # class balance (DAFL information entropy)
     act: float = 0.0  # activation norm of the teacher's penultimate features (DAFL)
     adv: float = 0.0  # adversarial teacher-student disagreement
@@ -92,14 +94,23 @@ class SynthesisConfig:
             raise DatafreeError(f"unknown generator output {self.output!r} ({', '.join(OUTPUTS)})")
         if self.adv_kind not in ("l1", "kl", "js", "cmi"):
             raise DatafreeError(f"unknown adversarial term {self.adv_kind!r} (l1, kl, js, cmi)")
-        if self.dirichlet < 0 or self.oh_temperature <= 0:
-            raise DatafreeError("dirichlet must be >= 0 and oh_temperature > 0")
+        if isinstance(self.dirichlet, list):
+            self.dirichlet = tuple(self.dirichlet)
+        betas = self.dirichlet if isinstance(self.dirichlet, tuple) else (self.dirichlet,)
+        if not betas or min(betas) < 0 or (len(betas) > 1 and min(betas) == 0) or self.oh_temperature <= 0:
+            raise DatafreeError("dirichlet must be >= 0 (or a list of betas > 0) and oh_temperature > 0")
         if self.pixel_scale < 1:
             raise DatafreeError("pixel_scale must be >= 1")
         if self.collapse_patience < 0:
             raise DatafreeError("collapse_patience must be >= 0 (0 = never stop)")
         if self.iterations < 1 or self.batch_size < 1:
             raise DatafreeError("iterations and batch size must be >= 1")
+
+    @property
+    def dirichlet_betas(self) -> tuple[float, ...]:
+        """The Dirichlet scales in use; empty when targets are one-hot."""
+        betas = self.dirichlet if isinstance(self.dirichlet, tuple) else (self.dirichlet,)
+        return tuple(float(b) for b in betas if b > 0)
 
     @property
     def needs_batchnorm(self) -> bool:
@@ -151,7 +162,7 @@ class Synthesizer:
         self.features = InputHooks(self.teacher, [penultimate_module(self.teacher)]) if (
             config.act > 0 or config.contrastive > 0) else None
         self.rng = torch.Generator().manual_seed(seed)  # every draw of the engine comes from here
-        self.class_similarity = class_similarity(self.teacher) if config.dirichlet > 0 else None
+        self.class_similarity = class_similarity(self.teacher) if config.dirichlet_betas else None
         self.calls = 0
         self.collapsed = 0  # consecutive collapsed batches (see _watch_collapse)
         self.bank = torch.zeros(0, device=self.device)
@@ -188,7 +199,9 @@ class Synthesizer:
         seed = int(torch.randint(0, 2**62, (1,), generator=self.rng))
         with torch.random.fork_rng(devices=[]):  # Dirichlet sampling takes no generator argument
             torch.manual_seed(seed)
-            soft = torch.distributions.Dirichlet(self.config.dirichlet * self.class_similarity[y.cpu()]).sample()
+            betas = torch.tensor(self.config.dirichlet_betas)
+            scale = betas[torch.arange(len(y)) % len(betas)].unsqueeze(1)
+            soft = torch.distributions.Dirichlet(scale * self.class_similarity[y.cpu()]).sample()
         return z, y, soft.to(self.device)
 
     def _teacher_embedding(self) -> torch.Tensor:
