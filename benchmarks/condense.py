@@ -182,6 +182,8 @@ def collect(root: Path) -> list[dict[str, Any]]:
     rows = []
     for path in sorted((root / "condense").glob("*-ipc*/eval-*-it*.json")):
         r = json.loads(path.read_text())
+        if "condensation" not in r:  # still being evaluated (another process): not a result yet
+            continue
         method, ipc = path.parent.name.rsplit("-ipc", 1)
         protocol, it = path.stem[len("eval-"):].split("-it")
         rows.append({"method": method, "ipc": int(ipc), "protocol": protocol, "iterations": int(it),
