@@ -83,16 +83,17 @@ def buffer(root: Path, data: list[str]) -> tuple[Path, float]:
     out = root / BUFFER_DIR
     argv = ["buffer", *BUFFER, "--seed", "0", "--no-progress", "--out", str(out), *data]
     record = out / "buffer-time.json"
-    if record.is_file() and json.loads(record.read_text()).get("argv") == argv:
-        return out, json.loads(record.read_text())["time_s"]
+    done = json.loads(record.read_text()) if record.is_file() else {}
+    if done.get("argv") == argv:
+        return out, done["time_s"]
     resumed = (out / "buffer.json").is_file()  # then the experts trained before are not in the time
     print(f"  run    datafree {' '.join(argv)}", flush=True)
     start = time.perf_counter()
     if datafree_main([*argv, *(["--resume"] if resumed else [])]) != 0:
         raise SystemExit(f"failed: datafree {' '.join(argv)}")
-    write_json(record, {"argv": argv, "time_s": time.perf_counter() - start, "resumed": resumed,
-                        "threads": os.environ.get("OMP_NUM_THREADS")})
-    return out, json.loads(record.read_text())["time_s"]
+    time_s = time.perf_counter() - start
+    write_json(record, {"argv": argv, "time_s": time_s, "resumed": resumed, "threads": os.environ.get("OMP_NUM_THREADS")})
+    return out, time_s
 
 
 def condense(method: str, ipc: int, iterations: int, out: Path, root: Path, data: list[str]) -> dict[str, Any]:

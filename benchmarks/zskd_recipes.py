@@ -21,7 +21,8 @@ from typing import Any
 
 from benchmarks.baselines import REPO, fmt, summarize
 from benchmarks.readme import publish
-from datafree.bench.runner import set_args
+from datafree.bench.runner import df_overrides, set_args
+from datafree.bench.suites import FMNIST_RECIPES
 from datafree.cli import main as datafree_main
 from datafree.data.transfer import read_manifest
 
@@ -29,17 +30,19 @@ TEACHER = "teachers/fashion-mnist-lenet5"  # under --root
 # --set overrides of the zskd preset: the benchmark's current recipe, the paper's (full-resolution
 # pixels, 1500 iterations at lr 0.01, betas 1.0 and 0.1), and cheaper variants between them
 RECIPES: dict[str, dict[str, Any]] = {
-    "benchmark": {"pixel_scale": 4, "iterations": 50},
+    "benchmark": df_overrides(FMNIST_RECIPES, "zskd"),
     "paper": {"pixel_scale": 1, "iterations": 1500, "lr": 0.01, "dirichlet": [1.0, 0.1]},
     "paper-beta1": {"pixel_scale": 1, "iterations": 1500, "lr": 0.01, "dirichlet": 1.0},
     "coarse2-300": {"pixel_scale": 2, "iterations": 300, "lr": 0.05, "dirichlet": [1.0, 0.1]},
     "coarse2-300-beta0.1": {"pixel_scale": 2, "iterations": 300, "lr": 0.05, "dirichlet": 0.1},
 }
-# the stored-set student of benchmarks.datafree_kd, with the epochs scaled so every set gets the
-# same number of student steps (8000 at batch 128, as 40 epochs of 25,600 images)
-STUDENT_STEPS = 8000
-STUDENT = ["--student", "lenet5_half", "--batch-size", "128", "--alpha", "0", "--lr", "0.01", "--augment", "crop-flip",
-           "--clip-grad-norm", "5", "--temperature", "4", "--no-progress"]
+# the stored-set student of benchmarks.datafree_kd, with the epochs scaled so every set gets as many
+# student steps as that benchmark's (40 epochs of 25,600 images at batch 128: 8000)
+_STORED = list(FMNIST_RECIPES.df_stored_student)
+_EPOCHS = _STORED.index("--epochs")
+BATCH = int(_STORED[_STORED.index("--batch-size") + 1])
+STUDENT_STEPS = int(_STORED[_EPOCHS + 1]) * FMNIST_RECIPES.df_count // BATCH
+STUDENT = ["--student", "lenet5_half", *_STORED[:_EPOCHS], *_STORED[_EPOCHS + 2:], "--no-progress"]
 
 
 def run_recipe(name: str, count: int, seeds: list[int], root: Path, data: list[str],
@@ -54,7 +57,7 @@ def run_recipe(name: str, count: int, seeds: list[int], root: Path, data: list[s
         print(f"  run    datafree {' '.join(argv)}", flush=True)
         if datafree_main(argv) != 0:
             raise SystemExit(f"failed: datafree {' '.join(argv)}")
-    epochs = max(1, steps * 128 // count)
+    epochs = max(1, steps * BATCH // count)
     accuracies, argvs = [], []
     for seed in seeds:
         student = out / f"student-seed{seed}"

@@ -18,6 +18,7 @@ the set is deleted first).
 
 from __future__ import annotations
 
+import argparse
 import functools
 import hashlib
 import json
@@ -231,15 +232,22 @@ def _source_steps(suite: Suite, pair: PairSpec, src: Source, seed: int, out: Pat
     return steps
 
 
+@functools.cache
+def _cli_parser() -> argparse.ArgumentParser:
+    """The CLI's parser, built once: every step's inputs are fingerprinted by parsing its command."""
+    from datafree.cli import build_parser
+
+    return build_parser()
+
+
 def method_config_of(argv: list[str]) -> dict[str, Any] | None:
     """The full synthesis or condensation config a command runs with (its preset or method defaults,
     then its ``--set`` overrides); None for a command without ``--method``. Raises SystemExit when
     the CLI would reject the command."""
-    from datafree.cli import build_parser
     from datafree.condense import method_config
     from datafree.synthesis import preset
 
-    args = build_parser().parse_args(argv)
+    args = _cli_parser().parse_args(argv)
     overrides = dict(getattr(args, "set", None) or [])
     if args.command == "condense":
         return method_config(args.method, ipc=args.ipc, **overrides).to_dict()
