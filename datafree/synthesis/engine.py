@@ -96,7 +96,7 @@ class SynthesisConfig:
             raise DatafreeError(f"unknown adversarial term {self.adv_kind!r} (l1, kl, js, cmi)")
         if isinstance(self.dirichlet, list):
             self.dirichlet = tuple(self.dirichlet)
-        betas = self.dirichlet if isinstance(self.dirichlet, tuple) else (self.dirichlet,)
+        betas = self._betas()
         if not betas or min(betas) < 0 or (len(betas) > 1 and min(betas) == 0) or self.oh_temperature <= 0:
             raise DatafreeError("dirichlet must be >= 0 (or a list of betas > 0) and oh_temperature > 0")
         if self.pixel_scale < 1:
@@ -109,8 +109,11 @@ class SynthesisConfig:
     @property
     def dirichlet_betas(self) -> tuple[float, ...]:
         """The Dirichlet scales in use; empty when targets are one-hot."""
-        betas = self.dirichlet if isinstance(self.dirichlet, tuple) else (self.dirichlet,)
-        return tuple(float(b) for b in betas if b > 0)
+        return tuple(float(b) for b in self._betas() if b > 0)
+
+    def _betas(self) -> tuple[float, ...]:
+        # ``dirichlet`` keeps its stored form (a number stays a number), so old manifests still match
+        return self.dirichlet if isinstance(self.dirichlet, tuple) else (self.dirichlet,)
 
     @property
     def needs_batchnorm(self) -> bool:
