@@ -6,6 +6,7 @@ distilled by ``--student-seeds`` students; the table gives their mean ± std, mi
 
     python -m benchmarks.zskd_recipes --count 6400 --student-seeds 0 1 2
     python -m benchmarks.zskd_recipes --count 6400 --recipes paper --student-seeds 0 1 2 3 4
+    python -m benchmarks.zskd_recipes --recipes benchmark --student-steps 32000 --name zskd_recipes_32k
 
 Uses the LeNet-5 teacher of ``benchmarks.baselines``. Runs are reused when their result exists.
 """
@@ -58,20 +59,23 @@ def run_recipe(name: str, count: int, seeds: list[int], root: Path, data: list[s
         if datafree_main(argv) != 0:
             raise SystemExit(f"failed: datafree {' '.join(argv)}")
     epochs = max(1, steps * BATCH // count)
-    accuracies, argvs = [], []
+    accuracies, times, argvs = [], [], []
     for seed in seeds:
-        student = out / f"student-seed{seed}"
+        student = out / f"student-{steps}steps-seed{seed}"
         argv = ["distill", "--teacher", str(teacher), "--transfer", str(tset), *STUDENT, "--epochs", str(epochs),
                 "--eval-every", str(epochs), "--seed", str(seed), "--out", str(student), *data]
         if not (student / "result.json").is_file():
             print(f"  run    datafree {' '.join(argv)}", flush=True)
             if datafree_main([*argv, "--overwrite"]) != 0:
                 raise SystemExit(f"failed: datafree {' '.join(argv)}")
-        accuracies.append(json.loads((student / "result.json").read_text())["metrics"]["test_accuracy"])
+        metrics = json.loads((student / "result.json").read_text())["metrics"]
+        accuracies.append(metrics["test_accuracy"])
+        times.append(metrics["wall_time_s"])
         argvs.append(["datafree", *argv])
     manifest = read_manifest(tset)
-    return {"recipe": name, "overrides": RECIPES[name], "count": count, "student_seeds": seeds,
-            "accuracies": accuracies, "synthesis_time_s": manifest["synthesis_time_s"], "argv": argvs}
+    return {"recipe": name, "overrides": RECIPES[name], "count": count, "student_seeds": seeds, "student_steps": steps,
+            "accuracies": accuracies, "distillation_time_s": times, "synthesis_time_s": manifest["synthesis_time_s"],
+            "argv": argvs}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,18 +94,19 @@ def main(argv: list[str] | None = None) -> int:
     data = ["--dataset", "fashion-mnist", *(["--data-root", args.data_root] if args.data_root else [])]
     rows = [run_recipe(name, args.count, args.student_seeds, args.root, data, args.student_steps)
             for name in args.recipes]
-    lines = ["| recipe | --set overrides | images | student accuracy | min / max | synthesis (s) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| recipe | --set overrides | images | student accuracy | min / max | synthesis (s) | distillation (s, mean) |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         acc = summarize(r["accuracies"])
         lines.append(f"| {r['recipe']} | {' '.join(set_args(r['overrides'])[1::2])} | {r['count']} | {fmt(acc)} "
                      f"(n={acc['n']}) | {min(r['accuracies']):.2f} / {max(r['accuracies']):.2f} "
-                     f"| {r['synthesis_time_s']:.0f} |")
+                     f"| {r['synthesis_time_s']:.0f} | {sum(r['distillation_time_s']) / len(r['distillation_time_s']):.0f} |")
     md = ("Fashion-MNIST, LeNet-5 -> LeNet-5-half: ZSKD sets (synthesis seed 0), each distilled by several "
           f"student seeds ({args.student_steps} student steps); last-epoch test accuracy, mean ± std over student "
           "seeds.\n\n" + "\n".join(lines)
           + f"\n\nProduced by `python -m benchmarks.zskd_recipes --recipes {' '.join(args.recipes)} --count "
-          f"{args.count} --student-seeds {' '.join(map(str, args.student_seeds))} --student-steps {args.student_steps}`.")
+          f"{args.count} --student-seeds {' '.join(map(str, args.student_seeds))} --student-steps {args.student_steps}"
+          + (f" --name {args.name}" if args.name != "zskd_recipes" else "") + "`.")
     publish(args.name, md, {"rows": rows, "student_steps": args.student_steps})
     print(md)
     return 0
