@@ -18,6 +18,7 @@ import argparse
 import functools
 import json
 import os
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ from datafree.bench.suites import FMNIST_RECIPES
 from datafree.checkpoint import load_model
 from datafree.cli import main as datafree_main
 from datafree.data.transfer import read_manifest
-from datafree.synthesis import PRESETS, preset
+from datafree.synthesis import PRESETS, SynthesisConfig, preset
 
 # CPU-sized recipes (datafree.bench.suites' FMNIST_DF_*): a DCGAN generator of width 64 costs ~200x
 # a LeNet-5 forward pass at 28x28, so the generators are narrow (ngf 16); zskd gets coarse pixels (a
@@ -59,6 +60,9 @@ def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str
         result = run(argv, out / "student")
     else:
         tset = out / "transfer"
+        if (tset / "manifest.json").is_file() and not same_synthesis(read_manifest(tset), config, RECIPES.df_count):
+            print(f"  redo   {tset}: made with another synthesis config or count", flush=True)
+            shutil.rmtree(tset)
         if not (tset / "manifest.json").is_file() or read_manifest(tset)["count"] < RECIPES.df_count:
             argv = ["synthesize", "--teacher", str(teacher), "--method", method, *overrides, "--count",
                     str(RECIPES.df_count), "--seed", str(seed), "--out", str(tset), "--no-progress",
@@ -71,6 +75,14 @@ def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str
         result = run(argv, out / "student")
     result["synthesis_time_s"] = synthesis_time
     return result
+
+
+def same_synthesis(manifest: dict[str, Any], config: SynthesisConfig, count: int) -> bool:
+    """Whether a stored set was made by ``config`` and holds at most ``count`` images (fewer: resumed).
+
+    A changed recipe must not silently reuse a set made by the old one.
+    """
+    return manifest.get("config") == json.loads(json.dumps(config.to_dict())) and manifest["count"] <= count
 
 
 @functools.cache
