@@ -4,11 +4,12 @@ One student seed cannot rank synthesis recipes here: students distilled from the
 set generalise very differently to real images. So each recipe's set is made once (seed 0) and
 distilled by ``--student-seeds`` students; the table gives their mean ± std, min and max.
 
-    python -m benchmarks.zskd_recipes --count 6400 --student-seeds 0 1 2
-    python -m benchmarks.zskd_recipes --count 6400 --recipes paper --student-seeds 0 1 2 3 4
-    python -m benchmarks.zskd_recipes --recipes coarse4-50 --student-steps 8000 --name zskd_recipes_8k
+    python -m benchmarks.zskd_recipes --recipes coarse4-50 coarse2-300 --student-steps 8000
+    python -m benchmarks.zskd_recipes --recipes paper --student-seeds 0 1 2 3 4
+    python -m benchmarks.zskd_recipes --report-only --update-readme   # every finished run, by recipe and budget
 
-Uses the LeNet-5 teacher of ``benchmarks.baselines``. Runs are reused when their result exists.
+Uses the LeNet-5 teacher of ``benchmarks.baselines``. Runs are reused when their result exists; the
+report groups every finished student by (recipe, images, student steps).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,8 +50,8 @@ STUDENT = ["--student", "lenet5_half", *(a for flag, a in zip(["", *_STORED], _S
                                          if a not in _PER_SET and flag not in _PER_SET), "--no-progress"]
 
 
-def run_recipe(name: str, count: int, seeds: list[int], root: Path, data: list[str],
-               steps: int = STUDENT_STEPS) -> dict[str, Any]:
+def run_recipe(name: str, count: int, seeds: list[int], root: Path, data: list[str], steps: int) -> None:
+    """Make ``name``'s set of ``count`` images (seed 0) unless it exists, and distill it by each student seed."""
     out = root / "zskd-recipes" / f"{name}-n{count}"
     teacher = root / TEACHER
     tset = out / "transfer"
@@ -61,7 +63,6 @@ def run_recipe(name: str, count: int, seeds: list[int], root: Path, data: list[s
         if datafree_main(argv) != 0:
             raise SystemExit(f"failed: datafree {' '.join(argv)}")
     epochs = max(1, steps * BATCH // count)
-    accuracies, times, argvs = [], [], []
     for seed in seeds:
         student = out / f"student-{steps}steps-seed{seed}"
         argv = ["distill", "--teacher", str(teacher), "--transfer", str(tset), *STUDENT, "--epochs", str(epochs),
@@ -70,14 +71,39 @@ def run_recipe(name: str, count: int, seeds: list[int], root: Path, data: list[s
             print(f"  run    datafree {' '.join(argv)}", flush=True)
             if datafree_main([*argv, "--overwrite"]) != 0:
                 raise SystemExit(f"failed: datafree {' '.join(argv)}")
-        metrics = json.loads((student / "result.json").read_text())["metrics"]
-        accuracies.append(metrics["test_accuracy"])
-        times.append(metrics["wall_time_s"])
-        argvs.append(["datafree", *argv])
-    manifest = read_manifest(tset)
-    return {"recipe": name, "overrides": RECIPES[name], "count": count, "student_seeds": seeds, "student_steps": steps,
-            "accuracies": accuracies, "distillation_time_s": times, "synthesis_time_s": manifest["synthesis_time_s"],
-            "argv": argvs}
+
+
+def finished(root: Path) -> list[dict[str, Any]]:
+    """One row per (recipe, images, student steps) with every finished student seed, read from disk."""
+    groups: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+    for path in sorted((root / "zskd-recipes").glob("*-n*/student-*steps-seed*/result.json")):
+        name, count = path.parts[-3].rsplit("-n", 1)
+        steps = int(path.parts[-2].split("-")[1].removesuffix("steps"))
+        groups.setdefault((name, int(count), steps), []).append(json.loads(path.read_text()))
+    rows = []
+    for (name, count, steps), results in sorted(groups.items()):
+        manifest = read_manifest(root / "zskd-recipes" / f"{name}-n{count}" / "transfer")
+        rows.append({"recipe": name, "overrides": RECIPES.get(name, manifest["config"]), "count": count,
+                     "student_steps": steps, "accuracies": [r["metrics"]["test_accuracy"] for r in results],
+                     "distillation_time_s": [r["metrics"]["wall_time_s"] for r in results],
+                     "synthesis_time_s": manifest["synthesis_time_s"], "argv": [r["argv"] for r in results]})
+    return rows
+
+
+def report(rows: list[dict[str, Any]]) -> str:
+    lines = ["| recipe | --set overrides | images | student steps | student accuracy | min / max | synthesis (s) "
+             "| distillation (s, mean) |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        acc = summarize(r["accuracies"])
+        lines.append(f"| {r['recipe']} | {' '.join(set_args(r['overrides'])[1::2])} | {r['count']} | "
+                     f"{r['student_steps']} | {fmt(acc)} (n={acc['n']}) | {min(r['accuracies']):.2f} / "
+                     f"{max(r['accuracies']):.2f} | {r['synthesis_time_s']:.0f} | "
+                     f"{statistics.fmean(r['distillation_time_s']):.0f} |")
+    return ("Fashion-MNIST, LeNet-5 -> LeNet-5-half: ZSKD sets (synthesis seed 0), each distilled by several "
+            "student seeds; last-epoch test accuracy, mean ± std over student seeds (one process per core, up to "
+            "four processes on the 2 cores, so times are loaded).\n\n" + "\n".join(lines)
+            + "\n\nProduced by `python -m benchmarks.zskd_recipes --recipes R --student-steps N` (then "
+            "`--report-only --update-readme`); each run's command is in benchmarks/results/zskd_recipes.json.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,29 +114,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=Path("artifacts"))
     parser.add_argument("--data-root")
     parser.add_argument("--student-steps", type=int, default=STUDENT_STEPS, help="student steps per set")
-    parser.add_argument("--name", default="zskd_recipes", help="results file name in benchmarks/results")
+    parser.add_argument("--report-only", action="store_true", help="only tabulate the finished runs")
+    parser.add_argument("--update-readme", action="store_true")
     args = parser.parse_args(argv)
     os.chdir(REPO)
-    if not (args.root / TEACHER / "model.safetensors").is_file():
-        raise SystemExit(f"no teacher at {args.root / TEACHER}: run 'python -m benchmarks.baselines' first")
-    data = ["--dataset", "fashion-mnist", *(["--data-root", args.data_root] if args.data_root else [])]
-    rows = [run_recipe(name, args.count, args.student_seeds, args.root, data, args.student_steps)
-            for name in args.recipes]
-    lines = ["| recipe | --set overrides | images | student accuracy | min / max | synthesis (s) | distillation (s, mean) |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        acc = summarize(r["accuracies"])
-        lines.append(f"| {r['recipe']} | {' '.join(set_args(r['overrides'])[1::2])} | {r['count']} | {fmt(acc)} "
-                     f"(n={acc['n']}) | {min(r['accuracies']):.2f} / {max(r['accuracies']):.2f} "
-                     f"| {r['synthesis_time_s']:.0f} | {sum(r['distillation_time_s']) / len(r['distillation_time_s']):.0f} |")
-    md = ("Fashion-MNIST, LeNet-5 -> LeNet-5-half: ZSKD sets (synthesis seed 0), each distilled by several "
-          f"student seeds ({args.student_steps} student steps); last-epoch test accuracy, mean ± std over student "
-          "seeds.\n\n" + "\n".join(lines)
-          + f"\n\nProduced by `python -m benchmarks.zskd_recipes --recipes {' '.join(args.recipes)} --count "
-          f"{args.count} --student-seeds {' '.join(map(str, args.student_seeds))} --student-steps {args.student_steps}"
-          + (f" --name {args.name}" if args.name != "zskd_recipes" else "") + "`.")
-    publish(args.name, md, {"rows": rows, "student_steps": args.student_steps})
-    print(md)
+    if not args.report_only:
+        if not (args.root / TEACHER / "model.safetensors").is_file():
+            raise SystemExit(f"no teacher at {args.root / TEACHER}: run 'python -m benchmarks.baselines' first")
+        data = ["--dataset", "fashion-mnist", *(["--data-root", args.data_root] if args.data_root else [])]
+        for name in args.recipes:
+            run_recipe(name, args.count, args.student_seeds, args.root, data, args.student_steps)
+    rows = finished(args.root)
+    publish("zskd_recipes", report(rows), {"rows": rows}, section="zskd-recipes" if args.update_readme else None)
     return 0
 
 
