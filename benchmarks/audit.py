@@ -27,7 +27,7 @@ from datafree.cli import main as datafree_main
 
 # (name, transfer set, teacher, students: data-free then real-data KD)
 CASES = [
-    ("zskd, LeNet-5 teacher (25,600 images)", "datafree/lenet/zskd-seed0/transfer", "teachers/fashion-mnist-lenet5",
+    ("zskd, LeNet-5 teacher", "datafree/lenet/zskd-seed0/transfer", "teachers/fashion-mnist-lenet5",
      ["datafree/lenet/zskd-seed0/student", "baselines/lenet/kd-seed0"]),
     ("condensed: dm, IPC 10", "condense/dm-ipc10/set", "teachers/fashion-mnist-resnet14", []),
     ("condensed: teacher-only, IPC 10", "condense/teacher-ipc10/set", "teachers/fashion-mnist-resnet14", []),
