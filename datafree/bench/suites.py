@@ -45,7 +45,7 @@ FMNIST_DF_SCALE: dict[str, Any] = {"ngf": 16, "batch_size": 128}
 # ZSKD on the LeNet pair, chosen with benchmarks/zskd_recipes (one synthesis seed, 3 student seeds, 6400
 # images): 2x-coarse pixels, 300 iterations at lr 0.05 and the paper's two Dirichlet scales gave 75.3 at
 # 8000 student steps, where 4x-coarse pixels and 50 iterations at lr 0.01 (the earlier recipe) gave 58.4;
-# 32000 student steps added 5 points to the latter, so the stored-set student gets 32000 (640 epochs of 6400)
+# 32000 student steps added 3 to 5 points to either, so the stored-set student gets 32000 (640 epochs of 6400)
 FMNIST_DF_METHOD_SCALE: dict[str, dict[str, Any]] = {
     "zskd": {"pixel_scale": 2, "iterations": 300, "lr": 0.05, "dirichlet": [1.0, 0.1]}}
 FMNIST_DF_LIVE_STUDENT = ("--epochs", "10", "--steps-per-epoch", "200", "--batch-size", "128", "--alpha", "0")
