@@ -63,6 +63,7 @@ def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str
         if (tset / "manifest.json").is_file() and not same_synthesis(read_manifest(tset), config, RECIPES.df_count):
             print(f"  redo   {tset}: made with another synthesis config or count", flush=True)
             shutil.rmtree(tset)
+            shutil.rmtree(out / "student", ignore_errors=True)  # its command may be unchanged; its data is not
         if not (tset / "manifest.json").is_file() or read_manifest(tset)["count"] < RECIPES.df_count:
             argv = ["synthesize", "--teacher", str(teacher), "--method", method, *overrides, "--count",
                     str(RECIPES.df_count), "--seed", str(seed), "--out", str(tset), "--no-progress",

@@ -17,17 +17,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 from benchmarks.baselines import REPO, fmt, summarize
+from benchmarks.datafree_kd import same_synthesis
 from benchmarks.readme import publish
 from datafree.bench.runner import set_args
-from datafree.bench.suites import FMNIST_DF_ZSKD_CHEAP, FMNIST_RECIPES
+from datafree.bench.suites import FMNIST_DF_STORED_TRAIN, FMNIST_DF_ZSKD_CHEAP, FMNIST_RECIPES
 from datafree.cli import main as datafree_main
 from datafree.data.transfer import read_manifest
+from datafree.synthesis import preset
 
 TEACHER = "teachers/fashion-mnist-lenet5"  # under --root
 # --set overrides of the zskd preset: the benchmarks' earlier recipe (4x-coarse pixels, 50 iterations at
@@ -40,14 +43,12 @@ RECIPES: dict[str, dict[str, Any]] = {
     "coarse2-300": {"pixel_scale": 2, "iterations": 300, "lr": 0.05, "dirichlet": [1.0, 0.1]},
     "coarse2-300-beta0.1": {"pixel_scale": 2, "iterations": 300, "lr": 0.05, "dirichlet": 0.1},
 }
-# the stored-set student of benchmarks.datafree_kd (its --epochs and --eval-every set per set size here):
-# by default as many student steps as that benchmark's (640 epochs of 6400 images at batch 128: 32000)
-_STORED = list(FMNIST_RECIPES.df_stored_student)
-BATCH = int(_STORED[_STORED.index("--batch-size") + 1])
+# the stored-set student of benchmarks.datafree_kd, its --epochs set per set size here: by default as
+# many student steps as that benchmark's (640 epochs of 6400 images at batch 128: 32000)
+BATCH = int(FMNIST_DF_STORED_TRAIN[FMNIST_DF_STORED_TRAIN.index("--batch-size") + 1])
+_STORED = FMNIST_RECIPES.df_stored_student
 STUDENT_STEPS = int(_STORED[_STORED.index("--epochs") + 1]) * FMNIST_RECIPES.df_count // BATCH
-_PER_SET = ("--epochs", "--eval-every")  # flags that take one value each
-STUDENT = ["--student", "lenet5_half", *(a for flag, a in zip(["", *_STORED], _STORED)
-                                         if a not in _PER_SET and flag not in _PER_SET), "--no-progress"]
+STUDENT = ["--student", "lenet5_half", *FMNIST_DF_STORED_TRAIN, "--no-progress"]
 
 
 def run_recipe(name: str, count: int, seeds: list[int], root: Path, data: list[str], steps: int) -> None:
@@ -55,6 +56,10 @@ def run_recipe(name: str, count: int, seeds: list[int], root: Path, data: list[s
     out = root / "zskd-recipes" / f"{name}-n{count}"
     teacher = root / TEACHER
     tset = out / "transfer"
+    if (tset / "manifest.json").is_file() and not same_synthesis(read_manifest(tset), preset("zskd", **RECIPES[name]),
+                                                                  count):
+        print(f"  redo   {out}: its set was made with another synthesis config or count", flush=True)
+        shutil.rmtree(out)  # the students trained on it too
     if not (tset / "manifest.json").is_file() or read_manifest(tset)["count"] < count:
         argv = ["synthesize", "--teacher", str(teacher), "--method", "zskd", *set_args(RECIPES[name]), "--count",
                 str(count), "--seed", "0", "--out", str(tset), "--no-progress",
