@@ -96,6 +96,9 @@ def _add_train_args(p: argparse.ArgumentParser, *, epochs: int, lr: float, augme
     g.add_argument("--augment", default=augment, choices=("none", "crop", "crop-flip", "dsa"),
                    help="batch augmentation: random 2-pixel translation, optional horizontal flip, or dsa "
                         "(one of color/crop/cutout/flip/scale/rotate per batch) (default: %(default)s)")
+    g.add_argument("--mix", default="none", choices=("none", "mixup", "cutmix"),
+                   help="after --augment, mix each image with another of the batch (blend or pasted box); "
+                        "the teacher labels the mixed image, so only with --alpha 0 (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="seed for weights, batch order and augmentation (default: %(default)s)")
     g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="torch device, e.g. cpu, cuda, cuda:1 (default: %(default)s)")
@@ -115,7 +118,7 @@ def _train_config(args: argparse.Namespace, **overrides: Any):
         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
         clip_grad_norm=args.clip_grad_norm, eval_every=args.eval_every,
-        augment=args.augment, seed=args.seed, device=args.device, amp=args.amp,
+        augment=args.augment, mix=args.mix, seed=args.seed, device=args.device, amp=args.amp,
         progress=args.progress, **overrides,
     )
 

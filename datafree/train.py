@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from datafree import distributed
 from datafree.checkpoint import load_state_into, load_training_state, save_training_state
-from datafree.data.augment import DSA, RandomCropFlip
+from datafree.data.augment import DSA, MIX_MODES, BatchMix, RandomCropFlip
 from datafree.data.loader import Batch, epoch_generator, iterate_batches, num_batches
 from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
@@ -80,6 +80,7 @@ class TrainConfig:
     rkd_angle_weight: float = 0.0
     relation_layers: tuple[str, str] | None = None  # default: inputs of the last Linear layers
     augment: str = "none"  # none | crop | crop-flip | dsa
+    mix: str = "none"  # none | mixup | cutmix, after augment; the live teacher labels the mixed images
     steps_per_epoch: int | None = None  # required for iterator sources
     eval_batch_size: int = 1000
     eval_every: int = 1  # test every N epochs; the last epoch is always tested (its accuracy is the result)
@@ -101,6 +102,9 @@ class TrainConfig:
             (self.schedule in ("cosine", "step", "constant"), f"unknown schedule {self.schedule!r} (cosine, step, constant)"),
             (self.augment in ("none", "crop", "crop-flip", "dsa"),
              f"unknown augment {self.augment!r} (none, crop, crop-flip, dsa)"),
+            (self.mix in MIX_MODES, f"unknown mixing {self.mix!r} ({', '.join(MIX_MODES)})"),
+            (self.mix == "none" or self.alpha == 0,
+             "mixing needs pure distillation (--alpha 0): a mixed image has no hard label, the teacher labels it"),
             (self.hint_weight == 0 or self.hint_layers is not None, "a hint weight needs hint layers (student:teacher)"),
         ]
         for ok, msg in checks:
@@ -205,6 +209,8 @@ class Trainer:
             raise DatafreeError("--device cuda requested but CUDA is not available")
         if config.needs_teacher and teacher is None:
             raise DatafreeError("hint/relation losses need a teacher")
+        if config.mix != "none" and teacher is None:
+            raise DatafreeError(f"--mix {config.mix} needs a teacher to label the mixed images")
         self.model = model.to(self.device)
         self.teacher = teacher.to(self.device).eval().requires_grad_(False) if teacher is not None else None
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -217,6 +223,7 @@ class Trainer:
             self.augment = DSA(per_image=True)
         elif config.augment != "none":
             self.augment = RandomCropFlip(padding=2, flip=config.augment == "crop-flip")
+        self.mix = BatchMix(config.mix) if config.mix != "none" else None
         self._student_hooks, self._teacher_hooks = self._make_hooks()
         self.regressor = self._make_regressor(spec)
         # the modules a training step calls: DistributedDataParallel wrappers under torchrun
@@ -438,6 +445,8 @@ class Trainer:
                 stored = batch[2].to(self.device, non_blocking=True) if len(batch) > 2 else None
                 if self.augment is not None:
                     x = self.augment(x, aug_gen)
+                if self.mix is not None:
+                    x = self.mix(x, aug_gen)
                 with torch.autocast(self.device.type, enabled=self.amp):
                     terms, logits = self.loss_terms(x, y, stored)
                     loss = sum(terms.values())

@@ -187,3 +187,40 @@ def test_eval_every_tests_every_nth_and_always_the_last_epoch(data):
     assert result["epoch"] == 5 and "test_accuracy" in result
     with pytest.raises(DatafreeError, match="eval_every"):
         cfg(eval_every=0)
+
+
+def test_batch_mix_blends_or_pastes_batch_partners_reproducibly():
+    from datafree.data.augment import BatchMix
+
+    # image i is constant i: every mixed pixel must lie between its own value and its partner's
+    x = torch.arange(8.0).view(8, 1, 1, 1).expand(8, 1, 6, 6).contiguous()
+    for mode in ("mixup", "cutmix"):
+        a = BatchMix(mode)(x, torch.Generator().manual_seed(3))
+        b = BatchMix(mode)(x, torch.Generator().manual_seed(3))
+        assert torch.equal(a, b) and not torch.equal(a, x)
+        perm = torch.randperm(8, generator=torch.Generator().manual_seed(3))
+        own, other = x, x[perm]
+        assert ((a >= torch.minimum(own, other) - 1e-6) & (a <= torch.maximum(own, other) + 1e-6)).all()
+        if mode == "cutmix":  # each pixel is its own or its partner's, never a blend
+            assert ((a == own) | (a == other)).all()
+    with pytest.raises(DatafreeError, match="unknown mixing"):
+        BatchMix("blend")
+
+
+def test_mixing_distills_from_the_live_teacher_only(data):
+    train, test = data
+    teacher = build_model("lenet5", train.spec, seed=1)
+    Trainer(teacher, cfg(epochs=2)).fit(train)
+    with pytest.raises(DatafreeError, match="--alpha 0"):
+        cfg(alpha=0.5, mix="mixup")
+    with pytest.raises(DatafreeError, match="unknown mixing"):
+        cfg(alpha=0.0, mix="blend")
+    with pytest.raises(DatafreeError, match="needs a teacher"):
+        Trainer(build_model("lenet5_half", train.spec), cfg(alpha=0.0, mix="mixup"))
+    plain = build_model("lenet5_half", train.spec, seed=2)
+    Trainer(plain, cfg(alpha=0.0, epochs=1), teacher=teacher).fit(train)
+    for mode in ("mixup", "cutmix"):
+        student = build_model("lenet5_half", train.spec, seed=2)
+        res = Trainer(student, cfg(alpha=0.0, epochs=1, mix=mode), teacher=teacher).fit(train, test)
+        assert math.isfinite(res["train_kd"]) and res["train_kd"] > 0
+        assert not torch.equal(student.classifier.weight, plain.classifier.weight)  # the mixed batches were used

@@ -1,6 +1,7 @@
 """Vectorised training augmentation on batches (no per-image Python loop).
 
 :class:`RandomCropFlip` is the plain 2-pixel translation (+ flip) used to train teachers.
+:class:`BatchMix` is mixup / cutmix for distillation with a live teacher.
 
 :class:`DSA` is Differentiable Siamese Augmentation (Zhao & Bilen, ICML 2021) as the
 DatasetCondensation reference code (``DiffAugment`` in its ``utils.py``) implements it: one
@@ -72,6 +73,46 @@ class RandomCropFlip(nn.Module):
             # advanced indices around a slice put the indexed dims first: (B, H, W, C)
             x = padded[batch, :, rows.view(b, h, 1), cols.view(b, 1, w)].permute(0, 3, 1, 2).contiguous()
         return x
+
+
+MIX_MODES = ("none", "mixup", "cutmix")
+
+
+class BatchMix(nn.Module):
+    """Mix each image with another image of the same batch: ``mixup`` blends the two, ``cutmix``
+    pastes a box of the other image in.
+
+    Meant for distillation with a live teacher, which labels the mixed image itself, so labels
+    are not mixed. Mixed images fill the space between a transfer set's images, which is sparse
+    when the set is small or synthetic. The mixing weight is uniform (Beta(1, 1)), partner,
+    weight and box position come from the ``generator`` passed to :meth:`forward`.
+    """
+
+    def __init__(self, mode: str = "mixup") -> None:
+        super().__init__()
+        if mode not in MIX_MODES[1:]:
+            raise DatafreeError(f"unknown mixing {mode!r} ({', '.join(MIX_MODES[1:])})")
+        self.mode = mode
+
+    def extra_repr(self) -> str:
+        return self.mode
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        b, _, h, w = x.shape
+        other = x[torch.randperm(b, generator=generator).to(x.device)]
+        lam = torch.rand(b, generator=generator).to(device=x.device, dtype=x.dtype)
+        if self.mode == "mixup":
+            lam = lam.view(b, 1, 1, 1)
+            return lam * x + (1 - lam) * other
+        # cutmix: a box with sides sqrt(1 - lam) of the image's, centred uniformly, clipped at the border
+        side = (1 - lam).sqrt()
+        centre = torch.rand(2, b, generator=generator).to(device=x.device, dtype=x.dtype)
+        rows, cols = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
+        cy, cx, hh, hw = centre[0] * h, centre[1] * w, side * h / 2, side * w / 2
+        in_rows = (rows >= (cy - hh).view(b, 1)) & (rows < (cy + hh).view(b, 1))  # (B, H)
+        in_cols = (cols >= (cx - hw).view(b, 1)) & (cols < (cx + hw).view(b, 1))  # (B, W)
+        box = in_rows.view(b, 1, h, 1) & in_cols.view(b, 1, 1, w)
+        return torch.where(box, other, x)
 
 
 DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
