@@ -33,15 +33,52 @@ def test_zskd_recipes_report_groups_students_by_recipe_and_budget(tmp_path) -> N
     from benchmarks.zskd_recipes import STUDENT, finished
 
     assert "--epochs" not in STUDENT and "--eval-every" not in STUDENT  # set per set size by the script
-    for name, steps, seed, acc in (("coarse2-300", 8000, 0, 70.0), ("coarse2-300", 8000, 1, 72.0),
-                                   ("coarse2-300", 32000, 0, 80.0), ("coarse4-50", 8000, 0, 60.0)):
+    from benchmarks.zskd_recipes import student_dir
+
+    for name, steps, mix, seed, acc in (("coarse2-300", 8000, "none", 0, 70.0), ("coarse2-300", 8000, "none", 1, 72.0),
+                                        ("coarse2-300", 8000, "mixup", 0, 74.0),
+                                        ("coarse2-300", 32000, "none", 0, 80.0), ("coarse4-50", 8000, "none", 0, 60.0)):
         run = tmp_path / "zskd-recipes" / f"{name}-n6400"
         (run / "transfer").mkdir(parents=True, exist_ok=True)
         manifest = {"format": FORMAT, "synthesis_time_s": 5.0, "config": {}, "count": 6400}
         (run / "transfer" / "manifest.json").write_text(json.dumps(manifest))
-        student = run / f"student-{steps}steps-seed{seed}"
+        student = student_dir(run, steps, mix, seed)
         student.mkdir()
         (student / "result.json").write_text(json.dumps({"metrics": {"test_accuracy": acc, "wall_time_s": 1.0},
                                                          "argv": ["datafree", "distill"]}))
-    rows = {(r["recipe"], r["student_steps"]): r["accuracies"] for r in finished(tmp_path)}
-    assert rows == {("coarse2-300", 8000): [70.0, 72.0], ("coarse2-300", 32000): [80.0], ("coarse4-50", 8000): [60.0]}
+    assert student_dir(tmp_path, 8000, "none", 0).name == "student-8000steps-seed0"  # the earlier runs' names
+    rows = {(r["recipe"], r["student_steps"], r["mix"]): r["accuracies"] for r in finished(tmp_path)}
+    assert rows == {("coarse2-300", 8000, "none"): [70.0, 72.0], ("coarse2-300", 8000, "mixup"): [74.0],
+                    ("coarse2-300", 32000, "none"): [80.0], ("coarse4-50", 8000, "none"): [60.0]}
+
+
+def test_condense_protocols_map_to_evaluate_set_and_back(tmp_path, monkeypatch) -> None:
+    import benchmarks.condense as bench
+
+    calls = []
+
+    def fake_main(argv):
+        calls.append(argv)
+        out = argv[argv.index("--out") + 1]
+        with open(out, "w") as f:
+            json.dump({"accuracies": [80.0, 82.0], "train_time_s_per_model": 1.0, "protocol": {}}, f)
+        return 0
+
+    monkeypatch.setattr(bench, "datafree_main", fake_main)
+    set_dir = tmp_path / "condense" / "dm-ipc10" / "set"
+    for protocol in ("dc", "dc-dsa"):
+        out = set_dir.parent / f"eval-{protocol}-it500.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result = bench.evaluate(set_dir, 10, protocol, out, tmp_path, [])
+        result["condensation"] = {"condensation_time_s": 10.0, "peak_memory_mb": 1.0, "config": {}}
+        out.write_text(json.dumps(result))
+    plain, dsa = calls
+    assert plain[plain.index("--augment") + 1] == "none" and plain[plain.index("--epochs") + 1] == "300"
+    assert dsa[dsa.index("--augment") + 1] == "dsa" and dsa[dsa.index("--epochs") + 1] == "1000"
+    assert dsa[dsa.index("--protocol") + 1] == "dc"
+    bench.evaluate(set_dir, 10, "dc-dsa", set_dir.parent / "eval-dc-dsa-it500.json", tmp_path, [])
+    assert len(calls) == 2  # a finished evaluation with the same command is reused
+    rows = {r["protocol"]: r for r in bench.collect(tmp_path)}
+    assert set(rows) == {"dc", "dc-dsa"} and rows["dc-dsa"]["iterations"] == 500
+    # columns: hard labels, soft labels (not run), hard labels with DSA for 1000 epochs, published
+    assert "| 81.00 ± 1.41 (n=2) |  | 81.00 ± 1.41 (n=2) | 83.6 |" in bench.report(list(rows.values()))
