@@ -6,11 +6,11 @@ distilled by ``--student-seeds`` students; the table gives their mean ± std, mi
 
     python -m benchmarks.zskd_recipes --recipes coarse4-50 coarse2-300 --student-steps 8000
     python -m benchmarks.zskd_recipes --recipes paper --student-seeds 0 1 2 3 4
-    python -m benchmarks.zskd_recipes --recipes coarse2-300 --student-steps 8000 --student-mix mixup
+    python -m benchmarks.zskd_recipes --recipes coarse2-300 --student-steps 8000 --student-args "--mix mixup"
     python -m benchmarks.zskd_recipes --report-only --update-readme   # every finished run, by recipe and budget
 
 Uses the LeNet-5 teacher of ``benchmarks.baselines``. Runs are reused when their result exists; the
-report groups every finished student by (recipe, images, student steps, mixing).
+report groups every finished student by (recipe, images, student steps, student overrides).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shlex
 import shutil
 import statistics
 import sys
@@ -52,13 +54,31 @@ STUDENT_STEPS = int(_STORED[_STORED.index("--epochs") + 1]) * FMNIST_RECIPES.df_
 STUDENT = ["--student", "lenet5_half", *FMNIST_DF_STORED_TRAIN, "--no-progress"]
 
 
-def student_dir(out: Path, steps: int, mix: str, seed: int) -> Path:
-    """``student-<steps>steps[-<mix>]-seed<N>``: students without mixing keep their earlier names."""
-    return out / f"student-{steps}steps{'' if mix == 'none' else f'-{mix}'}-seed{seed}"
+STUDENT_DIR = re.compile(r"student-(\d+)steps(?:-(.+))?-seed(\d+)")
+
+
+def student_dir(out: Path, steps: int, overrides: list[str], seed: int) -> Path:
+    """``student-<steps>steps[-<flag>=<value>,...]-seed<N>``: students without overrides keep their
+    earlier names."""
+    pairs = ",".join(f"{flag.lstrip('-')}={value}" for flag, value in zip(overrides[::2], overrides[1::2]))
+    return out / f"student-{steps}steps{f'-{pairs}' if pairs else ''}-seed{seed}"
+
+
+def student_args(overrides: list[str]) -> list[str]:
+    """STUDENT with ``overrides`` (flag, value pairs) replacing its values or added to it."""
+    if len(overrides) % 2 or not all(f.startswith("--") for f in overrides[::2]):
+        raise SystemExit(f"--student-args takes '--flag value' pairs, got {overrides}")
+    argv = list(STUDENT)
+    for flag, value in zip(overrides[::2], overrides[1::2]):
+        if flag in argv:
+            argv[argv.index(flag) + 1] = value
+        else:
+            argv += [flag, value]
+    return argv
 
 
 def run_recipe(name: str, count: int, seeds: list[int], root: Path, data: list[str], steps: int,
-               mix: str = "none") -> None:
+               overrides: list[str] | None = None) -> None:
     """Make ``name``'s set of ``count`` images (seed 0) unless it exists, and distill it by each student seed."""
     out = root / "zskd-recipes" / f"{name}-n{count}"
     teacher = root / TEACHER
@@ -76,10 +96,9 @@ def run_recipe(name: str, count: int, seeds: list[int], root: Path, data: list[s
             raise SystemExit(f"failed: datafree {' '.join(argv)}")
     epochs = max(1, steps * BATCH // count)
     for seed in seeds:
-        student = student_dir(out, steps, mix, seed)
-        argv = ["distill", "--teacher", str(teacher), "--transfer", str(tset), *STUDENT, "--epochs", str(epochs),
-                "--eval-every", str(epochs), *(["--mix", mix] if mix != "none" else []), "--seed", str(seed),
-                "--out", str(student), *data]
+        student = student_dir(out, steps, overrides or [], seed)
+        argv = ["distill", "--teacher", str(teacher), "--transfer", str(tset), *student_args(overrides or []),
+                "--epochs", str(epochs), "--eval-every", str(epochs), "--seed", str(seed), "--out", str(student), *data]
         if not (student / "result.json").is_file():
             print(f"  run    datafree {' '.join(argv)}", flush=True)
             if datafree_main([*argv, "--overwrite"]) != 0:
@@ -87,37 +106,41 @@ def run_recipe(name: str, count: int, seeds: list[int], root: Path, data: list[s
 
 
 def finished(root: Path) -> list[dict[str, Any]]:
-    """One row per (recipe, images, student steps, mixing) with every finished student seed, read from disk."""
+    """One row per (recipe, images, student steps, student overrides) with every finished student seed, read
+    from disk."""
     groups: dict[tuple[str, int, int, str], list[dict[str, Any]]] = {}
     for path in sorted((root / "zskd-recipes").glob("*-n*/student-*steps*-seed*/result.json")):
         name, count = path.parts[-3].rsplit("-n", 1)
-        parts = path.parts[-2].split("-")  # student, <N>steps, [mix,] seed<N>
-        mix = parts[2] if len(parts) == 4 else "none"
-        groups.setdefault((name, int(count), int(parts[1].removesuffix("steps")), mix), []).append(
-            json.loads(path.read_text()))
+        match = STUDENT_DIR.fullmatch(path.parts[-2])
+        if match is None:
+            continue
+        groups.setdefault((name, int(count), int(match[1]), match[2] or ""), []).append(json.loads(path.read_text()))
     rows = []
-    for (name, count, steps, mix), results in sorted(groups.items()):
+    for (name, count, steps, student), results in sorted(groups.items()):
         manifest = read_manifest(root / "zskd-recipes" / f"{name}-n{count}" / "transfer")
         rows.append({"recipe": name, "overrides": RECIPES.get(name, manifest["config"]), "count": count,
-                     "student_steps": steps, "mix": mix, "accuracies": [r["metrics"]["test_accuracy"] for r in results],
+                     "student_steps": steps, "student_overrides": student,
+                     "accuracies": [r["metrics"]["test_accuracy"] for r in results],
                      "distillation_time_s": [r["metrics"]["wall_time_s"] for r in results],
                      "synthesis_time_s": manifest["synthesis_time_s"], "argv": [r["argv"] for r in results]})
     return rows
 
 
 def report(rows: list[dict[str, Any]]) -> str:
-    lines = ["| recipe | --set overrides | images | student steps | student --mix | student accuracy | min / max "
+    lines = ["| recipe | --set overrides | images | student steps | student overrides | student accuracy | min / max "
              "| synthesis (s) | distillation (s, mean) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         acc = summarize(r["accuracies"])
+        student = r.get("student_overrides", "").replace(",", " ") or "-"
         lines.append(f"| {r['recipe']} | {' '.join(set_args(r['overrides'])[1::2])} | {r['count']} | "
-                     f"{r['student_steps']} | {r.get('mix', 'none')} | {fmt(acc)} (n={acc['n']}) | {min(r['accuracies']):.2f} / "
+                     f"{r['student_steps']} | {student} | {fmt(acc)} (n={acc['n']}) | {min(r['accuracies']):.2f} / "
                      f"{max(r['accuracies']):.2f} | {r['synthesis_time_s']:.0f} | "
                      f"{statistics.fmean(r['distillation_time_s']):.0f} |")
     return ("Fashion-MNIST, LeNet-5 -> LeNet-5-half: ZSKD sets (synthesis seed 0), each distilled by several "
             "student seeds; last-epoch test accuracy, mean ± std over student seeds (one process per core, up to "
             "four processes on the 2 cores, so times are loaded).\n\n" + "\n".join(lines)
-            + "\n\nProduced by `python -m benchmarks.zskd_recipes --recipes R --student-steps N [--student-mix M]` (then "
+            + "\n\nProduced by `python -m benchmarks.zskd_recipes --recipes R --student-steps N "
+            "[--student-args '--flag value ...']` (then "
             "`--report-only --update-readme`); each run's command is in benchmarks/results/zskd_recipes.json.")
 
 
@@ -129,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=Path("artifacts"))
     parser.add_argument("--data-root")
     parser.add_argument("--student-steps", type=int, default=STUDENT_STEPS, help="student steps per set")
-    parser.add_argument("--student-mix", choices=("none", "mixup", "cutmix"), default="none",
-                        help="the students' --mix (default: none)")
+    parser.add_argument("--student-args", default="",
+                        help="'--flag value' pairs replacing or extending the student's distill arguments, e.g. "
+                             "'--lr 0.05 --mix mixup' (default: none)")
     parser.add_argument("--report-only", action="store_true", help="only tabulate the finished runs")
     parser.add_argument("--update-readme", action="store_true")
     args = parser.parse_args(argv)
@@ -140,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"no teacher at {args.root / TEACHER}: run 'python -m benchmarks.baselines' first")
         data = ["--dataset", "fashion-mnist", *(["--data-root", args.data_root] if args.data_root else [])]
         for name in args.recipes:
-            run_recipe(name, args.count, args.student_seeds, args.root, data, args.student_steps, args.student_mix)
+            run_recipe(name, args.count, args.student_seeds, args.root, data, args.student_steps,
+                       shlex.split(args.student_args))
     rows = finished(args.root)
     publish("zskd_recipes", report(rows), {"rows": rows}, section="zskd-recipes" if args.update_readme else None)
     return 0

@@ -33,11 +33,11 @@ def test_zskd_recipes_report_groups_students_by_recipe_and_budget(tmp_path) -> N
     from benchmarks.zskd_recipes import STUDENT, finished
 
     assert "--epochs" not in STUDENT and "--eval-every" not in STUDENT  # set per set size by the script
-    from benchmarks.zskd_recipes import student_dir
+    from benchmarks.zskd_recipes import student_args, student_dir
 
-    for name, steps, mix, seed, acc in (("coarse2-300", 8000, "none", 0, 70.0), ("coarse2-300", 8000, "none", 1, 72.0),
-                                        ("coarse2-300", 8000, "mixup", 0, 74.0),
-                                        ("coarse2-300", 32000, "none", 0, 80.0), ("coarse4-50", 8000, "none", 0, 60.0)):
+    for name, steps, mix, seed, acc in (("coarse2-300", 8000, [], 0, 70.0), ("coarse2-300", 8000, [], 1, 72.0),
+                                        ("coarse2-300", 8000, ["--mix", "cutmix", "--augment", "crop-flip"], 0, 74.0),
+                                        ("coarse2-300", 32000, [], 0, 80.0), ("coarse4-50", 8000, [], 0, 60.0)):
         run = tmp_path / "zskd-recipes" / f"{name}-n6400"
         (run / "transfer").mkdir(parents=True, exist_ok=True)
         manifest = {"format": FORMAT, "synthesis_time_s": 5.0, "config": {}, "count": 6400}
@@ -46,10 +46,12 @@ def test_zskd_recipes_report_groups_students_by_recipe_and_budget(tmp_path) -> N
         student.mkdir()
         (student / "result.json").write_text(json.dumps({"metrics": {"test_accuracy": acc, "wall_time_s": 1.0},
                                                          "argv": ["datafree", "distill"]}))
-    assert student_dir(tmp_path, 8000, "none", 0).name == "student-8000steps-seed0"  # the earlier runs' names
-    rows = {(r["recipe"], r["student_steps"], r["mix"]): r["accuracies"] for r in finished(tmp_path)}
-    assert rows == {("coarse2-300", 8000, "none"): [70.0, 72.0], ("coarse2-300", 8000, "mixup"): [74.0],
-                    ("coarse2-300", 32000, "none"): [80.0], ("coarse4-50", 8000, "none"): [60.0]}
+    assert student_dir(tmp_path, 8000, [], 0).name == "student-8000steps-seed0"  # the earlier runs' names
+    rows = {(r["recipe"], r["student_steps"], r["student_overrides"]): r["accuracies"] for r in finished(tmp_path)}
+    assert rows == {("coarse2-300", 8000, ""): [70.0, 72.0], ("coarse2-300", 8000, "mix=cutmix,augment=crop-flip"): [74.0],
+                    ("coarse2-300", 32000, ""): [80.0], ("coarse4-50", 8000, ""): [60.0]}
+    argv = student_args(["--lr", "0.05", "--mix", "mixup"])
+    assert argv[argv.index("--lr") + 1] == "0.05" and argv.count("--lr") == 1 and argv[-2:] == ["--mix", "mixup"]
 
 
 def test_condense_protocols_map_to_evaluate_set_and_back(tmp_path, monkeypatch) -> None:
