@@ -29,7 +29,7 @@ from typing import Any
 from benchmarks.baselines import REPO, fmt, summarize
 from benchmarks.datafree_kd import same_synthesis
 from benchmarks.readme import publish
-from datafree.bench.runner import set_args
+from datafree.bench.runner import merge_args, set_args
 from datafree.bench.suites import FMNIST_DF_STORED_TRAIN, FMNIST_DF_ZSKD_CHEAP, FMNIST_RECIPES
 from datafree.cli import main as datafree_main
 from datafree.data.transfer import read_manifest
@@ -68,13 +68,7 @@ def student_args(overrides: list[str]) -> list[str]:
     """STUDENT with ``overrides`` (flag, value pairs) replacing its values or added to it."""
     if len(overrides) % 2 or not all(f.startswith("--") for f in overrides[::2]):
         raise SystemExit(f"--student-args takes '--flag value' pairs, got {overrides}")
-    argv = list(STUDENT)
-    for flag, value in zip(overrides[::2], overrides[1::2]):
-        if flag in argv:
-            argv[argv.index(flag) + 1] = value
-        else:
-            argv += [flag, value]
-    return argv
+    return [*STUDENT[:2], *merge_args(FMNIST_DF_STORED_TRAIN, tuple(overrides)), *STUDENT[-1:]]
 
 
 def run_recipe(name: str, count: int, seeds: list[int], root: Path, data: list[str], steps: int,
