@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from datafree.bench.suites import PairSpec, Recipes, Source, Suite, parse_source
+from datafree.bench.suites import PairSpec, Recipes, Source, Suite, merge_args, parse_source
 from datafree.errors import DatafreeError
 from datafree.io import append_jsonl, write_json
 
@@ -112,13 +112,6 @@ def skipped_sources(suite: Suite) -> list[dict[str, str]]:
             if reason:
                 out.append({"pair": pair.key, "source": text, "reason": reason})
     return out
-
-
-def merge_args(base: tuple[str, ...], override: tuple[str, ...]) -> list[str]:
-    """``base`` flag/value pairs with those in ``override`` replaced or added (one value per flag)."""
-    merged = dict(zip(base[::2], base[1::2]))
-    merged.update(zip(override[::2], override[1::2]))
-    return [a for flag, value in merged.items() for a in (flag, value)]
 
 
 def kwargs_args(flag: str, kwargs: dict[str, Any]) -> list[str]:

@@ -22,6 +22,14 @@ from typing import Any
 
 from datafree.errors import DatafreeError
 
+
+def merge_args(base: tuple[str, ...], override: tuple[str, ...]) -> list[str]:
+    """``base`` flag/value pairs with those in ``override`` replaced or added (one value per flag)."""
+    merged = dict(zip(base[::2], base[1::2]))
+    merged.update(zip(override[::2], override[1::2]))
+    return [a for flag, value in merged.items() for a in (flag, value)]
+
+
 # ---------------------------------------------------------------- Fashion-MNIST recipes (2 CPU cores)
 # the teacher/student pairs of benchmarks/baselines.py (teacher seed 0)
 FMNIST_PAIRS: dict[str, dict[str, Any]] = {
@@ -54,7 +62,10 @@ FMNIST_DF_COUNT = 6400
 # the stored-set student without its length (benchmarks/zskd_recipes sets that per set size)
 FMNIST_DF_STORED_TRAIN = ("--batch-size", "128", "--alpha", "0", "--lr", "0.01", "--augment", "crop-flip",
                           "--clip-grad-norm", "5", "--temperature", "4")
-FMNIST_DF_STORED_STUDENT = ("--epochs", "640", "--eval-every", "64", *FMNIST_DF_STORED_TRAIN)  # test 10 times
+# lr 0.05 (benchmarks/zskd_recipes, same set, 3 student seeds): 77.0 against 75.3 at 8000 steps, and 80.0
+# against 78.1 at 32000; the clipped gradient keeps it stable where unclipped KD at 0.05 kills LeNet-5-half
+FMNIST_DF_STORED_STUDENT = ("--epochs", "640", "--eval-every", "64",  # test 10 times
+                            *merge_args(FMNIST_DF_STORED_TRAIN, ("--lr", "0.05")))
 # the quick and full suites keep the earlier, cheaper ZSKD recipe and student (40 epochs)
 FMNIST_DF_ZSKD_CHEAP: dict[str, Any] = {"pixel_scale": 4, "iterations": 50}
 FMNIST_DF_STORED_STUDENT_CHEAP = ("--epochs", "40", *FMNIST_DF_STORED_TRAIN)
