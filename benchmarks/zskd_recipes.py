@@ -132,7 +132,9 @@ def report(rows: list[dict[str, Any]]) -> str:
                      f"{statistics.fmean(r['distillation_time_s']):.0f} |")
     return ("Fashion-MNIST, LeNet-5 -> LeNet-5-half: ZSKD sets (synthesis seed 0), each distilled by several "
             "student seeds; last-epoch test accuracy, mean ± std over student seeds (one process per core, up to "
-            "four processes on the 2 cores, so times are loaded).\n\n" + "\n".join(lines)
+            "four processes on the 2 cores, so times are loaded). Students: `datafree distill "
+            f"{' '.join(STUDENT)}` with the step count's epochs and the 'student overrides' column's flags "
+            "replaced.\n\n" + "\n".join(lines)
             + "\n\nProduced by `python -m benchmarks.zskd_recipes --recipes R --student-steps N "
             "[--student-args '--flag value ...']` (then "
             "`--report-only --update-readme`); each run's command is in benchmarks/results/zskd_recipes.json.")
