@@ -179,11 +179,17 @@ def run_method(method: str, ipc: int, protocols: list[str], root: Path, data: li
         manifest = condense(method, ipc, iterations, base / "set", root, data)
         # intermediate points: hard labels only; the final set: every protocol asked for
         for protocol in protocols if iterations == curve[-1] else ["dc"]:
-            result = evaluate(base / "set", ipc, protocol, base / f"eval-{protocol}-it{iterations}.json", root, data)
-            result.update(condensation={**{k: manifest.get(k) for k in ("iterations_done", "condensation_time_s",
-                                                                        "peak_memory_mb", "config")},
-                                        "buffer_time_s": buffer_time})
-            write_json(base / f"eval-{protocol}-it{iterations}.json", result)
+            out = base / f"eval-{protocol}-it{iterations}.json"
+            done = json.loads(out.read_text()) if out.is_file() else {}
+            if manifest.get("iterations_done") != iterations and "condensation" not in done:
+                print(f"  skip   {out}: the set has moved past {iterations} iterations", flush=True)
+                continue
+            result = evaluate(base / "set", ipc, protocol, out, root, data)
+            if "condensation" not in result:  # a reused result keeps the record of the set it evaluated
+                result.update(condensation={**{k: manifest.get(k) for k in ("iterations_done", "condensation_time_s",
+                                                                            "peak_memory_mb", "config")},
+                                            "buffer_time_s": buffer_time})
+                write_json(out, result)
             print(f"  {method} ipc {ipc} it {iterations} {protocol}: {fmt(summarize(result['accuracies']))}", flush=True)
 
 

@@ -84,3 +84,26 @@ def test_condense_protocols_map_to_evaluate_set_and_back(tmp_path, monkeypatch) 
     assert set(rows) == {"dc", "dc-dsa"} and rows["dc-dsa"]["iterations"] == 500
     # columns: hard labels, soft labels (not run), hard labels with DSA for 1000 epochs, published
     assert "| 81.00 ± 1.41 (n=2) |  | 81.00 ± 1.41 (n=2) | 83.6 |" in bench.report(list(rows.values()))
+
+
+def test_condense_rerun_keeps_the_record_of_each_intermediate_set(tmp_path, monkeypatch) -> None:
+    """Re-running a finished IPC-1 curve (say, for another protocol) must not stamp the final set's
+    condensation time on the evaluations of the intermediate sets, nor evaluate the final set under
+    an intermediate point's name."""
+    import benchmarks.condense as bench
+
+    final = {"iterations_done": 500, "condensation_time_s": 800.0, "peak_memory_mb": 2.0, "config": {}}
+    monkeypatch.setattr(bench, "condense", lambda *a, **k: final)
+    monkeypatch.setattr(bench, "evaluate", lambda set_dir, ipc, protocol, out, root, data: (
+        json.loads(out.read_text()) if out.is_file() else {"accuracies": [70.0]}))
+    base = tmp_path / "condense" / "dm-ipc1"
+    base.mkdir(parents=True)
+    kept = {"accuracies": [71.0], "condensation": {"iterations_done": 100, "condensation_time_s": 160.0}}
+    (base / "eval-dc-it100.json").write_text(json.dumps(kept))
+    curve = bench.recipe("dm", 1)[1]
+    assert 100 in curve[:-1]
+    bench.run_method("dm", 1, ["dc"], tmp_path, [])
+    assert json.loads((base / "eval-dc-it100.json").read_text()) == kept
+    for it in curve[:-1]:  # never evaluated before: skipped, not the final set under their names
+        assert it == 100 or not (base / f"eval-dc-it{it}.json").is_file()
+    assert json.loads((base / f"eval-dc-it{curve[-1]}.json").read_text())["condensation"]["condensation_time_s"] == 800.0
