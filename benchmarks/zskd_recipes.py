@@ -51,9 +51,6 @@ RECIPES: dict[str, dict[str, Any]] = {
 BATCH = int(FMNIST_DF_STORED_TRAIN[FMNIST_DF_STORED_TRAIN.index("--batch-size") + 1])
 _STORED = FMNIST_RECIPES.df_stored_student
 STUDENT_STEPS = int(_STORED[_STORED.index("--epochs") + 1]) * FMNIST_RECIPES.df_count // BATCH
-STUDENT = ["--student", "lenet5_half", *FMNIST_DF_STORED_TRAIN, "--no-progress"]
-
-
 STUDENT_DIR = re.compile(r"student-(\d+)steps(?:-(.+))?-seed(\d+)")
 
 
@@ -65,10 +62,14 @@ def student_dir(out: Path, steps: int, overrides: list[str], seed: int) -> Path:
 
 
 def student_args(overrides: list[str]) -> list[str]:
-    """STUDENT with ``overrides`` (flag, value pairs) replacing its values or added to it."""
+    """The stored-set student's arguments with ``overrides`` (flag, value pairs) replacing its values or
+    added to them."""
     if len(overrides) % 2 or not all(f.startswith("--") for f in overrides[::2]):
         raise SystemExit(f"--student-args takes '--flag value' pairs, got {overrides}")
-    return [*STUDENT[:2], *merge_args(FMNIST_DF_STORED_TRAIN, tuple(overrides)), *STUDENT[-1:]]
+    return ["--student", "lenet5_half", *merge_args(FMNIST_DF_STORED_TRAIN, tuple(overrides)), "--no-progress"]
+
+
+STUDENT = student_args([])  # the base student, without overrides
 
 
 def run_recipe(name: str, count: int, seeds: list[int], root: Path, data: list[str], steps: int,
