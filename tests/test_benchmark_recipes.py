@@ -30,11 +30,9 @@ def test_narrow_condenser_where_convnet128_does_not_fit() -> None:
 
 
 def test_zskd_recipes_report_groups_students_by_recipe_and_budget(tmp_path) -> None:
-    from benchmarks.zskd_recipes import STUDENT, finished
+    from benchmarks.zskd_recipes import STUDENT, finished, student_args, student_dir
 
     assert "--epochs" not in STUDENT and "--eval-every" not in STUDENT  # set per set size by the script
-    from benchmarks.zskd_recipes import student_args, student_dir
-
     for name, steps, mix, seed, acc in (("coarse2-300", 8000, [], 0, 70.0), ("coarse2-300", 8000, [], 1, 72.0),
                                         ("coarse2-300", 8000, ["--mix", "cutmix", "--augment", "crop-flip"], 0, 74.0),
                                         ("coarse2-300", 32000, [], 0, 80.0), ("coarse4-50", 8000, [], 0, 60.0)):
