@@ -28,8 +28,8 @@ from torch import nn
 
 from benchmarks.baselines import PAIRS, REPO, fmt, run, summarize
 from benchmarks.readme import publish
-from datafree.bench.runner import df_overrides, kwargs_args, set_args
-from datafree.bench.suites import FMNIST_RECIPES
+from datafree.bench.runner import df_overrides, kwargs_args, merge_args, set_args
+from datafree.bench.suites import FMNIST_DF_VARIANTS, FMNIST_RECIPES
 from datafree.checkpoint import load_model
 from datafree.cli import main as datafree_main
 from datafree.data.transfer import read_manifest
@@ -41,6 +41,18 @@ from datafree.synthesis import PRESETS, SynthesisConfig, preset
 # distinct images fit the budget. Students distilled from a live stream: the pair's live lr, 2000
 # steps; from a stored set: augmented, clipped (teacher logits on synthetic images are huge).
 RECIPES = FMNIST_RECIPES
+VARIANTS = FMNIST_DF_VARIANTS  # named preset variants, run as stored sets (see datafree.bench.suites)
+METHODS = sorted([*PRESETS, *VARIANTS])
+
+
+def method_recipe(method: str) -> tuple[str, dict[str, Any], int, list[str]]:
+    """``(preset, --set overrides, stored images, stored-set student flags)`` of a preset or a variant."""
+    variant = VARIANTS.get(method)
+    if variant is None:
+        return method, df_overrides(RECIPES, method), RECIPES.df_count, list(RECIPES.df_stored_student)
+    scale = {**df_overrides(RECIPES, variant["method"]), **variant["overrides"]}
+    return (variant["method"], scale, variant["count"],
+            merge_args(RECIPES.df_stored_student, tuple(variant["student"])))
 
 
 def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str]) -> dict[str, Any]:
@@ -48,30 +60,30 @@ def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str
     teacher = root / "teachers" / f"fashion-mnist-{pair.teacher}"
     if not (teacher / "model.safetensors").is_file():
         raise SystemExit(f"no teacher at {teacher}: run 'python -m benchmarks.baselines' first")
-    scale = df_overrides(RECIPES, method)
-    config = preset(method, **scale)
+    base, scale, count, stored_student = method_recipe(method)
+    config = preset(base, **scale)
     overrides = set_args(scale)
     student = ["--student", pair.student, *kwargs_args("--student-kwargs", pair.student_kwargs)]
     out = root / "datafree" / pair_key / f"{method}-seed{seed}"
     synthesis_time = 0.0
     if config.needs_student or config.schedule == "online":
-        argv = ["distill", "--teacher", str(teacher), "--method", method, *overrides, *student, *RECIPES.df_live_student,
+        argv = ["distill", "--teacher", str(teacher), "--method", base, *overrides, *student, *RECIPES.df_live_student,
                 "--lr", pair.live_lr, "--seed", str(seed), *data]
         result = run(argv, out / "student")
     else:
         tset = out / "transfer"
-        if (tset / "manifest.json").is_file() and not same_synthesis(read_manifest(tset), config, RECIPES.df_count):
+        if (tset / "manifest.json").is_file() and not same_synthesis(read_manifest(tset), config, count):
             print(f"  redo   {tset}: made with another synthesis config or count", flush=True)
             shutil.rmtree(tset)
             shutil.rmtree(out / "student", ignore_errors=True)  # its command may be unchanged; its data is not
-        if not (tset / "manifest.json").is_file() or read_manifest(tset)["count"] < RECIPES.df_count:
-            argv = ["synthesize", "--teacher", str(teacher), "--method", method, *overrides, "--count",
-                    str(RECIPES.df_count), "--seed", str(seed), "--out", str(tset), "--no-progress",
+        if not (tset / "manifest.json").is_file() or read_manifest(tset)["count"] < count:
+            argv = ["synthesize", "--teacher", str(teacher), "--method", base, *overrides, "--count",
+                    str(count), "--seed", str(seed), "--out", str(tset), "--no-progress",
                     *(["--resume"] if (tset / "manifest.json").is_file() else [])]
             if datafree_main(argv) != 0:
                 raise SystemExit(f"failed: datafree {' '.join(argv)}")
         synthesis_time = read_manifest(tset)["synthesis_time_s"]
-        argv = ["distill", "--teacher", str(teacher), "--transfer", str(tset), *student, *RECIPES.df_stored_student,
+        argv = ["distill", "--teacher", str(teacher), "--transfer", str(tset), *student, *stored_student,
                 "--seed", str(seed), *data]
         result = run(argv, out / "student")
     result["synthesis_time_s"] = synthesis_time
@@ -94,8 +106,9 @@ def teacher_has_batchnorm(pair_key: str, root: Path) -> bool:
 
 
 def needs_missing_batchnorm(pair_key: str, method: str, root: Path) -> bool:
-    """True when ``method`` matches BN statistics and the pair's teacher has no BatchNorm layer."""
-    return preset(method).needs_batchnorm and not teacher_has_batchnorm(pair_key, root)
+    """True when ``method`` (a preset or variant) matches BN statistics and the pair's teacher has no BatchNorm."""
+    base, scale, _, _ = method_recipe(method)
+    return preset(base, **scale).needs_batchnorm and not teacher_has_batchnorm(pair_key, root)
 
 
 def finished_runs(root: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
@@ -125,7 +138,7 @@ def report(root: Path, pair_keys: list[str]) -> str:
                 acc = summarize([r["metrics"]["test_accuracy"] for r in rows])
                 lines.append(f"| {name} | {label} | {fmt(acc)} | - | "
                              f"{statistics.fmean(r['metrics']['train_time_total_s'] for r in rows):.0f} | - | {len(rows)} |")
-        for method in sorted(PRESETS):
+        for method in METHODS:
             results = runs.get((key, method))
             if not results:
                 if needs_missing_batchnorm(key, method, root):
@@ -138,8 +151,10 @@ def report(root: Path, pair_keys: list[str]) -> str:
                          f"| {max(r['metrics']['peak_memory_mb'] for r in results):.0f} | {len(results)} |")
     seed0 = sorted(" ".join(r["argv"]) for rs in runs.values() for r in rs if "--seed 0 " in " ".join(r.get("argv", [])))
     return ("Fashion-MNIST, top-1 test accuracy (%) of the student after the last epoch, mean ± std over seeds; "
-            "the student never sees a real training image. Live methods (dafl, dfad, zskt, adi, cmi, fast*) "
-            "synthesize inside distillation, so their synthesis time is part of the distillation column. "
+            "the student never sees a real training image. Live methods (dafl, dfad, zskt, adi, cmi, fast, fast2, "
+            "fast5, fast10) synthesize inside distillation, so their synthesis time is part of the distillation "
+            "column. " + "".join(f"{name}: {v['method']} with {set_args(v['overrides'])[1]}, {v['count']} stored "
+                                 "images. " for name, v in sorted(VARIANTS.items())) +
             "Each run used one thread, two runs at a time on the 2-core machine.\n\n"
             + "\n".join(lines)
             + "\n\nProduced by `python -m benchmarks.datafree_kd --pairs ... --methods ... --seeds ...` "
@@ -149,7 +164,8 @@ def report(root: Path, pair_keys: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", nargs="+", choices=PAIRS, default=["lenet"])
-    parser.add_argument("--methods", nargs="+", choices=sorted(PRESETS), default=["zskd"])
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=["zskd"],
+                        help=f"presets, or variants of them: {', '.join(sorted(VARIANTS))}")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--root", type=Path, default=Path("artifacts"))
     parser.add_argument("--device")

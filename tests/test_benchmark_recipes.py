@@ -105,3 +105,20 @@ def test_condense_rerun_keeps_the_record_of_each_intermediate_set(tmp_path, monk
     for it in curve[:-1]:  # never evaluated before: skipped, not the final set under their names
         assert it == 100 or not (base / f"eval-dc-it{it}.json").is_file()
     assert json.loads((base / f"eval-dc-it{curve[-1]}.json").read_text())["condensation"]["condensation_time_s"] == 800.0
+
+
+def test_datafree_variant_is_a_stored_preset_with_its_own_student() -> None:
+    from benchmarks.datafree_kd import METHODS, RECIPES, method_recipe
+    from datafree.bench.runner import df_overrides
+    from datafree.synthesis import preset
+
+    base, scale, count, student = method_recipe("fast5-stored")
+    config = preset(base, **scale)
+    assert base == "fast5" and "fast5-stored" in METHODS
+    assert not config.needs_student and config.schedule != "online"  # synthesized into a stored set
+    assert config.needs_batchnorm and config.iterations == preset("fast5").iterations
+    assert count != RECIPES.df_count and student.count("--lr") == 1 and student[student.index("--lr") + 1] == "0.05"
+    assert student[student.index("--augment") + 1] == "crop-flip"  # the shared stored-set flags are kept
+    assert method_recipe("zskd") == ("zskd", df_overrides(RECIPES, "zskd"), RECIPES.df_count,
+                                     list(RECIPES.df_stored_student))
+
