@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from datafree.cli import main
 from datafree.data.transfer import TransferSet
@@ -70,3 +71,20 @@ def test_bn_method_on_teacher_without_bn_is_one_line(fmnist_root, tmp_path, caps
     code = main(["synthesize", "--teacher", str(teacher), "--method", "dfad", "--count", "8",
                  "--out", str(tmp_path / "s"), "--no-progress"])
     assert code == 2 and "distill --method dfad" in capsys.readouterr().err
+
+
+def test_meta_generator_without_adversary_synthesizes_a_stored_set(bn_teacher, tmp_path, capsys):
+    """Fast-DFKD's meta-generator needs the student only for its adversarial term: without it the
+    images can be stored (the benchmark's fast5-stored); with it, synthesize points to distill."""
+    small = ["--set", "batch_size=8", "--set", "iterations=2", "--set", "nz=16", "--set", "ngf=4"]
+    tset = tmp_path / "set"
+    assert main(["synthesize", "--teacher", str(bn_teacher), "--method", "fast5", "--set", "adv=0", *small,
+                 "--count", "24", "--out", str(tset), "--no-progress"]) == 0
+    ts = TransferSet(tset)
+    assert len(ts) == 24 and ts.manifest["config"]["schedule"] == "meta" and ts.manifest["config"]["adv"] == 0
+    images = ts.get_batch(torch.arange(24))[0]
+    assert not torch.equal(images[:8], images[8:16])  # each batch is new, from the meta-updated generator
+    assert main(["synthesize", "--teacher", str(bn_teacher), "--method", "fast5", *small, "--count", "8",
+                 "--out", str(tmp_path / "adv"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "datafree distill --method fast5" in err[0] and not (tmp_path / "adv").exists()
