@@ -74,6 +74,9 @@ FMNIST_DF_STORED_STUDENT = ("--epochs", "640", "--eval-every", "64", *FMNIST_DF_
 FMNIST_DF_VARIANTS: dict[str, dict[str, Any]] = {
     "fast5-stored": dict(method="fast5", overrides={"adv": 0.0}, count=51200,
                          student=("--epochs", "40", "--eval-every", "4", "--lr", "0.05")),
+    # ZSKD with DeepInversion's differentiable crop/flip during synthesis: pixels must keep their soft
+    # target under the shifts the student later trains with (the plain recipe's images look like noise)
+    "zskd-augment": dict(method="zskd", overrides={"augment": True}, count=FMNIST_DF_COUNT, student=()),
 }
 # the quick and full suites keep the earlier, cheaper ZSKD recipe and student (40 epochs)
 FMNIST_DF_ZSKD_CHEAP: dict[str, Any] = {"pixel_scale": 4, "iterations": 50}
