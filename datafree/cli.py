@@ -254,7 +254,15 @@ def cmd_distill(args: argparse.Namespace) -> int:
     temperature = args.temperature
     if temperature is None:
         temperature = KD_TEMPERATURE.get(args.method, 4.0) if args.method else 4.0
-    student = build_model(args.student, spec, seed=args.seed, **args.student_kwargs)
+    if args.student_init:  # e.g. a Tucker-compressed teacher from 'datafree compress'
+        from datafree.checkpoint import load_model
+
+        student, init_info = load_model(args.student_init, trust_pickle=args.trust_pickle)
+        _check_compatible(init_info.spec, spec)
+        args.student, args.student_kwargs = init_info.arch, init_info.arch_kwargs
+        source["student_init"] = {"path": str(args.student_init), "sha256": init_info.sha256}
+    else:
+        student = build_model(args.student, spec, seed=args.seed, **args.student_kwargs)
     config = _train_config(
         args, alpha=args.alpha, temperature=temperature, hint_weight=args.hint_weight,
         hint_layers=args.hint, rkd_distance_weight=args.rkd_distance, rkd_angle_weight=args.rkd_angle,
@@ -289,6 +297,26 @@ def cmd_distill(args: argparse.Namespace) -> int:
         result = train_run(args.out, student, info, config, train, test, teacher=teacher, resume=args.resume,
                            overwrite=args.overwrite, extra=extra)
     _print_result("student", result, args.out)
+    return 0
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    from datafree.checkpoint import ModelInfo, save_model
+    from datafree.models import count_parameters
+    from datafree.models.tucker import compress
+
+    teacher, info = _load_teacher(args)
+    out = Path(args.out)
+    if (out / "model.safetensors").exists() and not args.overwrite:
+        raise DatafreeError(f"{out} already holds a model; pass --overwrite to replace it")
+    model, kwargs = compress(teacher, info.arch, info.arch_kwargs, args.rank_ratio)
+    before, after = count_parameters(teacher), count_parameters(model)
+    compressed = ModelInfo("tucker", info.spec, kwargs, metrics={
+        "compressed_from": {"path": str(args.teacher), "arch": info.arch, "sha256": info.sha256},
+        "rank_ratio": args.rank_ratio, "parameters": after, "compression": before / after})
+    save_model(out / "model.safetensors", model, compressed)
+    print(f"tucker: {len(kwargs['ranks'])} convolutions at rank ratio {args.rank_ratio}: {before:,} -> {after:,} "
+          f"parameters ({before / after:.2f}x) -> {out / 'model.safetensors'}")
     return 0
 
 
@@ -592,6 +620,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p, "seed of every random draw")
     p.set_defaults(func=cmd_synthesize)
 
+    p = sub.add_parser("compress", help="Tucker-2 compress a trained network (a student to fine-tune data-free)",
+                       description="Factorise every k x k convolution of a checkpoint (but a 1-channel stem) into "
+                                   "1x1, k x k and 1x1 convolutions of rank-ratio x its channels, initialised by "
+                                   "HOSVD (Tucker-2, as KegNet compresses its students). The result loads like any "
+                                   "checkpoint: 'datafree distill --student-init OUT', 'datafree evaluate --model OUT'.")
+    _add_teacher_args(p, required=True)
+    p.add_argument("--rank-ratio", type=float, required=True, help="fraction of each convolution's channels kept")
+    p.add_argument("--out", required=True, help="output directory (model.safetensors + model.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
+    p.set_defaults(func=cmd_compress)
+
     p = sub.add_parser("inspect", help="summarise a transfer set and write PNG grids per class",
                        description="Print a transfer set's manifest summary and write one PNG grid per class.")
     p.add_argument("directory", help="transfer-set directory")
@@ -607,6 +646,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_teacher_args(p, required=False)
     p.add_argument("--student", default="lenet5_half", help="student architecture (default: %(default)s)")
     p.add_argument("--student-kwargs", type=_json_dict, default={}, help="JSON keyword arguments for the student")
+    p.add_argument("--student-init", metavar="CKPT",
+                   help="start the student from this checkpoint's architecture and weights instead of --student "
+                        "(e.g. a compressed teacher from 'datafree compress')")
     g = p.add_argument_group("source (default: the real training set)")
     g.add_argument("--transfer", help="a transfer-set directory made by 'datafree synthesize'")
     g.add_argument("--method", choices=sorted(PRESETS), help="a live data-free method (generator trained alongside)")

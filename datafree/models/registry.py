@@ -3,7 +3,8 @@
 Names: ``lenet5``, ``lenet5_half``, ``convnet`` (kwargs width/depth/norm/pooling),
 ``resnet8/14/20/32/44/56/110`` (CIFAR 6n+2, kwarg width), ``resnet18``, ``resnet34``,
 ``wrn_D_K`` (e.g. ``wrn_16_1``, ``wrn_40_2``; kwarg dropout), ``mlp``, ``alexnet_dc`` and
-``vgg11`` (kwarg norm) of the condensation evaluation pool (see ``EVAL_POOL``), ``torchvision:NAME`` and
+``vgg11`` (kwarg norm) of the condensation evaluation pool (see ``EVAL_POOL``), ``tucker`` (a
+Tucker-2 compressed network, kwargs base/base_kwargs/ranks, made by ``datafree compress``), ``torchvision:NAME`` and
 ``package.module:callable`` for users' own architectures. A callable receives ``spec=`` if it
 takes that argument, else ``num_classes=`` if it takes that.
 """
@@ -25,6 +26,7 @@ from datafree.models.convnet import ConvNet
 from datafree.models.dcnets import alexnet_dc, mlp, vgg11
 from datafree.models.lenet import lenet5, lenet5_half
 from datafree.models.resnet import cifar_resnet, resnet18, resnet34
+from datafree.models.tucker import tucker
 from datafree.models.wrn import WideResNet
 
 _FIXED: dict[str, Callable[..., nn.Module]] = {
@@ -36,6 +38,7 @@ _FIXED: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp,
     "alexnet_dc": alexnet_dc,
     "vgg11": vgg11,
+    "tucker": tucker,
 }
 EVAL_POOL = ("mlp", "convnet", "lenet5", "alexnet_dc", "vgg11", "resnet18")
 """The cross-architecture pool of the dataset-condensation evaluation (MLP/ConvNet/LeNet/AlexNet/VGG11/ResNet18)."""
