@@ -122,3 +122,29 @@ def test_datafree_variant_is_a_stored_preset_with_its_own_student() -> None:
     assert method_recipe("zskd") == ("zskd", df_overrides(RECIPES, "zskd"), RECIPES.df_count,
                                      list(RECIPES.df_stored_student))
 
+
+
+def test_tucker_report_puts_no_data_data_free_and_real_rows_side_by_side(tmp_path) -> None:
+    from benchmarks.tucker_kd import RANK_RATIO, report
+
+    init = tmp_path / "tucker" / f"resnet14-r{RANK_RATIO}"
+    init.mkdir(parents=True)
+    (init / "compressed.json").write_text(json.dumps({
+        "rank_ratio": RANK_RATIO, "argv": ["datafree", "compress"], "parameters": 100, "teacher_parameters": 160,
+        "compression": 1.6, "test_accuracy": 90.5, "teacher_test_accuracy": 93.0}))
+    tset = tmp_path / "set"
+    tset.mkdir()
+    (tset / "manifest.json").write_text(json.dumps({"format": FORMAT, "synthesis_time_s": 500.0, "count": 1}))
+    for name, acc, transfer in (("fast5-stored-seed0", 92.0, str(tset)), ("fast5-stored-seed1", 93.0, str(tset)),
+                                ("real-seed0", 93.5, None)):
+        (init / name).mkdir()
+        result = {"metrics": {"test_accuracy": acc, "wall_time_s": 10.0}, "transfer": transfer,
+                  "argv": ["datafree", "distill", "--seed", name[-1], "--out", name]}
+        (init / name / "result.json").write_text(json.dumps(result))
+    md, data = report(tmp_path)
+    lines = md.splitlines()
+    assert any(line.startswith("| nothing") and "90.50" in line for line in lines)
+    data_free = next(line for line in lines if line.startswith("| data-free"))
+    assert "92.50 ± 0.71" in data_free and "| 500 |" in data_free and data_free.endswith("| 2 |")
+    assert next(line for line in lines if line.startswith("| real")).endswith("| - | 10 | 1 |")
+    assert "1.60x" in md and len(data["runs"]["fast5-stored"]) == 2
