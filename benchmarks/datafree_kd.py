@@ -55,6 +55,25 @@ def method_recipe(method: str) -> tuple[str, dict[str, Any], int, list[str]]:
             merge_args(RECIPES.df_stored_student, tuple(variant["student"])))
 
 
+def describe_variant(name: str) -> str:
+    """One sentence: what a variant changes in its preset's recipe."""
+    v = VARIANTS[name]
+    changes = [f"--set {a}" for a in set_args(v["overrides"])[1::2]]
+    changes += [f"{v['count']} stored images"] if v["overrides"] else ["the preset's own sets"]
+    if v["student"]:
+        changes.append(f"student {' '.join(v['student'])}")
+    return f"{name}: {v['method']} with {', '.join(changes)}."
+
+
+def transfer_dir(root: Path, pair_key: str, method: str, seed: int) -> Path:
+    """Where a stored method's set lives; a variant that changes only the student shares its preset's sets
+    (synthesis is deterministic, so they would be the same images)."""
+    variant = VARIANTS.get(method)
+    if variant and not variant["overrides"] and variant["count"] == RECIPES.df_count:
+        method = variant["method"]
+    return root / "datafree" / pair_key / f"{method}-seed{seed}" / "transfer"
+
+
 def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str]) -> dict[str, Any]:
     pair = PAIRS[pair_key]
     teacher = root / "teachers" / f"fashion-mnist-{pair.teacher}"
@@ -71,7 +90,7 @@ def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str
                 "--lr", pair.live_lr, "--seed", str(seed), *data]
         result = run(argv, out / "student")
     else:
-        tset = out / "transfer"
+        tset = transfer_dir(root, pair_key, method, seed)
         if (tset / "manifest.json").is_file() and not same_synthesis(read_manifest(tset), config, count):
             print(f"  redo   {tset}: made with another synthesis config or count", flush=True)
             shutil.rmtree(tset)
@@ -117,8 +136,8 @@ def finished_runs(root: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
     for path in sorted((root / "datafree").glob("*/*-seed*/student/result.json")):
         pair_key, method = path.parts[-4], path.parts[-3].rsplit("-seed", 1)[0]
         result = json.loads(path.read_text())
-        transfer = path.parent.parent / "transfer" / "manifest.json"
-        result["synthesis_time_s"] = read_manifest(transfer.parent)["synthesis_time_s"] if transfer.is_file() else 0.0
+        transfer = Path(result["transfer"]) if result.get("transfer") else None  # a live run has none
+        result["synthesis_time_s"] = read_manifest(transfer)["synthesis_time_s"] if transfer else 0.0
         runs.setdefault((pair_key, method), []).append(result)
     return runs
 
@@ -153,8 +172,7 @@ def report(root: Path, pair_keys: list[str]) -> str:
     return ("Fashion-MNIST, top-1 test accuracy (%) of the student after the last epoch, mean ± std over seeds; "
             "the student never sees a real training image. Live methods (dafl, dfad, zskt, adi, cmi, fast, fast2, "
             "fast5, fast10) synthesize inside distillation, so their synthesis time is part of the distillation "
-            "column. " + "".join(f"{name}: {v['method']} with {set_args(v['overrides'])[1]}, {v['count']} stored "
-                                 "images. " for name, v in sorted(VARIANTS.items())) +
+            "column. " + "".join(f"{describe_variant(name)} " for name in sorted(VARIANTS)) +
             "Each run used one thread, two runs at a time on the 2-core machine.\n\n"
             + "\n".join(lines)
             + "\n\nProduced by `python -m benchmarks.datafree_kd --pairs ... --methods ... --seeds ...` "

@@ -148,3 +148,14 @@ def test_tucker_report_puts_no_data_data_free_and_real_rows_side_by_side(tmp_pat
     assert "92.50 ± 0.71" in data_free and "| 500 |" in data_free and data_free.endswith("| 2 |")
     assert next(line for line in lines if line.startswith("| real")).endswith("| - | 10 | 1 |")
     assert "1.60x" in md and len(data["runs"]["fast5-stored"]) == 2
+
+
+def test_student_only_variant_shares_its_presets_sets(tmp_path) -> None:
+    from benchmarks.datafree_kd import describe_variant, method_recipe, transfer_dir
+
+    assert transfer_dir(tmp_path, "lenet", "zskd-dsa", 1) == tmp_path / "datafree" / "lenet" / "zskd-seed1" / "transfer"
+    assert transfer_dir(tmp_path, "lenet", "zskd-augment", 1).parent.name == "zskd-augment-seed1"  # new images
+    assert transfer_dir(tmp_path, "resnet", "fast5-stored", 0).parent.name == "fast5-stored-seed0"
+    student = method_recipe("zskd-dsa")[3]
+    assert student[student.index("--augment") + 1] == "dsa" and student.count("--augment") == 1
+    assert "the preset's own sets" in describe_variant("zskd-dsa") and "--set adv=0" in describe_variant("fast5-stored")

@@ -77,6 +77,8 @@ FMNIST_DF_VARIANTS: dict[str, dict[str, Any]] = {
     # ZSKD with DeepInversion's differentiable crop/flip during synthesis: pixels must keep their soft
     # target under the shifts the student later trains with (the plain recipe's images look like noise)
     "zskd-augment": dict(method="zskd", overrides={"augment": True}, count=FMNIST_DF_COUNT, student=()),
+    # the ZSKD student with DSA's stronger augmentation (scale, rotate, colour, cutout, ...), on the zskd sets
+    "zskd-dsa": dict(method="zskd", overrides={}, count=FMNIST_DF_COUNT, student=("--augment", "dsa")),
 }
 # the quick and full suites keep the earlier, cheaper ZSKD recipe and student (40 epochs)
 FMNIST_DF_ZSKD_CHEAP: dict[str, Any] = {"pixel_scale": 4, "iterations": 50}
