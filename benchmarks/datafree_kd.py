@@ -173,7 +173,7 @@ def report(root: Path, pair_keys: list[str]) -> str:
             "the student never sees a real training image. Live methods (dafl, dfad, zskt, adi, cmi, fast, fast2, "
             "fast5, fast10) synthesize inside distillation, so their synthesis time is part of the distillation "
             "column. " + "".join(f"{describe_variant(name)} " for name in sorted(VARIANTS)) +
-            "Each run used one thread, two runs at a time on the 2-core machine.\n\n"
+            "Each run used one thread, two to four runs at a time on the 2-core machine (loaded times).\n\n"
             + "\n".join(lines)
             + "\n\nProduced by `python -m benchmarks.datafree_kd --pairs ... --methods ... --seeds ...` "
             "(then `--report-only --update-readme`). Student commands (seed 0):\n\n```\n" + "\n".join(seed0) + "\n```")

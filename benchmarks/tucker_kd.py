@@ -88,13 +88,17 @@ def report(root: Path) -> tuple[str, dict[str, Any]]:
         synth = [read_manifest(Path(r["transfer"]))["synthesis_time_s"] for r in results if r.get("transfer")]
         acc = fmt(summarize([r["metrics"]["test_accuracy"] for r in results]))
         tune = statistics.fmean(r["metrics"]["wall_time_s"] for r in results)
-        rows.append(f"| {label} | {acc} | {f'{statistics.fmean(synth):.0f}' if synth else '-'} | {tune:.0f} | {len(results)} |")
+        memory = max(r["metrics"].get("peak_memory_mb", 0) for r in results)
+        rows.append(f"| {label} | {acc} | {f'{statistics.fmean(synth):.0f}' if synth else '-'} | {tune:.0f} "
+                    f"| {memory:.0f} | {len(results)} |")
     head = (f"Fashion-MNIST, ResNet-14 teacher ({record['teacher_test_accuracy']:.2f}) -> Tucker-2 compressed ResNet-14, "
             f"rank ratio {RANK_RATIO}: {record['teacher_parameters']:,} -> {record['parameters']:,} parameters "
             f"({record['compression']:.2f}x). Last-epoch test accuracy, mean ± std over seeds; seed N fine-tunes on "
-            f"benchmarks.datafree_kd's fast5-stored set of seed N. Published: {PUBLISHED}.\n\n"
-            "| fine-tuned on | student accuracy | synthesis (s) | fine-tuning (s) | seeds |\n|---|---|---|---|---|\n"
-            f"| nothing (HOSVD of the teacher's weights only) | {record['test_accuracy']:.2f} | - | - | - |\n")
+            f"benchmarks.datafree_kd's fast5-stored set of seed N. Published: {PUBLISHED}. One thread per run, up to "
+            "four runs at a time on the 2 cores (loaded times).\n\n"
+            "| fine-tuned on | student accuracy | synthesis (s) | fine-tuning (s) | peak memory (MB) | seeds |\n"
+            "|---|---|---|---|---|---|\n"
+            f"| nothing (HOSVD of the teacher's weights only) | {record['test_accuracy']:.2f} | - | - | - | - |\n")
     cmd = next((" ".join(r["argv"]) for rs in data["runs"].values() for r in rs if "--seed 0 " in " ".join(r["argv"])), "")
     md = (head + "\n".join(rows) + f"\n\nProduced by `python -m benchmarks.tucker_kd --seeds 0 1 2` (then "
           f"`--report-only --update-readme`). Compression: `{' '.join(record['argv'])}`; fine-tuning (seed 0): `{cmd}`.")

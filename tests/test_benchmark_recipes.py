@@ -138,15 +138,15 @@ def test_tucker_report_puts_no_data_data_free_and_real_rows_side_by_side(tmp_pat
     for name, acc, transfer in (("fast5-stored-seed0", 92.0, str(tset)), ("fast5-stored-seed1", 93.0, str(tset)),
                                 ("real-seed0", 93.5, None)):
         (init / name).mkdir()
-        result = {"metrics": {"test_accuracy": acc, "wall_time_s": 10.0}, "transfer": transfer,
+        result = {"metrics": {"test_accuracy": acc, "wall_time_s": 10.0, "peak_memory_mb": 300.0}, "transfer": transfer,
                   "argv": ["datafree", "distill", "--seed", name[-1], "--out", name]}
         (init / name / "result.json").write_text(json.dumps(result))
     md, data = report(tmp_path)
     lines = md.splitlines()
     assert any(line.startswith("| nothing") and "90.50" in line for line in lines)
     data_free = next(line for line in lines if line.startswith("| data-free"))
-    assert "92.50 ± 0.71" in data_free and "| 500 |" in data_free and data_free.endswith("| 2 |")
-    assert next(line for line in lines if line.startswith("| real")).endswith("| - | 10 | 1 |")
+    assert "92.50 ± 0.71" in data_free and "| 500 |" in data_free and data_free.endswith("| 10 | 300 | 2 |")
+    assert next(line for line in lines if line.startswith("| real")).endswith("| - | 10 | 300 | 1 |")
     assert "1.60x" in md and len(data["runs"]["fast5-stored"]) == 2
 
 
