@@ -12,6 +12,7 @@ saves and loads like any other checkpoint.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -71,15 +72,13 @@ def apply_tucker(model: nn.Module, ranks: dict[str, list[int]], init: bool = Tru
 
 def tucker(spec: DataSpec, base: str, ranks: dict[str, list[int]], base_kwargs: dict[str, Any] | None = None) -> nn.Module:
     """The ``tucker`` architecture: ``base`` with the ``ranks`` convolutions factorised (weights are loaded after)."""
-    from datafree.models.registry import build_model
+    from datafree.models.registry import build_model  # the registry imports this module
 
     return apply_tucker(build_model(base, spec, **(base_kwargs or {})), ranks, init=False)
 
 
 def compress(model: nn.Module, arch: str, arch_kwargs: dict[str, Any], rank_ratio: float) -> tuple[nn.Module, dict[str, Any]]:
     """A Tucker-2 compressed copy of a trained ``model`` and the ``tucker`` kwargs that rebuild it."""
-    import copy
-
     ranks = tucker_ranks(model, rank_ratio)
     if not ranks:
         raise DatafreeError(f"{arch} has no convolution that Tucker-2 can compress")
