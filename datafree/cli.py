@@ -254,15 +254,16 @@ def cmd_distill(args: argparse.Namespace) -> int:
     temperature = args.temperature
     if temperature is None:
         temperature = KD_TEMPERATURE.get(args.method, 4.0) if args.method else 4.0
+    arch, arch_kwargs = args.student, args.student_kwargs
     if args.student_init:  # e.g. a Tucker-compressed teacher from 'datafree compress'
         from datafree.checkpoint import load_model
 
         student, init_info = load_model(args.student_init, trust_pickle=args.trust_pickle)
         _check_compatible(init_info.spec, spec)
-        args.student, args.student_kwargs = init_info.arch, init_info.arch_kwargs
+        arch, arch_kwargs = init_info.arch, init_info.arch_kwargs
         source["student_init"] = {"path": str(args.student_init), "sha256": init_info.sha256}
     else:
-        student = build_model(args.student, spec, seed=args.seed, **args.student_kwargs)
+        student = build_model(arch, spec, seed=args.seed, **arch_kwargs)
     config = _train_config(
         args, alpha=args.alpha, temperature=temperature, hint_weight=args.hint_weight,
         hint_layers=args.hint, rkd_distance_weight=args.rkd_distance, rkd_angle_weight=args.rkd_angle,
@@ -271,7 +272,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     )
     if teacher_info is not None:
         source["teacher"] = {"path": str(args.teacher), "arch": teacher_info.arch, "sha256": teacher_info.sha256}
-    info = ModelInfo(args.student, spec, args.student_kwargs)
+    info = ModelInfo(arch, spec, arch_kwargs)
     extra = {"argv": args.argv, "dataset": args.dataset, **source}
     if args.method:
         from datafree.synthesis.run import live_stream
@@ -624,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Factorise every k x k convolution of a checkpoint (but a 1-channel stem) into "
                                    "1x1, k x k and 1x1 convolutions of rank-ratio x its channels, initialised by "
                                    "HOSVD (Tucker-2, as KegNet compresses its students). The result loads like any "
-                                   "checkpoint: 'datafree distill --student-init OUT', 'datafree evaluate --model OUT'.")
+                                   "checkpoint: 'datafree distill --student-init OUT', 'datafree evaluate OUT'.")
     _add_teacher_args(p, required=True)
     p.add_argument("--rank-ratio", type=float, required=True, help="fraction of each convolution's channels kept")
     p.add_argument("--out", required=True, help="output directory (model.safetensors + model.json)")

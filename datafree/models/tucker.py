@@ -33,7 +33,7 @@ def tucker_ranks(model: nn.Module, rank_ratio: float) -> dict[str, list[int]]:
     """``{conv name: [r_in, r_out]}`` keeping ``rank_ratio`` of every compressible convolution's channels."""
     if not 0 < rank_ratio <= 1:
         raise DatafreeError(f"rank ratio must be in (0, 1], got {rank_ratio}")
-    return {name: [max(1, math.ceil(rank_ratio * m.in_channels)), max(1, math.ceil(rank_ratio * m.out_channels))]
+    return {name: [math.ceil(rank_ratio * m.in_channels), math.ceil(rank_ratio * m.out_channels)]
             for name, m in model.named_modules() if _compressible(m)}
 
 
