@@ -227,8 +227,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from datafree.run import train_run
     from datafree.synthesis import KD_TEMPERATURE
 
-    if args.transfer and args.method:
-        raise DatafreeError("--transfer and --method are alternative sources; give one")
+    if args.transfer and args.method and args.teacher is None:
+        raise DatafreeError("--transfer with --method grows the set with live batches: it needs --teacher")
     if args.hint is not None and args.hint_weight == 0:
         raise DatafreeError("--hint needs --hint-weight > 0")
     if args.teacher is None and not args.transfer:
@@ -242,6 +242,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
             teacher, teacher_info = _load_teacher(args, spec)
             _check_compatible(teacher_info.spec, spec)
         test = _test_split(args, spec)
+        if args.method:
+            source.update(source="transfer+live", method=args.method)
     elif args.method:
         teacher, teacher_info = _load_teacher(args)
         spec, train, source = teacher_info.spec, None, {"source": "live", "method": args.method}
@@ -266,7 +268,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
         student = build_model(arch, spec, seed=args.seed, **arch_kwargs)
     config = _train_config(
         args, alpha=args.alpha, temperature=temperature, hint_weight=args.hint_weight,
-        hint_layers=args.hint, rkd_distance_weight=args.rkd_distance, rkd_angle_weight=args.rkd_angle,
+        hint_layers=args.hint, jacobian_weight=args.jacobian_weight,
+        rkd_distance_weight=args.rkd_distance, rkd_angle_weight=args.rkd_angle,
         relation_layers=args.relation_layers,
         steps_per_epoch=args.steps_per_epoch or (200 if args.method else None),
     )
@@ -278,8 +281,18 @@ def cmd_distill(args: argparse.Namespace) -> int:
         from datafree.synthesis.run import live_stream
 
         synth_config = _synthesis_config(args)
+        stored = train  # a transfer set the live pool starts from, or None
+        # the stored images stay in the pool until 50,000 fresh ones have arrived
+        pool_size = 50_000 + (len(stored) if stored is not None else 0)
         train = live_stream(student, teacher, teacher_info, args.method, synth_config, batch_size=args.batch_size,
-                            seed=args.seed, device=args.device, transfer_dir=args.save_transfer, resume=args.resume)
+                            seed=args.seed, device=args.device, transfer_dir=args.save_transfer, resume=args.resume,
+                            pool_size=pool_size)
+        if stored is not None:
+            try:
+                train.seed_pool(stored.get_batch(torch.arange(len(stored)))[0])
+            except BaseException:
+                train.close()
+                raise
         extra["synthesis_config"] = synth_config.to_dict()
         from datafree.distributed import world_size
         from datafree.synthesis.run import finish_live_transfer
@@ -651,7 +664,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start the student from this checkpoint's architecture and weights instead of --student "
                         "(e.g. a compressed teacher from 'datafree compress')")
     g = p.add_argument_group("source (default: the real training set)")
-    g.add_argument("--transfer", help="a transfer-set directory made by 'datafree synthesize'")
+    g.add_argument("--transfer", help="a transfer-set directory made by 'datafree synthesize'; with a pool "
+                   "--method (e.g. zskd --set adv=0.3), the live pool starts from it and grows with batches "
+                   "synthesized against the student (ADI's scheme)")
     g.add_argument("--method", choices=sorted(PRESETS), help="a live data-free method (generator trained alongside)")
     g.add_argument("--set", type=_key_value, action="append", metavar="KEY=VALUE", help="override a --method preset field")
     g.add_argument("--steps-per-epoch", type=int, help="student steps per epoch for --method (default: 200)")
@@ -663,6 +678,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="softmax temperature (default: 4, or the method's own for --method)")
     g.add_argument("--hint", type=_layer_pair, help="FitNets hint between modules, STUDENT_MODULE:TEACHER_MODULE")
     g.add_argument("--hint-weight", type=float, default=0.0, help="weight of the hint MSE (default: %(default)s)")
+    g.add_argument("--jacobian-weight", type=float, default=0.0,
+                   help="weight of Jacobian matching: the student's input gradient of the teacher's predicted "
+                        "class follows the teacher's (normalised; double backward, about 3x a step) (default: %(default)s)")
     g.add_argument("--rkd-distance", type=float, default=0.0, help="weight of the RKD distance loss (default: %(default)s)")
     g.add_argument("--rkd-angle", type=float, default=0.0, help="weight of the RKD angle loss (default: %(default)s)")
     g.add_argument("--relation-layers", type=_layer_pair,

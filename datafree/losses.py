@@ -46,6 +46,18 @@ def hint_mse(student_feature: torch.Tensor, teacher_feature: torch.Tensor) -> to
     return F.mse_loss(student_feature, teacher_feature.detach())
 
 
+def jacobian_match(student_grad: torch.Tensor, teacher_grad: torch.Tensor) -> torch.Tensor:
+    """Jacobian matching (Srinivas & Fleuret 2018): squared distance between the unit-normalised
+    input gradients of student and teacher, summed over the input and averaged over the batch.
+
+    Each synthetic image then teaches the student the teacher's local slope as well as its
+    output, which is where a small transfer set runs short.
+    """
+    s = F.normalize(student_grad.flatten(1), dim=1)
+    t = F.normalize(teacher_grad.detach().flatten(1), dim=1)
+    return (s - t).pow(2).sum(1).mean()
+
+
 # ---------------------------------------------------------------- synthesis terms
 def bn_stat_distance(mean: torch.Tensor, var: torch.Tensor, running_mean: torch.Tensor,
                      running_var: torch.Tensor) -> torch.Tensor:

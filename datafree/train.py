@@ -43,7 +43,7 @@ from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
 from datafree.hooks import FeatureHooks, InputHooks, penultimate_module
 from datafree.io import atomic_write
-from datafree.losses import hint_mse, kd_kl, rkd_angle, rkd_distance
+from datafree.losses import hint_mse, jacobian_match, kd_kl, rkd_angle, rkd_distance
 
 STATE_FILE = "state.pt"
 METRICS_FILE = "metrics.jsonl"
@@ -75,6 +75,7 @@ class TrainConfig:
     alpha: float = 1.0  # weight of CE on hard labels; 1.0 = no distillation
     temperature: float = 4.0
     hint_weight: float = 0.0
+    jacobian_weight: float = 0.0  # match input gradients of the teacher's top class (needs a teacher)
     hint_layers: tuple[str, str] | None = None  # (student module, teacher module)
     rkd_distance_weight: float = 0.0
     rkd_angle_weight: float = 0.0
@@ -106,6 +107,7 @@ class TrainConfig:
             (self.mix == "none" or self.alpha == 0,
              "mixing needs pure distillation (--alpha 0): a mixed image has no hard label, the teacher labels it"),
             (self.hint_weight == 0 or self.hint_layers is not None, "a hint weight needs hint layers (student:teacher)"),
+            (self.jacobian_weight >= 0, "the Jacobian weight must be >= 0"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -117,7 +119,8 @@ class TrainConfig:
 
     @property
     def needs_teacher(self) -> bool:
-        return self.hint_weight > 0 or self.rkd_distance_weight > 0 or self.rkd_angle_weight > 0
+        return (self.hint_weight > 0 or self.jacobian_weight > 0 or self.rkd_distance_weight > 0
+                or self.rkd_angle_weight > 0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -208,7 +211,7 @@ class Trainer:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise DatafreeError("--device cuda requested but CUDA is not available")
         if config.needs_teacher and teacher is None:
-            raise DatafreeError("hint/relation losses need a teacher")
+            raise DatafreeError("hint, Jacobian and relation losses need a teacher")
         if config.mix != "none" and teacher is None:
             raise DatafreeError(f"--mix {config.mix} needs a teacher to label the mixed images")
         self.model = model.to(self.device)
@@ -295,6 +298,8 @@ class Trainer:
                    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Named, weighted loss terms for one batch, and the student's logits."""
         c = self.config
+        if c.jacobian_weight > 0:
+            x = x.detach().requires_grad_(True)
         logits = self.net(x)
         t_logits = self._teacher_logits(x, stored_logits)
         terms: dict[str, torch.Tensor] = {}
@@ -310,6 +315,8 @@ class Trainer:
             if s.shape[2:] != t.shape[2:]:
                 s = F.adaptive_avg_pool2d(s, t.shape[2:])
             terms["hint"] = c.hint_weight * hint_mse(s, t)
+        if c.jacobian_weight > 0:
+            terms["jacobian"] = c.jacobian_weight * self._jacobian_term(x, logits)
         if "rkd" in self._student_hooks:
             s = next(iter(self._student_hooks["rkd"].features.values()))
             t = next(iter(self._teacher_hooks["rkd"].features.values()))
@@ -318,6 +325,17 @@ class Trainer:
             if c.rkd_angle_weight > 0:
                 terms["rkd_angle"] = c.rkd_angle_weight * rkd_angle(s, t)
         return terms, logits
+
+    def _jacobian_term(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Jacobian matching on the teacher's predicted class: the student's input gradient keeps
+        its graph (double backward), the teacher's is a constant target."""
+        with torch.enable_grad():
+            x_t = x.detach().requires_grad_(True)
+            t_logits = self.teacher(x_t)  # type: ignore[misc]
+            k = t_logits.argmax(1, keepdim=True)
+            (t_grad,) = torch.autograd.grad(t_logits.gather(1, k).sum(), x_t)
+        (s_grad,) = torch.autograd.grad(logits.float().gather(1, k).sum(), x, create_graph=True)
+        return jacobian_match(s_grad, t_grad)
 
     # ------------------------------------------------------------------ state
     def state_dict(self, epoch: int, scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict[str, Any]:

@@ -42,6 +42,16 @@ def test_synthesize_inspect_distill(bn_teacher, fmnist_root, tmp_path, capsys):
                  "--no-progress"]) == 0
     result = json.loads((student / "result.json").read_text())
     assert result["source"] == "transfer" and result["transfer_method"] == "deepinversion"
+    # --method as well: the live pool starts from the set and grows by batches made against the student
+    grown = tmp_path / "grown"
+    assert main(["distill", "--teacher", str(bn_teacher), "--transfer", str(tset), "--method", "adi", *small,
+                 "--set", "student_steps=4", "--student", "lenet5_half", "--epochs", "1", "--steps-per-epoch", "8",
+                 "--batch-size", "8", "--data-root", str(fmnist_root), "--out", str(grown), "--no-progress"]) == 0
+    result = json.loads((grown / "result.json").read_text())
+    assert result["source"] == "transfer+live" and result["transfer"] == str(tset) and result["synthetic_images"] == 16
+    assert main(["distill", "--transfer", str(tset), "--method", "adi", "--epochs", "1", "--no-test",
+                 "--out", str(tmp_path / "s3"), "--no-progress"]) == 2
+    assert "needs --teacher" in capsys.readouterr().err
     # without a teacher the stored logits are used; without --no-test a test split is needed
     assert main(["distill", "--transfer", str(tset), "--epochs", "1", "--batch-size", "8", "--no-test",
                  "--out", str(tmp_path / "s2"), "--no-progress"]) == 0

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from datafree.losses import hint_mse, kd_kl, rkd_angle, rkd_distance
+from datafree.losses import hint_mse, jacobian_match, kd_kl, rkd_angle, rkd_distance
 
 
 def test_kd_kl_matches_hand_computation_with_t_squared():
@@ -70,3 +70,15 @@ def test_hint_mse():
     s = torch.ones(2, 3, 4, 4)
     t = torch.zeros(2, 3, 4, 4)
     assert hint_mse(s, t).item() == pytest.approx(1.0)
+
+
+def test_jacobian_match_compares_directions_not_scales():
+    student = torch.tensor([[3.0, 4.0]], requires_grad=True)  # unit vector (0.6, 0.8)
+    teacher = torch.tensor([[2.0, 0.0]], requires_grad=True)  # unit vector (1, 0)
+    loss = jacobian_match(student, teacher)
+    assert loss.item() == pytest.approx(0.4**2 + 0.8**2)
+    loss.backward()
+    assert teacher.grad is None and student.grad.abs().sum() > 0
+    same = torch.tensor([[1.0, 2.0], [0.0, -1.0]])
+    assert jacobian_match(same * 5, same).item() == pytest.approx(0.0, abs=1e-7)
+    assert jacobian_match(-same, same).item() == pytest.approx(4.0)

@@ -261,6 +261,25 @@ def test_live_stream_online_and_pool():
     assert pool.synth.calls == 3 and len(pool.pool[0]) == 6
 
 
+def test_live_pool_seeded_from_stored_images_keeps_them_and_grows():
+    teacher = tiny_bn_teacher()
+    student = build_model("lenet5_half", SPEC, seed=1)
+    stored = torch.rand(5, *SPEC.shape, generator=torch.Generator().manual_seed(0))
+    stream = LiveStream(Synthesizer(teacher, SPEC, preset("adi", batch_size=4, iterations=1), student=student),
+                        3, pool_size=100)
+    stream.seed_pool(stored)
+    x, y, logits = stream.pool
+    assert torch.equal(x, stored)
+    with torch.no_grad():
+        expected = teacher(stored)
+    assert torch.allclose(logits, expected, atol=1e-5) and torch.equal(y, expected.argmax(1))
+    next(stream)  # first call synthesizes a batch against the student and puts it in front of the stored images
+    assert len(stream.pool[0]) == 9 and torch.equal(stream.pool[0][4:], stored)
+    online = LiveStream(Synthesizer(teacher, SPEC, preset("dfad", nz=8, ngf=4, batch_size=6), student=student), 6)
+    with pytest.raises(DatafreeError, match="online method"):
+        online.seed_pool(stored)
+
+
 def test_unknown_preset_and_bad_config():
     with pytest.raises(DatafreeError, match="unknown method"):
         preset("gan9000")

@@ -74,6 +74,23 @@ def test_hint_and_relation_terms_train(data):
     assert not student._forward_hooks and not teacher.get_submodule("layers.1")._forward_hooks
 
 
+def test_jacobian_term_is_zero_for_a_copy_and_trains_the_student(data):
+    train, _ = data
+    teacher = build_model("lenet5_half", train.spec, seed=0)
+    x, y = torch.stack([train[i][0] for i in range(8)]), torch.tensor([train[i][1] for i in range(8)])
+    copy = build_model("lenet5_half", train.spec, seed=0)
+    terms, _ = Trainer(copy, cfg(alpha=0.0, jacobian_weight=2.0), teacher=teacher).loss_terms(x, y)
+    assert terms["jacobian"].item() == pytest.approx(0.0, abs=1e-6)
+    student = build_model("lenet5_half", train.spec, seed=1)
+    terms, _ = Trainer(student, cfg(alpha=0.0, jacobian_weight=2.0), teacher=teacher).loss_terms(x, y)
+    assert 0 < terms["jacobian"].item() <= 2.0 * 4
+    grads = torch.autograd.grad(terms["jacobian"], list(student.parameters()), allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)  # double backward reaches the weights
+    assert all(p.grad is None for p in teacher.parameters())
+    with pytest.raises(DatafreeError, match="need a teacher"):
+        Trainer(build_model("lenet5_half", train.spec), cfg(alpha=0.0, jacobian_weight=1.0))
+
+
 def test_resume_is_bitwise_identical(data, tmp_path, monkeypatch):
     train, test = data
     config = cfg(epochs=3, augment="crop-flip")

@@ -293,7 +293,8 @@ class Synthesizer:
             p.requires_grad_(flag)
 
     @torch.no_grad()
-    def _label(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def label(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(x, teacher_argmax, teacher_logits)``: a batch as the stream yields it."""
         x = x.detach()
         logits = self.teacher(x).float()
         return x, logits.argmax(1), logits
@@ -305,7 +306,7 @@ class Synthesizer:
         batch statistics, never running averages that lag behind the weights.
         """
         with torch.no_grad():
-            return self._label(self.generator(*self._noise()))
+            return self.label(self.generator(*self._noise()))
 
     def synthesize(self) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, float]]:
         """One call of the schedule: returns ``(x, teacher_argmax, teacher_logits)`` and the loss terms."""
@@ -327,7 +328,7 @@ class Synthesizer:
                 for meta_p, fast_p in zip(self.generator.parameters(), generator.parameters()):
                     meta_p.add_(fast_p - meta_p, alpha=c.meta_lr)
         with torch.no_grad():
-            batch = self._label(generator(*fixed[:2]))
+            batch = self.label(generator(*fixed[:2]))
         if c.contrastive > 0:
             self._update_bank(batch[0])
         self._watch_collapse(batch[0], batch[1])
@@ -415,6 +416,18 @@ class LiveStream:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         return self
+
+    def seed_pool(self, images: torch.Tensor) -> None:
+        """Start the pool from stored images (e.g. a transfer set), labelled afresh by the teacher.
+
+        ADI's scheme: a non-adversarial set is the base and the adversarial batches synthesized
+        against the student grow it, so the student never trains on a pool of a few batches.
+        """
+        if self.synth.config.schedule == "online":
+            raise DatafreeError("an online method trains on fresh samples only; a stored set needs a pool "
+                                "or meta method")
+        chunks = [self.synth.label(images[i:i + 1024].to(self.synth.device)) for i in range(0, len(images), 1024)]
+        self.pool = [torch.cat(parts) for parts in zip(*chunks)]
 
     def close(self) -> None:
         self.synth.close()
