@@ -268,7 +268,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         student = build_model(arch, spec, seed=args.seed, **arch_kwargs)
     config = _train_config(
         args, alpha=args.alpha, temperature=temperature, hint_weight=args.hint_weight,
-        hint_layers=args.hint, jacobian_weight=args.jacobian_weight,
+        hint_layers=args.hint, jacobian_weight=args.jacobian_weight, standardize_logits=args.standardize_logits,
         rkd_distance_weight=args.rkd_distance, rkd_angle_weight=args.rkd_angle,
         relation_layers=args.relation_layers,
         steps_per_epoch=args.steps_per_epoch or (200 if args.method else None),
@@ -678,6 +678,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="softmax temperature (default: 4, or the method's own for --method)")
     g.add_argument("--hint", type=_layer_pair, help="FitNets hint between modules, STUDENT_MODULE:TEACHER_MODULE")
     g.add_argument("--hint-weight", type=float, default=0.0, help="weight of the hint MSE (default: %(default)s)")
+    g.add_argument("--standardize-logits", action="store_true",
+                   help="z-score teacher and student logits per sample before the KD softmax (logit "
+                        "standardisation: match their shape, not their scale)")
     g.add_argument("--jacobian-weight", type=float, default=0.0,
                    help="weight of Jacobian matching: the student's input gradient of the teacher's predicted "
                         "class follows the teacher's (normalised; double backward, about 3x a step) (default: %(default)s)")

@@ -8,12 +8,22 @@ import torch
 from torch.nn import functional as F
 
 
-def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+def standardize_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Each sample's logits z-scored (mean 0, std 1): what is left is their shape, not their scale."""
+    return (logits - logits.mean(1, keepdim=True)) / logits.std(1, keepdim=True).clamp_min(1e-6)
+
+
+def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
+          standardize: bool = False) -> torch.Tensor:
     """Hinton's soft-target term ``T^2 * KL(p_T^T || p_S^T)``, averaged over the batch.
 
     The ``T^2`` factor keeps the gradient scale independent of the temperature, so ``alpha``
-    means the same thing at every ``T``.
+    means the same thing at every ``T``. ``standardize`` z-scores both sides first (Sun et al.
+    2024): the student matches the teacher's logit shape without having to copy its scale,
+    which on synthetic images is several times that on real ones.
     """
+    if standardize:
+        student_logits, teacher_logits = standardize_logits(student_logits), standardize_logits(teacher_logits)
     t = temperature
     log_p_s = F.log_softmax(student_logits / t, dim=1)
     log_p_t = F.log_softmax(teacher_logits.detach() / t, dim=1)

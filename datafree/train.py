@@ -74,6 +74,7 @@ class TrainConfig:
     clip_grad_norm: float | None = None  # clip the global gradient norm (stabilises high-T KD on huge logits)
     alpha: float = 1.0  # weight of CE on hard labels; 1.0 = no distillation
     temperature: float = 4.0
+    standardize_logits: bool = False  # z-score both sides' logits before the KD softmax
     hint_weight: float = 0.0
     jacobian_weight: float = 0.0  # match input gradients of the teacher's top class (needs a teacher)
     hint_layers: tuple[str, str] | None = None  # (student module, teacher module)
@@ -308,7 +309,7 @@ class Trainer:
         if c.alpha < 1:
             if t_logits is None:
                 raise DatafreeError("alpha < 1 needs a teacher or a source with teacher logits")
-            terms["kd"] = (1 - c.alpha) * kd_kl(logits, t_logits, c.temperature)
+            terms["kd"] = (1 - c.alpha) * kd_kl(logits, t_logits, c.temperature, c.standardize_logits)
         if "hint" in self._student_hooks:
             s = self._regressor_net(next(iter(self._student_hooks["hint"].features.values())))
             t = next(iter(self._teacher_hooks["hint"].features.values()))

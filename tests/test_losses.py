@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from datafree.losses import hint_mse, jacobian_match, kd_kl, rkd_angle, rkd_distance
+from datafree.losses import hint_mse, jacobian_match, kd_kl, rkd_angle, rkd_distance, standardize_logits
 
 
 def test_kd_kl_matches_hand_computation_with_t_squared():
@@ -82,3 +82,11 @@ def test_jacobian_match_compares_directions_not_scales():
     same = torch.tensor([[1.0, 2.0], [0.0, -1.0]])
     assert jacobian_match(same * 5, same).item() == pytest.approx(0.0, abs=1e-7)
     assert jacobian_match(-same, same).item() == pytest.approx(4.0)
+
+
+def test_standardized_kd_ignores_the_teachers_logit_scale_and_shift():
+    assert torch.allclose(standardize_logits(torch.tensor([[1.0, 2.0, 3.0]])), torch.tensor([[-1.0, 0.0, 1.0]]))
+    s, t = torch.tensor([[0.5, -1.0, 2.0]]), torch.tensor([[3.0, 1.0, 2.0]])
+    assert kd_kl(s, 10 * t + 5, 2.0, standardize=True).item() == pytest.approx(kd_kl(s, t, 2.0, standardize=True).item())
+    assert kd_kl(s, 10 * t + 5, 2.0).item() != pytest.approx(kd_kl(s, t, 2.0).item())
+    assert kd_kl(3 * t - 1, t, 2.0, standardize=True).item() == pytest.approx(0.0, abs=1e-6)
