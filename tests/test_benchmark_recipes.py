@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
+
 from benchmarks.condense import BY_IPC, recipe
 from datafree.data.transfer import FORMAT
 
@@ -159,3 +162,39 @@ def test_student_only_variant_shares_its_presets_sets(tmp_path) -> None:
     student = method_recipe("zskd-dsa")[3]
     assert student[student.index("--augment") + 1] == "dsa" and student.count("--augment") == 1
     assert "the preset's own sets" in describe_variant("zskd-dsa") and "--set adv=0" in describe_variant("fast5-stored")
+
+
+def test_real_image_control_condenses_random_images_and_uses_the_stored_set_student(tmp_path, monkeypatch) -> None:
+    import benchmarks.datafree_kd as bench
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(bench, "datafree_main", lambda argv: calls.append(argv) or 0)
+    monkeypatch.setattr(bench, "run", lambda argv, out: {"argv": argv, "out": str(out), "metrics": {}})
+    teacher = tmp_path / "teachers" / "fashion-mnist-lenet5"
+    teacher.mkdir(parents=True)
+    (teacher / "model.safetensors").write_bytes(b"")
+    result = bench.run_method("lenet", bench.REAL_CONTROL, 2, tmp_path, ["--dataset", "fashion-mnist"])
+    condense = calls[0]
+    assert condense[:3] == ["condense", "--method", "random"]
+    assert condense[condense.index("--ipc") + 1] == str(bench.RECIPES.df_count // 10)
+    argv = result["argv"]
+    assert argv[argv.index("--teacher") + 1] == str(teacher)  # the teacher labels the real images
+    assert " ".join(bench.RECIPES.df_stored_student) in " ".join(argv) and result["synthesis_time_s"] == 0.0
+    assert not bench.needs_missing_batchnorm("lenet", bench.REAL_CONTROL, tmp_path)
+
+
+def test_teacher_view_measures_confidence_and_flip_stability() -> None:
+    from benchmarks.teacher_view import teacher_view
+
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    with torch.no_grad():
+        teacher[1].weight.copy_(torch.randn(3, 16, generator=g))
+    x = torch.randn(6, 1, 4, 4, generator=g)
+    symmetric = x + x.flip(3)
+    view = teacher_view(teacher, symmetric, batch_size=4)
+    with torch.no_grad():
+        logits = teacher(symmetric)
+    assert view["images"] == 6 and view["same_after_flip"] == 100.0
+    assert view["top_logit"] == pytest.approx(logits.max(1).values.mean().item(), rel=1e-5)
+    assert 0 <= view["same_after_shift"] <= 100 and 1 / 3 <= view["top_prob"] <= 1
