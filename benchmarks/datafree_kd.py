@@ -64,6 +64,8 @@ def describe_variant(name: str) -> str:
     v = VARIANTS[name]
     changes = [f"--set {a}" for a in set_args(v["overrides"])[1::2]]
     changes += [f"{v['count']} stored images"] if v["overrides"] else ["the preset's own sets"]
+    if v.get("with_sets"):
+        changes.append(f"the student also trains on the {', '.join(v['with_sets'])} set of the same seed")
     if v["student"]:
         changes.append(f"student {' '.join(v['student'])}")
     return f"{name}: {v['method']} with {', '.join(changes)}."
@@ -102,34 +104,42 @@ def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str
         raise SystemExit(f"no teacher at {teacher}: run 'python -m benchmarks.baselines' first")
     if method == REAL_CONTROL:
         return run_real_control(pair_key, seed, root, teacher, data)
-    base, scale, count, stored_student = method_recipe(method)
+    base, scale, _, stored_student = method_recipe(method)
     config = preset(base, **scale)
-    overrides = set_args(scale)
     student = ["--student", pair.student, *kwargs_args("--student-kwargs", pair.student_kwargs)]
     out = root / "datafree" / pair_key / f"{method}-seed{seed}"
-    synthesis_time = 0.0
     if config.needs_student or config.schedule == "online":
-        argv = ["distill", "--teacher", str(teacher), "--method", base, *overrides, *student, *RECIPES.df_live_student,
-                "--lr", pair.live_lr, "--seed", str(seed), *data]
+        argv = ["distill", "--teacher", str(teacher), "--method", base, *set_args(scale), *student,
+                *RECIPES.df_live_student, "--lr", pair.live_lr, "--seed", str(seed), *data]
         result = run(argv, out / "student")
-    else:
-        tset = transfer_dir(root, pair_key, method, seed)
-        if (tset / "manifest.json").is_file() and not same_synthesis(read_manifest(tset), config, count):
-            print(f"  redo   {tset}: made with another synthesis config or count", flush=True)
-            shutil.rmtree(tset)
-            shutil.rmtree(out / "student", ignore_errors=True)  # its command may be unchanged; its data is not
-        if not (tset / "manifest.json").is_file() or read_manifest(tset)["count"] < count:
-            argv = ["synthesize", "--teacher", str(teacher), "--method", base, *overrides, "--count",
-                    str(count), "--seed", str(seed), "--out", str(tset), "--no-progress",
-                    *(["--resume"] if (tset / "manifest.json").is_file() else [])]
-            if datafree_main(argv) != 0:
-                raise SystemExit(f"failed: datafree {' '.join(argv)}")
-        synthesis_time = read_manifest(tset)["synthesis_time_s"]
-        argv = ["distill", "--teacher", str(teacher), "--transfer", str(tset), *student, *stored_student,
-                "--seed", str(seed), *data]
-        result = run(argv, out / "student")
-    result["synthesis_time_s"] = synthesis_time
+        result["synthesis_time_s"] = 0.0
+        return result
+    tsets = [stored_set(pair_key, m, seed, root, teacher)
+             for m in (method, *VARIANTS.get(method, {}).get("with_sets", ()))]
+    argv = ["distill", "--teacher", str(teacher), *(a for t in tsets for a in ("--transfer", str(t))), *student,
+            *stored_student, "--seed", str(seed), *data]
+    result = run(argv, out / "student")
+    result["synthesis_time_s"] = sum(read_manifest(t)["synthesis_time_s"] for t in tsets)
     return result
+
+
+def stored_set(pair_key: str, method: str, seed: int, root: Path, teacher: Path) -> Path:
+    """A stored method's set for ``seed``, synthesized (or extended, or redone if its recipe changed) as needed."""
+    base, scale, count, _ = method_recipe(method)
+    config = preset(base, **scale)
+    tset = transfer_dir(root, pair_key, method, seed)
+    if (tset / "manifest.json").is_file() and not same_synthesis(read_manifest(tset), config, count):
+        print(f"  redo   {tset}: made with another synthesis config or count", flush=True)
+        shutil.rmtree(tset)
+        # its students' commands may be unchanged; their data is not
+        shutil.rmtree(root / "datafree" / pair_key / f"{method}-seed{seed}" / "student", ignore_errors=True)
+    if not (tset / "manifest.json").is_file() or read_manifest(tset)["count"] < count:
+        argv = ["synthesize", "--teacher", str(teacher), "--method", base, *set_args(scale), "--count",
+                str(count), "--seed", str(seed), "--out", str(tset), "--no-progress",
+                *(["--resume"] if (tset / "manifest.json").is_file() else [])]
+        if datafree_main(argv) != 0:
+            raise SystemExit(f"failed: datafree {' '.join(argv)}")
+    return tset
 
 
 def same_synthesis(manifest: dict[str, Any], config: SynthesisConfig, count: int) -> bool:
@@ -161,9 +171,9 @@ def finished_runs(root: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
     for path in sorted((root / "datafree").glob("*/*-seed*/student/result.json")):
         pair_key, method = path.parts[-4], path.parts[-3].rsplit("-seed", 1)[0]
         result = json.loads(path.read_text())
-        transfer = Path(result["transfer"]) if result.get("transfer") else None
         # a live run has no set; the real-image control's set took no synthesis
-        result["synthesis_time_s"] = read_manifest(transfer).get("synthesis_time_s", 0.0) if transfer else 0.0
+        sets = result.get("transfers") or ([result["transfer"]] if result.get("transfer") else [])
+        result["synthesis_time_s"] = sum(read_manifest(Path(t)).get("synthesis_time_s", 0.0) for t in sets)
         runs.setdefault((pair_key, method), []).append(result)
     return runs
 

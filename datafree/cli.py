@@ -222,7 +222,7 @@ def _test_split(args: argparse.Namespace, spec):
 def cmd_distill(args: argparse.Namespace) -> int:
     from datafree.checkpoint import ModelInfo
     from datafree.data import dataset_spec
-    from datafree.data.transfer import TransferSet
+    from datafree.data.transfer import TransferSet, TransferSets
     from datafree.models import build_model
     from datafree.run import train_run
     from datafree.synthesis import KD_TEMPERATURE
@@ -235,9 +235,12 @@ def cmd_distill(args: argparse.Namespace) -> int:
         raise DatafreeError("--teacher is required (only a --transfer set carries its own teacher logits)")
     teacher, teacher_info = (None, None)
     if args.transfer:
-        train = TransferSet(args.transfer)
-        spec, source = train.spec, {"source": "transfer", "transfer": str(args.transfer),
-                                    "transfer_method": train.manifest.get("method")}
+        sets = [TransferSet(d) for d in args.transfer]
+        train = sets[0] if len(sets) == 1 else TransferSets(sets)
+        spec, source = train.spec, {"source": "transfer", "transfer": str(args.transfer[0]),
+                                    "transfer_method": sets[0].manifest.get("method")}
+        if len(sets) > 1:
+            source["transfers"] = [str(d) for d in args.transfer]
         if args.teacher is not None:
             teacher, teacher_info = _load_teacher(args, spec)
             _check_compatible(teacher_info.spec, spec)
@@ -664,7 +667,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start the student from this checkpoint's architecture and weights instead of --student "
                         "(e.g. a compressed teacher from 'datafree compress')")
     g = p.add_argument_group("source (default: the real training set)")
-    g.add_argument("--transfer", help="a transfer-set directory made by 'datafree synthesize'; with a pool "
+    g.add_argument("--transfer", action="append", help="a transfer-set directory made by 'datafree synthesize' "
+                   "(repeat to train on several sets as one); with a pool "
                    "--method (e.g. zskd --set adv=0.3), the live pool starts from it and grows with batches "
                    "synthesized against the student (ADI's scheme)")
     g.add_argument("--method", choices=sorted(PRESETS), help="a live data-free method (generator trained alongside)")

@@ -251,3 +251,39 @@ class TransferSet(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         return tuple(t[0] for t in self.get_batch(torch.tensor([i])))
+
+
+class TransferSets(Dataset):
+    """Several transfer sets read as one (e.g. two synthesis recipes whose images complement each
+    other). They must share the DataSpec and the label type; ``get_batch`` gathers set by set."""
+
+    def __init__(self, sets: list[TransferSet]) -> None:
+        if not sets:
+            raise DatafreeError("no transfer set given")
+        first = sets[0]
+        for other in sets[1:]:
+            if other.spec != first.spec:
+                raise DatafreeError(f"{other.dir} and {first.dir} have different data specs; they cannot be combined")
+            if other.soft_labels != first.soft_labels:
+                raise DatafreeError(f"{other.dir} and {first.dir} differ in label type (teacher logits or not)")
+        self.sets, self.spec, self.soft_labels = sets, first.spec, first.soft_labels
+        self.offsets = torch.tensor([0, *(len(s) for s in sets)]).cumsum(0)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def get_batch(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        index = torch.as_tensor(index, dtype=torch.long)
+        set_of = torch.searchsorted(self.offsets, index, right=True) - 1
+        out: list[torch.Tensor] | None = None
+        for k in set_of.unique().tolist():
+            mask = set_of == k
+            part = self.sets[k].get_batch(index[mask] - self.offsets[k])
+            if out is None:
+                out = [torch.empty(len(index), *t.shape[1:], dtype=t.dtype) for t in part]
+            for o, t in zip(out, part):
+                o[mask] = t
+        return tuple(out or ())
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        return tuple(t[0] for t in self.get_batch(torch.tensor([i])))
