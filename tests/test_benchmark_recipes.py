@@ -198,3 +198,21 @@ def test_teacher_view_measures_confidence_and_flip_stability() -> None:
     assert view["images"] == 6 and view["same_after_flip"] == 100.0
     assert view["top_logit"] == pytest.approx(logits.max(1).values.mean().item(), rel=1e-5)
     assert 0 <= view["same_after_shift"] <= 100 and 1 / 3 <= view["top_prob"] <= 1
+
+
+def test_variant_with_sets_trains_on_its_own_and_the_other_variants_sets(tmp_path, monkeypatch) -> None:
+    import benchmarks.datafree_kd as bench
+
+    monkeypatch.setattr(bench, "stored_set", lambda pair, method, seed, root, teacher: tmp_path / f"{method}-{seed}")
+    monkeypatch.setattr(bench, "read_manifest", lambda path: {"synthesis_time_s": 10.0})
+    monkeypatch.setattr(bench, "run", lambda argv, out: {"argv": argv, "metrics": {}})
+    teacher = tmp_path / "teachers" / "fashion-mnist-lenet5"
+    teacher.mkdir(parents=True)
+    (teacher / "model.safetensors").write_bytes(b"")
+    result = bench.run_method("lenet", "zskd+augment", 1, tmp_path, [])
+    argv = result["argv"]
+    sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--transfer"]
+    assert sets == [str(tmp_path / "zskd+augment-1"), str(tmp_path / "zskd-augment-1")]
+    assert result["synthesis_time_s"] == 20.0 and argv[argv.index("--epochs") + 1] == "320"
+    assert bench.transfer_dir(tmp_path, "lenet", "zskd+augment", 1).parent.name == "zskd-seed1"  # the plain set
+    assert "also trains on the zskd-augment set" in bench.describe_variant("zskd+augment")

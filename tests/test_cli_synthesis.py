@@ -42,6 +42,13 @@ def test_synthesize_inspect_distill(bn_teacher, fmnist_root, tmp_path, capsys):
                  "--no-progress"]) == 0
     result = json.loads((student / "result.json").read_text())
     assert result["source"] == "transfer" and result["transfer_method"] == "deepinversion"
+    # --transfer twice: both sets as one (here the same set twice: twice the images)
+    doubled = tmp_path / "doubled"
+    assert main(["distill", "--teacher", str(bn_teacher), "--transfer", str(tset), "--transfer", str(tset),
+                 "--student", "lenet5_half", "--epochs", "1", "--batch-size", "8", "--data-root", str(fmnist_root),
+                 "--out", str(doubled), "--no-progress"]) == 0
+    result = json.loads((doubled / "result.json").read_text())
+    assert result["transfers"] == [str(tset)] * 2 and result["transfer"] == str(tset)
     # --method as well: the live pool starts from the set and grows by batches made against the student
     grown = tmp_path / "grown"
     assert main(["distill", "--teacher", str(bn_teacher), "--transfer", str(tset), "--method", "adi", *small,

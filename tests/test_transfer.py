@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from datafree.data import DataSpec, iterate_batches
-from datafree.data.transfer import TransferSet, TransferSetWriter, read_manifest
+from datafree.data.transfer import TransferSet, TransferSets, TransferSetWriter, read_manifest
 from datafree.errors import DatafreeError
 
 SPEC = DataSpec(1, 4, 4, 3, (0.5,), (0.5,), name="tiny")
@@ -106,3 +106,19 @@ def test_fields_are_recorded_with_their_shard(tmp_path):
     w.append(*batch(2, 2), synthesis_time_s=3.0)
     manifest = read_manifest(tmp_path / "set")
     assert manifest["synthesis_time_s"] == 3.0 and manifest["count"] == 4
+
+
+def test_several_sets_read_as_one_in_order(tmp_path):
+    a, b = TransferSetWriter(tmp_path / "a", HEADER), TransferSetWriter(tmp_path / "b", HEADER)
+    a.append(*batch(5, 0))
+    b.append(*batch(2, 10))
+    b.append(*batch(2, 20))
+    both = TransferSets([TransferSet(tmp_path / "a"), TransferSet(tmp_path / "b")])
+    assert len(both) == 9 and both.spec == SPEC
+    x, y, logits = both.get_batch(torch.tensor([8, 0, 5, 4, 7]))
+    assert x[:, 0, 0, 0].tolist() == [21, 0, 10, 4, 20]
+    assert torch.equal(logits.argmax(1), y) and both[6][0][0, 0, 0].item() == 11
+    other = TransferSetWriter(tmp_path / "c", {**HEADER, "spec": DataSpec(1, 4, 4, 5, (0.5,), (0.5,)).to_dict()})
+    other.append(torch.zeros(1, 1, 4, 4), torch.zeros(1, dtype=torch.long), torch.zeros(1, 5))
+    with pytest.raises(DatafreeError, match="different data specs"):
+        TransferSets([TransferSet(tmp_path / "a"), TransferSet(tmp_path / "c")])
