@@ -23,7 +23,7 @@ from torch import nn
 from benchmarks.baselines import PAIRS, REPO
 from benchmarks.readme import publish
 from datafree.checkpoint import load_model
-from datafree.data import load_dataset
+from datafree.data import iterate_batches, load_dataset
 from datafree.data.transfer import TransferSet
 
 SHIFTS = ((2, 0), (-2, 0), (0, 2), (0, -2))  # (dy, dx) in pixels, wrapped around (torch.roll)
@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     teacher, info = load_model(args.root / "teachers" / f"fashion-mnist-{pair.teacher}")
     teacher.eval()
     test = load_dataset("fashion-mnist", "test")
-    x_test = torch.stack([test[i][0] for i in range(len(test))])
-    y_test = torch.tensor([int(test[i][1]) for i in range(len(test))])
+    batches = list(iterate_batches(test, 1000))
+    x_test, y_test = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
     views = {"real test split": teacher_view(teacher, x_test)}
     students: dict[str, list[list[float]]] = {}
     for method in args.methods:

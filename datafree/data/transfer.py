@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,25 @@ def write_merged_manifest(directory: str | Path, parts: list[dict[str, Any]], **
     return manifest
 
 
+def gather(offsets: torch.Tensor, index: torch.Tensor,
+           rows: Callable[[int, torch.Tensor], tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    """Rows ``index`` of parts laid end to end (part k holds rows ``offsets[k]:offsets[k+1]``), fetched
+    part by part with ``rows(k, local_index)``: one gather per part a batch touches, not per row."""
+    index = torch.as_tensor(index, dtype=torch.long)
+    part_of = torch.searchsorted(offsets, index, right=True) - 1
+    if len(index) == 0:
+        return rows(0, index) if len(offsets) > 1 else ()
+    out: list[torch.Tensor] = []
+    for k in part_of.unique().tolist():
+        mask = part_of == k
+        part = rows(k, index[mask] - offsets[k])
+        if not out:
+            out = [torch.empty(len(index), *t.shape[1:], dtype=t.dtype) for t in part]
+        for o, t in zip(out, part):
+            o[mask] = t
+    return tuple(out)
+
+
 class TransferSet(Dataset):
     """A transfer set as a Dataset of ``(image, label, teacher_logits)`` (no logits if it has none).
 
@@ -233,21 +253,14 @@ class TransferSet(Dataset):
 
     def get_batch(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``(images, labels, logits)``, or ``(images, labels)`` for a set without soft labels."""
-        index = torch.as_tensor(index, dtype=torch.long)
-        shard_of = torch.searchsorted(self.offsets, index, right=True) - 1
-        images = torch.empty(len(index), *self.spec.shape)
-        labels = torch.empty(len(index), dtype=torch.long)
-        logits = torch.empty(len(index), self.spec.num_classes) if self.soft_labels else None
-        for s in shard_of.unique().tolist():
-            mask = shard_of == s
-            local = index[mask] - self.offsets[s]
+        def rows(s: int, local: torch.Tensor) -> tuple[torch.Tensor, ...]:
             shard = self._shard(s)
-            images[mask], labels[mask] = shard["images"][local], shard["labels"][local]
-            if logits is not None:
-                if "logits" not in shard:
-                    raise DatafreeError(f"{self.dir}: shard {s} has no logits although the manifest promises them")
-                logits[mask] = shard["logits"][local]
-        return (images, labels) if logits is None else (images, labels, logits)
+            if self.soft_labels and "logits" not in shard:
+                raise DatafreeError(f"{self.dir}: shard {s} has no logits although the manifest promises them")
+            keys = ("images", "labels", "logits") if self.soft_labels else ("images", "labels")
+            return tuple(shard[k][local] for k in keys)
+
+        return gather(self.offsets, index, rows)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         return tuple(t[0] for t in self.get_batch(torch.tensor([i])))
@@ -273,17 +286,7 @@ class TransferSets(Dataset):
         return int(self.offsets[-1])
 
     def get_batch(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        index = torch.as_tensor(index, dtype=torch.long)
-        set_of = torch.searchsorted(self.offsets, index, right=True) - 1
-        out: list[torch.Tensor] | None = None
-        for k in set_of.unique().tolist():
-            mask = set_of == k
-            part = self.sets[k].get_batch(index[mask] - self.offsets[k])
-            if out is None:
-                out = [torch.empty(len(index), *t.shape[1:], dtype=t.dtype) for t in part]
-            for o, t in zip(out, part):
-                o[mask] = t
-        return tuple(out or ())
+        return gather(self.offsets, index, lambda k, local: self.sets[k].get_batch(local))
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         return tuple(t[0] for t in self.get_batch(torch.tensor([i])))
