@@ -291,7 +291,7 @@ class Trainer:
     # ------------------------------------------------------------------ one step
     def _teacher_logits(self, x: torch.Tensor, stored: torch.Tensor | None) -> torch.Tensor | None:
         if self.teacher is not None and (self.config.needs_teacher_signal or self.config.needs_teacher):
-            with torch.no_grad():
+            with torch.set_grad_enabled(self.config.jacobian_weight > 0):  # the Jacobian term differentiates it
                 return self.teacher(x)
         return stored
 
@@ -317,7 +317,7 @@ class Trainer:
                 s = F.adaptive_avg_pool2d(s, t.shape[2:])
             terms["hint"] = c.hint_weight * hint_mse(s, t)
         if c.jacobian_weight > 0:
-            terms["jacobian"] = c.jacobian_weight * self._jacobian_term(x, logits)
+            terms["jacobian"] = c.jacobian_weight * self._jacobian_term(x, logits, t_logits)  # type: ignore[arg-type]
         if "rkd" in self._student_hooks:
             s = next(iter(self._student_hooks["rkd"].features.values()))
             t = next(iter(self._teacher_hooks["rkd"].features.values()))
@@ -327,14 +327,12 @@ class Trainer:
                 terms["rkd_angle"] = c.rkd_angle_weight * rkd_angle(s, t)
         return terms, logits
 
-    def _jacobian_term(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    def _jacobian_term(self, x: torch.Tensor, logits: torch.Tensor, t_logits: torch.Tensor) -> torch.Tensor:
         """Jacobian matching on the teacher's predicted class: the student's input gradient keeps
-        its graph (double backward), the teacher's is a constant target."""
-        with torch.enable_grad():
-            x_t = x.detach().requires_grad_(True)
-            t_logits = self.teacher(x_t)  # type: ignore[misc]
-            k = t_logits.argmax(1, keepdim=True)
-            (t_grad,) = torch.autograd.grad(t_logits.gather(1, k).sum(), x_t)
+        its graph (double backward), the teacher's (from the forward pass the KD term uses) is a
+        constant target."""
+        k = t_logits.argmax(1, keepdim=True)
+        (t_grad,) = torch.autograd.grad(t_logits.float().gather(1, k).sum(), x, retain_graph=True)
         (s_grad,) = torch.autograd.grad(logits.float().gather(1, k).sum(), x, create_graph=True)
         return jacobian_match(s_grad, t_grad)
 
