@@ -80,21 +80,20 @@ def transfer_dir(root: Path, pair_key: str, method: str, seed: int) -> Path:
     return root / "datafree" / pair_key / f"{method}-seed{seed}" / "transfer"
 
 
-def run_real_control(pair_key: str, seed: int, root: Path, teacher: Path, data: list[str]) -> dict[str, Any]:
-    """The stored-set student on random real images (the same count), labelled by the teacher."""
-    pair = PAIRS[pair_key]
-    out = root / "datafree" / pair_key / f"{REAL_CONTROL}-seed{seed}"
-    tset = out / "transfer"
+def real_images_set(pair_key: str, seed: int, root: Path, data: list[str]) -> Path:
+    """The real-image control's set: as many random real training images as a stored set holds."""
+    tset = root / "datafree" / pair_key / f"{REAL_CONTROL}-seed{seed}" / "transfer"
     if not (tset / "manifest.json").is_file():
         argv = ["condense", "--method", "random", "--ipc", str(RECIPES.df_count // 10), "--seed", str(seed),
                 "--out", str(tset), "--no-progress", *data]
         if datafree_main(argv) != 0:
             raise SystemExit(f"failed: datafree {' '.join(argv)}")
-    argv = ["distill", "--teacher", str(teacher), "--transfer", str(tset), "--student", pair.student,
-            *kwargs_args("--student-kwargs", pair.student_kwargs), *RECIPES.df_stored_student, "--seed", str(seed), *data]
-    result = run(argv, out / "student")
-    result["synthesis_time_s"] = 0.0
-    return result
+    return tset
+
+
+def synthesis_time(sets: list[Path]) -> float:
+    """Synthesis time of the sets a student used (a condensed set of real images records none)."""
+    return sum(read_manifest(t).get("synthesis_time_s", 0.0) for t in sets)
 
 
 def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str]) -> dict[str, Any]:
@@ -102,24 +101,25 @@ def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str
     teacher = root / "teachers" / f"fashion-mnist-{pair.teacher}"
     if not (teacher / "model.safetensors").is_file():
         raise SystemExit(f"no teacher at {teacher}: run 'python -m benchmarks.baselines' first")
-    if method == REAL_CONTROL:
-        return run_real_control(pair_key, seed, root, teacher, data)
-    base, scale, _, stored_student = method_recipe(method)
-    config = preset(base, **scale)
     student = ["--student", pair.student, *kwargs_args("--student-kwargs", pair.student_kwargs)]
     out = root / "datafree" / pair_key / f"{method}-seed{seed}"
-    if config.needs_student or config.schedule == "online":
-        argv = ["distill", "--teacher", str(teacher), "--method", base, *set_args(scale), *student,
-                *RECIPES.df_live_student, "--lr", pair.live_lr, "--seed", str(seed), *data]
-        result = run(argv, out / "student")
-        result["synthesis_time_s"] = 0.0
-        return result
-    tsets = [stored_set(pair_key, m, seed, root, teacher)
-             for m in (method, *VARIANTS.get(method, {}).get("with_sets", ()))]
+    if method == REAL_CONTROL:  # the stored-set student, on real images labelled by the teacher
+        tsets, stored_student = [real_images_set(pair_key, seed, root, data)], list(RECIPES.df_stored_student)
+    else:
+        base, scale, _, stored_student = method_recipe(method)
+        config = preset(base, **scale)
+        if config.needs_student or config.schedule == "online":
+            argv = ["distill", "--teacher", str(teacher), "--method", base, *set_args(scale), *student,
+                    *RECIPES.df_live_student, "--lr", pair.live_lr, "--seed", str(seed), *data]
+            result = run(argv, out / "student")
+            result["synthesis_time_s"] = 0.0
+            return result
+        tsets = [stored_set(pair_key, m, seed, root, teacher)
+                 for m in (method, *VARIANTS.get(method, {}).get("with_sets", ()))]
     argv = ["distill", "--teacher", str(teacher), *(a for t in tsets for a in ("--transfer", str(t))), *student,
             *stored_student, "--seed", str(seed), *data]
     result = run(argv, out / "student")
-    result["synthesis_time_s"] = sum(read_manifest(t)["synthesis_time_s"] for t in tsets)
+    result["synthesis_time_s"] = synthesis_time(tsets)
     return result
 
 
@@ -173,7 +173,7 @@ def finished_runs(root: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
         result = json.loads(path.read_text())
         # a live run has no set; the real-image control's set took no synthesis
         sets = result.get("transfers") or ([result["transfer"]] if result.get("transfer") else [])
-        result["synthesis_time_s"] = sum(read_manifest(Path(t)).get("synthesis_time_s", 0.0) for t in sets)
+        result["synthesis_time_s"] = synthesis_time([Path(t) for t in sets])
         runs.setdefault((pair_key, method), []).append(result)
     return runs
 
