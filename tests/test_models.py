@@ -7,7 +7,8 @@ from datafree.errors import DatafreeError
 from datafree.hooks import FeatureHooks, InputHooks, penultimate_module
 from datafree.models import EVAL_POOL, available_models, build_model, count_parameters
 
-ARCHS = [("lenet5", {}), ("lenet5_half", {}), ("convnet", {}), ("convnet", {"norm": "batch", "width": 16, "depth": 2}),
+ARCHS = [("lenet5", {}), ("lenet5_half", {}), ("lenet5_bn", {}),
+         ("convnet", {}), ("convnet", {"norm": "batch", "width": 16, "depth": 2}),
          ("convnet", {"norm": "none", "pooling": "max", "width": 8}), ("resnet8", {}), ("resnet20", {"width": 8}),
          ("resnet18", {"width": 8}), ("resnet34", {"width": 4}), ("wrn_16_1", {}), ("wrn-10-2", {"dropout": 0.3})]
 
@@ -56,6 +57,15 @@ def test_eval_pool_parameter_counts_and_options():
 def test_lenet_pair_parameter_counts():
     assert count_parameters(build_model("lenet5", FASHION_MNIST)) == 61706
     assert count_parameters(build_model("lenet5_half", FASHION_MNIST)) == 15738
+
+
+def test_lenet5_bn_adds_batchnorm_and_keeps_lenet5_keys():
+    plain, bn = build_model("lenet5", FASHION_MNIST), build_model("lenet5_bn", FASHION_MNIST)
+    kinds = [type(m) for m in bn.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert kinds == [nn.BatchNorm2d] * 3 + [nn.BatchNorm1d]
+    assert count_parameters(bn) == 61706 + 2 * (6 + 16 + 120 + 84)
+    # the plain LeNet-5's layer indices (its checkpoints' keys) are unchanged by the option
+    assert list(plain.state_dict())[:4] == ["features.0.weight", "features.0.bias", "features.3.weight", "features.3.bias"]
 
 
 def test_seeded_build_is_deterministic_and_leaves_global_rng_alone():

@@ -1,6 +1,6 @@
 """Model registry: build any architecture by name from a DataSpec.
 
-Names: ``lenet5``, ``lenet5_half``, ``convnet`` (kwargs width/depth/norm/pooling),
+Names: ``lenet5``, ``lenet5_half``, ``lenet5_bn`` (LeNet-5 with BatchNorm), ``convnet`` (kwargs width/depth/norm/pooling),
 ``resnet8/14/20/32/44/56/110`` (CIFAR 6n+2, kwarg width), ``resnet18``, ``resnet34``,
 ``wrn_D_K`` (e.g. ``wrn_16_1``, ``wrn_40_2``; kwarg dropout), ``mlp``, ``alexnet_dc`` and
 ``vgg11`` (kwarg norm) of the condensation evaluation pool (see ``EVAL_POOL``), ``tucker`` (a
@@ -24,7 +24,7 @@ from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
 from datafree.models.convnet import ConvNet
 from datafree.models.dcnets import alexnet_dc, mlp, vgg11
-from datafree.models.lenet import lenet5, lenet5_half
+from datafree.models.lenet import lenet5, lenet5_bn, lenet5_half
 from datafree.models.resnet import cifar_resnet, resnet18, resnet34
 from datafree.models.tucker import tucker
 from datafree.models.wrn import WideResNet
@@ -32,6 +32,7 @@ from datafree.models.wrn import WideResNet
 _FIXED: dict[str, Callable[..., nn.Module]] = {
     "lenet5": lenet5,
     "lenet5_half": lenet5_half,
+    "lenet5_bn": lenet5_bn,
     "convnet": ConvNet,
     "resnet18": resnet18,
     "resnet34": resnet34,
