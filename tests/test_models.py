@@ -10,7 +10,8 @@ from datafree.models import EVAL_POOL, available_models, build_model, count_para
 ARCHS = [("lenet5", {}), ("lenet5_half", {}), ("lenet5_bn", {}),
          ("convnet", {}), ("convnet", {"norm": "batch", "width": 16, "depth": 2}),
          ("convnet", {"norm": "none", "pooling": "max", "width": 8}), ("resnet8", {}), ("resnet20", {"width": 8}),
-         ("resnet18", {"width": 8}), ("resnet34", {"width": 4}), ("wrn_16_1", {}), ("wrn-10-2", {"dropout": 0.3})]
+         ("resnet18", {"width": 8}), ("resnet34", {"width": 4}), ("wrn_16_1", {}), ("wrn-10-2", {"dropout": 0.3}),
+         ("mobilenetv2", {"width": 0.5})]
 
 
 @pytest.mark.parametrize("spec", [FASHION_MNIST, CIFAR10], ids=["fmnist", "cifar"])
@@ -114,3 +115,11 @@ def test_resnet18_instance_norm_for_condensation_pool():
     net = build_model("resnet18", FASHION_MNIST, norm="instance", width=8)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
     assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_mobilenetv2_is_depthwise_with_batchnorm():
+    model = build_model("mobilenetv2", FASHION_MNIST, width=0.5)
+    depthwise = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels]
+    assert len(depthwise) == 8  # one per inverted residual block
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) > 20
+    assert count_parameters(model) < count_parameters(build_model("mobilenetv2", FASHION_MNIST))

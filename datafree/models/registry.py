@@ -2,7 +2,7 @@
 
 Names: ``lenet5``, ``lenet5_half``, ``lenet5_bn`` (LeNet-5 with BatchNorm), ``convnet`` (kwargs width/depth/norm/pooling),
 ``resnet8/14/20/32/44/56/110`` (CIFAR 6n+2, kwarg width), ``resnet18``, ``resnet34``,
-``wrn_D_K`` (e.g. ``wrn_16_1``, ``wrn_40_2``; kwarg dropout), ``mlp``, ``alexnet_dc`` and
+``wrn_D_K`` (e.g. ``wrn_16_1``, ``wrn_40_2``; kwarg dropout), ``mobilenetv2`` (kwarg width), ``mlp``, ``alexnet_dc`` and
 ``vgg11`` (kwarg norm) of the condensation evaluation pool (see ``EVAL_POOL``), ``tucker`` (a
 Tucker-2 compressed network, kwargs base/base_kwargs/ranks, made by ``datafree compress``), ``torchvision:NAME`` and
 ``package.module:callable`` for users' own architectures. A callable receives ``spec=`` if it
@@ -25,6 +25,7 @@ from datafree.errors import DatafreeError
 from datafree.models.convnet import ConvNet
 from datafree.models.dcnets import alexnet_dc, mlp, vgg11
 from datafree.models.lenet import lenet5, lenet5_bn, lenet5_half
+from datafree.models.mobilenet import mobilenetv2
 from datafree.models.resnet import cifar_resnet, resnet18, resnet34
 from datafree.models.tucker import tucker
 from datafree.models.wrn import WideResNet
@@ -34,6 +35,7 @@ _FIXED: dict[str, Callable[..., nn.Module]] = {
     "lenet5_half": lenet5_half,
     "lenet5_bn": lenet5_bn,
     "convnet": ConvNet,
+    "mobilenetv2": mobilenetv2,
     "resnet18": resnet18,
     "resnet34": resnet34,
     "mlp": mlp,
