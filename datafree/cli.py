@@ -551,7 +551,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from datafree.checkpoint import load_model
     from datafree.data import dataset_spec
     from datafree.models import count_parameters
+    from datafree.quantize import is_int8
     from datafree.train import evaluate
+
+    if is_int8(args.model):  # an int8 run of 'datafree quantize'
+        return _evaluate_int8(args)
 
     data = _load_split(args, args.split)
     spec = dataset_spec(data)
@@ -566,6 +570,51 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(f"{info.arch} on {args.dataset} {args.split}: accuracy {metrics['accuracy']:.2f}%, "
               f"loss {metrics['loss']:.4f} ({record['parameters']:,} parameters)")
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from datafree.quantize import QATConfig, QuantizeConfig, quantize
+
+    qat = QATConfig(epochs=args.qat_epochs, lr=args.qat_lr, batch_size=args.qat_batch_size,
+                    temperature=args.qat_temperature)
+    config = QuantizeConfig(ranges=args.ranges, percentile=args.percentile, batch_size=args.batch_size,
+                            allow_float=args.allow_float, qat=qat)
+    result = quantize(args.model, args.out, calibration=args.calibration or (), calibration_method=args.calibration_method,
+                      calibration_real=args.calibration_real, calibration_count=args.calibration_count,
+                      synthesis_overrides=dict(args.set or []), config=config, teacher_path=args.qat_teacher,
+                      dataset=args.dataset, data_root=args.data_root, test=not args.no_test, seed=args.seed,
+                      device=args.device, trust_pickle=args.trust_pickle, overwrite=args.overwrite,
+                      progress=args.progress, argv=args.argv)
+    m, sizes = result["metrics"], result["sizes"]
+    accuracy = (f"test accuracy {m['test_accuracy']:.2f}% (fp32 {m['fp32_test_accuracy']:.2f}%)"
+                if "test_accuracy" in m else "not evaluated")
+    print(f"int8 {result['mode']}, calibration {result['calibration']['kind']} "
+          f"({result['quantization']['calibration_images_read']} images): {accuracy}, "
+          f"{sizes['int8_onnx_bytes'] / 1024:.0f} KiB (fp32 {sizes['fp32_onnx_bytes'] / 1024:.0f} KiB) -> {result['model']}")
+    return 0
+
+
+def _evaluate_int8(args: argparse.Namespace) -> int:
+    """'datafree evaluate' of an int8 run: ONNX Runtime on the CPU."""
+    from datafree.data import dataset_spec
+    from datafree.quantize import evaluate_int8, load_int8
+
+    explicit = any(a == "--device" or a.startswith("--device=") for a in args.argv)
+    if explicit and not str(args.device).startswith("cpu"):  # the default (cuda where present) falls back quietly
+        raise DatafreeError("int8 models run on the CPU only (ONNX Runtime's CPU provider); use --device cpu")
+    model = load_int8(args.model)
+    data = _load_split(args, args.split)
+    _check_compatible(model.info.spec, dataset_spec(data))
+    metrics = evaluate_int8(model, data, args.batch_size)
+    dataset = args.dataset or dataset_spec(data).name
+    record = {"model": str(args.model), "arch": model.info.arch, "precision": "int8", "dataset": dataset,
+              "split": args.split, **metrics}
+    if args.json:
+        print(json.dumps(record))
+    else:
+        print(f"{model.info.arch} (int8) on {dataset} {args.split}: accuracy {metrics['accuracy']:.2f}%, "
+              f"loss {metrics['loss']:.4f}")
     return 0
 
 
@@ -810,9 +859,51 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.set_defaults(func=cmd_audit)
 
+    p = sub.add_parser("quantize", help="int8 post-training quantization, calibrated on a transfer set (data-free)",
+                       description="Post-training static int8 quantization on ONNX Runtime: per-channel int8 weights, "
+                                   "uint8 activations calibrated on the images given, optionally after data-free "
+                                   "quantization-aware fine-tuning (the fp32 model distils into its fake-quantized "
+                                   "copy on those images). Writes OUT/model.onnx (loads without running code) and "
+                                   "OUT/model.json; 'datafree evaluate OUT' tests it. The int8 model runs on the CPU.")
+    p.add_argument("--model", required=True, help="fp32 checkpoint to quantize (.safetensors, .pt/.pth, or a run directory)")
+    p.add_argument("--trust-pickle", action="store_true", help="allow .pt files that execute code when unpickled")
+    g = p.add_argument_group("calibration images (choose one)").add_mutually_exclusive_group(required=True)
+    g.add_argument("--calibration", action="append", metavar="SET",
+                   help="a transfer set (data-free; repeat to use several as one)")
+    g.add_argument("--calibration-method", choices=sorted(PRESETS), metavar="PRESET",
+                   help="synthesize the calibration set against the model itself into OUT/calibration "
+                        "(ZeroQ's distilled data), e.g. deepinversion, or zskd for models without BatchNorm")
+    g.add_argument("--calibration-real", action="store_true", help="real training images (the reference; not data-free)")
+    g.add_argument("--no-calibration", action="store_true",
+                   help="no images: dynamic int8 (activations quantized per batch at run time), the floor")
+    p.add_argument("--calibration-count", type=int,
+                   help="images: a seeded random subset of --calibration (default: all of it), or how many to "
+                        "synthesize or draw from the training split (default: 512)")
+    p.add_argument("--set", type=_key_value, action="append", metavar="KEY=VALUE",
+                   help="override a --calibration-method preset field, e.g. --set iterations=100")
+    p.add_argument("--ranges", default="minmax", choices=("minmax", "percentile"),
+                   help="activation ranges from the calibration images (default: %(default)s)")
+    p.add_argument("--percentile", type=float, default=99.999, help="with --ranges percentile (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=64, help="calibration batch size (default: %(default)s)")
+    p.add_argument("--allow-float", action="store_true",
+                   help="accept compute operations ONNX Runtime cannot quantize (they stay fp32) instead of refusing")
+    g = p.add_argument_group("quantization-aware fine-tuning (data-free with a synthetic calibration set)")
+    g.add_argument("--qat-epochs", type=int, default=0, help="epochs of KD into the fake-quantized copy (default: 0, off)")
+    g.add_argument("--qat-lr", type=float, default=1e-3, help="learning rate (default: %(default)s)")
+    g.add_argument("--qat-batch-size", type=int, default=64, help="batch size (default: %(default)s)")
+    g.add_argument("--qat-temperature", type=float, default=4.0, help="KD temperature (default: %(default)s)")
+    g.add_argument("--qat-teacher", metavar="CKPT", help="distil from this model instead of the fp32 model itself")
+    p.add_argument("--no-test", action="store_true", help="do not report accuracy on the real test split")
+    p.add_argument("--out", required=True, help="output directory (model.onnx, model.json, result.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an int8 model (and calibration set) in --out")
+    _add_run_args(p, "seed of the calibration subset, synthesis and fine-tuning")
+    p.set_defaults(func=cmd_quantize)
+    _add_data_args(p)
+
     p = sub.add_parser("evaluate", help="test accuracy of a checkpoint",
                        description="Top-1 accuracy and cross-entropy of a checkpoint on a dataset split.")
-    p.add_argument("model", help="checkpoint (.safetensors, .pt/.pth, or a run directory)")
+    p.add_argument("model", help="checkpoint (.safetensors, .pt/.pth, a run directory, or an int8 run of 'datafree "
+                                 "quantize', which runs on the CPU)")
     p.add_argument("--arch", help="architecture, for checkpoints without a datafree sidecar")
     p.add_argument("--arch-kwargs", type=_json_dict, default=None, help="JSON keyword arguments for --arch")
     p.add_argument("--trust-pickle", action="store_true", help="allow .pt files that execute code when unpickled")
