@@ -10,10 +10,10 @@ from datafree.data.datasets import (
     load_dataset,
 )
 from datafree.data.loader import epoch_generator, iterate_batches, num_batches
-from datafree.data.spec import CIFAR10, CIFAR100, FASHION_MNIST, MNIST, DataSpec
+from datafree.data.spec import CIFAR10, CIFAR100, FASHION_MNIST, KNOWN_SPECS, MNIST, DataSpec, check_compatible
 
 __all__ = [
-    "CIFAR10", "CIFAR100", "DATASETS", "DSA", "FASHION_MNIST", "MNIST", "DataSpec", "ImageFolderDataset",
-    "NormalizedTensorDataset", "RandomCropFlip", "TensorImageDataset", "dataset_spec", "epoch_generator", "iterate_batches",
-    "load_dataset", "num_batches",
+    "CIFAR10", "CIFAR100", "DATASETS", "DSA", "FASHION_MNIST", "KNOWN_SPECS", "MNIST", "DataSpec", "ImageFolderDataset",
+    "NormalizedTensorDataset", "RandomCropFlip", "TensorImageDataset", "check_compatible", "dataset_spec",
+    "epoch_generator", "iterate_batches", "load_dataset", "num_batches",
 ]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from datafree.data.spec import CIFAR10, CIFAR100, FASHION_MNIST, MNIST, DataSpec
+from datafree.data.spec import KNOWN_SPECS, DataSpec
 from datafree.errors import DatafreeError
 
 SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -121,7 +121,7 @@ def _idx_dirs(name: str, root: Path) -> list[Path]:
 
 def load_idx_dataset(name: str, split: str, roots: list[Path]) -> TensorImageDataset:
     """Load an MNIST-family split from the first of ``roots`` that holds its idx files."""
-    spec = {"fashion-mnist": FASHION_MNIST, "mnist": MNIST}[name]
+    spec = KNOWN_SPECS[name]
     prefix = "train" if split == "train" else "t10k"
     for root in roots:
         for d in _idx_dirs(name, root):
@@ -169,7 +169,7 @@ def _read_cifar_batch(path: Path) -> dict:
 
 def load_cifar(name: str, split: str, roots: list[Path]) -> TensorImageDataset:
     """Load CIFAR-10/100 from torchvision's python-pickle layout (data only, no code)."""
-    folder, spec = {"cifar10": ("cifar-10-batches-py", CIFAR10), "cifar100": ("cifar-100-python", CIFAR100)}[name]
+    folder, spec = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name], KNOWN_SPECS[name]
     if name == "cifar10":
         files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
         label_key = "labels"

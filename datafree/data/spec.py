@@ -93,3 +93,22 @@ CIFAR10 = DataSpec(
 CIFAR100 = DataSpec(
     3, 32, 32, 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), (), "cifar100"
 )
+KNOWN_SPECS: dict[str, DataSpec] = {s.name: s for s in (FASHION_MNIST, MNIST, CIFAR10, CIFAR100)}
+"""The datasets whose spec is known without their files (``--dataset NAME`` for a teacher's input)."""
+
+
+def check_compatible(teacher: DataSpec, data: DataSpec, what: str = "teacher", other: str = "the dataset") -> None:
+    """Raise one line when ``data`` is not the input space ``teacher`` was trained in.
+
+    Shape, class count and normalisation must agree; names and class names may differ.
+    """
+    if teacher.shape != data.shape or teacher.num_classes != data.num_classes:
+        raise DatafreeError(
+            f"{what} expects {teacher.shape} inputs and {teacher.num_classes} classes, "
+            f"{other} has {data.shape} and {data.num_classes}"
+        )
+    if tuple(teacher.mean) != tuple(data.mean) or tuple(teacher.std) != tuple(data.std):
+        raise DatafreeError(
+            f"{what} was trained with normalisation mean={teacher.mean} std={teacher.std}, "
+            f"{other} uses mean={data.mean} std={data.std}"
+        )
