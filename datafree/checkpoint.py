@@ -37,13 +37,29 @@ MODEL_FILE = "model.safetensors"
 
 @dataclass
 class ModelInfo:
-    """What the sidecar says about a checkpoint."""
+    """What the sidecar says about a checkpoint.
+
+    ``format`` and ``spec_source`` say how a loaded checkpoint was read (see :mod:`datafree.teacher`):
+    ``datafree`` with its sidecar, a ``state_dict`` given an architecture, a ``torchscript`` or
+    ``torch.export`` archive; and where its DataSpec came from. They describe one loading, so
+    they are recorded in manifests and results, never written into a sidecar.
+    """
 
     arch: str
     spec: DataSpec
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     sha256: str = ""
+    format: str = "datafree"
+    spec_source: str = "sidecar"
+
+    def record(self) -> dict[str, Any]:
+        """What identifies this model in a manifest or result (the format only when it is not
+        datafree's own, so sets made before formats were recorded still match on ``--resume``)."""
+        record = {"arch": self.arch, "arch_kwargs": self.arch_kwargs, "sha256": self.sha256}
+        if self.format != "datafree":
+            record["format"] = self.format
+        return record
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -151,10 +167,61 @@ def load_tensors_file(path: str | Path, *, trust_pickle: bool = False, advice: s
         raise DatafreeError(f"cannot read {path}: {_reason(e)} (truncated or corrupted?)") from None
 
 
-def read_state_dict(path: str | Path, *, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.safetensors`` or ``.pt/.pth`` file, unwrapped and de-prefixed."""
-    path = resolve_checkpoint(path)
+ZIP_MAGIC = b"PK\x03\x04"
+WHOLE_MODEL = {"torchscript": "a TorchScript archive", "torch.export": "a torch.export program",
+               "aoti": "an AOTInductor package"}
+
+
+def archive_kind(path: str | Path) -> str:
+    """What a checkpoint file holds, judged from its bytes alone (nothing is unpickled or run).
+
+    ``safetensors`` (by its suffix), ``torchscript`` (``torch.jit.save``: ``code/`` and
+    ``constants.pkl``), ``torch.export`` (``torch.export.save``: ``archive_format``, ``models/``),
+    ``aoti`` (an AOTInductor package, compiled code), ``torch.save`` (a zip with ``data.pkl``),
+    ``broken-zip`` (starts like a zip but cannot be read: truncated) or ``pickle`` (anything else:
+    torch's legacy format, or garbage that torch.load will report).
+    """
+    path = Path(path)
     if path.suffix == ".safetensors":
+        return "safetensors"
+    with open(path, "rb") as f:
+        zipped = f.read(4) == ZIP_MAGIC
+    if not zipped:
+        return "pickle"
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return "broken-zip"
+    parts = {part for name in names for part in name.split("/")[1:]}
+    if any("/aotinductor/" in name for name in names):
+        return "aoti"
+    if "code" in parts or "constants.pkl" in parts:
+        return "torchscript"
+    if "archive_format" in parts or "models" in parts:
+        return "torch.export"
+    return "torch.save"
+
+
+def _check_state_file(path: Path) -> str:
+    """:func:`archive_kind` of a file that should hold a state_dict, refusing whole models and broken zips in one line."""
+    kind = archive_kind(path)
+    if kind in WHOLE_MODEL:
+        raise DatafreeError(f"{path} is {WHOLE_MODEL[kind]} (a whole model), not a state_dict: as --teacher give it "
+                            "without --teacher-arch; elsewhere save the model's state_dict() and pass that")
+    if kind == "broken-zip":
+        raise DatafreeError(f"cannot read {path}: a zip archive whose directory is missing (truncated or corrupted?)")
+    return kind
+
+
+def read_state_dict(path: str | Path, *, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.safetensors`` or ``.pt/.pth`` file, unwrapped and de-prefixed.
+
+    A whole-model archive (TorchScript, torch.export) is refused in one line: it is not a
+    state_dict, and :func:`datafree.teacher.load_teacher` is what reads it as a teacher.
+    """
+    path = resolve_checkpoint(path)
+    if _check_state_file(path) == "safetensors":
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as e:
@@ -216,6 +283,7 @@ def load_model(
             f"{path} does not match the sha256 in {sidecar_path(path).name}: the file was modified or corrupted"
         )
     if info is None:
+        _check_state_file(path)  # a whole model or a broken file is said before asking for an architecture
         if arch is None or spec is None:
             raise DatafreeError(f"{path} has no {sidecar_path(path).name} sidecar; pass --arch and --dataset")
         info = ModelInfo(arch, spec, dict(arch_kwargs or {}))

@@ -60,11 +60,11 @@ def protocol_record(spec: DataSpec, dataset: str) -> dict[str, Any]:
 
 
 def condensed_header(config: CondenseConfig, spec: DataSpec, dataset: str, seed: int,
-                     teacher_info: ModelInfo | None, soft_labels: bool) -> dict[str, Any]:
-    teacher = None if teacher_info is None else {"arch": teacher_info.arch, "arch_kwargs": teacher_info.arch_kwargs,
-                                                 "sha256": teacher_info.sha256}
+                     teacher_info: ModelInfo | None, soft_labels: bool, spec_source: str = "dataset-files") -> dict[str, Any]:
+    teacher = None if teacher_info is None else teacher_info.record()
     return {"kind": "condensed", "method": config.method, "config": config.to_dict(), "seed": seed, "ipc": config.ipc,
-            "teacher": teacher, "spec": spec.to_dict(), "protocol": protocol_record(spec, dataset),
+            "teacher": teacher, "spec": spec.to_dict(), "spec_source": spec_source,
+            "protocol": protocol_record(spec, dataset),
             "soft_labels": soft_labels,
             "label_type": "class + teacher logits" if soft_labels else "class (hard labels)"}
 
@@ -86,12 +86,14 @@ def condense_set(out: str | Path, config: CondenseConfig, spec: DataSpec, *, poo
                  teacher: nn.Module | None = None, teacher_info: ModelInfo | None = None,
                  soft_labels: bool = False, dataset: str = "", seed: int = 0, device: str = "cpu",
                  resume: bool = False, checkpoint_every: int = 50,
-                 progress: bool = True) -> dict[str, Any]:
+                 progress: bool = True, spec_source: str = "dataset-files") -> dict[str, Any]:
     """Run ``config.method`` for ``config.iterations`` and write the condensed transfer set to ``out``.
 
     Every ``checkpoint_every`` iterations the state, the set and ``preview.png`` are rewritten.
 
     ``soft_labels`` stores the teacher's logits for every synthetic image (needs ``teacher``).
+    ``spec_source`` records where ``spec`` came from (the dataset's files, or for the teacher-only
+    method the teacher's; see :data:`datafree.teacher.SPEC_SOURCES`).
     """
     out = Path(out)
 
@@ -119,7 +121,7 @@ def condense_set(out: str | Path, config: CondenseConfig, spec: DataSpec, *, poo
     condenser = cls(config, spec, rng, pool=pool, teacher=teacher, device=device)  # validates before any write
     try:
         condenser.split_classes(distributed.rank(), distributed.world_size())
-        header = condensed_header(config, spec, dataset, seed, teacher_info, soft_labels)
+        header = condensed_header(config, spec, dataset, seed, teacher_info, soft_labels, spec_source)
         writer = distributed.run_on_main(lambda: TransferSetWriter(out, header))
         start_iter, elapsed0 = 0, 0.0
         if resume:

@@ -77,8 +77,16 @@ def tucker(spec: DataSpec, base: str, ranks: dict[str, list[int]], base_kwargs: 
     return apply_tucker(build_model(base, spec, **(base_kwargs or {})), ranks, init=False)
 
 
-def compress(model: nn.Module, arch: str, arch_kwargs: dict[str, Any], rank_ratio: float) -> tuple[nn.Module, dict[str, Any]]:
-    """A Tucker-2 compressed copy of a trained ``model`` and the ``tucker`` kwargs that rebuild it."""
+def compress(model: nn.Module, arch: str, arch_kwargs: dict[str, Any], rank_ratio: float,
+             fmt: str = "datafree") -> tuple[nn.Module, dict[str, Any]]:
+    """A Tucker-2 compressed copy of a trained ``model`` and the ``tucker`` kwargs that rebuild it.
+
+    The result is saved as ``base`` (``arch``) with factorised convolutions, so ``arch`` must be an
+    architecture the registry builds: a whole-model file (``fmt`` TorchScript or torch.export) has none.
+    """
+    if fmt in ("torchscript", "torch.export"):
+        raise DatafreeError(f"compress saves the result as the teacher's architecture rebuilt by name, and a {fmt} "
+                            "teacher has none: pass its state_dict with --teacher-arch")
     ranks = tucker_ranks(model, rank_ratio)
     if not ranks:
         raise DatafreeError(f"{arch} has no convolution that Tucker-2 can compress")

@@ -141,6 +141,21 @@ def class_similarity(teacher: nn.Module) -> torch.Tensor:
     return ((sim - low) / (high - low).clamp_min(1e-12)).clamp_min(1e-3)
 
 
+def _channels_last(teacher: nn.Module, spec: DataSpec, device: torch.device) -> nn.Module:
+    """``teacher`` in channels_last on ``device`` if it runs that way, else in the default layout.
+
+    A user's model that flattens with ``x.view(n, -1)`` after a convolution fails on channels_last
+    activations ("view size is not compatible"), so one forward pass of two images decides.
+    """
+    teacher = teacher.to(device, memory_format=torch.channels_last)
+    try:
+        with torch.no_grad():
+            teacher(torch.zeros(2, *spec.shape, device=device))
+    except RuntimeError:
+        teacher = teacher.to(memory_format=torch.contiguous_format)
+    return teacher
+
+
 class Synthesizer:
     """Produces synthetic batches from a teacher according to a :class:`SynthesisConfig`.
 
@@ -154,7 +169,7 @@ class Synthesizer:
         # channels_last: gradients to the input through the frozen teacher run about 2x faster on the
         # CPU for LeNet-5 (ZSKD synthesis end to end: 1.7 s -> 0.75 s per 128 x 50 steps); same values
         # up to float rounding. In place, like eval(): the caller's teacher is the same module.
-        self.teacher = teacher.to(self.device, memory_format=torch.channels_last).eval().requires_grad_(False)
+        self.teacher = _channels_last(teacher.eval().requires_grad_(False), spec, self.device)
         self.student = student
         if config.needs_student and student is None:
             raise DatafreeError("this method has an adversarial term and needs the student being trained")

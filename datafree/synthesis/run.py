@@ -43,9 +43,8 @@ PREVIEW = "preview.png"
 
 def transfer_header(method: str, config: SynthesisConfig, teacher_info: ModelInfo, seed: int) -> dict[str, Any]:
     return {"kind": "synthetic", "method": method, "config": config.to_dict(), "seed": seed,
-            "teacher": {"arch": teacher_info.arch, "arch_kwargs": teacher_info.arch_kwargs,
-                        "sha256": teacher_info.sha256},
-            "spec": teacher_info.spec.to_dict()}
+            "teacher": teacher_info.record(), "spec": teacher_info.spec.to_dict(),
+            "spec_source": teacher_info.spec_source}
 
 
 def _check_world(out: Path, world: int, resume: bool) -> None:
