@@ -143,9 +143,29 @@ def test_user_errors(tmp_path, capsys):
     assert "unknown suite 'nope'" in capsys.readouterr().err
     assert main(["bench", "run", "quick", "--out", str(tmp_path / "o"), "--teachers", str(tmp_path)]) == 2
     assert "no teacher for LeNet-5" in capsys.readouterr().err
-    for bad in ("df:nope", "cond:dm:x:soft", "cond:dm:10:warm", "real"):
+    for bad in ("df:nope", "cond:dm:x:soft", "cond:dm:10:warm", "real", "df:zskd+nope", "df:dfad+fast5",
+                "df:deepinversion+dafl", "df:zskd+fast5+adi"):
         with pytest.raises(DatafreeError):
             parse_source(bad)
+
+
+def test_two_stage_source_plans_a_stored_set_grown_live(tmp_path):
+    """df:<stored>+<live>: synthesize with the first preset, then distill from that set while the second grows it."""
+    from dataclasses import replace
+
+    src = parse_source("df:deepinversion+fast5")
+    assert (src.kind, src.method, src.grow, src.dirname) == ("df", "deepinversion", "fast5", "df-deepinversion+fast5")
+    smoke = get_suite("smoke")
+    suite = replace(smoke, pairs=[replace(smoke.pairs[0], sources=("kd", "df:deepinversion+fast5", "df:zskd+fast5"))])
+    runs = {r.source: r for r in plan(suite, tmp_path)}
+    check_plan(list(runs.values()))
+    synth, distill = runs["df:deepinversion+fast5"].argv
+    assert synth[1] == "synthesize" and synth[synth.index("--method") + 1] == "deepinversion"
+    assert distill[1] == "distill" and distill[distill.index("--method") + 1] == "fast5"
+    assert distill[distill.index("--transfer") + 1] == synth[synth.index("--out") + 1]
+    # a BN-free stored preset grown by a BN preset needs a BN teacher all the same
+    lenet = replace(smoke.pairs[0], teacher="lenet5", teacher_kwargs={}, sources=("df:zskd+fast5", "df:zskd"))
+    assert [r.source for r in plan(replace(smoke, pairs=[lenet]), tmp_path) if r.source != "teacher"] == ["df:zskd"]
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
@@ -179,8 +199,10 @@ def test_cifar_suites_plan_valid_commands(name, cifar10_root, tmp_path):
 
 def test_fmnist_suites_plan(tmp_path):
     quick = plan(get_suite("quick"), tmp_path)
-    assert [r.source for r in quick] == ["teacher", "kd", "scratch", "df:zskd", "cond:dm:10:hard"]
-    assert [r.run_id for r in quick][1] == "lenet/kd/seed0"
+    assert [r.source for r in quick] == ["teacher", "kd", "scratch", "df:deepinversion+fast5", "cond:dm:10:hard",
+                                         "cond:teacher:10:soft"]
+    assert [r.run_id for r in quick][1] == "lenet-bn/kd/seed0"
+    assert not skipped_sources(get_suite("quick"))  # the main job's teacher has BatchNorm: every source runs
     full = get_suite("full")
     assert not skipped_sources(full)  # each pair lists only what its teacher supports
     by_pair = {p.key: set(full.sources_of(p)) for p in full.pairs}

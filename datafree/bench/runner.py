@@ -93,7 +93,7 @@ def not_applicable(suite: Suite, pair: PairSpec, source: Source) -> str | None:
     from datafree.synthesis import preset
 
     if source.kind == "df":
-        needs_bn = preset(source.method, **suite.recipes.df_scale).needs_batchnorm
+        needs_bn = any(preset(m, **suite.recipes.df_scale).needs_batchnorm for m in (source.method, source.grow) if m)
     elif source.kind == "cond" and source.method == "teacher":
         needs_bn = method_config("teacher", **suite.recipes.cond.get("teacher", {})).bn > 0
     else:
@@ -192,14 +192,18 @@ def _source_steps(suite: Suite, pair: PairSpec, src: Source, seed: int, out: Pat
         scale = df_overrides(r, src.method)
         config = preset(src.method, **scale)
         overrides = set_args(scale)
-        if config.needs_student or config.schedule == "online":
+        if not src.grow and (config.needs_student or config.schedule == "online"):
             argv = ["distill", *teacher, "--method", src.method, *overrides, *student, *r.df_live_student,
                     "--lr", pair.live_lr, *tail]
             return [Step("train", argv, student_dir)]
         tset = run_dir / "transfer"
         synth = ["synthesize", *teacher, "--method", src.method, *overrides, "--count", str(r.df_count),
                  "--seed", str(seed), *dev, "--out", str(tset), "--no-progress"]
-        distill = ["distill", *teacher, "--transfer", str(tset), *student, *r.df_stored_student, *tail]
+        if src.grow:  # the live preset grows the stored set with batches made against the student
+            distill = ["distill", *teacher, "--transfer", str(tset), "--method", src.grow,
+                       *set_args(df_overrides(r, src.grow)), *student, *r.df_grown_student, *tail]
+        else:
+            distill = ["distill", *teacher, "--transfer", str(tset), *student, *r.df_stored_student, *tail]
         return [Step("synthesize", synth, tset, r.df_count), Step("train", distill, student_dir)]
     # cond: one set per (pair, method, ipc, seed), with the teacher's logits, shared by hard and soft labels
     from datafree.condense import method_config

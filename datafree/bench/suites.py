@@ -7,6 +7,9 @@ A source is a string:
 * ``df:<preset>``: a data-free synthesis preset (``datafree.synthesis.PRESETS``); presets with an
   adversarial term or an online generator run live (``datafree distill --method``), the others
   synthesize a transfer set first (``datafree synthesize``) and distill from it;
+* ``df:<stored>+<live>``: ADI's two stages: a transfer set synthesized with the ``stored`` preset,
+  then a student distilled from it while a pool or meta ``live`` preset grows it with batches made
+  against that student (``datafree distill --transfer SET --method LIVE``);
 * ``cond:<method>:<ipc>:<hard|soft>``: a condensation method (``datafree condense``) at ``ipc``
   images per class; the student is distilled from the condensed set with hard labels (alpha 1)
   or the teacher's soft labels (alpha 0, T 4).
@@ -65,6 +68,8 @@ FMNIST_DF_STORED_TRAIN = ("--batch-size", "128", "--alpha", "0", "--lr", "0.01",
 # lr 0.05 beat 0.01 on the recipe set (benchmarks/zskd_recipes, 3 student seeds: 80.0 against 78.1 at 32000
 # steps) but not across the three synthesis seeds of benchmarks/datafree_kd (79.35, 81.57, 72.18: 77.7 ± 4.9
 # against 78.9 ± 1.9), so the student keeps lr 0.01
+# df:<stored>+<live>: the live student's length and the stored-set student's augmentation and KD settings
+FMNIST_DF_GROWN_STUDENT = ("--epochs", "20", "--steps-per-epoch", "200", "--eval-every", "5", *FMNIST_DF_STORED_TRAIN)
 FMNIST_DF_STORED_STUDENT = ("--epochs", "640", "--eval-every", "64", *FMNIST_DF_STORED_TRAIN)  # test 10 times
 # Named variants of a preset for benchmarks/datafree_kd: preset overrides, images, the stored-set
 # student's flags (merged over FMNIST_DF_STORED_STUDENT) and, optionally, other variants whose sets of
@@ -162,6 +167,7 @@ class Recipes:
     df_live_student: tuple[str, ...] = FMNIST_DF_LIVE_STUDENT
     df_count: int = FMNIST_DF_COUNT  # images synthesized for a stored set
     df_stored_student: tuple[str, ...] = FMNIST_DF_STORED_STUDENT
+    df_grown_student: tuple[str, ...] = FMNIST_DF_GROWN_STUDENT  # df:<stored>+<live>: the student as the set grows
     cond: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method: --set overrides
     cond_by_ipc: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)  # per method and IPC, on top
     cond_student: tuple[str, ...] = FMNIST_COND_STUDENT
@@ -206,6 +212,7 @@ class Source:
     method: str = ""
     ipc: int = 0
     labels: str = ""  # hard | soft (cond)
+    grow: str = ""  # df:<stored>+<live>: the live preset that grows the stored set
 
     @property
     def dirname(self) -> str:
@@ -213,16 +220,30 @@ class Source:
 
 
 def parse_source(text: str) -> Source:
-    """``scratch``, ``kd``, ``df:<preset>`` or ``cond:<method>:<ipc>:<hard|soft>``; anything else is a user error."""
+    """``scratch``, ``kd``, ``df:<preset>``, ``df:<stored>+<live>`` or ``cond:<method>:<ipc>:<hard|soft>``;
+    anything else is a user error."""
     from datafree.condense import METHODS
-    from datafree.synthesis import PRESETS
+    from datafree.synthesis import PRESETS, preset
 
     parts = text.split(":")
     if text in ("scratch", "kd"):
         return Source(text, text)
     if parts[0] == "df" and len(parts) == 2:
-        if parts[1] not in PRESETS:
-            raise DatafreeError(f"source {text!r}: unknown data-free preset; choose one of {', '.join(sorted(PRESETS))}")
+        methods = parts[1].split("+")
+        for method in methods:
+            if method not in PRESETS:
+                raise DatafreeError(f"source {text!r}: unknown data-free preset {method!r}; choose one of "
+                                    f"{', '.join(sorted(PRESETS))}")
+        if len(methods) > 2:
+            raise DatafreeError(f"source {text!r}: at most two presets, df:<stored>+<live>")
+        if len(methods) == 2:
+            stored, live = (preset(m) for m in methods)
+            if stored.needs_student or stored.schedule == "online":
+                raise DatafreeError(f"source {text!r}: {methods[0]} runs live; the first preset must make a stored set")
+            if live.schedule == "online":
+                raise DatafreeError(f"source {text!r}: {methods[1]} trains on fresh samples only; growing a set needs "
+                                    "a pool or meta preset")
+            return Source(text, "df", methods[0], grow=methods[1])
         return Source(text, "df", parts[1])
     if parts[0] == "cond" and len(parts) == 4:
         method, ipc, labels = parts[1:]
@@ -233,7 +254,8 @@ def parse_source(text: str) -> Source:
         if labels not in ("hard", "soft"):
             raise DatafreeError(f"source {text!r}: labels must be 'hard' or 'soft'")
         return Source(text, "cond", method, int(ipc), labels)
-    raise DatafreeError(f"unknown source {text!r}; use scratch, kd, df:<preset> or cond:<method>:<ipc>:<hard|soft>")
+    raise DatafreeError(f"unknown source {text!r}; use scratch, kd, df:<preset>, df:<stored>+<live> or "
+                        "cond:<method>:<ipc>:<hard|soft>")
 
 
 def make_pairs(table: dict[str, dict[str, Any]], live_lr: dict[str, str]) -> list[PairSpec]:
@@ -250,20 +272,28 @@ CIFAR_RECIPES = Recipes(df_scale=CIFAR_DF_SCALE, df_method_scale=CIFAR_DF_METHOD
                         df_stored_student=CIFAR_DF_STORED_STUDENT, cond=CIFAR_COND, cond_student=CIFAR_COND_STUDENT,
                         buffer=CIFAR_BUFFER, checkpoint_every=100)
 
+# The main job's pair: a BatchNorm teacher, so the quick suite shows the methods the package is built around
+# (BN-statistics matching, adversarial growth) and teacher-only condensation; the BN-free LeNet pair is in 'full'
+QUICK_PAIR = dict(name="LeNet-5-BN -> LeNet-5-half", teacher="lenet5_bn", student="lenet5_half",
+                  teacher_args=("--epochs", "10", "--lr", "0.05"), student_args=("--epochs", "10", "--lr", "0.05"),
+                  kd_args=FMNIST_PAIRS["lenet"]["kd_args"])
+# DeepInversion's set (2560 images, 100 pixel steps per batch), grown by Fast-DFKD's meta-generator with its
+# adversarial term against the student as it trains (4000 steps): artifacts/exp trials in docs/datafree_recipes.md
+QUICK_DF_GROWN_STUDENT = ("--epochs", "20", "--steps-per-epoch", "200", "--eval-every", "5", *FMNIST_DF_STORED_TRAIN)
 QUICK = Suite(
     name="quick", dataset="fashion-mnist",
-    pairs=make_pairs({"lenet": FMNIST_PAIRS["lenet"]}, FMNIST_DF_LIVE_LR),
-    sources=["kd", "scratch", "df:zskd", "cond:dm:10:hard"], seeds=[0],
-    recipes=replace(FMNIST_RECIPES, df_count=6400, df_method_scale={"zskd": FMNIST_DF_ZSKD_CHEAP},
-                    df_stored_student=FMNIST_DF_STORED_STUDENT_CHEAP,
-                    cond={**FMNIST_COND, "dm": {"batch_real": 64, "iterations": 50}},
+    pairs=make_pairs({"lenet-bn": QUICK_PAIR}, FMNIST_DF_LIVE_LR),
+    sources=["kd", "scratch", "df:deepinversion+fast5", "cond:dm:10:hard", "cond:teacher:10:soft"], seeds=[0],
+    recipes=replace(FMNIST_RECIPES, df_count=2560, df_method_scale={"deepinversion": {"iterations": 100}},
+                    df_grown_student=QUICK_DF_GROWN_STUDENT,
+                    cond={**FMNIST_COND, "dm": {"batch_real": 64, "iterations": 50}, "teacher": {"iterations": 200}},
                     cond_student=("--epochs", "150", *FMNIST_COND_STUDENT[2:])),
     description=(
-        "Fashion-MNIST, LeNet-5 -> LeNet-5-half, seed 0: teacher (trained once, reused if present), real-data KD, "
-        "scratch, zskd (the cheaper recipe: 4x-coarse pixels, 50 iterations, 6400 images, student 40 epochs), "
-        "DM at 10 images per class (50 iterations) with hard labels (student: 150 epochs). Measured: 6.5 minutes "
-        "for 'bash scripts/main.sh' on 2 idle CPU cores with "
-        "nothing reused (teacher 73 s, KD 80 s, scratch 47 s, zskd 51 s, DM 47 s, plus set-up and evaluation)."),
+        "Fashion-MNIST, LeNet-5 with BatchNorm -> LeNet-5-half, seed 0: teacher (trained once, reused if present), "
+        "real-data KD, scratch, data-free deepinversion+fast5 (2560 DeepInversion images, 100 steps a batch, grown "
+        "by fast5 batches made against the student: 4000 student steps), DM at 10 images per class (50 iterations, "
+        "hard labels) and teacher-only condensation at 10 images per class (200 iterations, the teacher's soft "
+        "labels); condensed-set students 150 epochs."),
 )
 # ---------------------------------------------------------------- the full suite, sized for this CPU
 # Every method at every IPC with 3 seeds, at budgets that finish in a few hours on 2 cores (one
