@@ -294,3 +294,24 @@ def test_concurrent_appends_from_two_processes_keep_every_line_whole(tmp_path):
     assert all(p.exitcode == 0 for p in procs)
     lines = path.read_text().splitlines()
     assert len(lines) == 200 and len({json.loads(line)["run_id"] for line in lines}) == 200
+
+
+def test_jobs_run_the_teacher_first_then_workers_share_the_rest(tmp_path):
+    """--jobs 2: the teacher in this process, the other runs in two spawned workers with half the threads each."""
+    from tests.conftest import write_mnist_family
+
+    root = write_mnist_family(tmp_path / "fmnist")
+    out = tmp_path / "out"
+    summary = run_suite(get_suite("smoke"), out, data_root=root, device="cpu", jobs=2, log=lambda *_: None)
+    rows = {r["run_id"]: r for r in read_rows(out)}
+    expected = [r.run_id for r in plan(get_suite("smoke"))]
+    assert sorted(rows) == sorted(expected) and not summary.failed
+    assert sorted(summary.ran) == sorted(expected)
+    threads = {r["source"]: r["environment"]["threads"] for r in rows.values()}
+    assert threads.pop("teacher") == torch.get_num_threads()
+    assert set(threads.values()) == {max(1, torch.get_num_threads() // 2)}
+    # a second call reuses every run, in this process
+    again = run_suite(get_suite("smoke"), out, data_root=root, device="cpu", jobs=2, log=lambda *_: None)
+    assert sorted(again.reused) == sorted(expected) and not again.ran
+    with pytest.raises(DatafreeError, match="--jobs"):
+        run_suite(get_suite("smoke"), out, data_root=root, jobs=0)

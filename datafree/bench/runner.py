@@ -10,7 +10,8 @@ Layout of a suite's output directory::
     sets/<pair>/cond-<method>-ipc<K>/seed<N>/   a condensed set, shared by the hard- and soft-label students
     buffers/<dataset>/                  MTT's expert trajectories
 
-Every command goes through :func:`datafree.cli.main` in this process. A step directory holds a
+Every command goes through :func:`datafree.cli.main` in this process (or, with ``jobs`` > 1, in
+worker processes after the teachers). A step directory holds a
 ``.bench.json`` marker with the command that made it: a finished step with the same command is
 reused, an interrupted one is resumed (``--resume``), anything else is redone (``--overwrite``, or
 the set is deleted first).
@@ -473,12 +474,17 @@ class SuiteSummary:
 
 def run_suite(suite: Suite, out_dir: str | Path, *, data_root: str | Path | None = None, device: str | None = None,
               seeds: list[int] | None = None, teachers: str | Path | None = None, pairs: list[str] | None = None,
-              log=print) -> SuiteSummary:
+              jobs: int = 1, only: list[str] | None = None, log=print) -> SuiteSummary:
     """Run every run of ``suite`` into ``out_dir`` that has no row in results.jsonl yet (same id and commands).
 
     ``pairs`` runs only those pairs (their keys); one process per pair may share ``out_dir``, since
-    each writes only its pair's directories and rows are appended under a file lock.
+    each writes only its pair's directories and rows are appended under a file lock. ``jobs`` > 1
+    trains the teachers first, then spreads the other runs over that many worker processes with
+    ``torch.get_num_threads() // jobs`` threads each (see :func:`_run_in_workers`). ``only`` keeps
+    just those run ids (what a worker is given).
     """
+    if jobs < 1:
+        raise DatafreeError("--jobs must be at least 1")
     suite = suite.with_seeds(seeds)
     out = Path(out_dir)
     runs = plan(suite, out, data_root=data_root, device=device, teachers=teachers)
@@ -494,12 +500,92 @@ def run_suite(suite: Suite, out_dir: str | Path, *, data_root: str | Path | None
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / SUITE_JSON, {"suite": asdict(suite), "runs": planned,
                                   "not_applicable": summary.not_applicable})
+    if only is not None:
+        runs = [r for r in runs if r.run_id in only]
     rows = {r["run_id"]: r for r in read_rows(out)}
+    if jobs > 1:
+        teacher_runs = [r for r in runs if r.source == "teacher"]
+        _run_runs(suite, teacher_runs, out, rows, device, summary, log)
+        failed = {r.pair.key for r in teacher_runs if r.run_id in summary.failed}
+        rest = [r for r in runs if r.source != "teacher" and r.pair.key not in failed]
+        for r in runs:
+            if r.source != "teacher" and r.pair.key in failed:
+                log(f"skip   {r.run_id}: the teacher failed")
+                summary.failed.append(r.run_id)
+        pending = [r for r in rest if not _reusable(r, rows.get(r.run_id))]
+        for r in rest:
+            if r not in pending:
+                log(f"reuse  {r.run_id} ({rows[r.run_id].get('accuracy')}%)")
+                summary.reused.append(r.run_id)
+        _run_in_workers(suite, pending, out, jobs, summary, log, data_root=data_root, device=device,
+                        seeds=seeds, teachers=teachers)
+        return summary
+    _run_runs(suite, runs, out, rows, device, summary, log)
+    return summary
+
+
+def _reusable(run: Run, row: dict[str, Any] | None) -> bool:
+    """A row of the same run with the same commands and inputs is there."""
+    return row is not None and row.get("argv") == planned_argv(run) and same_inputs(row.get("inputs", {}), run_inputs(run))
+
+
+# the relative cost of a run, to balance workers: a data-free run synthesizes and distills, KD runs the teacher too
+_COST = {"df": 4, "kd": 2, "cond": 2, "scratch": 1}
+
+
+def _run_in_workers(suite: Suite, runs: list[Run], out: Path, jobs: int, summary: SuiteSummary, log,
+                    **kwargs: Any) -> None:
+    """Spread ``runs`` over ``jobs`` spawned processes (longest first, each to the least loaded worker;
+    runs that share a step, such as the hard- and soft-label students of one condensed set, stay together).
+
+    Each worker runs its share with :func:`run_suite` (``only``) and ``torch.get_num_threads() // jobs``
+    threads: on a CPU, two single-threaded LeNet runs finish about twice as fast as one after the
+    other with two threads each, whose small kernels barely use the second core. Rows are appended to
+    results.jsonl under its file lock, so the workers share ``out`` as the per-pair processes do.
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    groups: dict[str, list[Run]] = {}  # runs that share a step (a condensed set, MTT's buffer) go to one worker
+    owner: dict[Path, str] = {}
+    for run in runs:
+        key = next((owner[s.out] for s in run.steps if s.out in owner), run.run_id)
+        groups.setdefault(key, []).append(run)
+        owner.update({s.out: key for s in run.steps})
+    shares: list[list[str]] = [[] for _ in range(min(jobs, len(groups)))]
+    loads = [0] * len(shares)
+    costs = {k: sum(_COST.get(r.source.split(":")[0], 1) for r in g) for k, g in groups.items()}
+    for key in sorted(groups, key=lambda k: -costs[k]):  # stable: plan order among equals
+        i = loads.index(min(loads))
+        shares[i] += [r.run_id for r in groups[key]]
+        loads[i] += costs[key]
+    if not shares:
+        return
+    threads = max(1, torch.get_num_threads() // len(shares))
+    log(f"workers: {len(shares)} processes x {threads} threads: " + "; ".join(", ".join(s) for s in shares))
+    context = multiprocessing.get_context("spawn")  # never fork a process whose OpenMP threads are running
+    with concurrent.futures.ProcessPoolExecutor(len(shares), mp_context=context) as pool:
+        futures = [pool.submit(_worker, suite, str(out), share, threads, kwargs) for share in shares]
+        for future in futures:
+            done = future.result()
+            summary.ran += done.ran
+            summary.reused += done.reused
+            summary.failed += done.failed
+
+
+def _worker(suite: Suite, out: str, only: list[str], threads: int, kwargs: dict[str, Any]) -> SuiteSummary:
+    torch.set_num_threads(threads)
+    return run_suite(suite, out, only=only, **kwargs)
+
+
+def _run_runs(suite: Suite, runs: list[Run], out: Path, rows: dict[str, dict[str, Any]], device: str | None,
+              summary: SuiteSummary, log) -> None:
+    """Run ``runs`` one after the other in this process; a failed teacher skips its pair's other runs."""
     failed_pairs: set[str] = set()
     for run in runs:
         row = rows.get(run.run_id)
-        if row is not None and row.get("argv") == planned_argv(run) and same_inputs(row.get("inputs", {}), run_inputs(run)):
-            log(f"reuse  {run.run_id} ({row.get('accuracy')}%)")
+        if _reusable(run, row):
+            log(f"reuse  {run.run_id} ({row.get('accuracy')}%)")  # type: ignore[union-attr]
             summary.reused.append(run.run_id)
             continue
         if run.pair.key in failed_pairs:
@@ -524,4 +610,3 @@ def run_suite(suite: Suite, out_dir: str | Path, *, data_root: str | Path | None
         rows[run.run_id] = row
         summary.ran.append(run.run_id)
         log(f"done   {run.run_id}: {row['accuracy']}% in {row['total_time_s']:.0f}s")
-    return summary
