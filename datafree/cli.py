@@ -54,19 +54,47 @@ def _key_value(text: str) -> tuple[str, Any]:
         return key, value  # a bare string such as adv_kind=js
 
 
-def _add_teacher_args(p: argparse.ArgumentParser, *, required: bool) -> None:
-    p.add_argument("--teacher", required=required, help="teacher checkpoint (.safetensors, .pt/.pth, or a run directory)")
-    p.add_argument("--teacher-arch", help="teacher architecture, for checkpoints without a datafree sidecar")
+def _add_teacher_args(p: argparse.ArgumentParser, *, required: bool, positional: bool = False) -> None:
+    checkpoint = ("a run directory; a .safetensors/.pt/.pth state_dict (with --teacher-arch unless it has a datafree "
+                  "sidecar); a TorchScript archive or a torch.export .pt2 (whole models: no --teacher-arch, needs "
+                  "--trust-pickle)")
+    if positional:
+        p.add_argument("teacher", metavar="CHECKPOINT", help=f"the teacher: {checkpoint}")
+    else:
+        p.add_argument("--teacher", required=required, help=f"teacher checkpoint: {checkpoint}")
+    p.add_argument("--teacher-arch", help="the architecture of a state_dict without a datafree sidecar: a zoo name, "
+                                          "torchvision:NAME or package.module:callable")
     p.add_argument("--teacher-kwargs", type=_json_dict, default=None, help="JSON keyword arguments for --teacher-arch")
     p.add_argument("--trust-pickle", action="store_true",
-                   help="allow loading .pt files that execute code when unpickled (only for files you trust)")
+                   help="allow files that can run code when loaded: .pt pickles holding code, TorchScript archives, "
+                        "torch.export programs (only for files you trust)")
+
+
+def _add_spec_args(p: argparse.ArgumentParser, *, dataset: bool) -> None:
+    """How a teacher without a datafree sidecar says what inputs it takes; no data file is read."""
+    from datafree.data import KNOWN_SPECS
+
+    g = p.add_argument_group("input spec (for a teacher without a datafree sidecar; no data files needed)")
+    if dataset:
+        g.add_argument("--dataset", choices=KNOWN_SPECS,
+                       help="the dataset the teacher was trained on: its shape, classes and normalisation")
+    g.add_argument("--input-shape", type=int, nargs=3, metavar=("C", "H", "W"), help="input channels, height, width")
+    g.add_argument("--num-classes", type=int, help="number of classes (with --input-shape)")
+    g.add_argument("--mean", type=float, nargs="+", help="per-channel normalisation mean (default with --input-shape: 0)")
+    g.add_argument("--std", type=float, nargs="+", help="per-channel normalisation std (default with --input-shape: 1)")
+    g.add_argument("--spec", dest="spec_file", metavar="FILE",
+                   help='a spec JSON, e.g. {"input_shape": [3, 32, 32], "num_classes": 100, "mean": [...], "std": [...]}')
+
+
+DEFAULT_DATASET = "fashion-mnist"
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     from datafree.data import DATASETS
 
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="fashion-mnist", choices=DATASETS, help="dataset (default: %(default)s)")
+    g.add_argument("--dataset", choices=DATASETS,
+                   help=f"dataset (default: {DEFAULT_DATASET}; for data-free sources: the teacher's, for reporting only)")
     g.add_argument("--data-root", help="directory holding the dataset files (default: $DATAFREE_DATA, then the system copy)")
     g.add_argument("--image-size", type=int, default=32, help="imagefolder only: resize images to this size")
     g.add_argument("--channels", type=int, default=3, choices=(1, 3), help="imagefolder only: 1 (grayscale) or 3")
@@ -123,10 +151,19 @@ def _train_config(args: argparse.Namespace, **overrides: Any):
     )
 
 
-def _load_split(args: argparse.Namespace, split: str):
+def _dataset(args: argparse.Namespace, spec=None) -> str:
+    """--dataset, else the dataset ``spec`` names (a teacher's or a set's), else the default."""
+    from datafree.data import DATASETS
+
+    if args.dataset:
+        return args.dataset
+    return spec.name if spec is not None and spec.name in DATASETS else DEFAULT_DATASET
+
+
+def _load_split(args: argparse.Namespace, split: str, spec=None):
     from datafree.data import load_dataset
 
-    return load_dataset(args.dataset, split, args.data_root, image_size=args.image_size, channels=args.channels)
+    return load_dataset(_dataset(args, spec), split, args.data_root, image_size=args.image_size, channels=args.channels)
 
 
 def _print_result(name: str, result: dict[str, Any], out: str) -> None:
@@ -177,29 +214,35 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
     model = build_model(args.arch, spec, seed=args.seed, **args.arch_kwargs)
     result = train_run(args.out, model, ModelInfo(args.arch, spec, args.arch_kwargs), _train_config(args),
                        train, test, resume=args.resume, overwrite=args.overwrite,
-                       extra={"argv": args.argv, "dataset": args.dataset})
+                       extra={"argv": args.argv, "dataset": _dataset(args), "spec_source": "dataset-files"})
     _print_result("model", result, args.out)
     return 0
 
 
 def _check_compatible(teacher_spec, data_spec) -> None:
-    if teacher_spec.shape != data_spec.shape or teacher_spec.num_classes != data_spec.num_classes:
-        raise DatafreeError(
-            f"teacher expects {teacher_spec.shape} inputs and {teacher_spec.num_classes} classes, "
-            f"the dataset has {data_spec.shape} and {data_spec.num_classes}"
-        )
-    if tuple(teacher_spec.mean) != tuple(data_spec.mean) or tuple(teacher_spec.std) != tuple(data_spec.std):
-        raise DatafreeError(
-            f"teacher was trained with normalisation mean={teacher_spec.mean} std={teacher_spec.std}, "
-            f"the dataset uses mean={data_spec.mean} std={data_spec.std}"
-        )
+    from datafree.data import check_compatible
+
+    check_compatible(teacher_spec, data_spec)
 
 
-def _load_teacher(args: argparse.Namespace, spec=None):
-    from datafree.checkpoint import load_model
+def _load_teacher(args: argparse.Namespace, data_spec=None, data_source: str = "dataset-files"):
+    """--teacher in any format; its spec from the spec flags, else from the data the command reads."""
+    from datafree.teacher import load_teacher, resolve_spec
 
-    return load_model(args.teacher, arch=args.teacher_arch, arch_kwargs=args.teacher_kwargs,
-                      spec=spec if args.teacher_arch else None, trust_pickle=args.trust_pickle)
+    given = resolve_spec(dataset=args.dataset, input_shape=args.input_shape, num_classes=args.num_classes,
+                         mean=args.mean, std=args.std, spec_file=args.spec_file)
+    spec, source = given if given is not None else (data_spec, data_source)
+    return load_teacher(args.teacher, arch=args.teacher_arch, arch_kwargs=args.teacher_kwargs, spec=spec,
+                        spec_source=source, trust_pickle=args.trust_pickle)
+
+
+def _teacher_record(args: argparse.Namespace, info) -> dict[str, Any]:
+    return {"path": str(args.teacher), **info.record(), "spec_source": info.spec_source}
+
+
+def _note(text: str) -> None:
+    if _is_main():
+        print(f"datafree: {text}", file=sys.stderr)
 
 
 def _synthesis_config(args: argparse.Namespace):
@@ -209,12 +252,26 @@ def _synthesis_config(args: argparse.Namespace):
 
 
 def _test_split(args: argparse.Namespace, spec):
-    """The real test split, used only to report accuracy (never for training in data-free mode)."""
+    """The real test split, used only to report accuracy (never for training in data-free mode).
+
+    A data-free run never needs it: with no dataset named (by --dataset or the teacher's spec) there
+    is none, and when its files are not found the student is reported as not evaluated, unless the
+    user pointed --data-root at them (then the missing files are an error).
+    """
+    from datafree.data import DATASETS, dataset_spec
+
     if args.no_test:
         return None
-    from datafree.data import dataset_spec
-
-    test = _load_split(args, "test")
+    if not args.dataset and spec.name not in DATASETS:
+        _note("no --dataset names a test split: the student is not evaluated")
+        return None
+    try:
+        test = _load_split(args, "test", spec)
+    except DatafreeError as e:
+        if args.data_root:
+            raise
+        _note(f"{e}; the student is not evaluated (or pass --no-test)")
+        return None
     _check_compatible(spec, dataset_spec(test))
     return test
 
@@ -241,19 +298,21 @@ def cmd_distill(args: argparse.Namespace) -> int:
                                     "transfer_method": sets[0].manifest.get("method")}
         if len(sets) > 1:
             source["transfers"] = [str(d) for d in args.transfer]
+        source["spec_source"] = "transfer-set"
         if args.teacher is not None:
-            teacher, teacher_info = _load_teacher(args, spec)
+            teacher, teacher_info = _load_teacher(args, spec, "transfer-set")
             _check_compatible(teacher_info.spec, spec)
         test = _test_split(args, spec)
         if args.method:
             source.update(source="transfer+live", method=args.method)
     elif args.method:
         teacher, teacher_info = _load_teacher(args)
-        spec, train, source = teacher_info.spec, None, {"source": "live", "method": args.method}
+        spec, train, source = teacher_info.spec, None, {"source": "live", "method": args.method,
+                                                       "spec_source": teacher_info.spec_source}
         test = _test_split(args, spec)
     else:
         train, test = _load_split(args, "train"), _load_split(args, "test")
-        spec, source = dataset_spec(train), {"source": "real"}
+        spec, source = dataset_spec(train), {"source": "real", "spec_source": "dataset-files"}
         teacher, teacher_info = _load_teacher(args, spec)
         _check_compatible(teacher_info.spec, spec)
     temperature = args.temperature
@@ -277,13 +336,15 @@ def cmd_distill(args: argparse.Namespace) -> int:
         steps_per_epoch=args.steps_per_epoch or (200 if args.method else None),
     )
     if teacher_info is not None:
-        source["teacher"] = {"path": str(args.teacher), "arch": teacher_info.arch, "sha256": teacher_info.sha256}
+        source["teacher"] = _teacher_record(args, teacher_info)
     info = ModelInfo(arch, spec, arch_kwargs)
-    extra = {"argv": args.argv, "dataset": args.dataset, **source}
+    extra = {"argv": args.argv, "dataset": _dataset(args, spec) if test is not None else None, **source}
     if args.method:
         from datafree.synthesis.run import live_stream
+        from datafree.teacher import check_synthesis
 
         synth_config = _synthesis_config(args)
+        check_synthesis(teacher, teacher_info.spec, synth_config, args.device)
         stored = train  # a transfer set the live pool starts from, or None
         # the stored images stay in the pool until 50,000 fresh ones have arrived
         pool_size = 50_000 + (len(stored) if stored is not None else 0)
@@ -326,10 +387,10 @@ def cmd_compress(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if (out / "model.safetensors").exists() and not args.overwrite:
         raise DatafreeError(f"{out} already holds a model; pass --overwrite to replace it")
-    model, kwargs = compress(teacher, info.arch, info.arch_kwargs, args.rank_ratio)
+    model, kwargs = compress(teacher, info.arch, info.arch_kwargs, args.rank_ratio, info.format)
     before, after = count_parameters(teacher), count_parameters(model)
     compressed = ModelInfo("tucker", info.spec, kwargs, metrics={
-        "compressed_from": {"path": str(args.teacher), "arch": info.arch, "sha256": info.sha256},
+        "compressed_from": _teacher_record(args, info),
         "rank_ratio": args.rank_ratio, "parameters": after, "compression": before / after})
     save_model(out / "model.safetensors", model, compressed)
     print(f"tucker: {len(kwargs['ranks'])} convolutions at rank ratio {args.rank_ratio}: {before:,} -> {after:,} "
@@ -339,9 +400,11 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
     from datafree.synthesis.run import synthesize_set
+    from datafree.teacher import check_synthesis
 
     teacher, info = _load_teacher(args)
     config = _synthesis_config(args)
+    check_synthesis(teacher, info.spec, config, args.device)
     manifest = synthesize_set(args.out, teacher, info, args.method, config, args.count, seed=args.seed,
                               device=args.device, resume=args.resume, preview_every=args.preview_every,
                               progress=args.progress)
@@ -388,19 +451,22 @@ def cmd_condense(args: argparse.Namespace) -> int:
     config = method_config(args.method, ipc=args.ipc, **dict(args.set or []))
     teacher, teacher_info = (None, None)
     if args.method == "teacher":  # no real data is read at all
+        if not args.teacher:
+            raise DatafreeError("teacher-only condensation needs --teacher")
         teacher, teacher_info = _load_teacher(args)
-        spec, pool = teacher_info.spec, None
+        spec, pool, spec_source = teacher_info.spec, None, teacher_info.spec_source
+        dataset = args.dataset or spec.name
     else:
         train = _load_split(args, "train")
-        spec = dataset_spec(train)
+        spec, spec_source, dataset = dataset_spec(train), "dataset-files", _dataset(args)
         pool = ClassPool.from_dataset(train, spec)
         if args.teacher:
             teacher, teacher_info = _load_teacher(args, spec)
             _check_compatible(teacher_info.spec, spec)
     manifest = condense_set(args.out, config, spec, pool=pool, teacher=teacher, teacher_info=teacher_info,
-                            soft_labels=args.soft_labels or args.method == "teacher", dataset=args.dataset,
+                            soft_labels=args.soft_labels or args.method == "teacher", dataset=dataset,
                             seed=args.seed, device=args.device, resume=args.resume,
-                            checkpoint_every=args.checkpoint_every, progress=args.progress)
+                            checkpoint_every=args.checkpoint_every, progress=args.progress, spec_source=spec_source)
     if not _is_main():
         return 0
     print(f"condensed set: {manifest['count']} images ({config.ipc} per class) from {args.method} after "
@@ -419,12 +485,13 @@ def cmd_evaluate_set(args: argparse.Namespace) -> int:
     if (train.manifest.get("protocol") or {}).get("zca"):
         raise DatafreeError(f"{args.directory} is stored in ZCA-whitened space, which evaluate-set does not apply; "
                             "evaluate it with the tool that made it")
-    test = _load_split(args, "test")
+    test = _load_split(args, "test", train.spec)
     _check_compatible(train.spec, dataset_spec(test))
-    teacher = None
+    teacher, teacher_record = None, None
     if args.teacher:
-        teacher, info = _load_teacher(args, train.spec)
+        teacher, info = _load_teacher(args, train.spec, "transfer-set")
         _check_compatible(info.spec, train.spec)
+        teacher_record = _teacher_record(args, info)
     protocol = EvalProtocol(name=args.protocol, arch=args.arch, arch_kwargs=args.arch_kwargs, models=args.models,
                             augment=args.augment, epochs=args.epochs, seed=args.seed)
     shards = [s.get("sha256") for s in train.manifest.get("shards", [])]
@@ -432,7 +499,8 @@ def cmd_evaluate_set(args: argparse.Namespace) -> int:
 
     def finish(result: dict[str, Any]) -> dict[str, Any]:
         result.update(set=str(args.directory), set_shards=shards, method=train.manifest.get("method"),
-                      ipc=train.manifest.get("ipc"), dataset=args.dataset, argv=args.argv,
+                      ipc=train.manifest.get("ipc"), dataset=_dataset(args, train.spec), argv=args.argv,
+                      spec=train.spec.to_dict(), spec_source="transfer-set", teacher=teacher_record,
                       peak_memory_mb=max(result["peak_memory_mb"], earlier.get("peak_memory_mb", 0.0)))
         if args.out:  # after every model too: a killed evaluation keeps its finished models (--resume)
             write_json(args.out, result)
@@ -493,9 +561,9 @@ def cmd_import_set(args: argparse.Namespace) -> int:
     import dataclasses
 
     from datafree.condense.interop import import_set
-    from datafree.data import CIFAR10, CIFAR100, FASHION_MNIST, MNIST
+    from datafree.data import KNOWN_SPECS
 
-    spec = {"fashion-mnist": FASHION_MNIST, "mnist": MNIST, "cifar10": CIFAR10, "cifar100": CIFAR100}[args.dataset]
+    spec = KNOWN_SPECS[args.dataset]
     if args.mean or args.std:
         spec = dataclasses.replace(spec, mean=tuple(args.mean or spec.mean), std=tuple(args.std or spec.std))
     manifest = import_set(args.path, args.out, spec=spec, method=args.method, dataset=args.dataset, zca=args.zca,
@@ -516,7 +584,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         except DatafreeError as e:
             text = str(e)
             text = "it" + text[len("teacher"):] if text.startswith("teacher ") else text
-            raise DatafreeError(f"{label} does not fit the {args.dataset} data: {text}") from None
+            raise DatafreeError(f"{label} does not fit the {_dataset(args)} data: {text}") from None
 
     if min(args.baseline_count, args.mia_count, args.closest) < 1:
         raise DatafreeError("--baseline-count, --mia-count and --closest must be at least 1")
@@ -526,10 +594,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     train, test = _load_split(args, "train"), _load_split(args, "test")
     spec = dataset_spec(train)
     fits(f"transfer set {args.transfer}", transfer.spec, spec)
-    teacher = None
+    teacher, teacher_record = None, None
     if args.teacher:
         teacher, info = _load_teacher(args, spec)
         fits(f"teacher {args.teacher}", info.spec, spec)
+        teacher_record = _teacher_record(args, info)
     models = []
     for path in [*args.student, *([args.reference_student] if args.reference_student else [])]:
         model, info = load_model(path, trust_pickle=args.trust_pickle)
@@ -539,11 +608,24 @@ def cmd_audit(args: argparse.Namespace) -> int:
     out = prepare_output(args.out, args.overwrite)
     config = AuditConfig(baseline_count=args.baseline_count, mia_count=args.mia_count, closest=args.closest,
                          seed=args.seed, device=args.device)
-    protocol = {"dataset": args.dataset, "argv": args.argv, "transfer": str(args.transfer), "teacher": args.teacher,
+    protocol = {"dataset": _dataset(args), "argv": args.argv, "transfer": str(args.transfer), "teacher": args.teacher,
+                "teacher_model": teacher_record, "spec": spec.to_dict(), "spec_source": "dataset-files",
                 "students": [str(s) for s in args.student], "reference_student": args.reference_student}
     report = run_audit(transfer, transfer.manifest, train, test, spec, out, teacher=teacher, students=models,
                        reference=reference, config=config, protocol=protocol)
     print(summary(report, out))
+    return 0
+
+
+def cmd_describe_teacher(args: argparse.Namespace) -> int:
+    from datafree.teacher import describe_teacher, format_description
+
+    if args.probe_batch < 1:
+        raise DatafreeError("--probe-batch must be at least 1")
+    teacher, info = _load_teacher(args)
+    record = describe_teacher(teacher, info, path=args.teacher, device=args.device, probe=args.probe,
+                              probe_batch=args.probe_batch)
+    print(json.dumps(record) if args.json else format_description(record))
     return 0
 
 
@@ -564,11 +646,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _check_compatible(info.spec, spec)
     metrics = evaluate(model.to(args.device), data, args.batch_size, args.device)
     record = {"model": str(args.model), "arch": info.arch, "parameters": count_parameters(model),
-              "dataset": args.dataset, "split": args.split, **metrics}
+              "dataset": _dataset(args), "split": args.split, **metrics}
     if args.json:
         print(json.dumps(record))
     else:
-        print(f"{info.arch} on {args.dataset} {args.split}: accuracy {metrics['accuracy']:.2f}%, "
+        print(f"{info.arch} on {_dataset(args)} {args.split}: accuracy {metrics['accuracy']:.2f}%, "
               f"loss {metrics['loss']:.4f} ({record['parameters']:,} parameters)")
     return 0
 
@@ -676,6 +758,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run a data-free method against a teacher and store its images, teacher labels "
                                    f"and teacher logits as a transfer set. Methods: {methods}.")
     _add_teacher_args(p, required=True)
+    _add_spec_args(p, dataset=True)
     p.add_argument("--method", required=True, choices=sorted(PRESETS), help="synthesis method (a preset)")
     p.add_argument("--set", type=_key_value, action="append", metavar="KEY=VALUE",
                    help="override a preset field, e.g. --set iterations=500 --set bn=5 (repeatable)")
@@ -692,6 +775,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "HOSVD (Tucker-2, as KegNet compresses its students). The result loads like any "
                                    "checkpoint: 'datafree distill --student-init OUT', 'datafree evaluate OUT'.")
     _add_teacher_args(p, required=True)
+    _add_spec_args(p, dataset=True)
     p.add_argument("--rank-ratio", type=float, required=True, help="fraction of each convolution's channels kept")
     p.add_argument("--out", required=True, help="output directory (model.safetensors + model.json)")
     p.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
@@ -742,6 +826,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--relation-layers", type=_layer_pair,
                    help="STUDENT_MODULE:TEACHER_MODULE for RKD (default: inputs of the last Linear layers)")
     _add_data_args(p)
+    _add_spec_args(p, dataset=False)
     _add_train_args(p, epochs=20, lr=0.01, augment="none")
     p.set_defaults(func=cmd_distill)
 
@@ -764,6 +849,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save state, the set and preview.png every N iterations (default: %(default)s)")
     _add_run_args(p, "seed of every random draw")
     _add_data_args(p)
+    _add_spec_args(p, dataset=False)
     p.set_defaults(func=cmd_condense)
 
     p = sub.add_parser("evaluate-set", help="train fresh networks on a condensed set and test them",
@@ -790,6 +876,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     _add_data_args(p)
+    _add_spec_args(p, dataset=False)
     p.set_defaults(func=cmd_evaluate_set)
 
     p = sub.add_parser("buffer", help="train expert trajectories on real data for MTT",
@@ -857,7 +944,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="audit directory (must be new or empty)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     _add_data_args(p)
+    _add_spec_args(p, dataset=False)
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("describe-teacher", help="what a teacher checkpoint is and which data-free methods fit it",
+                       description="Load a teacher as every command does and print its input spec and parameter "
+                                   "count, its BatchNorm layers (1d/2d), which synthesis presets apply and why the "
+                                   "others do not, and each applicable preset's synthesis cost per 1,000 images "
+                                   "on --device, measured by a short timed probe (2 steps of a small batch per "
+                                   "preset, extrapolated to the preset's steps).")
+    _add_teacher_args(p, required=True, positional=True)
+    _add_spec_args(p, dataset=True)
+    p.add_argument("--device", default=default_device, help="torch device for the probe (default: %(default)s)")
+    p.add_argument("--no-probe", dest="probe", action="store_false", help="do not time the presets")
+    p.add_argument("--probe-batch", type=int, default=8, help="images per probe batch (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_describe_teacher)
 
     p = sub.add_parser("quantize", help="int8 post-training quantization, calibrated on a transfer set (data-free)",
                        description="Post-training static int8 quantization on ONNX Runtime: per-channel int8 weights, "

@@ -94,7 +94,7 @@ def test_distill_from_foreign_pt_teacher(fmnist_root, tmp_path, capsys):
     common = ["--data-root", str(fmnist_root), "--no-progress", "--epochs", "1", "--batch-size", "64"]
     out = tmp_path / "student"
     assert main(["distill", "--teacher", str(tmp_path / "their_teacher.pth"), "--out", str(out), *common]) == 2
-    assert "pass --arch" in capsys.readouterr().err
+    assert "pass --teacher-arch" in capsys.readouterr().err
     assert main(["distill", "--teacher", str(tmp_path / "their_teacher.pth"), "--teacher-arch", "lenet5",
                  "--out", str(out), *common]) == 0
     assert main(["distill", "--teacher", str(tmp_path / "their_teacher.pth"), "--teacher-arch", "resnet8",

@@ -110,6 +110,26 @@ CASES = [
     "import-pickle-code/dc-layout",
     "import-pickle-code/dc-layout-legacy-pickle-format",
     "import-pickle-code/mtt-layout",
+    # 15. a teacher datafree did not write: whole-model files and missing or wrong specs
+    "foreign-teacher/torchscript-truncated",
+    "foreign-teacher/torchscript-without-trust-pickle",
+    "foreign-teacher/torchscript-with-teacher-arch",
+    "foreign-teacher/torchscript-as-state-dict-evaluate",
+    "foreign-teacher/torchscript-as-student-init",
+    "foreign-teacher/torchscript-compress",
+    "foreign-teacher/pt2-garbage",
+    "foreign-teacher/pt2-truncated",
+    "foreign-teacher/pt2-without-trust-pickle",
+    "foreign-teacher/pt2-fixed-batch-size",
+    "foreign-teacher/pt2-as-state-dict-evaluate",
+    "foreign-teacher/state-dict-without-arch",
+    "foreign-teacher/state-dict-without-spec",
+    "foreign-teacher/wrong-input-shape",
+    "foreign-teacher/wrong-num-classes",
+    "foreign-teacher/input-shape-without-num-classes",
+    "foreign-teacher/spec-file-not-json",
+    "foreign-teacher/spec-file-incomplete",
+    "foreign-teacher/embedded-spec-disagrees-with-flags",
 ]
 
 FAST = ["--no-progress", "--epochs", "1", "--batch-size", "32"]
@@ -595,6 +615,101 @@ def test_import_set_refuses_pickled_code(case, tmp_path, capsys):
                               legacy="legacy" in case)
     assert_one_line_error(capsys, main(["import-set", str(src), "--out", str(out)]), "pickled code", "will not run")
     assert not marker.exists() and not out.exists()
+
+
+# ---------------------------------------------------------------- 15. a teacher datafree did not write
+def _user_model() -> nn.Module:
+    from tests.user_models import build
+
+    return build(10, 1).eval()
+
+
+def _torchscript(path: Path, model: nn.Module, extra: dict[str, str] | None = None) -> Path:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(model), str(path), _extra_files=extra or {})
+    return path
+
+
+def _exported(path: Path, model: nn.Module, *, dynamic: bool = True) -> Path:
+    shapes = ({0: torch.export.Dim("batch")},) if dynamic else None
+    torch.export.save(torch.export.export(model, (torch.rand(4, 1, 28, 28),), dynamic_shapes=shapes), str(path))
+    return path
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.startswith("foreign-teacher/")])
+def test_foreign_teacher_errors_name_the_flag(case, fmnist_root, tmp_path, capsys):
+    out, fm, name = tmp_path / "out", str(fmnist_root), case.split("/")[1]
+    arch = "tests.user_models:build"
+    synth = ["synthesize", "--method", "deepinversion", "--count", "4", "--set", "batch_size=4", "--set", "iterations=1",
+             "--out", str(out), "--no-progress"]
+    fmnist = ["--dataset", "fashion-mnist"]
+    model = _user_model()
+    pt = tmp_path / "teacher.pt"
+    torch.save(model.state_dict(), pt)
+    if name.startswith("torchscript"):
+        ts = _torchscript(tmp_path / "teacher.ts", model)
+        argv, needles = {
+            "torchscript-truncated": ([*synth, "--teacher", str(ts), "--trust-pickle", *fmnist], ("cannot read", str(ts))),
+            "torchscript-without-trust-pickle": ([*synth, "--teacher", str(ts), *fmnist],
+                                                 ("TorchScript archive", "--trust-pickle")),
+            "torchscript-with-teacher-arch": ([*synth, "--teacher", str(ts), "--teacher-arch", arch, "--trust-pickle",
+                                               *fmnist], ("carries its own architecture", "drop --teacher-arch")),
+            "torchscript-as-state-dict-evaluate": (["evaluate", str(ts), "--arch", arch, "--data-root", fm],
+                                                   ("TorchScript archive", "not a state_dict")),
+            "torchscript-as-student-init": (["distill", "--teacher", str(pt), "--teacher-arch", arch, "--student-init",
+                                             str(ts), "--data-root", fm, "--out", str(out), *FAST],
+                                            ("TorchScript archive", "not a state_dict")),
+            "torchscript-compress": (["compress", "--teacher", str(ts), "--trust-pickle", *fmnist, "--rank-ratio", "0.5",
+                                      "--out", str(out)], ("torchscript", "--teacher-arch")),
+        }[name]
+        if name == "torchscript-truncated":
+            data = ts.read_bytes()
+            ts.write_bytes(data[: len(data) // 2])
+    elif name.startswith("pt2"):
+        p2 = tmp_path / "teacher.pt2"
+        if name == "pt2-garbage":
+            _random_bytes(p2)
+        else:
+            _exported(p2, model, dynamic=name != "pt2-fixed-batch-size")
+        if name == "pt2-truncated":
+            p2.write_bytes(p2.read_bytes()[:3000])
+        argv = [*synth, "--teacher", str(p2), "--trust-pickle", *fmnist]
+        needles = {"pt2-garbage": ("cannot read", str(p2)), "pt2-truncated": ("cannot read", str(p2)),
+                   "pt2-without-trust-pickle": ("torch.export program", "--trust-pickle"),
+                   "pt2-fixed-batch-size": ("cannot run", "dynamic_shapes"),
+                   "pt2-as-state-dict-evaluate": ("torch.export program", "not a state_dict")}[name]
+        if name == "pt2-without-trust-pickle":
+            argv.remove("--trust-pickle")
+        if name == "pt2-as-state-dict-evaluate":
+            argv = ["evaluate", str(p2), "--arch", arch, "--data-root", fm]
+    else:
+        spec = tmp_path / "spec.json"
+        spec.write_text("{not json" if name == "spec-file-not-json" else '{"input_shape": [1, 28, 28]}')
+        ts = _torchscript(tmp_path / "teacher.ts", model, {"datafree_spec.json": json.dumps(
+            {"channels": 1, "height": 28, "width": 28, "num_classes": 10, "mean": [0.5], "std": [0.5]})})
+        argv, needles = {
+            "state-dict-without-arch": ([*synth, "--teacher", str(pt), *fmnist], ("--teacher-arch", "sidecar")),
+            "state-dict-without-spec": ([*synth, "--teacher", str(pt), "--teacher-arch", arch],
+                                        ("--dataset", "--input-shape", "--spec")),
+            "wrong-input-shape": ([*synth, "--teacher", str(pt), "--teacher-arch", arch, "--input-shape", "3", "32", "32",
+                                   "--num-classes", "10"], ("cannot run", "(3, 32, 32)", "--input-shape")),
+            "wrong-num-classes": ([*synth, "--teacher", str(pt), "--teacher-arch", arch, "--teacher-kwargs",
+                                   '{"num_classes": 10}', "--input-shape", "1", "28", "28", "--num-classes", "100"],
+                                  ("returns (2, 10)", "--num-classes")),
+            "input-shape-without-num-classes": ([*synth, "--teacher", str(pt), "--teacher-arch", arch, "--input-shape",
+                                                 "1", "28", "28"], ("--input-shape needs --num-classes",)),
+            "spec-file-not-json": ([*synth, "--teacher", str(pt), "--teacher-arch", arch, "--spec", str(spec)],
+                                   ("not valid JSON", str(spec))),
+            "spec-file-incomplete": ([*synth, "--teacher", str(pt), "--teacher-arch", arch, "--spec", str(spec)],
+                                     ("lacks num_classes",)),
+            "embedded-spec-disagrees-with-flags": ([*synth, "--teacher", str(ts), "--trust-pickle", *fmnist],
+                                                   ("embedded spec", "normalisation")),
+        }[name]
+    assert_one_line_error(capsys, main(argv), *needles)
+    assert not out.exists() and not temp_files(tmp_path)
 
 
 # ---------------------------------------------------------------- the list is the corpus

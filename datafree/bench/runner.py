@@ -132,8 +132,19 @@ def df_overrides(recipes: Recipes, method: str) -> dict[str, Any]:
     return scale
 
 
+FOREIGN_SUFFIXES = (".safetensors", ".pt", ".pth")
+
+
 def find_teacher(teachers: Path, suite: Suite, pair: PairSpec) -> Path:
-    """``teachers/<pair>`` (a suite's layout) or ``teachers/<dataset>-<arch>`` (benchmarks/ layout)."""
+    """``teachers/<pair>`` (a suite's layout) or ``teachers/<dataset>-<arch>`` (benchmarks/ layout).
+
+    Either a run directory, or a state_dict of the pair's teacher architecture that datafree did not
+    write: ``model.safetensors`` there without its ``model.json``, or a file ``<pair>.safetensors``
+    (``.pt``, ``.pth``) beside them. Whole-model files (TorchScript, torch.export) are refused: a
+    suite runs each pair's own architecture.
+    """
+    from datafree.checkpoint import WHOLE_MODEL, archive_kind
+
     tried = [teachers / pair.key, teachers / f"{suite.dataset}-{pair.teacher}"]
     for path in tried:
         if (path / "model.safetensors").is_file():
@@ -141,7 +152,29 @@ def find_teacher(teachers: Path, suite: Suite, pair: PairSpec) -> Path:
             if arch not in (None, pair.teacher):
                 raise DatafreeError(f"teacher {path} is a {arch}, the pair {pair.name} needs a {pair.teacher}")
             return path
-    raise DatafreeError(f"no teacher for {pair.name} in {teachers} (looked for {' and '.join(str(p) for p in tried)})")
+        for file in (path.with_name(path.name + suffix) for suffix in FOREIGN_SUFFIXES):
+            if file.is_file():
+                kind = archive_kind(file)
+                if kind in WHOLE_MODEL:
+                    raise DatafreeError(f"teacher {file} is {WHOLE_MODEL[kind]}; a suite runs the pair's own architecture "
+                                        f"({pair.teacher}): give its state_dict instead")
+                return file
+    raise DatafreeError(f"no teacher for {pair.name} in {teachers} (looked for {' and '.join(str(p) for p in tried)}, "
+                        f"or a state_dict {tried[0]}.safetensors/.pt/.pth)")
+
+
+def is_foreign(teacher: Path) -> bool:
+    """A found teacher checkpoint without a datafree sidecar (its commands then name the architecture and dataset)."""
+    return teacher.is_file() or not (teacher / "model.json").is_file()
+
+
+def teacher_args(teacher: Path, suite: Suite, pair: PairSpec, foreign: bool) -> list[str]:
+    """``--teacher PATH``, plus ``--teacher-arch``, its kwargs and ``--dataset`` for a foreign state_dict."""
+    args = ["--teacher", str(teacher)]
+    if foreign:
+        args += ["--teacher-arch", pair.teacher, *kwargs_args("--teacher-kwargs", pair.teacher_kwargs),
+                 "--dataset", suite.dataset]
+    return args
 
 
 def plan(suite: Suite, out_dir: str | Path = "bench", *, data_root: str | Path | None = None, device: str | None = None,
@@ -164,7 +197,7 @@ def plan(suite: Suite, out_dir: str | Path = "bench", *, data_root: str | Path |
                     "--no-progress"]
             runs.append(Run(f"{pair.key}/teacher/seed{TEACHER_SEED}", pair, "teacher", TEACHER_SEED, teacher_dir,
                             [Step("train", argv, teacher_dir)], teacher_dir))
-        teacher = ["--teacher", str(teacher_dir)]
+        teacher = teacher_args(teacher_dir, suite, pair, teachers is not None and is_foreign(teacher_dir))
         student = ["--student", pair.student, *kwargs_args("--student-kwargs", pair.student_kwargs)]
         for seed in suite.seeds:
             for src in sources:
@@ -291,11 +324,28 @@ def inputs_of(argv: list[str]) -> dict[str, Any]:
         text = json.dumps(config, sort_keys=True, default=str)
         inputs["method_config"] = hashlib.sha256(text.encode()).hexdigest()[:16]
     if "--teacher" in argv:
-        inputs["teacher"] = (_read_json(Path(argv[argv.index("--teacher") + 1]) / "model.json") or {}).get("sha256")
+        teacher = Path(argv[argv.index("--teacher") + 1])
+        inputs["teacher"] = (_read_json(teacher / "model.json") or {}).get("sha256") or _weights_sha256(teacher)
     if "--transfer" in argv:
         manifest = _read_json(Path(argv[argv.index("--transfer") + 1]) / "manifest.json") or {}
         inputs["transfer"] = [s.get("sha256") for s in manifest.get("shards", [])]
     return inputs
+
+
+def _weights_sha256(teacher: Path) -> str | None:
+    """sha256 of a teacher without a sidecar (a foreign state_dict), or None when it is not there."""
+    path = teacher / "model.safetensors" if teacher.is_dir() else teacher
+    if not path.is_file():
+        return None
+    stat = path.stat()
+    return _sha256_cached(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache
+def _sha256_cached(path: str, mtime_ns: int, size: int) -> str:
+    from datafree.io import sha256_file
+
+    return sha256_file(path)
 
 
 def same_inputs(recorded: dict[str, Any], now: dict[str, Any]) -> bool:
