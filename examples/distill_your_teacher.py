@@ -4,7 +4,9 @@
 
 A teacher saved by another project works too: ``load_model("ckpt.pth", arch="resnet14",
 spec=FASHION_MNIST)`` reads ``.pt/.pth`` files without unpickling code, unwraps
-``state_dict``/``model``/``net`` and strips ``module.`` prefixes.
+``state_dict``/``model``/``net`` and strips ``module.`` prefixes. ``datafree.teacher.load_teacher``
+also reads TorchScript and torch.export files and takes the spec from ``resolve_spec(dataset=...,
+input_shape=..., num_classes=...)`` (what the CLI's ``--teacher`` does).
 """
 
 from __future__ import annotations
