@@ -387,3 +387,22 @@ def test_torchscript_that_cannot_be_converted_still_distills_and_says_why_bn_pre
     assert main(["distill", "--teacher", str(paths["torchscript"]), "--trust-pickle", "--dataset", "fashion-mnist",
                  "--method", "dfad", *TINY_GEN, "--steps-per-epoch", "2", "--no-test", "--out", str(tmp_path / "s"),
                  *FAST]) == 0
+
+
+def test_arch_module_beside_the_user_is_found_like_python_m_would(tmp_path, monkeypatch, capsys):
+    """The console script does not put the working directory on sys.path; --teacher-arch mymodels:build
+    still means the mymodels.py the user is standing next to (the issue's first command)."""
+    import shutil
+    import sys
+
+    shutil.copy(Path(__file__).with_name("user_models.py"), tmp_path / "mymodels_byot.py")
+    torch.save(user_teacher(10, 1, 28).state_dict(), tmp_path / "teacher.pt")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, "mymodels_byot", raising=False)
+    try:
+        assert main(["describe-teacher", "teacher.pt", "--teacher-arch", "mymodels_byot:build", "--dataset",
+                     "fashion-mnist", "--no-probe"]) == 0
+        assert "mymodels_byot:build, 1,078 parameters" in capsys.readouterr().out
+    finally:
+        sys.modules.pop("mymodels_byot", None)

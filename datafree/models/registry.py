@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -66,6 +68,26 @@ def _call_user(fn: Callable[..., nn.Module], spec: DataSpec, kwargs: dict[str, A
     return fn(**kwargs)
 
 
+def _import_user_module(name: str) -> Any:
+    """``importlib.import_module(name)``, also finding ``name`` in the working directory.
+
+    The ``datafree`` console script does not put the working directory on ``sys.path`` (``python -m``
+    does), yet ``--teacher-arch mymodels:build`` means the ``mymodels.py`` beside the user.
+    """
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        cwd = os.getcwd()
+        if e.name != name.split(".")[0] or cwd in sys.path or "" in sys.path:
+            raise
+        sys.path.append(cwd)
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError:
+            sys.path.remove(cwd)
+            raise e from None
+
+
 def build_model(arch: str, spec: DataSpec, *, seed: int | None = None, **kwargs: Any) -> nn.Module:
     """Instantiate ``arch`` for inputs and classes described by ``spec``.
 
@@ -89,7 +111,7 @@ def build_model(arch: str, spec: DataSpec, *, seed: int | None = None, **kwargs:
             return tvm.get_model(arch.split(":", 1)[1], num_classes=spec.num_classes, **kwargs)
         if ":" in arch:
             module_name, attr = arch.split(":", 1)
-            fn = getattr(importlib.import_module(module_name), attr)
+            fn = getattr(_import_user_module(module_name), attr)
             model = _call_user(fn, spec, kwargs)
             if not isinstance(model, nn.Module):
                 raise DatafreeError(f"{arch} returned {type(model).__name__}, not an nn.Module")
