@@ -24,7 +24,7 @@ import json
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -304,8 +304,8 @@ def quantize(
         source = cal.from_real(dataset, data_root, info.spec, count=calibration_count, seed=seed)
     else:
         source = cal.none()
-    if config.qat.epochs > 0:
-        config.qat.seed = seed
+    if config.qat.epochs > 0:  # the fine-tuning draws (batch order) follow --seed too
+        config = replace(config, qat=replace(config.qat, seed=seed))
     data, record = quantize_model(model, info, source, config, teacher=teacher, device=device, progress=progress)
     int8_info = Int8Info(info.arch, info.spec, info.arch_kwargs, record["mode"], source.record,
                          source={"path": str(model_path), "arch": info.arch, "sha256": info.sha256})

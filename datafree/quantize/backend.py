@@ -173,10 +173,15 @@ def quantize_static_onnx(src: Path, dst: Path, batches: Iterator[torch.Tensor], 
 
     reader = _Reader(batches)
     extra: dict[str, Any] = {"CalibPercentile": percentile} if ranges == "percentile" else {}
-    with quiet():
-        quantize_static(str(src), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8, calibrate_method=method,
-                        extra_options=extra)
+    try:
+        with quiet():
+            quantize_static(str(src), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8, calibrate_method=method,
+                            extra_options=extra)
+    except DatafreeError:
+        raise
+    except Exception as e:  # onnxruntime.quantization raises plain exceptions of many kinds
+        raise DatafreeError(f"ONNX Runtime could not quantize the model: {first_line(e)}") from None
     if reader.images == 0:
         raise DatafreeError("the calibration set yielded no images; give a non-empty set")
     return reader.images
@@ -211,8 +216,11 @@ def quantize_dynamic_onnx(src: Path, dst: Path, *, per_channel: bool = True) -> 
     """Int8 weights, activations quantized per batch at run time: no calibration data at all."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with quiet():
-        quantize_dynamic(str(src), str(dst), per_channel=per_channel, weight_type=QuantType.QInt8)
+    try:
+        with quiet():
+            quantize_dynamic(str(src), str(dst), per_channel=per_channel, weight_type=QuantType.QInt8)
+    except Exception as e:
+        raise DatafreeError(f"ONNX Runtime could not quantize the model: {first_line(e)}") from None
 
 
 def float_compute_ops(model_bytes: bytes, mode: str) -> tuple[list[str], int]:
