@@ -233,7 +233,7 @@ def report(data: dict[str, Any]) -> str:
     r14 = next((m for m in data["models"] if m["key"] == "resnet14"), None)
     if r14 is not None:
         prof = r14["speed"]["profile_b256"]
-        top = lambda p: ", ".join(f"{op} {share:.0f}%" for op, share in list(p.items())[:5])  # noqa: E731
+        top = lambda p: ", ".join(f"{op} {share:.0f}%" for op, share in sorted(p.items(), key=lambda kv: -kv[1])[:3])  # noqa: E731
         lines += ["", f"Where ResNet-14's batch-256 time goes (share of ONNX Runtime kernel time): fp32: "
                   f"{top(prof['ort_fp32'])}; int8: {top(prof['ort_int8'])}."]
     if data.get("chain"):
@@ -246,19 +246,28 @@ def report(data: dict[str, Any]) -> str:
                   f"epoch a fresh random draw of {CHAIN_COUNT} images), calibrated on {COUNT} training images. The "
                   "data-free chain reads only the test split, for reporting.", "",
                   "| chain | real training images read | fp32 student | int8 student | size fp32 -> int8 (KiB) | "
-                  "synthesis + fine-tuning + quantization (s) |", "|---|---|---|---|---|---|"]
+                  "synthesis (s) | fine-tuning (s) | quantization (s) |", "|---|---|---|---|---|---|---|---|"]
         for kind, label in (("datafree", "data-free"), ("real", "real data")):
             r = c[kind]
             fp32_bytes = c["student_bytes"][kind]
             int8_bytes = r["int8"]["sizes"]["int8_onnx_bytes"]
-            synth_s = float(r.get("synthesis", {}).get("synthesis_time_s", 0.0))
-            seconds = synth_s + r["student"]["metrics"]["train_time_total_s"] + r["int8"]["wall_time_s"]
+            synth = f"{float(r['synthesis']['synthesis_time_s']):.0f}" if "synthesis" in r else "-"
             read = "0" if kind == "datafree" else f"up to {CHAIN_COUNT * 2:,} + {COUNT}"
             lines.append(f"| {label} | {read} | {r['student']['metrics']['test_accuracy']:.2f} | "
                          f"{r['int8']['metrics']['test_accuracy']:.2f} | {fp32_bytes / 1024:.0f} -> {int8_bytes / 1024:.0f} |"
-                         f" {seconds:.0f} |")
-    lines += ["", f"Produced by `python -m benchmarks.quantize` ({data['wall_time_s'] / 60:.1f} minutes here, "
-              f"{data['environment']['threads']} threads); every command is in benchmarks/results/quantize.json."]
+                         f" {synth} | {r['student']['metrics']['train_time_total_s']:.0f} | {r['int8']['wall_time_s']:.0f} |")
+    steps = [r for m in data["models"] for rows in m["rows"].values() for r in rows]
+    if data.get("chain"):
+        steps += [data["chain"][k][part] for k in ("datafree", "real") for part in ("student", "int8")]
+    step_s = sum(float(r.get("bench_wall_time_s", 0.0)) for r in steps)
+    if data.get("chain"):
+        step_s += float(data["chain"]["datafree"]["synthesis"].get("synthesis_time_s", 0.0))
+    teachers_s = sum(float(m["teacher"]["metrics"]["train_time_total_s"]) for m in data["models"])
+    lines += ["", f"Produced by `python -m benchmarks.quantize`: {data['wall_time_s'] / 60:.1f} minutes for the last "
+              f"invocation; its quantization and chain steps (synthesis included) took {step_s / 60:.1f} minutes in all, "
+              f"counting those reused from an earlier invocation, and the teachers {teachers_s / 60:.1f} minutes "
+              "of training; times are wall times on the 2 shared cores, loaded by other work for most of the run "
+              "(the speed rounds ran when it was quiet). Every command is in benchmarks/results/quantize.json."]
     return "\n".join(lines)
 
 

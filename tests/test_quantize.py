@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import onnx
@@ -318,13 +319,20 @@ def test_other_bad_inputs_are_one_line(trained, bn_model, tmp_path, capsys):
                                  "--data-root", str(data), *base]), "at least 1")
 
 
-@pytest.fixture
-def saved_int8(trained, tmp_path) -> Path:
+@pytest.fixture(scope="module")
+def int8_once(trained, tmp_path_factory) -> Path:
     model_dir, _ = trained
-    out = tmp_path / "int8"
-    quantize(model_dir, out, calibration=[stored_set(tmp_path / "s", torch.randn(24, *FASHION_MNIST.shape))],
+    root = tmp_path_factory.mktemp("int8")
+    out = root / "int8"
+    quantize(model_dir, out, calibration=[stored_set(root / "s", torch.randn(24, *FASHION_MNIST.shape))],
              test=False, progress=False)
     return out
+
+
+@pytest.fixture
+def saved_int8(int8_once, tmp_path) -> Path:
+    """A fresh copy of one int8 run (each test may damage its own)."""
+    return Path(shutil.copytree(int8_once, tmp_path / "int8"))
 
 
 def _damage(out: Path, how: str) -> None:

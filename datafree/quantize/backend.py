@@ -93,9 +93,9 @@ def quiet() -> Iterator[io.StringIO]:
 def export_onnx(model: nn.Module, spec: DataSpec, path: str | Path, arch: str = "") -> str:
     """Write ``model`` (fp32, eval mode, BatchNorm folded) as ONNX with a dynamic batch dimension.
 
-    Uses torch's TorchScript-based exporter (0.1-0.3 s for these models, and it emits
-    GlobalAveragePool, which ONNX Runtime quantizes; the dynamo exporter took 3-12 s and emits
-    ReduceMean, which stays float); falls back to the dynamo exporter where the former is gone.
+    Uses torch's TorchScript-based exporter (0.1-1.2 s for these models; it writes global average
+    pooling as GlobalAveragePool, which ONNX Runtime runs in int8; the dynamo exporter took 3-12 s
+    and writes ReduceMean instead); falls back to the dynamo exporter where the former is gone.
     Returns the exporter used. An operator without an ONNX form is a one-line error.
     """
     model = copy.deepcopy(model).cpu().float().eval()
