@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from datafree.errors import DatafreeError
+
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # full disk, quota, read-only: the CLI says so in one line
 
 
@@ -41,6 +43,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def run_dir_contents(out: Path, expected: set[str], what: str) -> set[str]:
+    """The names in run directory ``out`` (empty if it does not exist yet), refusing a directory that holds
+    files a run of this kind never writes (dot files, e.g. temporaries and markers, are allowed)."""
+    if out.exists() and not out.is_dir():
+        raise DatafreeError(f"output {out} exists and is not a directory")
+    contents = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    foreign = sorted(n for n in contents - expected if not n.startswith("."))
+    if foreign:
+        raise DatafreeError(f"output directory {out} holds files that are not {what} ({', '.join(foreign[:3])}); "
+                            "choose another --out")
+    return contents
 
 
 def remove_stale_temps(directory: str | os.PathLike) -> list[str]:

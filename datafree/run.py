@@ -24,7 +24,7 @@ import datafree
 from datafree import distributed
 from datafree.checkpoint import MODEL_FILE, ModelInfo, save_model
 from datafree.errors import DatafreeError
-from datafree.io import remove_stale_temps, write_json
+from datafree.io import remove_stale_temps, run_dir_contents, write_json
 from datafree.train import METRICS_FILE, STATE_FILE, Stateful, TrainConfig, Trainer
 
 RESULT_FILE = "result.json"
@@ -34,14 +34,7 @@ RUN_FILES = {MODEL_FILE, "model.json", METRICS_FILE, STATE_FILE, RESULT_FILE}
 def prepare_run_dir(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
     """Check ``out`` may be used (it is created by the first save); never silently mixes two runs' files."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DatafreeError(f"output {out} exists and is not a directory")
-    contents = {p.name for p in out.iterdir()} if out.is_dir() else set()
-    foreign = sorted(n for n in contents - RUN_FILES if not n.startswith("."))
-    if foreign:
-        raise DatafreeError(
-            f"output directory {out} holds files that are not a datafree run ({', '.join(foreign[:3])}); choose another --out"
-        )
+    contents = run_dir_contents(out, RUN_FILES, "a datafree run")
     remove_stale_temps(out)  # what a killed write left behind (never a part of the run)
     if resume:
         if STATE_FILE not in contents:

@@ -38,7 +38,7 @@ from datafree.checkpoint import ModelInfo
 from datafree.data.loader import iterate_batches
 from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
-from datafree.io import atomic_path, remove_stale_temps, write_json
+from datafree.io import atomic_path, remove_stale_temps, run_dir_contents, write_json
 from datafree.quantize import backend
 from datafree.quantize.calibration import Calibration
 from datafree.quantize.qat import QATConfig
@@ -150,13 +150,7 @@ def load_int8(path: str | Path, *, threads: int | None = None) -> Int8Model:
 def prepare_out(out: str | Path, overwrite: bool) -> Path:
     """``out`` may hold only an int8 run; an existing model needs ``overwrite``."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DatafreeError(f"output {out} exists and is not a directory")
-    contents = {p.name for p in out.iterdir()} if out.is_dir() else set()
-    foreign = sorted(n for n in contents - RUN_FILES if not n.startswith("."))
-    if foreign:
-        raise DatafreeError(f"output directory {out} holds files that are not an int8 run ({', '.join(foreign[:3])}); "
-                            "choose another --out")
+    contents = run_dir_contents(out, RUN_FILES, "an int8 run")
     if INT8_FILE in contents and not overwrite:
         raise DatafreeError(f"{out} already holds an int8 model; pass --overwrite to replace it")
     remove_stale_temps(out)
