@@ -98,6 +98,23 @@ def _median_time(fn, x: torch.Tensor, calls: int) -> float:
     return statistics.median(times)
 
 
+def speed(engines: dict[str, Any], x256: torch.Tensor, rounds: int, latency_calls: int) -> dict[str, dict[str, Any]]:
+    """Per engine: median batch-1 latency (ms, over ``latency_calls`` calls) and batch-256 throughput (images/s),
+    medians over ``rounds`` round-robin rounds (a load change on the shared machine hits every engine alike)."""
+    x1 = x256[:1].clone()
+    latency: dict[str, list[float]] = {k: [] for k in engines}
+    throughput: dict[str, list[float]] = {k: [] for k in engines}
+    for _ in range(rounds):
+        for name, fn in engines.items():
+            fn(x256)
+            fn(x1)
+            latency[name].append(1e3 * _median_time(fn, x1, latency_calls))
+            throughput[name].append(256 / _median_time(fn, x256, 5))
+    return {name: {"latency_b1_ms": statistics.median(latency[name]),
+                   "throughput_b256": statistics.median(throughput[name]),
+                   "latency_rounds_ms": latency[name], "throughput_rounds": throughput[name]} for name in engines}
+
+
 def measure_speed(key: str, root: Path, threads: int, rounds: int) -> dict[str, Any]:
     """Batch-1 latency (ms) and batch-256 throughput (images/s): PyTorch fp32, ONNX Runtime fp32 and int8,
     measured round-robin so a load change on the shared machine hits every engine alike."""
@@ -112,26 +129,14 @@ def measure_speed(key: str, root: Path, threads: int, rounds: int) -> dict[str, 
         backend.export_onnx(model, info.spec, fp32_path, info.arch)
         fp32_bytes = fp32_path.read_bytes()
     fp32 = backend.open_session(fp32_bytes, "fp32", threads)
-    g = torch.Generator().manual_seed(0)
-    x256 = torch.randn(256, *info.spec.shape, generator=g)
-    x1 = x256[:1].clone()
+    x256 = torch.randn(256, *info.spec.shape, generator=torch.Generator().manual_seed(0))
 
     def torch_fp32(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             return model(x)
 
     engines = {"torch_fp32": torch_fp32, "ort_fp32": lambda x: backend.run_session(fp32, x), "ort_int8": int8}
-    latency: dict[str, list[float]] = {k: [] for k in engines}
-    throughput: dict[str, list[float]] = {k: [] for k in engines}
-    for _ in range(rounds):
-        for name, fn in engines.items():
-            fn(x256)
-            fn(x1)
-            latency[name].append(1e3 * _median_time(fn, x1, 100))
-            throughput[name].append(256 / _median_time(fn, x256, 5))
-    result = {name: {"latency_b1_ms": statistics.median(latency[name]),
-                     "throughput_b256": statistics.median(throughput[name]),
-                     "latency_rounds_ms": latency[name], "throughput_rounds": throughput[name]} for name in engines}
+    result: dict[str, Any] = speed(engines, x256, rounds, latency_calls=100)
     result["profile_b256"] = {"ort_fp32": op_profile(fp32_bytes, x256, threads),
                               "ort_int8": op_profile((root / "int8" / key / "real-seed0" / "model.onnx").read_bytes(),
                                                      x256, threads)}

@@ -11,7 +11,6 @@ torchao is not a datafree dependency: ``pip install torchao`` to run its row (it
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 import warnings
@@ -20,6 +19,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.quantize import speed
 from benchmarks.readme import publish
 from datafree.checkpoint import load_model
 from datafree.data import load_dataset
@@ -29,30 +29,6 @@ from datafree.run import environment
 from datafree.train import evaluate
 
 
-def _median(fn, x: torch.Tensor, calls: int) -> float:
-    times = []
-    for _ in range(calls):
-        t = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def speed(engines: dict[str, Any], shape: tuple[int, ...], rounds: int) -> dict[str, dict[str, float]]:
-    x256 = torch.randn(256, *shape, generator=torch.Generator().manual_seed(0))
-    x1 = x256[:1].clone()
-    lat: dict[str, list[float]] = {k: [] for k in engines}
-    thr: dict[str, list[float]] = {k: [] for k in engines}
-    for _ in range(rounds):
-        for name, fn in engines.items():
-            fn(x256)
-            fn(x1)
-            lat[name].append(1e3 * _median(fn, x1, 50))
-            thr[name].append(256 / _median(fn, x256, 5))
-    return {k: {"latency_b1_ms": statistics.median(lat[k]), "throughput_b256": statistics.median(thr[k])} for k in engines}
-
-
-@torch.inference_mode()
 def accuracy(fn, test) -> float:
     correct = n = 0
     for i in range(0, len(test), 1000):
@@ -144,8 +120,9 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001
         rows["pt2e_x86_inductor_int8"] = {"error": str(e).splitlines()[0][:200]}
 
-    for name, s in speed(engines, info.spec.shape, args.rounds).items():
-        rows[name].update(s)
+    x256 = torch.randn(256, *info.spec.shape, generator=torch.Generator().manual_seed(0))
+    for name, s in speed(engines, x256, args.rounds, latency_calls=50).items():
+        rows[name].update(latency_b1_ms=s["latency_b1_ms"], throughput_b256=s["throughput_b256"])
     base = rows["torch_fp32"]["throughput_b256"]
     lines = [f"Backends for int8, {info.arch} ({args.model}), Fashion-MNIST test split, 256 real calibration images, "
              f"{args.threads} threads, median of {args.rounds} alternating rounds (a shared 2-core machine: noisy).", "",

@@ -604,7 +604,7 @@ def _run_in_workers(suite: Suite, runs: list[Run], out: Path, jobs: int, summary
         owner.update({s.out: key for s in run.steps})
     shares: list[list[str]] = [[] for _ in range(min(jobs, len(groups)))]
     loads = [0] * len(shares)
-    costs = {k: sum(_COST.get(r.source.split(":")[0], 1) for r in g) for k, g in groups.items()}
+    costs = {k: sum(_COST.get(parse_source(r.source).kind, 1) for r in g) for k, g in groups.items()}
     for key in sorted(groups, key=lambda k: -costs[k]):  # stable: plan order among equals
         i = loads.index(min(loads))
         shares[i] += [r.run_id for r in groups[key]]
