@@ -72,12 +72,11 @@ class Run:
 
 # ---------------------------------------------------------------- planning
 def _spec(dataset: str):
-    from datafree.data import CIFAR10, CIFAR100, FASHION_MNIST, MNIST
+    from datafree.data import KNOWN_SPECS
 
-    specs = {"fashion-mnist": FASHION_MNIST, "mnist": MNIST, "cifar10": CIFAR10, "cifar100": CIFAR100}
-    if dataset not in specs:
-        raise DatafreeError(f"suites run on {', '.join(specs)}, not {dataset!r}")
-    return specs[dataset]
+    if dataset not in KNOWN_SPECS:
+        raise DatafreeError(f"suites run on {', '.join(KNOWN_SPECS)}, not {dataset!r}")
+    return KNOWN_SPECS[dataset]
 
 
 @functools.cache
