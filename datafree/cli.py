@@ -13,15 +13,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from datafree.errors import DatafreeError
 from datafree.io import DISK_ERRNOS
-
-if TYPE_CHECKING:
-    from datafree.condense import EvalProtocol
 
 EXIT_USER_ERROR = 2
 
@@ -100,16 +97,24 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--channels", type=int, default=3, choices=(1, 3), help="imagefolder only: 1 (grayscale) or 3")
 
 
+def _add_device_arg(p: argparse.ArgumentParser | Any, what: str = "") -> None:
+    from datafree.api import default_device
+
+    p.add_argument("--device", default=default_device(), help=f"torch device{what} (default: %(default)s)")
+
+
 def _add_run_args(p: argparse.ArgumentParser, seed_help: str, *, progress: bool = True) -> None:
     """--seed, --device (and --no-progress): the same three options on every long-running command."""
     p.add_argument("--seed", type=int, default=0, help=f"{seed_help} (default: %(default)s)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="torch device (default: %(default)s)")
+    _add_device_arg(p)
     if progress:
         p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
-def _add_train_args(p: argparse.ArgumentParser, *, epochs: int, lr: float, augment: str) -> None:
+def _add_train_args(p: argparse.ArgumentParser, defaults: dict[str, Any], *, augment: str = "none") -> None:
+    from datafree.train import AUGMENTS
+
+    epochs, lr = defaults["epochs"], defaults["lr"]
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=epochs, help="epochs (default: %(default)s)")
     g.add_argument("--batch-size", type=int, default=128, help="batch size (default: %(default)s)")
@@ -121,15 +126,14 @@ def _add_train_args(p: argparse.ArgumentParser, *, epochs: int, lr: float, augme
                    help="per-step learning-rate schedule; 'step' decays x0.1 at 50%% and 75%% (default: %(default)s)")
     g.add_argument("--clip-grad-norm", type=float, default=None,
                    help="clip the gradient norm to this value (default: no clipping)")
-    g.add_argument("--augment", default=augment, choices=("none", "crop", "crop-flip", "dsa"),
+    g.add_argument("--augment", default=augment, choices=AUGMENTS,
                    help="batch augmentation: random 2-pixel translation, optional horizontal flip, or dsa "
                         "(one of color/crop/cutout/flip/scale/rotate per batch) (default: %(default)s)")
     g.add_argument("--mix", default="none", choices=("none", "mixup", "cutmix"),
                    help="after --augment, mix each image with another of the batch (blend or pasted box); "
                         "the teacher labels the mixed image, so only with --alpha 0 (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="seed for weights, batch order and augmentation (default: %(default)s)")
-    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="torch device, e.g. cpu, cuda, cuda:1 (default: %(default)s)")
+    _add_device_arg(g, ", e.g. cpu, cuda, cuda:1")
     g.add_argument("--eval-every", type=int, default=1, metavar="N",
                    help="test every N epochs; the last epoch is always tested (default: %(default)s)")
     g.add_argument("--no-amp", dest="amp", action="store_false", help="disable mixed precision on CUDA")
@@ -204,18 +208,13 @@ def _process_group(args: argparse.Namespace) -> contextlib.AbstractContextManage
 
 # ---------------------------------------------------------------- commands
 def cmd_train_teacher(args: argparse.Namespace) -> int:
-    from datafree.checkpoint import ModelInfo
-    from datafree.data import dataset_spec
-    from datafree.models import build_model
-    from datafree.run import train_run
+    from datafree import api
 
     train, test = _load_split(args, "train"), _load_split(args, "test")
-    spec = dataset_spec(train)
-    model = build_model(args.arch, spec, seed=args.seed, **args.arch_kwargs)
-    result = train_run(args.out, model, ModelInfo(args.arch, spec, args.arch_kwargs), _train_config(args),
-                       train, test, resume=args.resume, overwrite=args.overwrite,
-                       extra={"argv": args.argv, "dataset": _dataset(args), "spec_source": "dataset-files"})
-    _print_result("model", result, args.out)
+    result = api.train_teacher(args.out, args.arch, train, test, _train_config(args), arch_kwargs=args.arch_kwargs,
+                               resume=args.resume, overwrite=args.overwrite,
+                               extra={"argv": args.argv, "dataset": _dataset(args), "spec_source": "dataset-files"})
+    _print_result("model", result.record, args.out)
     return 0
 
 
@@ -237,7 +236,9 @@ def _load_teacher(args: argparse.Namespace, data_spec=None, data_source: str = "
 
 
 def _teacher_record(args: argparse.Namespace, info) -> dict[str, Any]:
-    return {"path": str(args.teacher), **info.record(), "spec_source": info.spec_source}
+    from datafree.api import teacher_record
+
+    return teacher_record(args.teacher, info)
 
 
 def _note(text: str) -> None:
@@ -245,10 +246,10 @@ def _note(text: str) -> None:
         print(f"datafree: {text}", file=sys.stderr)
 
 
-def _synthesis_config(args: argparse.Namespace):
+def _synthesis_config(args: argparse.Namespace, method: str | None = None):
     from datafree.synthesis import preset
 
-    return preset(args.method, **dict(args.set or []))
+    return preset(method or args.method, **dict(args.set or []))
 
 
 def _test_split(args: argparse.Namespace, spec):
@@ -276,13 +277,24 @@ def _test_split(args: argparse.Namespace, spec):
     return test
 
 
+def _distill_config(args: argparse.Namespace):
+    from datafree import api
+
+    return _train_config(
+        args, alpha=args.alpha,
+        temperature=args.temperature if args.temperature is not None else api.kd_temperature(args.method),
+        hint_weight=args.hint_weight, hint_layers=args.hint, jacobian_weight=args.jacobian_weight,
+        standardize_logits=args.standardize_logits, rkd_distance_weight=args.rkd_distance,
+        rkd_angle_weight=args.rkd_angle, relation_layers=args.relation_layers,
+        steps_per_epoch=args.steps_per_epoch or (api.LIVE_STEPS_PER_EPOCH if args.method else None),
+    )
+
+
 def cmd_distill(args: argparse.Namespace) -> int:
-    from datafree.checkpoint import ModelInfo
+    """Load what the flags name (the source, the teacher, the test split), then :func:`datafree.api.distill`."""
+    from datafree import api
     from datafree.data import dataset_spec
     from datafree.data.transfer import TransferSet, TransferSets
-    from datafree.models import build_model
-    from datafree.run import train_run
-    from datafree.synthesis import KD_TEMPERATURE
 
     if args.transfer and args.method and args.teacher is None:
         raise DatafreeError("--transfer with --method grows the set with live batches: it needs --teacher")
@@ -315,66 +327,22 @@ def cmd_distill(args: argparse.Namespace) -> int:
         spec, source = dataset_spec(train), {"source": "real", "spec_source": "dataset-files"}
         teacher, teacher_info = _load_teacher(args, spec)
         _check_compatible(teacher_info.spec, spec)
-    temperature = args.temperature
-    if temperature is None:
-        temperature = KD_TEMPERATURE.get(args.method, 4.0) if args.method else 4.0
-    arch, arch_kwargs = args.student, args.student_kwargs
+    student, student_info = args.student, None
     if args.student_init:  # e.g. a Tucker-compressed teacher from 'datafree compress'
         from datafree.checkpoint import load_model
 
-        student, init_info = load_model(args.student_init, trust_pickle=args.trust_pickle)
-        _check_compatible(init_info.spec, spec)
-        arch, arch_kwargs = init_info.arch, init_info.arch_kwargs
-        source["student_init"] = {"path": str(args.student_init), "sha256": init_info.sha256}
-    else:
-        student = build_model(arch, spec, seed=args.seed, **arch_kwargs)
-    config = _train_config(
-        args, alpha=args.alpha, temperature=temperature, hint_weight=args.hint_weight,
-        hint_layers=args.hint, jacobian_weight=args.jacobian_weight, standardize_logits=args.standardize_logits,
-        rkd_distance_weight=args.rkd_distance, rkd_angle_weight=args.rkd_angle,
-        relation_layers=args.relation_layers,
-        steps_per_epoch=args.steps_per_epoch or (200 if args.method else None),
-    )
+        student, student_info = load_model(args.student_init, trust_pickle=args.trust_pickle)
+        _check_compatible(student_info.spec, spec)
+        source["student_init"] = {"path": str(args.student_init), "sha256": student_info.sha256}
+    config = _distill_config(args)
     if teacher_info is not None:
         source["teacher"] = _teacher_record(args, teacher_info)
-    info = ModelInfo(arch, spec, arch_kwargs)
     extra = {"argv": args.argv, "dataset": _dataset(args, spec) if test is not None else None, **source}
-    if args.method:
-        from datafree.synthesis.run import live_stream
-        from datafree.teacher import check_synthesis
-
-        synth_config = _synthesis_config(args)
-        check_synthesis(teacher, teacher_info.spec, synth_config, args.device)
-        stored = train  # a transfer set the live pool starts from, or None
-        # the stored images stay in the pool until 50,000 fresh ones have arrived
-        pool_size = 50_000 + (len(stored) if stored is not None else 0)
-        train = live_stream(student, teacher, teacher_info, args.method, synth_config, batch_size=args.batch_size,
-                            seed=args.seed, device=args.device, transfer_dir=args.save_transfer, resume=args.resume,
-                            pool_size=pool_size)
-        if stored is not None:
-            try:
-                train.seed_pool(stored.get_batch(torch.arange(len(stored)))[0])
-            except BaseException:
-                train.close()
-                raise
-        extra["synthesis_config"] = synth_config.to_dict()
-        from datafree.distributed import world_size
-        from datafree.synthesis.run import finish_live_transfer
-
-        try:  # the stream's state (generator, pool, RNG, transfer shards) is saved inside state.pt
-            result = train_run(args.out, student, info, config, train, test, teacher=teacher, resume=args.resume,
-                               overwrite=args.overwrite, extra=extra, source_state=train,
-                               late_extra=lambda: {"synthesis_calls": train.synth.calls,  # per process
-                                                   "synthetic_images": train.synth.calls * synth_config.batch_size
-                                                   * world_size()})
-            if args.save_transfer:
-                finish_live_transfer(train, args.save_transfer, args.seed)
-        finally:
-            train.close()
-    else:
-        result = train_run(args.out, student, info, config, train, test, teacher=teacher, resume=args.resume,
-                           overwrite=args.overwrite, extra=extra)
-    _print_result("student", result, args.out)
+    result = api.distill(args.out, student, config, teacher=teacher, teacher_info=teacher_info, train=train,
+                         method=args.method, synthesis=_synthesis_config(args) if args.method else None, test=test,
+                         student_kwargs=args.student_kwargs, student_info=student_info,
+                         save_transfer=args.save_transfer, resume=args.resume, overwrite=args.overwrite, extra=extra)
+    _print_result("student", result.record, args.out)
     return 0
 
 
@@ -399,18 +367,15 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
-    from datafree.synthesis.run import synthesize_set
-    from datafree.teacher import check_synthesis
+    from datafree import api
 
     teacher, info = _load_teacher(args)
-    config = _synthesis_config(args)
-    check_synthesis(teacher, info.spec, config, args.device)
-    manifest = synthesize_set(args.out, teacher, info, args.method, config, args.count, seed=args.seed,
-                              device=args.device, resume=args.resume, preview_every=args.preview_every,
-                              progress=args.progress)
+    made = api.synthesize(args.out, teacher, info, args.method, args.count, config=_synthesis_config(args),
+                          seed=args.seed, device=args.device, resume=args.resume, preview_every=args.preview_every,
+                          progress=args.progress)
     if not _is_main():
         return 0
-    print(f"transfer set: {manifest['count']} images from {args.method} in {manifest['synthesis_time_s']:.0f}s "
+    print(f"transfer set: {made.count} images from {args.method} in {made.manifest['synthesis_time_s']:.0f}s "
           f"-> {args.out} (preview: {Path(args.out) / 'preview.png'})")
     return 0
 
@@ -445,30 +410,28 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_condense(args: argparse.Namespace) -> int:
-    from datafree.condense import ClassPool, condense_set, method_config
+    from datafree import api
+    from datafree.condense import method_config
     from datafree.data import dataset_spec
 
     config = method_config(args.method, ipc=args.ipc, **dict(args.set or []))
-    teacher, teacher_info = (None, None)
+    teacher, teacher_info, train = None, None, None
     if args.method == "teacher":  # no real data is read at all
         if not args.teacher:
             raise DatafreeError("teacher-only condensation needs --teacher")
         teacher, teacher_info = _load_teacher(args)
-        spec, pool, spec_source = teacher_info.spec, None, teacher_info.spec_source
-        dataset = args.dataset or spec.name
+        dataset = args.dataset or teacher_info.spec.name
     else:
         train = _load_split(args, "train")
-        spec, spec_source, dataset = dataset_spec(train), "dataset-files", _dataset(args)
-        pool = ClassPool.from_dataset(train, spec)
+        dataset = _dataset(args)
         if args.teacher:
-            teacher, teacher_info = _load_teacher(args, spec)
-            _check_compatible(teacher_info.spec, spec)
-    manifest = condense_set(args.out, config, spec, pool=pool, teacher=teacher, teacher_info=teacher_info,
-                            soft_labels=args.soft_labels or args.method == "teacher", dataset=dataset,
-                            seed=args.seed, device=args.device, resume=args.resume,
-                            checkpoint_every=args.checkpoint_every, progress=args.progress, spec_source=spec_source)
+            teacher, teacher_info = _load_teacher(args, dataset_spec(train))
+    made = api.condense(args.out, config, train=train, teacher=teacher, teacher_info=teacher_info,
+                        soft_labels=args.soft_labels, dataset=dataset, seed=args.seed, device=args.device,
+                        resume=args.resume, checkpoint_every=args.checkpoint_every, progress=args.progress)
     if not _is_main():
         return 0
+    manifest = made.manifest
     print(f"condensed set: {manifest['count']} images ({config.ipc} per class) from {args.method} after "
           f"{manifest['iterations_done']} iterations in {manifest['condensation_time_s']:.0f}s -> {args.out} "
           f"(preview: {Path(args.out) / 'preview.png'})")
@@ -476,17 +439,15 @@ def cmd_condense(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate_set(args: argparse.Namespace) -> int:
-    from datafree.condense import EvalProtocol, evaluate_set
-    from datafree.data import dataset_spec
+    from datafree import api
+    from datafree.condense import EvalProtocol
     from datafree.data.transfer import TransferSet
-    from datafree.io import write_json
 
     train = TransferSet(args.directory)
     if (train.manifest.get("protocol") or {}).get("zca"):
         raise DatafreeError(f"{args.directory} is stored in ZCA-whitened space, which evaluate-set does not apply; "
                             "evaluate it with the tool that made it")
     test = _load_split(args, "test", train.spec)
-    _check_compatible(train.spec, dataset_spec(test))
     teacher, teacher_record = None, None
     if args.teacher:
         teacher, info = _load_teacher(args, train.spec, "transfer-set")
@@ -494,20 +455,10 @@ def cmd_evaluate_set(args: argparse.Namespace) -> int:
         teacher_record = _teacher_record(args, info)
     protocol = EvalProtocol(name=args.protocol, arch=args.arch, arch_kwargs=args.arch_kwargs, models=args.models,
                             augment=args.augment, epochs=args.epochs, seed=args.seed)
-    shards = [s.get("sha256") for s in train.manifest.get("shards", [])]
-    done, earlier = _earlier_evaluation(args, protocol, shards) if args.resume else ([], {})
-
-    def finish(result: dict[str, Any]) -> dict[str, Any]:
-        result.update(set=str(args.directory), set_shards=shards, method=train.manifest.get("method"),
-                      ipc=train.manifest.get("ipc"), dataset=_dataset(args, train.spec), argv=args.argv,
-                      spec=train.spec.to_dict(), spec_source="transfer-set", teacher=teacher_record,
-                      peak_memory_mb=max(result["peak_memory_mb"], earlier.get("peak_memory_mb", 0.0)))
-        if args.out:  # after every model too: a killed evaluation keeps its finished models (--resume)
-            write_json(args.out, result)
-        return result
-
-    result = finish(evaluate_set(train, train.spec, test, protocol, teacher=teacher, device=args.device,
-                                 progress=args.progress, done=done, on_model=finish))
+    result = api.evaluate_set(train, test, protocol, teacher=teacher, device=args.device, progress=args.progress,
+                              out=args.out, resume=args.resume,
+                              extra={"dataset": _dataset(args, train.spec), "argv": args.argv,
+                                     "teacher": teacher_record}).record
     if args.json:
         print(json.dumps(result))
     else:
@@ -515,26 +466,6 @@ def cmd_evaluate_set(args: argparse.Namespace) -> int:
               f"({protocol.models} x {protocol.arch}, protocol {protocol.name}, {protocol.epochs} epochs, "
               f"augment {protocol.augment}, last epoch)")
     return 0
-
-
-def _earlier_evaluation(args: argparse.Namespace, protocol: EvalProtocol,
-                        shards: list[str]) -> tuple[list[tuple[float, float]], dict[str, Any]]:
-    """(accuracy, seconds) of the models a --resume'd --out already holds for this set and protocol."""
-    if not args.out:
-        raise DatafreeError("--resume needs --out (the evaluation to extend)")
-    path = Path(args.out)
-    if not path.is_file():
-        return [], {}
-    try:
-        earlier = json.loads(path.read_text())
-        same = ({**earlier["protocol"], "models": protocol.models} == protocol.to_dict()
-                and earlier.get("set_shards") == shards)
-        done = list(zip(earlier["accuracies"], earlier["train_times_s"], strict=True))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise DatafreeError(f"{path} is not an evaluation this command can extend ({e}); remove it or drop --resume") from e
-    if not same:
-        raise DatafreeError(f"{path} evaluates another set or protocol; remove it or drop --resume")
-    return done[: protocol.models], earlier
 
 
 def cmd_buffer(args: argparse.Namespace) -> int:
@@ -573,47 +504,33 @@ def cmd_import_set(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from datafree.audit import AuditConfig, prepare_output, run_audit, summary
+    from datafree import api
+    from datafree.audit import AuditConfig, summary
     from datafree.checkpoint import load_model
     from datafree.data import dataset_spec
     from datafree.data.transfer import TransferSet
 
-    def fits(label: str, spec, data_spec) -> None:
-        try:
-            _check_compatible(spec, data_spec)
-        except DatafreeError as e:
-            text = str(e)
-            text = "it" + text[len("teacher"):] if text.startswith("teacher ") else text
-            raise DatafreeError(f"{label} does not fit the {_dataset(args)} data: {text}") from None
-
+    config = AuditConfig(baseline_count=args.baseline_count, mia_count=args.mia_count, closest=args.closest,
+                         seed=args.seed, device=args.device)
     if min(args.baseline_count, args.mia_count, args.closest) < 1:
         raise DatafreeError("--baseline-count, --mia-count and --closest must be at least 1")
     if args.reference_student and not args.student:
         raise DatafreeError("--reference-student calibrates the attack on a --student; give at least one --student")
     transfer = TransferSet(args.transfer)
     train, test = _load_split(args, "train"), _load_split(args, "test")
-    spec = dataset_spec(train)
-    fits(f"transfer set {args.transfer}", transfer.spec, spec)
-    teacher, teacher_record = None, None
+    teacher, info, teacher_record = None, None, None
     if args.teacher:
-        teacher, info = _load_teacher(args, spec)
-        fits(f"teacher {args.teacher}", info.spec, spec)
+        teacher, info = _load_teacher(args, dataset_spec(train))
         teacher_record = _teacher_record(args, info)
-    models = []
-    for path in [*args.student, *([args.reference_student] if args.reference_student else [])]:
-        model, info = load_model(path, trust_pickle=args.trust_pickle)
-        fits(f"student {path}", info.spec, spec)
-        models.append((str(path), model))
-    reference = models.pop()[1] if args.reference_student else None
-    out = prepare_output(args.out, args.overwrite)
-    config = AuditConfig(baseline_count=args.baseline_count, mia_count=args.mia_count, closest=args.closest,
-                         seed=args.seed, device=args.device)
+    students = [(str(path), *load_model(path, trust_pickle=args.trust_pickle)) for path in args.student]
+    reference = ((str(args.reference_student), *load_model(args.reference_student, trust_pickle=args.trust_pickle))
+                 if args.reference_student else None)
     protocol = {"dataset": _dataset(args), "argv": args.argv, "transfer": str(args.transfer), "teacher": args.teacher,
-                "teacher_model": teacher_record, "spec": spec.to_dict(), "spec_source": "dataset-files",
-                "students": [str(s) for s in args.student], "reference_student": args.reference_student}
-    report = run_audit(transfer, transfer.manifest, train, test, spec, out, teacher=teacher, students=models,
-                       reference=reference, config=config, protocol=protocol)
-    print(summary(report, out))
+                "teacher_model": teacher_record, "students": [str(s) for s in args.student],
+                "reference_student": args.reference_student}
+    result = api.audit(args.out, transfer, train, test, teacher=teacher, teacher_info=info, students=students,
+                       reference=reference, config=config, overwrite=args.overwrite, protocol=protocol)
+    print(summary(result.report, result.out))
     return 0
 
 
@@ -630,11 +547,11 @@ def cmd_describe_teacher(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from datafree.api import evaluate
     from datafree.checkpoint import load_model
     from datafree.data import dataset_spec
     from datafree.models import count_parameters
     from datafree.quantize import is_int8
-    from datafree.train import evaluate
 
     if is_int8(args.model):  # an int8 run of 'datafree quantize'
         return _evaluate_int8(args)
@@ -644,7 +561,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model, info = load_model(args.model, arch=args.arch, arch_kwargs=args.arch_kwargs,
                              spec=spec if args.arch else None, trust_pickle=args.trust_pickle)
     _check_compatible(info.spec, spec)
-    metrics = evaluate(model.to(args.device), data, args.batch_size, args.device)
+    metrics = evaluate(model, data, batch_size=args.batch_size, device=args.device)
     record = {"model": str(args.model), "arch": info.arch, "parameters": count_parameters(model),
               "dataset": _dataset(args), "split": args.split, **metrics}
     if args.json:
@@ -732,13 +649,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    from datafree import __version__
+    from datafree import __version__, api
     from datafree.models import available_models
     from datafree.synthesis import PRESETS
+    from datafree.train import AUGMENTS
 
     models = ", ".join(available_models())
     methods = ", ".join(sorted(PRESETS))
-    default_device = "cuda" if torch.cuda.is_available() else "cpu"
     parser = argparse.ArgumentParser(
         prog="datafree",
         description="Distill a trained teacher into a small student, with or without its training data.",
@@ -751,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default="lenet5", help="architecture (default: %(default)s)")
     p.add_argument("--arch-kwargs", type=_json_dict, default={}, help="JSON keyword arguments, e.g. '{\"width\": 8}'")
     _add_data_args(p)
-    _add_train_args(p, epochs=20, lr=0.05, augment="none")
+    _add_train_args(p, api.TEACHER_DEFAULTS)
     p.set_defaults(func=cmd_train_teacher)
 
     p = sub.add_parser("synthesize", help="synthesize a transfer set from a teacher checkpoint alone",
@@ -810,7 +727,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--save-transfer", help="with --method: also store every synthesized batch in this directory")
     g.add_argument("--no-test", action="store_true", help="do not evaluate on the real test split")
     g = p.add_argument_group("distillation")
-    g.add_argument("--alpha", type=float, default=0.1, help="weight of hard-label CE; 1-alpha goes to KL (default: %(default)s)")
+    g.add_argument("--alpha", type=float, default=api.DISTILL_DEFAULTS["alpha"],
+                   help="weight of hard-label CE; 1-alpha goes to KL (default: %(default)s)")
     g.add_argument("--temperature", "-T", type=float, default=None,
                    help="softmax temperature (default: 4, or the method's own for --method)")
     g.add_argument("--hint", type=_layer_pair, help="FitNets hint between modules, STUDENT_MODULE:TEACHER_MODULE")
@@ -827,7 +745,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="STUDENT_MODULE:TEACHER_MODULE for RKD (default: inputs of the last Linear layers)")
     _add_data_args(p)
     _add_spec_args(p, dataset=False)
-    _add_train_args(p, epochs=20, lr=0.01, augment="none")
+    _add_train_args(p, api.DISTILL_DEFAULTS)
     p.set_defaults(func=cmd_distill)
 
     from datafree.condense import METHODS as CONDENSE_METHODS
@@ -863,12 +781,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default="convnet", help="architecture (default: %(default)s; e.g. mlp, lenet5, alexnet_dc, "
                                                      "vgg11, resnet18)")
     p.add_argument("--arch-kwargs", type=_json_dict, default={}, help="JSON keyword arguments for --arch")
-    p.add_argument("--augment", default="dsa", choices=("dsa", "none", "crop", "crop-flip"),
+    p.add_argument("--augment", default="dsa", choices=AUGMENTS,
                    help="training augmentation (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=0, help="epochs (default: 1000 with dsa, 300 otherwise)")
     _add_teacher_args(p, required=False)
     p.add_argument("--seed", type=int, default=0, help="model i uses seed + i (default: %(default)s)")
-    p.add_argument("--device", default=default_device, help="torch device (default: %(default)s)")
+    _add_device_arg(p)
     p.add_argument("--out", help="also write the result JSON here (after every model)")
     p.add_argument("--resume", action="store_true",
                    help="keep the models --out already holds for this set and protocol and train the rest (also "
@@ -885,11 +803,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "expert, resumable per expert). Use with: datafree condense --method mtt "
                                    "--set buffer=DIR.")
     p.add_argument("--out", required=True, help="buffer directory")
-    p.add_argument("--experts", type=int, default=10, help="number of experts (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=50, help="epochs per expert (default: %(default)s)")
-    p.add_argument("--net", default="convnet", help="architecture (default: %(default)s)")
+    p.add_argument("--experts", type=int, default=api.BUFFER_DEFAULTS["experts"],
+                   help="number of experts (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=api.BUFFER_DEFAULTS["epochs"], help="epochs per expert (default: %(default)s)")
+    p.add_argument("--net", default=api.BUFFER_DEFAULTS["net"], help="architecture (default: %(default)s)")
     p.add_argument("--net-kwargs", type=_json_dict, default={}, help="JSON keyword arguments for --net")
-    p.add_argument("--lr", type=float, default=0.01, help="expert SGD learning rate (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=api.BUFFER_DEFAULTS["lr"], help="expert SGD learning rate (default: %(default)s)")
     p.add_argument("--no-dsa", dest="dsa", action="store_false", help="train experts without DSA augmentation")
     p.add_argument("--resume", action="store_true", help="keep finished experts in --out and train the rest")
     _add_run_args(p, "expert i uses seed + i")
@@ -940,7 +859,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training images as members, and as many test images as non-members (default: %(default)s)")
     p.add_argument("--closest", type=int, default=16, help="closest pairs shown in closest_pairs.png (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the baseline and member draws (default: %(default)s)")
-    p.add_argument("--device", default=default_device, help="torch device (default: %(default)s)")
+    _add_device_arg(p)
     p.add_argument("--out", required=True, help="audit directory (must be new or empty)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     _add_data_args(p)
@@ -955,7 +874,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "preset, extrapolated to the preset's steps).")
     _add_teacher_args(p, required=True, positional=True)
     _add_spec_args(p, dataset=True)
-    p.add_argument("--device", default=default_device, help="torch device for the probe (default: %(default)s)")
+    _add_device_arg(p, " for the probe")
     p.add_argument("--no-probe", dest="probe", action="store_false", help="do not time the presets")
     p.add_argument("--probe-batch", type=int, default=8, help="images per probe batch (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -1011,7 +930,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-pickle", action="store_true", help="allow .pt files that execute code when unpickled")
     p.add_argument("--split", default="test", choices=("train", "test"), help="split (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=1000, help="batch size (default: %(default)s)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    _add_device_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_data_args(p)
     p.set_defaults(func=cmd_evaluate)

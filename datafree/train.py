@@ -46,6 +46,7 @@ from datafree.io import atomic_write
 from datafree.losses import hint_mse, jacobian_match, kd_kl, rkd_angle, rkd_distance
 
 STATE_FILE = "state.pt"
+AUGMENTS = ("none", "crop", "crop-flip", "dsa")  # batch augmentations (TrainConfig.augment)
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -102,8 +103,7 @@ class TrainConfig:
             (self.clip_grad_norm is None or self.clip_grad_norm > 0, "gradient clipping norm must be > 0"),
             (self.optimizer in ("sgd", "adam"), f"unknown optimizer {self.optimizer!r} (sgd, adam)"),
             (self.schedule in ("cosine", "step", "constant"), f"unknown schedule {self.schedule!r} (cosine, step, constant)"),
-            (self.augment in ("none", "crop", "crop-flip", "dsa"),
-             f"unknown augment {self.augment!r} (none, crop, crop-flip, dsa)"),
+            (self.augment in AUGMENTS, f"unknown augment {self.augment!r} ({', '.join(AUGMENTS)})"),
             (self.mix in MIX_MODES, f"unknown mixing {self.mix!r} ({', '.join(MIX_MODES)})"),
             (self.mix == "none" or self.alpha == 0,
              "mixing needs pure distillation (--alpha 0): a mixed image has no hard label, the teacher labels it"),

@@ -315,3 +315,49 @@ def test_jobs_run_the_teacher_first_then_workers_share_the_rest(tmp_path):
     assert sorted(again.reused) == sorted(expected) and not again.ran
     with pytest.raises(DatafreeError, match="--jobs"):
         run_suite(get_suite("smoke"), out, data_root=root, jobs=0)
+
+
+@pytest.mark.parametrize("name", ["smoke", "quick", "full", "cifar10"])
+def test_every_planned_job_is_the_command_it_records(name, tmp_path):
+    """The bench runs each step as a library call (a Job) and records it as a command; parsed by the
+    real CLI, every command builds the same training, synthesis, condensation and buffer settings."""
+    import sys
+
+    from datafree.bench import jobs
+    from datafree.cli import _distill_config, _train_config, build_parser
+    from datafree.condense import method_config
+    from datafree.synthesis import preset
+
+    parser = build_parser()
+    suite = get_suite(name).with_seeds([0])
+    steps = [s for run in plan(suite, tmp_path, device="cpu") for s in run.steps]
+    assert {s.job.name for s in steps} >= {"train-teacher", "distill"}
+    for step in steps:
+        args, p = parser.parse_args(step.argv), step.job.params
+        assert args.command == step.job.name and str(step.out) == args.out
+        if step.job.name == "train-teacher":
+            assert jobs.train_config("train-teacher", p["flags"], seed=p["seed"], device="cpu") == _train_config(args)
+            assert (args.arch, args.arch_kwargs) == (p["arch"], p["arch_kwargs"])
+        elif step.job.name == "distill":
+            expected = _distill_config(args)
+            assert jobs.train_config("distill", p["flags"], seed=p["seed"], device="cpu", method=p["method"]) == expected
+            assert (args.student, args.student_kwargs, args.method) == (p["student"], p["student_kwargs"], p["method"])
+            assert (args.transfer or [None]) == [p["transfer"]]
+            assert args.teacher == (p["teacher"] or {}).get("path")
+        elif step.job.name == "buffer":
+            fields = jobs.buffer_fields(p["flags"])
+            assert fields == {k: getattr(args, k) for k in fields}
+        if step.job.name in ("synthesize", "condense") or (step.job.name == "distill" and args.method):
+            overrides = dict(args.set or [])
+            cli = (method_config(args.method, ipc=args.ipc, **overrides) if args.command == "condense"
+                   else preset(args.method, **overrides))
+            assert jobs.method_config(step.job) == cli.to_dict()
+    assert "datafree.cli" in sys.modules  # this test imports it; datafree.bench itself does not (below)
+
+
+def test_the_bench_does_not_import_the_cli():
+    import subprocess
+    import sys
+
+    code = "import datafree.bench, sys; assert 'datafree.cli' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

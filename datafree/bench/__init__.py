@@ -1,7 +1,7 @@
 """Benchmark suites against real-data KD: ``datafree bench run|report|list``.
 
-A :class:`Suite` is data (pairs, sources, seeds, recipes); :func:`plan` turns it into CLI
-commands, :func:`run_suite` runs them resumably (one row per finished run in
+A :class:`Suite` is data (pairs, sources, seeds, recipes); :func:`plan` turns it into library calls (and the
+equivalent commands), :func:`run_suite` runs them resumably (one row per finished run in
 ``results.jsonl``), and :func:`report` writes ``report.md``, ``report.csv`` and three plots.
 """
 

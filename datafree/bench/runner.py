@@ -1,4 +1,4 @@
-"""Plan a suite into CLI commands and run them, resumably, one row per finished run.
+"""Plan a suite into steps (a command and the library call that runs it) and run them, resumably, one row per finished run.
 
 Layout of a suite's output directory::
 
@@ -10,16 +10,15 @@ Layout of a suite's output directory::
     sets/<pair>/cond-<method>-ipc<K>/seed<N>/   a condensed set, shared by the hard- and soft-label students
     buffers/<dataset>/                  MTT's expert trajectories
 
-Every command goes through :func:`datafree.cli.main` in this process (or, with ``jobs`` > 1, in
-worker processes after the teachers). A step directory holds a
-``.bench.json`` marker with the command that made it: a finished step with the same command is
-reused, an interrupted one is resumed (``--resume``), anything else is redone (``--overwrite``, or
-the set is deleted first).
+Every step is planned as a ``datafree ...`` command (what results record and a reader can rerun)
+and as a :class:`~datafree.bench.jobs.Job`, the :mod:`datafree.api` call this process (or, with
+``jobs`` > 1, a worker process after the teachers) makes. A step directory holds a ``.bench.json``
+marker with the command that made it: a finished step with the same command is reused, an
+interrupted one is resumed, anything else is redone (overwritten, or the set is deleted first).
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import json
@@ -32,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from datafree.bench.jobs import Job, check, execute, method_config
 from datafree.bench.suites import PairSpec, Recipes, Source, Suite, merge_args, parse_source
 from datafree.errors import DatafreeError
 from datafree.io import append_jsonl, write_json
@@ -45,12 +45,13 @@ TEACHER_SEED = 0
 
 @dataclass
 class Step:
-    """One CLI command (without ``datafree``) and the directory it writes."""
+    """One job, its command (without ``datafree``) and the directory it writes."""
 
     kind: str  # train | synthesize | condense | buffer
     argv: list[str]
     out: Path
     target: int = 0  # synthesize: images; condense: iterations; buffer: experts
+    job: Job = field(default_factory=lambda: Job(""))
 
 
 @dataclass
@@ -176,12 +177,20 @@ def teacher_args(teacher: Path, suite: Suite, pair: PairSpec, foreign: bool) -> 
     return args
 
 
+def teacher_ref(teacher: Path, pair: PairSpec, foreign: bool) -> dict[str, Any]:
+    """The teacher of a job: its path, and for a foreign state_dict its architecture."""
+    if foreign:
+        return {"path": str(teacher), "arch": pair.teacher, "kwargs": pair.teacher_kwargs or None}
+    return {"path": str(teacher)}
+
+
 def plan(suite: Suite, out_dir: str | Path = "bench", *, data_root: str | Path | None = None, device: str | None = None,
          teachers: str | Path | None = None) -> list[Run]:
     """Every run of ``suite`` with the exact commands it takes, in execution order (nothing is run)."""
     out = Path(out_dir)
     data = ["--dataset", suite.dataset, *(["--data-root", str(data_root)] if data_root else [])]
     dev = ["--device", device] if device else []
+    context = {"dataset": suite.dataset, "data_root": str(data_root) if data_root else None, "device": device}
     runs: list[Run] = []
     for pair in suite.pairs:
         sources = [parse_source(s) for s in suite.sources_of(pair)]
@@ -194,9 +203,13 @@ def plan(suite: Suite, out_dir: str | Path = "bench", *, data_root: str | Path |
             argv = ["train-teacher", "--arch", pair.teacher, *kwargs_args("--arch-kwargs", pair.teacher_kwargs),
                     *pair.teacher_args, "--seed", str(TEACHER_SEED), *data, *dev, "--out", str(teacher_dir),
                     "--no-progress"]
+            job = Job("train-teacher", {**context, "arch": pair.teacher, "arch_kwargs": pair.teacher_kwargs,
+                                        "flags": list(pair.teacher_args), "seed": TEACHER_SEED})
             runs.append(Run(f"{pair.key}/teacher/seed{TEACHER_SEED}", pair, "teacher", TEACHER_SEED, teacher_dir,
-                            [Step("train", argv, teacher_dir)], teacher_dir))
-        teacher = teacher_args(teacher_dir, suite, pair, teachers is not None and is_foreign(teacher_dir))
+                            [Step("train", argv, teacher_dir, job=job)], teacher_dir))
+        foreign = teachers is not None and is_foreign(teacher_dir)
+        teacher = teacher_args(teacher_dir, suite, pair, foreign)
+        ref = teacher_ref(teacher_dir, pair, foreign)
         student = ["--student", pair.student, *kwargs_args("--student-kwargs", pair.student_kwargs)]
         for seed in suite.seeds:
             for src in sources:
@@ -204,40 +217,54 @@ def plan(suite: Suite, out_dir: str | Path = "bench", *, data_root: str | Path |
                     continue
                 run_dir = out / "runs" / pair.key / src.dirname / f"seed{seed}"
                 tail = ["--seed", str(seed), *data, *dev, "--out", str(run_dir / "student"), "--no-progress"]
-                steps = _source_steps(suite, pair, src, seed, out, run_dir, teacher, student, tail, data, dev)
+                steps = _source_steps(suite, pair, src, seed, out, run_dir, teacher, student, tail, data, dev,
+                                      {**context, "seed": seed, "teacher": ref})
                 runs.append(Run(f"{pair.key}/{src.text}/seed{seed}", pair, src.text, seed, run_dir, steps, teacher_dir))
     return runs
 
 
 def _source_steps(suite: Suite, pair: PairSpec, src: Source, seed: int, out: Path, run_dir: Path, teacher: list[str],
-                  student: list[str], tail: list[str], data: list[str], dev: list[str]) -> list[Step]:
+                  student: list[str], tail: list[str], data: list[str], dev: list[str],
+                  ctx: dict[str, Any]) -> list[Step]:
+    """The steps of one source, each as a command and as the job that runs it (from the same values)."""
     from datafree.synthesis import preset
 
     r, student_dir = suite.recipes, run_dir / "student"
+    learner = {**ctx, "student": pair.student, "student_kwargs": pair.student_kwargs, "method": None, "overrides": {},
+               "transfer": None}
     if src.kind == "scratch":
         argv = ["train-teacher", "--arch", pair.student, *kwargs_args("--arch-kwargs", pair.student_kwargs),
                 *pair.student_args, *tail]
-        return [Step("train", argv, student_dir)]
+        job = Job("train-teacher", {**ctx, "arch": pair.student, "arch_kwargs": pair.student_kwargs,
+                                    "flags": list(pair.student_args), "teacher": None})  # reads no teacher
+        return [Step("train", argv, student_dir, job=job)]
     if src.kind == "kd":
-        return [Step("train", ["distill", *teacher, *student, *merge_args(pair.student_args, pair.kd_args), *tail],
-                     student_dir)]
+        flags = merge_args(pair.student_args, pair.kd_args)
+        return [Step("train", ["distill", *teacher, *student, *flags, *tail], student_dir,
+                     job=Job("distill", {**learner, "flags": flags}))]
     if src.kind == "df":
         scale = df_overrides(r, src.method)
         config = preset(src.method, **scale)
         overrides = set_args(scale)
         if not src.grow and (config.needs_student or config.schedule == "online"):
-            argv = ["distill", *teacher, "--method", src.method, *overrides, *student, *r.df_live_student,
-                    "--lr", pair.live_lr, *tail]
-            return [Step("train", argv, student_dir)]
+            flags = [*r.df_live_student, "--lr", pair.live_lr]
+            argv = ["distill", *teacher, "--method", src.method, *overrides, *student, *flags, *tail]
+            job = Job("distill", {**learner, "method": src.method, "overrides": scale, "flags": flags})
+            return [Step("train", argv, student_dir, job=job)]
         tset = run_dir / "transfer"
         synth = ["synthesize", *teacher, "--method", src.method, *overrides, "--count", str(r.df_count),
                  "--seed", str(seed), *dev, "--out", str(tset), "--no-progress"]
+        synth_job = Job("synthesize", {**ctx, "method": src.method, "overrides": scale, "count": r.df_count})
         if src.grow:  # the live preset grows the stored set with batches made against the student
+            grow = df_overrides(r, src.grow)
             distill = ["distill", *teacher, "--transfer", str(tset), "--method", src.grow,
-                       *set_args(df_overrides(r, src.grow)), *student, *r.df_grown_student, *tail]
+                       *set_args(grow), *student, *r.df_grown_student, *tail]
+            job = Job("distill", {**learner, "transfer": str(tset), "method": src.grow, "overrides": grow,
+                                  "flags": list(r.df_grown_student)})
         else:
             distill = ["distill", *teacher, "--transfer", str(tset), *student, *r.df_stored_student, *tail]
-        return [Step("synthesize", synth, tset, r.df_count), Step("train", distill, student_dir)]
+            job = Job("distill", {**learner, "transfer": str(tset), "flags": list(r.df_stored_student)})
+        return [Step("synthesize", synth, tset, r.df_count, synth_job), Step("train", distill, student_dir, job=job)]
     # cond: one set per (pair, method, ipc, seed), with the teacher's logits, shared by hard and soft labels
     from datafree.condense import method_config
 
@@ -247,53 +274,34 @@ def _source_steps(suite: Suite, pair: PairSpec, src: Source, seed: int, out: Pat
         buffer_dir = out / "buffers" / suite.dataset
         buffer = ["buffer", *r.buffer, "--seed", "0", *data, *dev, "--out", str(buffer_dir), "--no-progress"]
         experts = int(r.buffer[r.buffer.index("--experts") + 1]) if "--experts" in r.buffer else 10
-        steps.append(Step("buffer", buffer, buffer_dir, experts))
+        buffer_job = Job("buffer", {**ctx, "flags": list(r.buffer), "seed": 0, "teacher": None})
+        steps.append(Step("buffer", buffer, buffer_dir, experts, buffer_job))
         recipe["buffer"] = str(buffer_dir)
     iterations = method_config(src.method, ipc=src.ipc, **recipe).iterations
     set_dir = out / "sets" / pair.key / f"cond-{src.method}-ipc{src.ipc}" / f"seed{seed}"
     condense = ["condense", "--method", src.method, "--ipc", str(src.ipc), *set_args(recipe), *teacher, "--soft-labels",
                 "--seed", str(seed), "--checkpoint-every", str(r.checkpoint_every), *data, *dev, "--out", str(set_dir),
                 "--no-progress"]
-    steps.append(Step("condense", condense, set_dir, iterations))
+    condense_job = Job("condense", {**ctx, "method": src.method, "ipc": src.ipc, "overrides": recipe,
+                                    "soft_labels": True, "checkpoint_every": r.checkpoint_every})
+    steps.append(Step("condense", condense, set_dir, iterations, condense_job))
     labels = r.cond_soft if src.labels == "soft" else r.cond_hard
     distill = ["distill", "--transfer", str(set_dir), *(teacher if src.labels == "soft" else []), *student,
                *r.cond_student, *labels, *tail]
-    steps.append(Step("train", distill, student_dir))
+    job = Job("distill", {**learner, "transfer": str(set_dir), "flags": [*r.cond_student, *labels],
+                          "teacher": ctx["teacher"] if src.labels == "soft" else None})
+    steps.append(Step("train", distill, student_dir, job=job))
     return steps
 
 
-@functools.cache
-def _cli_parser() -> argparse.ArgumentParser:
-    """The CLI's parser, built once: every step's inputs are fingerprinted by parsing its command."""
-    from datafree.cli import build_parser
-
-    return build_parser()
-
-
-def method_config_of(argv: list[str]) -> dict[str, Any] | None:
-    """The full synthesis or condensation config a command runs with (its preset or method defaults,
-    then its ``--set`` overrides); None for a command without ``--method``. Raises SystemExit when
-    the CLI would reject the command."""
-    from datafree.condense import method_config
-    from datafree.synthesis import preset
-
-    args = _cli_parser().parse_args(argv)
-    overrides = dict(getattr(args, "set", None) or [])
-    if args.command == "condense":
-        return method_config(args.method, ipc=args.ipc, **overrides).to_dict()
-    if args.command in ("synthesize", "distill") and args.method:
-        return preset(args.method, **overrides).to_dict()
-    return None
-
-
 def check_plan(runs: list[Run]) -> None:
-    """Parse every planned command with the CLI's parser and build its synthesis/condensation config."""
+    """Build every planned step's configs (training, synthesis, condensation): a wrong recipe fails here."""
     for run in runs:
         for step in run.steps:
             try:
-                method_config_of(step.argv)
-            except SystemExit:
-                raise DatafreeError(f"{run.run_id}: the suite builds an invalid command: "
+                check(step.job)
+            except DatafreeError as e:
+                raise DatafreeError(f"{run.run_id}: the suite builds an invalid step ({e}): "
                                     f"datafree {' '.join(step.argv)}") from None
 
 
@@ -314,19 +322,19 @@ def _write_marker(out: Path, argv: list[str], inputs: dict[str, Any], time_s: fl
     write_json(out / MARKER, {"argv": argv, "inputs": inputs, "time_s": time_s})
 
 
-def inputs_of(argv: list[str]) -> dict[str, Any]:
-    """Fingerprints of what a command depends on beyond its text: the teacher's sha256, the transfer
+def inputs_of(job: Job) -> dict[str, Any]:
+    """Fingerprints of what a step depends on beyond its command: the teacher's sha256, the transfer
     set's shards, and the resolved method config (so a changed preset default redoes its runs)."""
     inputs: dict[str, Any] = {}
-    config = method_config_of(argv)
+    config = method_config(job)
     if config is not None:
         text = json.dumps(config, sort_keys=True, default=str)
         inputs["method_config"] = hashlib.sha256(text.encode()).hexdigest()[:16]
-    if "--teacher" in argv:
-        teacher = Path(argv[argv.index("--teacher") + 1])
+    if job.params.get("teacher"):
+        teacher = Path(job.params["teacher"]["path"])
         inputs["teacher"] = (_read_json(teacher / "model.json") or {}).get("sha256") or _weights_sha256(teacher)
-    if "--transfer" in argv:
-        manifest = _read_json(Path(argv[argv.index("--transfer") + 1]) / "manifest.json") or {}
+    if job.params.get("transfer"):
+        manifest = _read_json(Path(job.params["transfer"]) / "manifest.json") or {}
         inputs["transfer"] = [s.get("sha256") for s in manifest.get("shards", [])]
     return inputs
 
@@ -357,7 +365,7 @@ def run_inputs(run: Run) -> dict[str, Any]:
     """What a run's row was computed from: the teacher (and a set made by another run), as they are now."""
     inputs: dict[str, Any] = {}
     for step in run.steps:
-        inputs.update(inputs_of(step.argv))
+        inputs.update(inputs_of(step.job))
     return inputs
 
 
@@ -377,23 +385,11 @@ def reset_peak_memory(device: str | None) -> bool:
         return False
 
 
-def _call(argv: list[str]) -> None:
-    from datafree.cli import main as datafree_main
-
-    code = datafree_main(argv)
-    if code == 130:
-        raise KeyboardInterrupt
-    if code != 0:
-        raise DatafreeError(f"step failed (exit {code}): datafree {' '.join(argv)}")
-
-
-def _device(argv: list[str]) -> str | None:
-    return argv[argv.index("--device") + 1] if "--device" in argv else None
 
 
 def run_step(step: Step, log=print) -> str:
     """Run, resume, redo or reuse one step; returns what was done (run | resume | reuse)."""
-    out, marker, inputs = step.out, _marker(step.out), inputs_of(step.argv)
+    out, marker, inputs = step.out, _marker(step.out), inputs_of(step.job)
     # the same command on the same teacher and set (a directory without a marker: judged by its command alone)
     same = marker.get("argv") == step.argv and same_inputs(marker.get("inputs", inputs), inputs)
     if step.kind == "train":
@@ -401,9 +397,9 @@ def run_step(step: Step, log=print) -> str:
         if result is not None and result.get("argv") == ["datafree", *step.argv] and same_inputs(
                 marker.get("inputs", inputs), inputs):
             return "reuse"
-        live = "--method" in step.argv
+        live = bool(step.job.params.get("method"))
         action = "resume" if same and (out / "state.pt").is_file() and result is None and not live else "run"
-        extra = ["--resume"] if action == "resume" else ["--overwrite"]
+        resume, overwrite = action == "resume", action != "resume"
     else:
         done = {"synthesize": lambda: (_read_json(out / "manifest.json") or {}).get("count", 0),
                 "condense": lambda: (_read_json(out / "manifest.json") or {}).get("iterations_done", -1),
@@ -415,19 +411,15 @@ def run_step(step: Step, log=print) -> str:
         action = "resume" if same and (out / started).is_file() else "run"
         if action == "run" and out.exists():
             shutil.rmtree(out)  # made by another command or from another teacher: start it again
-        extra = ["--resume"] if action == "resume" else []
+        resume, overwrite = action == "resume", False
     log(f"  {action:6s} datafree {' '.join(step.argv)}")
     _write_marker(out, step.argv, inputs, marker.get("time_s", 0.0) if same else 0.0)
-    reset_peak_memory(_device(step.argv))
+    reset_peak_memory(step.job.params.get("device"))
     start = time.perf_counter()
     try:
-        _call([*step.argv, *extra])
+        execute(step.job, step.argv, out=out, resume=resume, overwrite=overwrite)
     finally:  # the time of an interrupted step counts too (the buffer records none of its own)
         _write_marker(out, step.argv, inputs, _marker(out).get("time_s", 0.0) + time.perf_counter() - start)
-    if step.kind == "train":  # the command as planned, without --resume/--overwrite
-        result = json.loads((out / "result.json").read_text())
-        result["argv"] = ["datafree", *step.argv]
-        write_json(out / "result.json", result)
     return action
 
 
