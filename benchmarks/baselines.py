@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="where runs and teachers go, relative to the repository (default: %(default)s)")
     parser.add_argument("--data-root", help="passed to datafree (default: its own lookup)")
     parser.add_argument("--device", help="passed to datafree (default: cuda if available)")
-    parser.add_argument("--update-readme", action="store_true", help="write the table into README.md")
+    parser.add_argument("--update-readme", action="store_true", help="write the table into docs/results.md")
     args = parser.parse_args(argv)
     os.chdir(REPO)  # recorded commands use paths relative to the repository
     keys, seeds = PROFILES[args.profile]

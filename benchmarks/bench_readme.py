@@ -1,9 +1,9 @@
-"""Put a ``datafree bench`` report into the README (tables from report.md, plots copied alongside).
+"""Put a ``datafree bench`` report into docs/results.md (tables from report.md, plots copied alongside).
 
     python -m benchmarks.bench_readme artifacts/bench/quick --name bench-quick
 
 The report itself is made by ``datafree bench report DIR``; this only copies it into
-``benchmarks/results/NAME/`` (so the README's images live in the repository) and writes the
+``benchmarks/results/NAME/`` (so the images live in the repository) and writes the docs/results.md
 ``<!-- NAME:start/end -->`` section.
 """
 
@@ -33,12 +33,12 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copyfile(png, dest / png.name)
     shutil.copyfile(args.directory / "report.csv", dest / "report.csv")
     body = md.split("\n", 1)[1].strip()  # drop the report's own title
-    body = body.replace("](", f"](benchmarks/results/{args.name}/")
-    (dest / "report.md").write_text(body + "\n")
+    (dest / "report.md").write_text(body.replace("](", f"](benchmarks/results/{args.name}/") + "\n")
+    body = body.replace("](", f"](../benchmarks/results/{args.name}/")  # relative to docs/
     if args.commands_in_file:
         head = body.split("\nCommands (first seed of each source):", 1)[0]
         body = f"{head}\nCommands (first seed of each source): [benchmarks/results/{args.name}/report.md]" \
-               f"(benchmarks/results/{args.name}/report.md)."
+               f"(../benchmarks/results/{args.name}/report.md)."
     update_section(args.name, body)
     return 0
 

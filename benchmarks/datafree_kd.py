@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=Path("artifacts"))
     parser.add_argument("--device")
     parser.add_argument("--report-only", action="store_true", help="only tabulate the finished runs under --root")
-    parser.add_argument("--update-readme", action="store_true", help="write the table into README.md")
+    parser.add_argument("--update-readme", action="store_true", help="write the table into docs/results.md")
     args = parser.parse_args(argv)
     os.chdir(REPO)
     data = ["--dataset", "fashion-mnist"] + (["--device", args.device] if args.device else [])

@@ -1,4 +1,8 @@
-"""Publish a benchmark: its JSON and Markdown under benchmarks/results, and its marked README section."""
+"""Publish a benchmark: its JSON and Markdown under benchmarks/results, and its marked section of docs/results.md.
+
+The README keeps one headline table (``benchmarks/headline.py``); every detailed table lives in
+docs/results.md between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,12 @@ from typing import Any
 
 from datafree.io import write_json
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
+RESULTS_DOC = REPO / "docs" / "results.md"  # where the detailed tables' marked sections live
 
 
-def update_section(name: str, text: str, readme: Path = README) -> None:
+def update_section(name: str, text: str, readme: Path = RESULTS_DOC) -> None:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     content = readme.read_text()
     if start not in content or end not in content:
@@ -21,7 +27,7 @@ def update_section(name: str, text: str, readme: Path = README) -> None:
 
 
 def publish(stem: str, md: str, data: dict[str, Any], *, section: str | None = None) -> None:
-    """Print ``md``, write ``results/STEM.json`` and ``results/STEM.md``, and with ``section`` the README section."""
+    """Print ``md``, write ``results/STEM.json`` and ``results/STEM.md``, and with ``section`` that section of docs/results.md."""
     print("\n" + md)
     out = README.parent / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)

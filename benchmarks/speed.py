@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--data-root")
-    parser.add_argument("--update-readme", action="store_true", help="write the table into README.md")
+    parser.add_argument("--update-readme", action="store_true", help="write the table into docs/results.md")
     args = parser.parse_args(argv)
     lenet_batches = make_batches(60, args.batch_size, args.data_root)
     teacher = build_model("lenet5", FASHION_MNIST, seed=1).eval()

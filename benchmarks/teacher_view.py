@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=["zskd", "real-images-6400"],
                         help="benchmarks.datafree_kd methods whose stored sets and students to read")
     parser.add_argument("--root", type=Path, default=Path("artifacts"))
-    parser.add_argument("--update-readme", action="store_true", help="write the tables into README.md")
+    parser.add_argument("--update-readme", action="store_true", help="write the tables into docs/results.md")
     args = parser.parse_args(argv)
     os.chdir(REPO)
     pair = PAIRS[args.pair]

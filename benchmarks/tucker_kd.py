@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sources", nargs="+", choices=["fast5-stored", "real"], default=["fast5-stored", "real"])
     parser.add_argument("--root", type=Path, default=Path("artifacts"))
     parser.add_argument("--report-only", action="store_true", help="only tabulate the finished runs under --root")
-    parser.add_argument("--update-readme", action="store_true", help="write the table into README.md")
+    parser.add_argument("--update-readme", action="store_true", help="write the table into docs/results.md")
     args = parser.parse_args(argv)
     os.chdir(REPO)
     if not args.report_only:

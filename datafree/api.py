@@ -24,10 +24,21 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from datafree.checkpoint import ModelInfo
+from datafree.audit import AuditConfig
+from datafree.checkpoint import ModelInfo, load_model
+from datafree.condense import EvalProtocol, method_config
+from datafree.data import FASHION_MNIST, KNOWN_SPECS, load_dataset
 from datafree.data.spec import DataSpec, check_compatible
+from datafree.data.transfer import TransferSet
 from datafree.errors import DatafreeError
+from datafree.synthesis import SynthesisConfig, preset
 from datafree.train import TrainConfig
+
+# what a script needs besides the calls: configs, loaders, the transfer-set reader
+__all__ = ["FASHION_MNIST", "KNOWN_SPECS", "AuditConfig", "AuditResult", "DatafreeError", "EvalProtocol", "ModelInfo",
+           "RunResult", "SetEvaluation", "SetResult", "SynthesisConfig", "TrainConfig", "TransferSet", "audit",
+           "condense", "distill", "evaluate", "evaluate_set", "load_dataset", "load_model", "load_teacher",
+           "method_config", "preset", "quantize", "synthesize", "train_teacher"]
 
 # the defaults of each job where they differ from TrainConfig's (the CLI's flags default to these too)
 TEACHER_DEFAULTS: dict[str, Any] = {"epochs": 20, "lr": 0.05}
@@ -240,11 +251,12 @@ def _distill_live(out: str | Path, student: nn.Module, info: ModelInfo, config: 
 # ---------------------------------------------------------------- synthetic and condensed sets
 def synthesize(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo, method: str, count: int, *,
                config: Any = None, seed: int = 0, device: str = "cpu", resume: bool = False, preview_every: int = 10,
-               progress: bool = True) -> SetResult:
+               progress: bool = True, terms: dict[str, Any] | None = None) -> SetResult:
     """Write a transfer set of ``count`` images synthesized from ``teacher`` alone (no data is read).
 
     ``config`` is a :class:`~datafree.synthesis.SynthesisConfig` (default: the preset ``method``);
-    ``method`` is also the name the set records.
+    ``method`` is also the name the set records. ``terms`` adds loss terms of your own, by name:
+    functions ``(images, teacher_logits, target_classes) -> scalar`` (see examples/custom_loss_term.py).
     """
     from datafree.synthesis import preset
     from datafree.synthesis.run import synthesize_set
@@ -253,7 +265,7 @@ def synthesize(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo, met
     config = config if config is not None else preset(method)
     check_synthesis(teacher, teacher_info.spec, config, device)
     manifest = synthesize_set(out, teacher, teacher_info, method, config, count, seed=seed, device=device,
-                              resume=resume, preview_every=preview_every, progress=progress)
+                              resume=resume, preview_every=preview_every, progress=progress, terms=terms)
     return SetResult(Path(out), manifest)
 
 

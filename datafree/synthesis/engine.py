@@ -18,7 +18,7 @@ weight is a field of :class:`SynthesisConfig`, so presets are just configs.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,8 @@ from datafree.synthesis.generators import OUTPUTS, Generator, PixelGenerator
 if TYPE_CHECKING:
     from datafree.data.transfer import TransferSetWriter
 
+# a loss term of your own: (images, teacher logits on the augmented view, target classes) -> a scalar to minimise
+LossTerm = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 SCHEDULES = ("online", "pool", "meta")
 GENERATORS = ("dcgan", "pixels")
 
@@ -160,12 +162,15 @@ class Synthesizer:
     """Produces synthetic batches from a teacher according to a :class:`SynthesisConfig`.
 
     ``student`` is required (and used, never copied) when the config has an adversarial term:
-    the generator then receives gradient through the student being trained.
+    the generator then receives gradient through the student being trained. ``terms`` adds loss
+    terms of your own (weighted inside the function) to the config's, by name.
     """
 
     def __init__(self, teacher: nn.Module, spec: DataSpec, config: SynthesisConfig, *,
-                 student: nn.Module | None = None, seed: int = 0, device: str | torch.device = "cpu") -> None:
+                 student: nn.Module | None = None, seed: int = 0, device: str | torch.device = "cpu",
+                 terms: Mapping[str, LossTerm] | None = None) -> None:
         self.config, self.spec, self.device = config, spec, torch.device(device)
+        self.extra_terms = dict(terms or {})
         # channels_last: gradients to the input through the frozen teacher run about 2x faster on the
         # CPU for LeNet-5 (ZSKD synthesis end to end: 1.7 s -> 0.75 s per 128 x 50 steps); same values
         # up to float rounding. In place, like eval(): the caller's teacher is the same module.
@@ -263,6 +268,10 @@ class Synthesizer:
             terms["tv"] = c.tv * total_variation(x)
         if c.l2 > 0:
             terms["l2"] = c.l2 * l2_prior(x)
+        for name, term in self.extra_terms.items():
+            if name in terms:
+                raise DatafreeError(f"custom loss term {name!r} has the name of a built-in term; rename it")
+            terms[name] = term(x, t_logits, y)
         if not terms:
             raise DatafreeError("the synthesis config has no loss term with a positive weight")
         return terms

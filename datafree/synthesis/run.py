@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from datafree import distributed
 from datafree.checkpoint import ModelInfo, load_training_state, save_training_state
 from datafree.data.transfer import MANIFEST, TransferSet, TransferSetWriter, rank_dir, read_manifest, write_merged_manifest
 from datafree.errors import DatafreeError
-from datafree.synthesis.engine import LiveStream, SynthesisConfig, Synthesizer
+from datafree.synthesis.engine import LiveStream, LossTerm, SynthesisConfig, Synthesizer
 from datafree.train import peak_memory_mb
 from datafree.viz import save_class_grid
 
@@ -75,8 +76,12 @@ def merge_parts(out: Path, part: dict[str, Any], seed: int, spec=None) -> dict[s
 
 def synthesize_set(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo, method: str,
                    config: SynthesisConfig, count: int, *, seed: int = 0, device: str = "cpu",
-                   resume: bool = False, preview_every: int = 10, progress: bool = True) -> dict[str, Any]:
+                   resume: bool = False, preview_every: int = 10, progress: bool = True,
+                   terms: Mapping[str, LossTerm] | None = None) -> dict[str, Any]:
     """Fill a transfer set with ``count`` images from a non-adversarial method (resumable).
+
+    ``terms`` adds loss terms of your own to the generator's (see :class:`Synthesizer`); the set
+    records their names.
 
     Under torchrun the ``ceil(count / batch_size)`` batches are dealt out in turn (rank ``r`` makes
     batches ``r, r + W, ...``) into ``out/rank-r/``; the returned manifest is the merged one, on every rank.
@@ -86,7 +91,7 @@ def synthesize_set(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo,
         if resume and (out / MANIFEST).is_file():
             _check_world(out, 1, resume)
         return _synthesize_one(out, teacher, teacher_info, method, config, count, seed=seed, device=device,
-                               resume=resume, preview_every=preview_every, progress=progress)
+                               resume=resume, preview_every=preview_every, progress=progress, terms=terms)
     if config.needs_student:  # before any collective, identically on every rank
         _synthesize_one(out, teacher, teacher_info, method, config, count)
     distributed.run_on_main(lambda: _check_world(out, world, resume))
@@ -95,13 +100,14 @@ def synthesize_set(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo,
     share = sum(min(per_call, count - i * per_call) for i in range(r, calls, world))
     part = _synthesize_one(out / rank_dir(r), teacher, teacher_info, method, config, share,
                            seed=distributed.rank_seed(seed), device=device, resume=resume,
-                           preview_every=preview_every, progress=progress and distributed.is_main())
+                           preview_every=preview_every, progress=progress and distributed.is_main(), terms=terms)
     return merge_parts(out, part, seed, teacher_info.spec)
 
 
 def _synthesize_one(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo, method: str,
                     config: SynthesisConfig, count: int, *, seed: int = 0, device: str = "cpu",
-                    resume: bool = False, preview_every: int = 10, progress: bool = True) -> dict[str, Any]:
+                    resume: bool = False, preview_every: int = 10, progress: bool = True,
+                    terms: Mapping[str, LossTerm] | None = None) -> dict[str, Any]:
     """One process's transfer set of ``count`` images."""
     if config.needs_student:
         raise DatafreeError(f"{method} trains against a student: use 'datafree distill --method {method}' "
@@ -109,9 +115,12 @@ def _synthesize_one(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo
     out = Path(out)
     if out.exists() and (out / "manifest.json").is_file() and not resume:
         raise DatafreeError(f"{out} already holds a transfer set; pass --resume to extend it to --count")
-    synth = Synthesizer(teacher, teacher_info.spec, config, seed=seed, device=device)  # validates before any write
+    synth = Synthesizer(teacher, teacher_info.spec, config, seed=seed, device=device, terms=terms)  # validates first
+    header = transfer_header(method, config, teacher_info, seed)
+    if terms:
+        header["custom_terms"] = sorted(terms)
     try:
-        writer = TransferSetWriter(out, transfer_header(method, config, teacher_info, seed))
+        writer = TransferSetWriter(out, header)
     except BaseException:
         synth.close()
         raise

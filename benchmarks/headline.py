@@ -1,0 +1,79 @@
+"""The README's one headline table, rendered from the published results (no run needed).
+
+    python -m benchmarks.headline
+
+Data-free against real-data KD per teacher/student pair (benchmarks/results/baselines-full.json for
+KD, datafree_kd.json for the data-free students: the best data-free source of each pair, the
+control on real images left out), and condensation per images-per-class
+(condense.json: hard labels, the 300-epoch ConvNet-128 protocol, each method's longest run).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from benchmarks.readme import README, update_section
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CONTROLS = ("real-images-6400",)  # real images, not data-free
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _fmt(values: list[float]) -> str:
+    mean, std = _mean_std(values)
+    return f"{mean:.2f} ± {std:.2f}"
+
+
+def datafree_rows() -> list[str]:
+    baselines = json.loads((RESULTS / "baselines-full.json").read_text())
+    datafree = json.loads((RESULTS / "datafree_kd.json").read_text())["runs"]
+    rows = []
+    for pair in baselines["pairs"]:
+        kd = [r["metrics"]["test_accuracy"] for r in pair["students"]["kd"]]
+        best = max(((source.split("/", 1)[1], [r["metrics"]["test_accuracy"] for r in runs])
+                    for source, runs in datafree.items()
+                    if source.startswith(pair["key"] + "/") and source.split("/", 1)[1] not in CONTROLS),
+                   key=lambda item: statistics.fmean(item[1]))
+        rows.append(f"| {pair['pair']} | {_fmt(kd)} | {best[0]} | {_fmt(best[1])} | "
+                    f"{statistics.fmean(best[1]) / statistics.fmean(kd):.2f} |")
+    return rows
+
+
+def condensation_rows() -> list[str]:
+    rows = [r for r in json.loads((RESULTS / "condense.json").read_text())["rows"] if r["protocol"] == "dc"]
+    longest: dict[tuple[str, int], dict] = {}
+    for r in rows:
+        key = (r["method"], r["ipc"])
+        if key not in longest or r["iterations"] >= longest[key]["iterations"]:
+            longest[key] = r
+    out = []
+    for ipc in sorted({ipc for _, ipc in longest}):
+        at = {m: r for (m, i), r in longest.items() if i == ipc}
+        best = max(at, key=lambda m: at[m]["accuracy"]["mean"])
+        random = f"{at['random']['accuracy']['mean']:.2f}" if "random" in at else "-"
+        out.append(f"| {ipc} | {best} | {at[best]['accuracy']['mean']:.2f} ± {at[best]['accuracy']['std']:.2f} | "
+                   f"{random} |")
+    return out
+
+
+def render() -> str:
+    return "\n".join([
+        "| pair | real-data KD (%) | best data-free source | data-free (%) | of KD |",
+        "|---|---|---|---|---|",
+        *datafree_rows(),
+        "",
+        "| images per class | best condensation method | its accuracy (%) | random real images (%) |",
+        "|---|---|---|---|",
+        *condensation_rows(),
+    ])
+
+
+if __name__ == "__main__":
+    text = render()
+    print(text)
+    update_section("headline", text, README)
