@@ -225,3 +225,20 @@ def test_variant_with_sets_trains_on_its_own_and_the_other_variants_sets(tmp_pat
     assert result["synthesis_time_s"] == 20.0 and argv[argv.index("--epochs") + 1] == "320"
     assert bench.transfer_dir(tmp_path, "lenet", "zskd+augment", 1).parent.name == "zskd-seed1"  # the plain set
     assert "also trains on the zskd-augment set" in bench.describe_variant("zskd+augment")
+
+
+def test_synthesis_speed_times_every_part_of_a_step() -> None:
+    """The speed table's split names the parts each preset runs: the student only with an adversarial term."""
+    from benchmarks.synthesis_speed import time_case
+    from datafree.data import FASHION_MNIST
+    from datafree.models import build_model
+
+    teacher = build_model("lenet5_bn", FASHION_MNIST, seed=0).eval()
+    student = build_model("lenet5_half", FASHION_MNIST, seed=1)
+    di = time_case(teacher, student, FASHION_MNIST, "deepinversion", {"batch_size": 8}, iterations=1, repeats=1)
+    fast = time_case(teacher, student, FASHION_MNIST, "fast", {"batch_size": 8, "ngf": 8}, iterations=1, repeats=1)
+    assert di["iterations_per_batch"] == 200 and fast["iterations_per_batch"] == 5  # the presets', not the timed call's
+    assert "student fwd+bwd" not in di["parts_s_per_step"] and "student fwd+bwd" in fast["parts_s_per_step"]
+    for row in (di, fast):
+        assert row["s_per_step"] > 0 and all(v > 0 for v in row["parts_s_per_step"].values())
+        assert row["s_per_batch"] == pytest.approx(row["s_per_step"] * row["iterations_per_batch"])
