@@ -30,9 +30,11 @@ from benchmarks.readme import publish
 from datafree.bench.runner import set_args
 from datafree.bench.suites import FMNIST_COND
 from datafree.cli import main as datafree_main
-from datafree.condense import METHODS
+from datafree.condense import METHODS as REGISTERED
 from datafree.data.transfer import read_manifest
 from datafree.io import write_json
+
+METHODS = tuple(REGISTERED)  # every registered condensation method, in registration order
 
 TEACHER = "teachers/fashion-mnist-resnet14"  # under --root; made by benchmarks.baselines
 # CPU-sized condensation recipes: the --set overrides and final iteration counts are datafree.bench's

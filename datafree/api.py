@@ -278,9 +278,10 @@ def condense(out: str | Path, config: Any, *, train: Dataset | None = None, teac
     The ``teacher`` method reads no data: it recovers images from the teacher's BatchNorm statistics
     and always stores the teacher's logits. Other methods store them with ``soft_labels``.
     """
-    from datafree.condense import ClassPool, condense_set
+    from datafree.condense import METHODS, ClassPool, condense_set
 
-    if config.method == "teacher":  # no real data is read at all
+    reads_data = METHODS[config.method].reads_data
+    if not reads_data:  # teacher-only: no real data is read at all
         if teacher is None or teacher_info is None:
             raise DatafreeError("teacher-only condensation needs --teacher")
         spec, pool, spec_source = teacher_info.spec, None, teacher_info.spec_source
@@ -294,7 +295,7 @@ def condense(out: str | Path, config: Any, *, train: Dataset | None = None, teac
         if teacher_info is not None:
             check_compatible(teacher_info.spec, spec)
     manifest = condense_set(out, config, spec, pool=pool, teacher=teacher, teacher_info=teacher_info,
-                            soft_labels=soft_labels or config.method == "teacher", dataset=dataset, seed=seed,
+                            soft_labels=soft_labels or not reads_data, dataset=dataset, seed=seed,
                             device=device, resume=resume, checkpoint_every=checkpoint_every, progress=progress,
                             spec_source=spec_source)
     return SetResult(Path(out), manifest)

@@ -411,12 +411,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_condense(args: argparse.Namespace) -> int:
     from datafree import api
-    from datafree.condense import method_config
+    from datafree.condense import METHODS, method_config
     from datafree.data import dataset_spec
 
     config = method_config(args.method, ipc=args.ipc, **dict(args.set or []))
     teacher, teacher_info, train = None, None, None
-    if args.method == "teacher":  # no real data is read at all
+    if not METHODS[args.method].reads_data:  # teacher-only: no real data is read at all
         if not args.teacher:
             raise DatafreeError("teacher-only condensation needs --teacher")
         teacher, teacher_info = _load_teacher(args)
@@ -754,7 +754,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Make a tiny synthetic transfer set (kind 'condensed'): random/herding baselines, "
                                    "DC, DSA, DM, MTT (needs --set buffer=DIR from 'datafree buffer'), or 'teacher' "
                                    "(recovered from a teacher's BatchNorm statistics, no real data). "
-                                   "Resumable; --resume with a larger --set iterations=N extends a finished run.")
+                                   "Resumable; --resume with a larger --set iterations=N extends a finished run. "
+                                   f"Methods: {', '.join(CONDENSE_METHODS)}.")
     p.add_argument("--method", required=True, choices=CONDENSE_METHODS, help="condensation method")
     p.add_argument("--ipc", type=int, default=10, help="synthetic images per class (default: %(default)s)")
     p.add_argument("--set", type=_key_value, action="append", metavar="KEY=VALUE",

@@ -1,7 +1,7 @@
-"""Write docs/api.md from the docstrings and signatures of datafree.api (``--check``: fail if it is stale).
+"""Write docs/api.md from datafree.api's docstrings, and docs/methods.md's method table from the registries.
 
-    python scripts/api_doc.py            # rewrite docs/api.md
-    python scripts/api_doc.py --check    # what tests/test_examples.py runs
+    python scripts/api_doc.py            # rewrite both
+    python scripts/api_doc.py --check    # fail if either is stale (tests/test_examples.py runs this)
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import inspect
 import sys
 from pathlib import Path
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOC = DOCS / "api.md"
+METHODS_DOC = DOCS / "methods.md"
 CALLS = ("load_teacher", "train_teacher", "synthesize", "distill", "condense", "evaluate_set", "evaluate", "audit",
          "quantize")
 RESULTS = ("RunResult", "SetResult", "SetEvaluation", "AuditResult")
@@ -45,14 +47,39 @@ def render() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def methods_table() -> str:
+    """Every registered method, as the registries hold them."""
+    from datafree.condense.methods import METHODS as CONDENSATION
+    from datafree.synthesis.presets import METHODS as SYNTHESIS
+
+    lines = ["| data-free method | what | schedule | needs BatchNorm | runs live | KD temperature |",
+             "|---|---|---|---|---|---|"]
+    for name, m in SYNTHESIS.items():
+        lines.append(f"| `{name}` | {m.summary} | {m.config.schedule} | {'yes' if m.needs_batchnorm else 'no'} | "
+                     f"{'yes' if m.runs_live else 'no'} | {m.kd_temperature:g} |")
+    lines += ["", "| condensation method | what | reads the training data | needs BatchNorm | published iterations |",
+              "|---|---|---|---|---|"]
+    for name, m in CONDENSATION.items():
+        lines.append(f"| `{name}` | {m.summary} | {'yes' if m.reads_data else 'no'} | "
+                     f"{'yes' if m.needs_batchnorm else 'no'} | {m.defaults.get('iterations', '-')} |")
+    return "\n".join(lines)
+
+
+def with_methods(text: str) -> str:
+    start, end = "<!-- methods:start -->", "<!-- methods:end -->"
+    head, rest = text.split(start, 1)
+    return f"{head}{start}\n{methods_table()}\n{end}{rest.split(end, 1)[1]}"
+
+
 def main(argv: list[str]) -> int:
-    text = render()
+    wanted = {DOC: render(), METHODS_DOC: with_methods(METHODS_DOC.read_text())}
+    stale = [path for path, text in wanted.items() if not path.is_file() or path.read_text() != text]
     if "--check" in argv:
-        if not DOC.is_file() or DOC.read_text() != text:
-            print(f"{DOC} is stale: run python scripts/api_doc.py", file=sys.stderr)
-            return 1
-        return 0
-    DOC.write_text(text)
+        for path in stale:
+            print(f"{path} is stale: run python scripts/api_doc.py", file=sys.stderr)
+        return 1 if stale else 0
+    for path in stale:
+        path.write_text(wanted[path])
     return 0
 
 

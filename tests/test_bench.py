@@ -255,9 +255,12 @@ def test_changed_recipes_and_teacher_redo_what_depends_on_them(fmnist_root, tmp_
     assert rows["cond:dm:2:hard"]["actions"] == ["run", "run"] and rows["cond:dm:2:soft"]["actions"] == ["reuse", "run"]
     assert len({r["inputs"].get("teacher") for r in rows.values() if r["source"] != "teacher"} - {None}) == 1
     # a changed preset default (not visible in any command): only the runs of that preset are redone
-    from datafree.synthesis import PRESETS
+    from dataclasses import replace as replace_method
 
-    monkeypatch.setitem(PRESETS, "zskd", {**PRESETS["zskd"], "oh_temperature": 10.0})
+    from datafree.synthesis.presets import METHODS
+
+    zskd = METHODS["zskd"]
+    monkeypatch.setitem(METHODS, "zskd", replace_method(zskd, preset={**zskd.preset, "oh_temperature": 10.0}))
     summary = run_suite(replace(bigger, pairs=[pair]), out, **quiet)
     assert summary.ran == ["tiny/df:zskd/seed0"] and len(summary.reused) == 5
 
@@ -361,3 +364,27 @@ def test_the_bench_does_not_import_the_cli():
 
     code = "import datafree.bench, sys; assert 'datafree.cli' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_paired_comparison_and_intervals_across_seeds():
+    """scipy.stats: a t interval of the mean, and a paired t-test of a source against KD by seed."""
+    from datafree.bench.report import compare, comparison_table, kd_comparisons, summarize
+    from datafree.bench.stats import confidence_interval
+
+    assert confidence_interval([1.0]) is None and confidence_interval([2.0, 2.0]) == (2.0, 2.0)
+    low, high = confidence_interval([88.1, 89.3, 88.7])
+    assert low < 88.7 < high and high - 88.7 == pytest.approx(88.7 - low)
+    rows = [{"pair": "p", "pair_name": "P", "source": s, "kind": s.split(":")[0], "seed": seed, "accuracy": acc,
+             "run_id": f"p/{s}/seed{seed}"}
+            for s, accs in (("kd", (88.1, 89.3, 88.7)), ("df:zskd", (80.0, 81.5, 79.0)), ("scratch", (88.6, 89.0, 89.1)))
+            for seed, acc in enumerate(accs)]
+    worse = compare(rows, "p", "df:zskd", "kd")
+    assert worse.n == 3 and worse.mean_difference == pytest.approx(-8.5333, abs=1e-3)
+    assert worse.p_value < 0.01 and worse.interval[1] < 0 and worse.verdict == "kd better"
+    tie = compare(rows, "p", "scratch", "kd")
+    assert tie.verdict == "no significant difference" and tie.p_value > 0.05
+    groups = summarize(rows, ["kd", "scratch", "df:zskd"])
+    assert all(g["accuracy_ci95_low"] < g["accuracy_mean"] < g["accuracy_ci95_high"] for g in groups)
+    table = comparison_table(kd_comparisons(rows, groups))
+    assert "| P | df:zskd | 3 | -8.53 |" in table and "kd better" in table
+    assert compare(rows[:2], "p", "df:zskd", "kd").verdict == "too few seeds to tell"

@@ -10,7 +10,7 @@ from torch import nn
 
 from datafree.condense import ClassPool, EvalProtocol, condense_set, evaluate_set, method_config
 from datafree.condense.baselines import herding_indices
-from datafree.condense.run import CONDENSERS
+from datafree.condense.methods import METHODS
 from datafree.data import DataSpec, NormalizedTensorDataset
 from datafree.data.transfer import TransferSet
 from datafree.errors import DatafreeError
@@ -81,7 +81,7 @@ def test_embed_captures_the_last_linear_input():
 
 def run_losses(method: str, iterations: int, **overrides) -> list[float]:
     config = method_config(method, ipc=2, iterations=iterations, batch_real=8, init="noise", **SMALL_NET, **overrides)
-    cond = CONDENSERS[method](config, SPEC, torch.Generator().manual_seed(0), pool=tiny_pool())
+    cond = METHODS[method].condenser(config, SPEC, torch.Generator().manual_seed(0), pool=tiny_pool())
     return [next(iter(cond.step().values())) for _ in range(iterations)]
 
 
@@ -108,7 +108,7 @@ def test_teacher_only_lowers_bn_loss_and_reads_no_real_data(tmp_path):
     ts = TransferSet(tmp_path / "t")
     _, labels, logits = ts.get_batch(torch.arange(8))
     assert labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3] and logits.shape == (8, 4)
-    cond = CONDENSERS["teacher"](method_config("teacher", ipc=2, iterations=40, lr_img=0.05), SPEC,
+    cond = METHODS["teacher"].condenser(method_config("teacher", ipc=2, iterations=40, lr_img=0.05), SPEC,
                                  torch.Generator().manual_seed(0), teacher=teacher)
     bn = [cond.step()["bn"] for _ in range(40)]
     cond.close()

@@ -12,8 +12,8 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from datafree.checkpoint import load_training_state, save_training_state
 from datafree.condense import ClassPool, condense_set, method_config
+from datafree.condense.methods import METHODS
 from datafree.condense.mtt import BUFFER_JSON, MTT, flat_parameters, load_buffer, read_trajectory, train_experts
-from datafree.condense.run import CONDENSERS
 from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
 from datafree.models import build_model
@@ -181,7 +181,7 @@ def test_state_dict_resume_continues_bitwise(tmp_path, buffer):
 
 
 def test_registered_and_runs_through_the_driver(tmp_path, buffer, pool):
-    assert CONDENSERS["mtt"] is MTT
+    assert METHODS["mtt"].condenser is MTT
     config = method_config("mtt", ipc=1, iterations=2, buffer=str(buffer), net_kwargs=NET_KWARGS, syn_steps=2,
                            expert_epochs=1, max_start_epoch=3, lr_img=10.0, lr_teacher=0.05)
     manifest = condense_set(tmp_path / "set", config, SPEC, pool=pool, progress=False, checkpoint_every=1)

@@ -1,6 +1,8 @@
 """Tables and figures of a suite's ``results.jsonl``: report.md, report.csv and three PNG plots.
 
-Accuracy is the student's top-1 test accuracy after its last epoch, mean ± std over seeds.
+Accuracy is the student's top-1 test accuracy after its last epoch, mean ± std over seeds, with a
+95% Student-t confidence interval in report.csv; with two or more seeds, every source is also
+compared with real-data KD of the same pair, paired by seed (:mod:`datafree.bench.stats`).
 "of KD" divides each seed's accuracy by the real-data KD student's of the same pair and seed.
 Times: *creation* is synthesis or condensation (plus MTT's expert buffer), *distillation* the
 student's training epochs (test evaluation excluded), *total* their sum, and "x KD" the total
@@ -19,13 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from datafree.bench.runner import FAILURES, RESULTS, SUITE_JSON, add_kd_reference, read_rows
+from datafree.bench.stats import Comparison, confidence_interval, paired_comparison
 from datafree.errors import DatafreeError
 from datafree.io import atomic_path
 
 KIND_ORDER = {"teacher": 0, "kd": 1, "scratch": 2, "df": 3, "cond": 4}
 CSV_COLUMNS = ["pair", "pair_name", "source", "kind", "method", "ipc", "labels", "n", "seeds", "accuracy_mean",
                "accuracy_std", "fraction_of_kd", "creation_time_s", "distill_time_s", "total_time_s", "wall_time_s",
-               "kd_time_s", "time_ratio_to_kd", "peak_memory_mb", "synthetic_images"]
+               "kd_time_s", "time_ratio_to_kd", "peak_memory_mb", "synthetic_images", "accuracy_ci95_low",
+               "accuracy_ci95_high"]
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
@@ -55,12 +59,15 @@ def summarize(rows: list[dict[str, Any]], source_order: list[str] | None = None)
         rs = sorted(groups[key], key=lambda r: r["seed"])
         accs = [r["accuracy"] for r in rs if r.get("accuracy") is not None]
         first = rs[0]
+        interval = confidence_interval(accs)
         out.append({
             "pair": first["pair"], "pair_name": first.get("pair_name", first["pair"]), "source": first["source"],
             "kind": first["kind"], "method": first.get("method"), "ipc": first.get("ipc"), "labels": first.get("labels"),
             "n": len(accs), "seeds": " ".join(str(r["seed"]) for r in rs),
             "accuracy_mean": statistics.fmean(accs) if accs else None,
             "accuracy_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+            "accuracy_ci95_low": interval[0] if interval else None,
+            "accuracy_ci95_high": interval[1] if interval else None,
             "fraction_of_kd": _mean(r.get("fraction_of_kd") for r in rs),
             "creation_time_s": _mean(r.get("synthesis_time_s", 0.0) + r.get("condensation_time_s", 0.0)
                                      + r.get("buffer_time_s", 0.0) for r in rs),
@@ -75,6 +82,34 @@ def summarize(rows: list[dict[str, Any]], source_order: list[str] | None = None)
             "set_dir": first.get("set_dir"),
         })
     return out
+
+
+def compare(rows: list[dict[str, Any]], pair: str, a: str, b: str) -> Comparison:
+    """Source ``a`` against source ``b`` on ``pair``: paired by seed, a t-test and the interval of the difference."""
+    def by_seed(source: str) -> dict[int, float]:
+        return {r["seed"]: r["accuracy"] for r in rows
+                if r["pair"] == pair and r["source"] == source and r.get("accuracy") is not None}
+
+    return paired_comparison(a, by_seed(a), b, by_seed(b))
+
+
+def kd_comparisons(rows: list[dict[str, Any]], groups: list[dict[str, Any]]) -> list[tuple[str, Comparison]]:
+    """Every student source with two or more seeds against real-data KD of the same pair."""
+    out = []
+    for g in groups:
+        if g["kind"] in ("df", "cond", "scratch") and g["n"] >= 2:
+            out.append((g["pair_name"], compare(rows, g["pair"], g["source"], "kd")))
+    return [(name, c) for name, c in out if c.n >= 2]
+
+
+def comparison_table(comparisons: list[tuple[str, Comparison]]) -> str:
+    lines = ["| pair | source | seeds | difference to KD (points) | 95% CI | p (paired t-test) | verdict |",
+             "|---|---|---|---|---|---|---|"]
+    for name, c in comparisons:
+        interval = f"[{c.interval[0]:+.2f}, {c.interval[1]:+.2f}]" if c.interval else "-"
+        p = f"{c.p_value:.3g}" if c.p_value is not None else "-"
+        lines.append(f"| {name} | {c.a} | {c.n} | {c.mean_difference:+.2f} | {interval} | {p} | {c.verdict} |")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- text
@@ -363,6 +398,11 @@ def report(out_dir: str | Path) -> str:
         "(reset before each step).", "",
         markdown_table(groups, meta.get("not_applicable", []), pair_names), "",
     ]
+    comparisons = kd_comparisons(rows, groups)
+    if comparisons:
+        lines += ["Against real-data KD, paired by seed (the same seed shares the student's initialisation and "
+                  "batch order): the mean per-seed difference, its 95% Student-t interval and a two-sided paired "
+                  "t-test (scipy.stats). Few seeds make wide intervals.", "", comparison_table(comparisons), ""]
     lines += [_time_line(rows, pair_names), ""]
     if failures:
         lines += ["Failed runs (no result; rerun the suite to retry):", ""]

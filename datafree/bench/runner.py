@@ -90,13 +90,13 @@ def _has_batchnorm(arch: str, kwargs_json: str, dataset: str) -> bool:
 
 def not_applicable(suite: Suite, pair: PairSpec, source: Source) -> str | None:
     """Why ``pair`` cannot run ``source`` (a BN-statistics method and a teacher without BatchNorm), else None."""
-    from datafree.condense import method_config
+    from datafree.condense import METHODS, method_config
     from datafree.synthesis import preset
 
     if source.kind == "df":
         needs_bn = any(preset(m, **suite.recipes.df_scale).needs_batchnorm for m in (source.method, source.grow) if m)
-    elif source.kind == "cond" and source.method == "teacher":
-        needs_bn = method_config("teacher", **suite.recipes.cond.get("teacher", {})).bn > 0
+    elif source.kind == "cond" and METHODS[source.method].needs_batchnorm:  # while the recipe keeps its bn weight
+        needs_bn = method_config(source.method, **suite.recipes.cond.get(source.method, {})).bn > 0
     else:
         return None
     if needs_bn and not _has_batchnorm(pair.teacher, json.dumps(pair.teacher_kwargs, sort_keys=True), suite.dataset):

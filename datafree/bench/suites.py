@@ -4,7 +4,7 @@ A source is a string:
 
 * ``scratch``: the student trained on the real training set with cross-entropy alone;
 * ``kd``: the student distilled from the teacher on the real training set (the reference);
-* ``df:<preset>``: a data-free synthesis preset (``datafree.synthesis.PRESETS``); presets with an
+* ``df:<preset>``: a registered data-free method (``datafree.synthesis.presets.METHODS``); presets with an
   adversarial term or an online generator run live (``datafree distill --method``), the others
   synthesize a transfer set first (``datafree synthesize``) and distill from it;
 * ``df:<stored>+<live>``: ADI's two stages: a transfer set synthesized with the ``stored`` preset,
@@ -23,7 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from datafree.condense.methods import METHODS as CONDENSATION
 from datafree.errors import DatafreeError
+from datafree.synthesis.presets import METHODS as SYNTHESIS
 
 
 def merge_args(base: tuple[str, ...], override: tuple[str, ...]) -> list[str]:
@@ -53,21 +55,15 @@ FMNIST_PAIRS: dict[str, dict[str, Any]] = {
 # data-free recipes of benchmarks/datafree_kd.py: a narrow generator (ngf 16; not for pixel
 # generators), coarse pixels for zskd, 2000 live student steps, 6400 stored images
 FMNIST_DF_SCALE: dict[str, Any] = {"ngf": 16, "batch_size": 128}
-# ZSKD on the LeNet pair, chosen with benchmarks/zskd_recipes (one synthesis seed, 3 student seeds, 6400
-# images): 2x-coarse pixels, 300 iterations at lr 0.05 and the paper's two Dirichlet scales gave 75.3 at
-# 8000 student steps, where 4x-coarse pixels and 50 iterations at lr 0.01 (the earlier recipe) gave 58.4;
-# 32000 student steps added 3 to 5 points to either, so the stored-set student gets 32000 (640 epochs of 6400)
-FMNIST_DF_METHOD_SCALE: dict[str, dict[str, Any]] = {
-    "zskd": {"pixel_scale": 2, "iterations": 300, "lr": 0.05, "dirichlet": [1.0, 0.1]}}
+# each method's own bench budget, from its registration (datafree/synthesis/presets.py; notes in docs/benchmarks.md)
+FMNIST_DF_METHOD_SCALE: dict[str, dict[str, Any]] = {name: dict(m.bench) for name, m in SYNTHESIS.items() if m.bench}
 FMNIST_DF_LIVE_STUDENT = ("--epochs", "10", "--steps-per-epoch", "200", "--batch-size", "128", "--alpha", "0")
 FMNIST_DF_LIVE_LR = {"lenet": "0.01", "resnet": "0.05"}
 FMNIST_DF_COUNT = 6400
-# the stored-set student without its length (benchmarks/zskd_recipes sets that per set size)
+# the stored-set student without its length (benchmarks/zskd_recipes sets that per set size); why lr 0.01:
+# docs/benchmarks.md, "Recipe notes"
 FMNIST_DF_STORED_TRAIN = ("--batch-size", "128", "--alpha", "0", "--lr", "0.01", "--augment", "crop-flip",
                           "--clip-grad-norm", "5", "--temperature", "4")
-# lr 0.05 beat 0.01 on the recipe set (benchmarks/zskd_recipes, 3 student seeds: 80.0 against 78.1 at 32000
-# steps) but not across the three synthesis seeds of benchmarks/datafree_kd (79.35, 81.57, 72.18: 77.7 ± 4.9
-# against 78.9 ± 1.9), so the student keeps lr 0.01
 # df:<stored>+<live>: the live student's length and the stored-set student's augmentation and KD settings
 FMNIST_DF_GROWN_STUDENT = ("--epochs", "20", "--steps-per-epoch", "200", "--eval-every", "5", *FMNIST_DF_STORED_TRAIN)
 FMNIST_DF_STORED_STUDENT = ("--epochs", "640", "--eval-every", "64", *FMNIST_DF_STORED_TRAIN)  # test 10 times
@@ -100,16 +96,9 @@ FMNIST_DF_VARIANTS: dict[str, dict[str, Any]] = {
 # the quick and full suites keep the earlier, cheaper ZSKD recipe and student (40 epochs)
 FMNIST_DF_ZSKD_CHEAP: dict[str, Any] = {"pixel_scale": 4, "iterations": 50}
 FMNIST_DF_STORED_STUDENT_CHEAP = ("--epochs", "40", *FMNIST_DF_STORED_TRAIN)
-# condensation recipes of benchmarks/condense.py: --set overrides, iterations = the last point of its curve
-FMNIST_COND: dict[str, dict[str, Any]] = {
-    "random": {},
-    "herding": {},
-    "dm": {"batch_real": 64, "iterations": 500},
-    "dsa": {"batch_real": 64, "iterations": 100},
-    "dc": {"batch_real": 64, "iterations": 100},
-    "teacher": {"iterations": 500},
-    "mtt": {"iterations": 100},
-}
+# condensation recipes of benchmarks/condense.py (each method's registered bench budget: --set overrides,
+# iterations = the last point of its curve)
+FMNIST_COND: dict[str, dict[str, Any]] = {name: dict(m.bench) for name, m in CONDENSATION.items()}
 # MTT's expert trajectories, CPU-sized (the paper: 100 experts x 50 epochs)
 FMNIST_BUFFER = ("--experts", "2", "--epochs", "10")
 # the student on a condensed set: the condensation evaluation protocol's optimiser (SGD 0.01, batch
@@ -135,8 +124,8 @@ CIFAR_COND: dict[str, dict[str, Any]] = {m: {} for m in FMNIST_COND}  # the publ
 CIFAR_BUFFER = ("--experts", "10", "--epochs", "50")
 CIFAR_COND_STUDENT = ("--epochs", "1000", "--batch-size", "256", "--lr", "0.01", "--schedule", "step", "--augment", "dsa")
 
-DF_PRESETS_ALL = ("deepinversion", "zskd", "adi", "dafl", "dfad", "zskt", "cmi", "fast", "fast2", "fast5", "fast10")
-COND_METHODS_ALL = ("random", "herding", "dc", "dsa", "dm", "mtt", "teacher")
+DF_PRESETS_ALL = tuple(SYNTHESIS)  # every registered method, in registration order
+COND_METHODS_ALL = tuple(CONDENSATION)
 COND_IPCS = (1, 10, 50)
 
 
@@ -222,8 +211,7 @@ class Source:
 def parse_source(text: str) -> Source:
     """``scratch``, ``kd``, ``df:<preset>``, ``df:<stored>+<live>`` or ``cond:<method>:<ipc>:<hard|soft>``;
     anything else is a user error."""
-    from datafree.condense import METHODS
-    from datafree.synthesis import PRESETS, preset
+    from datafree.synthesis import preset
 
     parts = text.split(":")
     if text in ("scratch", "kd"):
@@ -231,9 +219,9 @@ def parse_source(text: str) -> Source:
     if parts[0] == "df" and len(parts) == 2:
         methods = parts[1].split("+")
         for method in methods:
-            if method not in PRESETS:
+            if method not in SYNTHESIS:
                 raise DatafreeError(f"source {text!r}: unknown data-free preset {method!r}; choose one of "
-                                    f"{', '.join(sorted(PRESETS))}")
+                                    f"{', '.join(sorted(SYNTHESIS))}")
         if len(methods) > 2:
             raise DatafreeError(f"source {text!r}: at most two presets, df:<stored>+<live>")
         if len(methods) == 2:
@@ -247,8 +235,8 @@ def parse_source(text: str) -> Source:
         return Source(text, "df", parts[1])
     if parts[0] == "cond" and len(parts) == 4:
         method, ipc, labels = parts[1:]
-        if method not in METHODS:
-            raise DatafreeError(f"source {text!r}: unknown condensation method; choose one of {', '.join(METHODS)}")
+        if method not in CONDENSATION:
+            raise DatafreeError(f"source {text!r}: unknown condensation method; choose one of {', '.join(CONDENSATION)}")
         if not ipc.isdigit() or int(ipc) < 1:
             raise DatafreeError(f"source {text!r}: images per class must be a positive integer")
         if labels not in ("hard", "soft"):
@@ -304,7 +292,7 @@ QUICK = Suite(
 # Every method at every IPC with 3 seeds, at budgets that finish in a few hours on 2 cores (one
 # process per pair): the students and iteration counts are cut, not the grid. BN-statistics methods
 # run on the ResNet pair (the LeNet teacher has no BatchNorm), everything else on the LeNet pair.
-BN_PRESETS = ("deepinversion", "adi", "cmi", "fast", "fast2", "fast5", "fast10")
+BN_PRESETS = tuple(name for name, m in SYNTHESIS.items() if m.needs_batchnorm)
 FULL_CPU_COND: dict[str, dict[str, Any]] = {
     "random": {},
     "herding": {},

@@ -6,11 +6,11 @@ Methods (``datafree condense --method``): ``random`` and ``herding`` baselines, 
 set of ``kind: condensed``; :func:`evaluate_set` is the evaluation protocol.
 """
 
-from datafree.condense import mtt  # noqa: F401  (registers the "mtt" method)
-from datafree.condense.config import DEFAULTS, METHODS, CondenseConfig, method_config
+from datafree.condense.config import CondenseConfig
 from datafree.condense.evaluate import EvalProtocol, evaluate_set
+from datafree.condense.methods import DEFAULTS, METHODS, CondenseMethod, method_config, register
 from datafree.condense.real import ClassPool
 from datafree.condense.run import condense_set
 
-__all__ = ["DEFAULTS", "METHODS", "ClassPool", "CondenseConfig", "EvalProtocol", "condense_set", "evaluate_set",
-           "method_config"]
+__all__ = ["DEFAULTS", "METHODS", "ClassPool", "CondenseConfig", "CondenseMethod", "EvalProtocol", "condense_set",
+           "evaluate_set", "method_config", "register"]

@@ -19,10 +19,7 @@ from datafree.data.augment import DSA
 from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
 from datafree.models import build_model
-
-
-def draw_seed(rng: torch.Generator) -> int:
-    return int(torch.randint(0, 2**62, (1,), generator=rng))
+from datafree.seeding import draw_seed
 
 
 class Condenser:

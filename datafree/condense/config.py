@@ -1,9 +1,9 @@
-"""CondenseConfig: everything that defines a condensation run, and each method's defaults.
+"""CondenseConfig: everything that defines a condensation run.
 
-Defaults follow the papers' Fashion-MNIST / MNIST recipes (DC, DSA: Zhao et al.; DM: Zhao &
-Bilen; MTT: Cazenavette et al.; teacher-only: DeepInversion/SRe2L-style recovery). Iteration
-counts are the published ones; on a CPU pass fewer with ``--set iterations=N`` and report the
-accuracy-against-time curve.
+Each method's defaults (registered in :mod:`datafree.condense.methods`) follow the papers'
+Fashion-MNIST / MNIST recipes (DC, DSA: Zhao et al.; DM: Zhao & Bilen; MTT: Cazenavette et al.;
+teacher-only: DeepInversion/SRe2L-style recovery). Iteration counts are the published ones; on a
+CPU pass fewer with ``--set iterations=N`` and report the accuracy-against-time curve.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from typing import Any
 
 from datafree.config import config_from_dict
 from datafree.errors import DatafreeError
+from datafree.synthesis.presets import PRESETS
 
-METHODS = ("random", "herding", "dc", "dsa", "dm", "mtt", "teacher")
+# the teacher-only method's loss weights are DeepInversion's (one copy, in the synthesis presets)
+_DEEPINVERSION = PRESETS["deepinversion"]
 
 
 @dataclass
@@ -43,15 +45,17 @@ class CondenseConfig:
     lr_teacher: float = 0.01  # initial synthetic learning rate
     batch_syn: int = 0  # 0 = the whole synthetic set per unrolled step
     buffer: str = ""  # the expert-trajectory directory (train_experts / 'datafree buffer'); required by mtt
-    # teacher-only: BN statistics + CE through the synthesis engine's loss terms
-    bn: float = 1.0
-    bn_first: float = 10.0
-    oh: float = 1.0
-    tv: float = 1e-4 * 784
-    l2: float = 1e-5
+    # teacher-only: BN statistics + CE through the synthesis engine's loss terms, DeepInversion's weights
+    bn: float = _DEEPINVERSION["bn"]
+    bn_first: float = _DEEPINVERSION["bn_first"]
+    oh: float = _DEEPINVERSION["oh"]
+    tv: float = _DEEPINVERSION["tv"]
+    l2: float = _DEEPINVERSION["l2"]
     herding_net: str = "teacher"  # herding embeds with the teacher if given, else a fresh --net
 
     def __post_init__(self) -> None:
+        from datafree.condense.methods import METHODS
+
         checks = [
             (self.method in METHODS, f"unknown condensation method {self.method!r}; choose one of {', '.join(METHODS)}"),
             (self.ipc >= 1, "ipc must be >= 1"),
@@ -78,23 +82,3 @@ class CondenseConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CondenseConfig:
         return config_from_dict(cls, d, "condensation")
-
-
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "random": dict(iterations=0),
-    "herding": dict(iterations=0),
-    "dc": dict(iterations=1000, lr_img=0.1, dsa=False),
-    "dsa": dict(iterations=1000, lr_img=0.1, dsa=True),
-    "dm": dict(iterations=20000, lr_img=1.0, dsa=True),
-    "mtt": dict(iterations=5000, lr_img=100.0, dsa=True, syn_steps=20, expert_epochs=2, max_start_epoch=20,
-                lr_lr=1e-5, lr_teacher=0.01),
-    # pixels from noise, Adam at lr_img; no real data at all
-    "teacher": dict(iterations=1000, lr_img=0.1, init="noise"),
-}
-
-
-def method_config(method: str, **overrides: Any) -> CondenseConfig:
-    """The config of ``method`` with its defaults, then ``overrides``."""
-    if method not in DEFAULTS:
-        raise DatafreeError(f"unknown condensation method {method!r}; choose one of {', '.join(METHODS)}")
-    return CondenseConfig.from_dict({"method": method, **DEFAULTS[method], **overrides})

@@ -53,7 +53,6 @@ from tqdm import tqdm
 import datafree
 from datafree.condense.base import Condenser
 from datafree.condense.real import ClassPool
-from datafree.condense.run import register
 from datafree.data.augment import DSA
 from datafree.data.datasets import NormalizedTensorDataset
 from datafree.data.loader import epoch_generator, iterate_batches
@@ -313,4 +312,3 @@ class MTT(Condenser):
             self.syn_lr.copy_(state["syn_lr"].to(self.device))
 
 
-register("mtt", MTT)

@@ -28,13 +28,8 @@ from tqdm import tqdm
 
 from datafree import distributed
 from datafree.checkpoint import ModelInfo, load_training_state, save_training_state
-from datafree.condense.base import Condenser
-from datafree.condense.baselines import Herding, RandomSubset
 from datafree.condense.config import CondenseConfig
-from datafree.condense.dc import DC
-from datafree.condense.dm import DM
 from datafree.condense.real import ClassPool
-from datafree.condense.teacher_only import TeacherOnly
 from datafree.data.spec import DataSpec
 from datafree.data.transfer import MANIFEST, TransferSetWriter, read_manifest
 from datafree.errors import DatafreeError
@@ -43,15 +38,6 @@ from datafree.viz import save_class_grid
 
 STATE = "condense-state.pt"
 PREVIEW = "preview.png"
-CONDENSERS: dict[str, type[Condenser]] = {"random": RandomSubset, "herding": Herding, "dc": DC, "dsa": DC,
-                                          "dm": DM, "teacher": TeacherOnly}
-
-
-def register(method: str, cls: type[Condenser]) -> None:
-    """Add a method (MTT registers itself from its own module)."""
-    CONDENSERS[method] = cls
-
-
 def protocol_record(spec: DataSpec, dataset: str) -> dict[str, Any]:
     """The input space a condensed set lives in, so nobody evaluates it in another one."""
     return {"dataset": dataset, "normalisation": {"mean": list(spec.mean), "std": list(spec.std)}, "zca": False,
@@ -114,7 +100,9 @@ def condense_set(out: str | Path, config: CondenseConfig, spec: DataSpec, *, poo
         teacher = teacher.to(device).eval().requires_grad_(False)
     rng = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()  # before construction: herding does all its work there
-    cls = CONDENSERS.get(config.method)
+    from datafree.condense.methods import METHODS
+
+    cls = METHODS[config.method].condenser if config.method in METHODS else None
     if cls is None:
         raise DatafreeError(f"condensation method {config.method!r} is not available")
     cls.check_world_size(config.method, distributed.world_size())  # before any work (herding's is done here)

@@ -2,7 +2,7 @@
 
 from datafree.synthesis.engine import LiveStream, SynthesisConfig, Synthesizer
 from datafree.synthesis.generators import Generator, PixelGenerator
-from datafree.synthesis.presets import KD_TEMPERATURE, PRESETS, preset
+from datafree.synthesis.presets import KD_TEMPERATURE, METHODS, PRESETS, SynthesisMethod, preset, register
 
-__all__ = ["KD_TEMPERATURE", "PRESETS", "Generator", "LiveStream", "PixelGenerator", "SynthesisConfig",
-           "Synthesizer", "preset"]
+__all__ = ["KD_TEMPERATURE", "METHODS", "PRESETS", "Generator", "LiveStream", "PixelGenerator", "SynthesisConfig",
+           "SynthesisMethod", "Synthesizer", "preset", "register"]

@@ -31,6 +31,7 @@ from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
 from datafree.hooks import BatchNormStatistics, InputHooks, penultimate_module
 from datafree.losses import activation_norm, class_balance, disagreement, info_nce, input_statistics, l2_prior, total_variation
+from datafree.seeding import draw_seed
 from datafree.synthesis.augment import random_resized_crop_flip
 from datafree.synthesis.generators import OUTPUTS, Generator, PixelGenerator
 
@@ -180,10 +181,13 @@ class Synthesizer:
             raise DatafreeError("this method has an adversarial term and needs the student being trained")
         self.bn_stats = BatchNormStatistics(self.teacher, config.bn_first, config.bn_momentum)
         if config.needs_batchnorm and len(self.bn_stats) == 0:
+            from datafree.synthesis.presets import METHODS
+
             self.bn_stats.remove()
+            free = ", ".join(name for name, method in METHODS.items() if not method.needs_batchnorm)
             raise DatafreeError(
                 f"the teacher ({type(teacher).__name__}) has no BatchNorm layers, which this method matches; "
-                "use a method without BN statistics (zskd, dafl, dfad, zskt) or drop the term with --set bn=0"
+                f"use a method without BN statistics ({free}) or drop the term with --set bn=0"
             )
         self.features = InputHooks(self.teacher, [penultimate_module(self.teacher)]) if (
             config.act > 0 or config.contrastive > 0) else None
@@ -198,7 +202,7 @@ class Synthesizer:
     # ------------------------------------------------------------------ construction
     def _new_generator(self) -> nn.Module:
         c = self.config
-        seed = int(torch.randint(0, 2**62, (1,), generator=self.rng))
+        seed = draw_seed(self.rng)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             if c.generator == "pixels":
@@ -222,7 +226,7 @@ class Synthesizer:
         z, y = self._noise()
         if self.class_similarity is None:
             return z, y, None
-        seed = int(torch.randint(0, 2**62, (1,), generator=self.rng))
+        seed = draw_seed(self.rng)
         with torch.random.fork_rng(devices=[]):  # Dirichlet sampling takes no generator argument
             torch.manual_seed(seed)
             betas = torch.tensor(self.config.dirichlet_betas)
