@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.readme import publish
-from datafree.bench.runner import kwargs_args, merge_args
+from datafree.bench.runner import finished_run, kwargs_args, merge_args, resumable_run
 from datafree.bench.suites import FMNIST_DF_LIVE_LR, FMNIST_PAIRS, PairSpec, make_pairs
 from datafree.cli import main as datafree_main
 from datafree.io import write_json
@@ -38,12 +38,11 @@ def run(argv: list[str], out: Path) -> dict[str, Any]:
     """Run one CLI command into ``out`` unless an identical finished run is there already."""
     argv = [*argv, "--out", str(out), "--no-progress"]
     result_path = out / "result.json"
-    if result_path.is_file():
-        result = json.loads(result_path.read_text())
-        if result.get("argv", [])[1:] == argv:
-            print(f"  reuse  {out}")
-            return result
-    extra = ["--resume"] if (out / "state.pt").is_file() and not result_path.is_file() else ["--overwrite"]
+    finished = finished_run(out, argv)
+    if finished is not None:
+        print(f"  reuse  {out}")
+        return finished
+    extra = ["--resume"] if resumable_run(out) else ["--overwrite"]
     print(f"  run    datafree {' '.join(argv)}", flush=True)
     start = time.perf_counter()
     code = datafree_main([*argv, *extra])

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.baselines import REPO, fmt, run, summarize
+from benchmarks.datafree_kd import VARIANTS
 from benchmarks.readme import publish
-from datafree.bench.suites import FMNIST_DF_VARIANTS
 from datafree.checkpoint import load_model
 from datafree.cli import main as datafree_main
 from datafree.data import load_dataset
@@ -69,7 +69,7 @@ def run_seed(seed: int, root: Path, init: Path, source: str) -> dict[str, Any]:
     if source == "real":
         return run(["distill", *teacher, *FINE_TUNE, *data], init / f"real-seed{seed}")
     tset = root / SETS.format(seed=seed)
-    if not (tset / "manifest.json").is_file() or read_manifest(tset)["count"] < FMNIST_DF_VARIANTS["fast5-stored"]["count"]:
+    if not (tset / "manifest.json").is_file() or read_manifest(tset)["count"] < VARIANTS["fast5-stored"]["count"]:
         raise SystemExit(f"no complete set at {tset}: run 'python -m benchmarks.datafree_kd --pairs resnet "
                          f"--methods fast5-stored --seeds {seed}' first")
     return run(["distill", *teacher, "--transfer", str(tset), *FINE_TUNE, *data], init / f"fast5-stored-seed{seed}")

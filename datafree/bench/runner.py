@@ -393,12 +393,10 @@ def run_step(step: Step, log=print) -> str:
     # the same command on the same teacher and set (a directory without a marker: judged by its command alone)
     same = marker.get("argv") == step.argv and same_inputs(marker.get("inputs", inputs), inputs)
     if step.kind == "train":
-        result = _read_json(out / "result.json")
-        if result is not None and result.get("argv") == ["datafree", *step.argv] and same_inputs(
-                marker.get("inputs", inputs), inputs):
+        if finished_run(out, step.argv) is not None and same_inputs(marker.get("inputs", inputs), inputs):
             return "reuse"
         live = bool(step.job.params.get("method"))
-        action = "resume" if same and (out / "state.pt").is_file() and result is None and not live else "run"
+        action = "resume" if same and resumable_run(out) and not live else "run"
         resume, overwrite = action == "resume", action != "resume"
     else:
         done = {"synthesize": lambda: (_read_json(out / "manifest.json") or {}).get("count", 0),
@@ -421,6 +419,18 @@ def run_step(step: Step, log=print) -> str:
     finally:  # the time of an interrupted step counts too (the buffer records none of its own)
         _write_marker(out, step.argv, inputs, _marker(out).get("time_s", 0.0) + time.perf_counter() - start)
     return action
+
+
+def finished_run(out: Path, argv: list[str]) -> dict[str, Any] | None:
+    """The result.json of a training run in ``out`` that finished with exactly the command ``argv`` (without
+    ``datafree``), else None: the one "reuse a finished run" check (the bench's steps, benchmarks/ scripts)."""
+    result = _read_json(out / "result.json")
+    return result if result is not None and result.get("argv") == ["datafree", *argv] else None
+
+
+def resumable_run(out: Path) -> bool:
+    """A training run in ``out`` that saved its state but did not finish."""
+    return (out / "state.pt").is_file() and not (out / "result.json").is_file()
 
 
 def read_rows(out_dir: str | Path) -> list[dict[str, Any]]:

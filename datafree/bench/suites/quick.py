@@ -1,0 +1,41 @@
+"""The main job's suite (``bash scripts/main.sh``): one BatchNorm pair, one seed, about 10 minutes on 2 cores."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from datafree.bench.suites.base import FMNIST_DF_STORED_TRAIN, Suite, make_pairs
+from datafree.bench.suites.fmnist import (
+    FMNIST_COND,
+    FMNIST_COND_STUDENT,
+    FMNIST_DF_LIVE_LR,
+    FMNIST_PAIRS,
+    FMNIST_RECIPES,
+    FULL_CPU_NET,
+)
+
+# The main job's pair: a BatchNorm teacher, so the quick suite shows the methods the package is built around
+# (BN-statistics matching, adversarial growth) and teacher-only condensation; the BN-free LeNet pair is in 'full'
+QUICK_PAIR = dict(name="LeNet-5-BN -> LeNet-5-half", teacher="lenet5_bn", student="lenet5_half",
+                  teacher_args=("--epochs", "10", "--lr", "0.05"), student_args=("--epochs", "10", "--lr", "0.05"),
+                  kd_args=FMNIST_PAIRS["lenet"]["kd_args"])
+# DeepInversion's set (2560 images, 100 pixel steps per batch), grown by Fast-DFKD's meta-generator with its
+# adversarial term against the student as it trains: 1600 student steps (why: docs/benchmarks.md, "Recipe notes")
+QUICK_DF_GROWN_STUDENT = ("--epochs", "8", "--steps-per-epoch", "200", "--eval-every", "4", *FMNIST_DF_STORED_TRAIN)
+SUITE = Suite(
+    name="quick", dataset="fashion-mnist",
+    pairs=make_pairs({"lenet-bn": QUICK_PAIR}, FMNIST_DF_LIVE_LR),
+    sources=["kd", "scratch", "df:deepinversion+fast5", "cond:dm:10:hard", "cond:teacher:10:soft"], seeds=[0],
+    recipes=replace(FMNIST_RECIPES, df_count=2560, df_method_scale={"deepinversion": {"iterations": 100}},
+                    df_grown_student=QUICK_DF_GROWN_STUDENT,
+                    cond={**FMNIST_COND, "dm": {"batch_real": 64, "iterations": 100, "net_kwargs": FULL_CPU_NET},
+                          "teacher": {"iterations": 200}},
+                    cond_student=("--epochs", "150", *FMNIST_COND_STUDENT[2:])),
+    description=(
+        "Fashion-MNIST, LeNet-5 with BatchNorm -> LeNet-5-half, seed 0: teacher (trained once, reused if present), "
+        "real-data KD, scratch, data-free deepinversion+fast5 (2560 DeepInversion images, 100 steps a batch, grown "
+        "by fast5 batches made against the student: 1600 student steps), DM at 10 images per class (100 iterations "
+        "on ConvNet-32, hard labels) and teacher-only condensation at 10 images per class (200 iterations, the "
+        "teacher's soft labels); condensed-set students 150 epochs. Runs in about 10 minutes "
+        "('bash scripts/main.sh' on 2 CPU cores, set-up included; measured times in the README)."),
+)
