@@ -11,9 +11,9 @@ means one parameter draw is shared by every image of a batch and by the real and
 batch, so matching losses compare like with like, while gradients flow back to the synthetic
 images through every transform.
 
-Why pure torch and not kornia: kornia's augmentations draw from the global RNG, and its
-saturation/contrast are HSV/clamped image-space operations, not the reference's mean-based
-formulas on normalised tensors. Here the parameters are a value (:class:`DSAParams`) drawn only
+Why pure torch and not kornia: kornia's saturation/contrast are HSV/clamped image-space
+operations, not the reference's mean-based formulas on normalised tensors (its global-RNG draws
+alone could run under ``fork_rng``). Here the parameters are a value (:class:`DSAParams`) drawn only
 from an explicit ``torch.Generator`` by :meth:`DSA.sample` and applied by :meth:`DSA.apply`, so
 one draw can be applied to two batches of different sizes and a run is reproducible/resumable.
 

@@ -1,8 +1,13 @@
 """Differentiable augmentation for synthesis: random resized crop and horizontal flip.
 
-Written in pure torch (affine grid + bilinear sampling) rather than with kornia because every
-parameter is drawn from an explicit ``torch.Generator``, which makes synthesis reproducible and
-resumable; kornia's augmentations draw from the global random state.
+Written in pure torch (affine grid + bilinear sampling; every parameter drawn from the engine's
+``torch.Generator``, so synthesis is reproducible and resumable) rather than with kornia, because
+kornia is much slower here on the CPU: ``python -m benchmarks.kornia_augment`` measured its
+RandomResizedCrop + RandomHorizontalFlip at about 3x this function per forward + backward of 128
+Fashion-MNIST images (29 against 9 ms), which made a whole DeepInversion generator step on
+LeNet-5-BN 14% slower in the published run and 8-43% across four runs on the loaded 2-core
+machine (benchmarks/results/kornia_augment.md). Synthesis is the dominant cost of the data-free
+pipeline on a CPU, so the hand-written version stays (docs/restructuring.md, "kornia").
 """
 
 from __future__ import annotations
