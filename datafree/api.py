@@ -36,7 +36,7 @@ from datafree.train import TrainConfig
 
 # what a script needs besides the calls: configs, loaders, the transfer-set reader
 __all__ = ["FASHION_MNIST", "KNOWN_SPECS", "AuditConfig", "AuditResult", "DatafreeError", "EvalProtocol", "ModelInfo",
-           "RunResult", "SetEvaluation", "SetResult", "SynthesisConfig", "TrainConfig", "TransferSet", "audit",
+           "Evaluation", "RunResult", "SetEvaluation", "SetResult", "SynthesisConfig", "TrainConfig", "TransferSet", "audit",
            "condense", "distill", "evaluate", "evaluate_set", "load_dataset", "load_model", "load_teacher",
            "method_config", "preset", "quantize", "synthesize", "train_teacher"]
 
@@ -97,6 +97,14 @@ class SetEvaluation:
 
 
 @dataclass
+class Evaluation:
+    """``evaluate``: top-1 accuracy (%) and mean cross-entropy of a model on a dataset."""
+
+    accuracy: float
+    loss: float
+
+
+@dataclass
 class AuditResult:
     """``audit``: the report written to ``out/audit.json``."""
 
@@ -114,12 +122,12 @@ def load_teacher(path: str | Path, *, arch: str | None = None, arch_kwargs: dict
     return load(path, arch=arch, arch_kwargs=arch_kwargs, spec=spec, spec_source="flags", trust_pickle=trust_pickle)
 
 
-def quantize(model: str | Path, out: str | Path, **kwargs: Any) -> dict[str, Any]:
-    """int8 post-training quantization, calibrated on transfer sets (see :func:`datafree.quantize.quantize`)."""
+def quantize(model: str | Path, out: str | Path, **kwargs: Any) -> RunResult:
+    """int8 post-training quantization of the checkpoint ``model`` into ``out``, calibrated on transfer sets
+    (the keyword arguments of :func:`datafree.quantize.quantize`); the record is ``out/result.json``'s."""
     from datafree.quantize import quantize as run
 
-    return run(model, out, **kwargs)
-
+    return RunResult(Path(out), run(model, out, **kwargs))
 
 
 def default_device() -> str:
@@ -353,11 +361,12 @@ def _earlier_evaluation(out: str | Path | None, protocol: Any,
 
 
 # ---------------------------------------------------------------- checking a model, auditing a set
-def evaluate(model: nn.Module, data: Dataset, *, batch_size: int = 1000, device: str = "cpu") -> dict[str, float]:
+def evaluate(model: nn.Module, data: Dataset, *, batch_size: int = 1000, device: str = "cpu") -> Evaluation:
     """Top-1 accuracy (%) and cross-entropy of ``model`` on ``data`` (int8 models: :func:`datafree.quantize.evaluate_int8`)."""
     from datafree.train import evaluate as run_evaluation
 
-    return run_evaluation(model.to(device), data, batch_size, device)
+    metrics = run_evaluation(model.to(device), data, batch_size, device)
+    return Evaluation(accuracy=metrics["accuracy"], loss=metrics["loss"])
 
 
 def audit(out: str | Path, transfer: Any, train: Dataset, test: Dataset, *, teacher: nn.Module | None = None,

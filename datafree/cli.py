@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import errno
 import json
 import os
@@ -489,8 +490,6 @@ def cmd_export_set(args: argparse.Namespace) -> int:
 
 
 def cmd_import_set(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from datafree.condense.interop import import_set
     from datafree.data import KNOWN_SPECS
 
@@ -561,7 +560,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model, info = load_model(args.model, arch=args.arch, arch_kwargs=args.arch_kwargs,
                              spec=spec if args.arch else None, trust_pickle=args.trust_pickle)
     _check_compatible(info.spec, spec)
-    metrics = evaluate(model, data, batch_size=args.batch_size, device=args.device)
+    metrics = dataclasses.asdict(evaluate(model, data, batch_size=args.batch_size, device=args.device))
     record = {"model": str(args.model), "arch": info.arch, "parameters": count_parameters(model),
               "dataset": _dataset(args), "split": args.split, **metrics}
     if args.json:

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         clip_grad_norm=5.0, progress=False), train=synthetic)  # the set's stored logits: no teacher, no data
 
     test = load_dataset(info.spec.name, "test", args.data_root)  # the first dataset file read
-    accuracy = df.evaluate(df.load_model(student.out)[0], test)["accuracy"]
+    accuracy = df.evaluate(df.load_model(student.out)[0], test).accuracy
     print(f"student: {accuracy:.2f}% on the test split, trained on {made.count} synthetic images only")
 
     train = load_dataset(info.spec.name, "train", args.data_root)  # the data owner's audit

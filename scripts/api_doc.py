@@ -16,7 +16,7 @@ DOC = DOCS / "api.md"
 METHODS_DOC = DOCS / "methods.md"
 CALLS = ("load_teacher", "train_teacher", "synthesize", "distill", "condense", "evaluate_set", "evaluate", "audit",
          "quantize")
-RESULTS = ("RunResult", "SetResult", "SetEvaluation", "AuditResult")
+RESULTS = ("RunResult", "SetResult", "SetEvaluation", "Evaluation", "AuditResult")
 CONFIGS = (("TrainConfig", "datafree.train"), ("SynthesisConfig", "datafree.synthesis"),
            ("EvalProtocol", "datafree.condense"), ("AuditConfig", "datafree.audit"))
 
