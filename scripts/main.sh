@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: set up, then the 'quick' benchmark suite on Fashion-MNIST (LeNet-5 with BatchNorm -> LeNet-5-half,
-# seed 0): the teacher, a student trained from scratch, real-data KD, the data-free deepinversion+fast5 recipe
+# seed 0): the teacher, a student trained from scratch, real-data KD, the data-free deepinversion+adi recipe
 # (BN-statistics matching, then adversarial growth against the student), a DM-condensed set and a teacher-only
 # condensed set, then the report (tables + plots). The teacher trains first; the other runs share the cores
 # (--jobs 2). Finished runs are reused; an interrupted suite continues where it stopped. Extra arguments go to

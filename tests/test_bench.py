@@ -199,8 +199,11 @@ def test_cifar_suites_plan_valid_commands(name, cifar10_root, tmp_path):
 
 def test_fmnist_suites_plan(tmp_path):
     quick = plan(get_suite("quick"), tmp_path)
-    assert [r.source for r in quick] == ["teacher", "kd", "scratch", "df:deepinversion+fast5", "cond:dm:10:hard",
+    assert [r.source for r in quick] == ["teacher", "kd", "scratch", "df:deepinversion+adi", "cond:dm:10:hard",
                                          "cond:teacher:10:soft"]
+    grown = " ".join(next(r for r in quick if r.source == "df:deepinversion+adi").argv[-1])
+    # the main job's data-free recipe: BN statistics + adversarial competition, one ADI batch per 50 student steps
+    assert "--method adi" in grown and "student_steps=50" in grown and "--augment dsa" in grown
     assert [r.run_id for r in quick][1] == "lenet-bn/kd/seed0"
     assert not skipped_sources(get_suite("quick"))  # the main job's teacher has BatchNorm: every source runs
     full = get_suite("full")
