@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.baselines import REPO
+from benchmarks.calls import call
 from benchmarks.readme import publish
-from datafree.cli import main as datafree_main
 
 # (name, transfer set, teacher, students: data-free then real-data KD)
 CASES = [
@@ -45,8 +45,7 @@ def audit(name: str, transfer: str, teacher: str, students: list[str], root: Pat
     for s in students:
         argv += ["--student", str(root / s)]
     print(f"  run    datafree {' '.join(argv)}", flush=True)
-    if datafree_main(argv) != 0:
-        raise SystemExit(f"failed: datafree {' '.join(argv)}")
+    call(argv)
     return {"name": name, "argv": ["datafree", *argv], **json.loads((out / "audit.json").read_text())}
 
 

@@ -1,9 +1,10 @@
 """Fashion-MNIST baselines: teacher, student from scratch, student with real-data KD.
 
-Every run goes through the public CLI (``datafree train-teacher`` / ``datafree distill``) and
-lands in its own run directory under ``--root``; finished runs are reused, interrupted ones are
-resumed, so running this twice costs nothing the second time. Accuracy is the last epoch's on
-the test split. Teachers are kept in ``ROOT/teachers/`` for the data-free benchmarks.
+Every run is a library call (:mod:`benchmarks.calls`), recorded as the command a user would type
+(``datafree train-teacher`` / ``datafree distill``), and lands in its own run directory under
+``--root``; finished runs are reused, interrupted ones are resumed, so running this twice costs
+nothing the second time. Accuracy is the last epoch's on the test split. Teachers are kept in
+``ROOT/teachers/`` for the data-free benchmarks.
 
     python -m benchmarks.baselines --profile quick     # LeNet pair, 1 seed (the README's main job)
     python -m benchmarks.baselines --profile full      # both pairs, 3 seeds; --update-readme
@@ -20,10 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.calls import call
 from benchmarks.readme import publish
 from datafree.bench.runner import finished_run, kwargs_args, merge_args, resumable_run
 from datafree.bench.suites import FMNIST_DF_LIVE_LR, FMNIST_PAIRS, PairSpec, make_pairs
-from datafree.cli import main as datafree_main
 from datafree.io import write_json
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,7 +36,8 @@ PROFILES = {"quick": (("lenet",), (0,)), "full": (("lenet", "resnet"), (0, 1, 2)
 
 
 def run(argv: list[str], out: Path) -> dict[str, Any]:
-    """Run one CLI command into ``out`` unless an identical finished run is there already."""
+    """Run one recorded command (a library call, :mod:`benchmarks.calls`) into ``out`` unless an identical
+    finished run is there already."""
     argv = [*argv, "--out", str(out), "--no-progress"]
     result_path = out / "result.json"
     finished = finished_run(out, argv)
@@ -45,9 +47,7 @@ def run(argv: list[str], out: Path) -> dict[str, Any]:
     extra = ["--resume"] if resumable_run(out) else ["--overwrite"]
     print(f"  run    datafree {' '.join(argv)}", flush=True)
     start = time.perf_counter()
-    code = datafree_main([*argv, *extra])
-    if code != 0:
-        raise SystemExit(f"benchmark step failed: datafree {' '.join(argv)}")
+    call([*argv, *extra])
     result = json.loads(result_path.read_text())
     result["argv"] = ["datafree", *argv]  # the command as a user would type it
     result["bench_wall_time_s"] = time.perf_counter() - start

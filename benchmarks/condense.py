@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.baselines import REPO, fmt, summarize
+from benchmarks.calls import call
 from benchmarks.readme import publish
 from datafree.bench.runner import set_args
 from datafree.bench.suites import FMNIST_COND
-from datafree.cli import main as datafree_main
 from datafree.condense import METHODS as REGISTERED
 from datafree.data.transfer import read_manifest
 from datafree.io import write_json
@@ -96,8 +96,7 @@ def buffer(root: Path, data: list[str]) -> tuple[Path, float]:
     resumed = (out / "buffer.json").is_file()  # then the experts trained before are not in the time
     print(f"  run    datafree {' '.join(argv)}", flush=True)
     start = time.perf_counter()
-    if datafree_main([*argv, *(["--resume"] if resumed else [])]) != 0:
-        raise SystemExit(f"failed: datafree {' '.join(argv)}")
+    call([*argv, *(["--resume"] if resumed else [])])
     time_s = time.perf_counter() - start
     write_json(record, {"argv": argv, "time_s": time_s, "resumed": resumed, "threads": os.environ.get("OMP_NUM_THREADS")})
     return out, time_s
@@ -118,8 +117,7 @@ def condense(method: str, ipc: int, iterations: int, out: Path, root: Path, data
     if manifest is not None:
         argv.append("--resume")
     print(f"  run    datafree {' '.join(argv)}", flush=True)
-    if datafree_main(argv) != 0:
-        raise SystemExit(f"failed: datafree {' '.join(argv)}")
+    call(argv)
     return read_manifest(out)
 
 
@@ -139,8 +137,7 @@ def evaluate(set_dir: Path, ipc: int, protocol: str, out: Path, root: Path, data
             _stamp_legacy(result, set_dir, out)
             extra = ["--resume"]
     print(f"  run    datafree {' '.join(argv + extra)}", flush=True)
-    if datafree_main([*argv, "--out", str(out), *extra]) != 0:
-        raise SystemExit(f"failed: datafree {' '.join(argv)}")
+    call([*argv, "--out", str(out), *extra])
     result = json.loads(out.read_text())
     result["argv"] = ["datafree", *argv]
     write_json(out, result)

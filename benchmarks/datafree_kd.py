@@ -27,11 +27,11 @@ from typing import Any
 from torch import nn
 
 from benchmarks.baselines import PAIRS, REPO, fmt, run, summarize
+from benchmarks.calls import call
 from benchmarks.readme import publish
 from datafree.bench.runner import df_overrides, kwargs_args, merge_args, set_args
 from datafree.bench.suites import FMNIST_DF_COUNT, FMNIST_RECIPES
 from datafree.checkpoint import load_model
-from datafree.cli import main as datafree_main
 from datafree.data.transfer import read_manifest
 from datafree.synthesis import PRESETS, SynthesisConfig, preset
 
@@ -111,8 +111,7 @@ def real_images_set(pair_key: str, seed: int, root: Path, data: list[str]) -> Pa
     if not (tset / "manifest.json").is_file():
         argv = ["condense", "--method", "random", "--ipc", str(RECIPES.df_count // 10), "--seed", str(seed),
                 "--out", str(tset), "--no-progress", *data]
-        if datafree_main(argv) != 0:
-            raise SystemExit(f"failed: datafree {' '.join(argv)}")
+        call(argv)
     return tset
 
 
@@ -162,8 +161,7 @@ def stored_set(pair_key: str, method: str, seed: int, root: Path, teacher: Path)
         argv = ["synthesize", "--teacher", str(teacher), "--method", base, *set_args(scale), "--count",
                 str(count), "--seed", str(seed), "--out", str(tset), "--no-progress",
                 *(["--resume"] if (tset / "manifest.json").is_file() else [])]
-        if datafree_main(argv) != 0:
-            raise SystemExit(f"failed: datafree {' '.join(argv)}")
+        call(argv)
     return tset
 
 

@@ -1,7 +1,7 @@
 """int8 on Fashion-MNIST: real vs synthetic vs no calibration, data-free QAT, size and CPU speed; and
 the whole data-free chain (teacher -> synthesize -> compress + fine-tune -> quantize) beside the real one.
 
-Models (trained here with the package's own CLI, reused when present): LeNet-5-half (10 epochs),
+Models (trained here through the library, recorded as CLI commands, reused when present): LeNet-5-half (10 epochs),
 ResNet-8 width 8 (5 epochs), ResNet-14 (10 epochs). For each model and seed (the calibration draw):
 int8 calibrated on 256 real training images; on 256 images synthesized against the model itself
 (ZeroQ: DeepInversion for the BatchNorm ResNets, ZSKD's recipe for LeNet-5-half, which has no
@@ -25,9 +25,9 @@ from typing import Any
 import torch
 
 from benchmarks.baselines import REPO, fmt, run, summarize
+from benchmarks.calls import call
 from benchmarks.readme import publish
 from datafree.checkpoint import load_model
-from datafree.cli import main as datafree_main
 from datafree.data.transfer import read_manifest
 from datafree.quantize import backend, load_int8
 from datafree.run import environment
@@ -66,8 +66,7 @@ CHAIN_TUNE = ["--epochs", "2", "--batch-size", "128", "--alpha", "0", "--lr", "0
 
 def datafree(argv: list[str]) -> None:
     print(f"  run    datafree {' '.join(argv)}", flush=True)
-    if datafree_main(argv) != 0:
-        raise SystemExit(f"benchmark step failed: datafree {' '.join(argv)}")
+    call(argv)
 
 
 def quantize_runs(key: str, seeds: list[int], root: Path, qat: bool) -> dict[str, Any]:

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.baselines import REPO, fmt, run, summarize
+from benchmarks.calls import call
 from benchmarks.datafree_kd import VARIANTS
 from benchmarks.readme import publish
 from datafree.checkpoint import load_model
-from datafree.cli import main as datafree_main
 from datafree.data import load_dataset
 from datafree.data.transfer import read_manifest
 from datafree.io import write_json
@@ -51,8 +51,7 @@ def compressed(root: Path) -> tuple[Path, dict[str, Any]]:
         if record["rank_ratio"] == RANK_RATIO:
             return out, record
     argv = ["compress", "--teacher", str(root / TEACHER), "--rank-ratio", str(RANK_RATIO), "--out", str(out), "--overwrite"]
-    if datafree_main(argv) != 0:
-        raise SystemExit(f"failed: datafree {' '.join(argv)}")
+    call(argv)
     model, info = load_model(out)
     teacher, teacher_info = load_model(root / TEACHER)  # its test accuracy is in its sidecar
     record = {"rank_ratio": RANK_RATIO, "argv": ["datafree", *argv], "parameters": info.metrics["parameters"],

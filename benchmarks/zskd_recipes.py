@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.baselines import REPO, fmt, summarize
+from benchmarks.calls import call
 from benchmarks.datafree_kd import same_synthesis
 from benchmarks.readme import publish
 from datafree.bench.runner import merge_args, set_args
 from datafree.bench.suites import FMNIST_DF_STORED_TRAIN, FMNIST_DF_ZSKD_CHEAP, FMNIST_RECIPES
-from datafree.cli import main as datafree_main
 from datafree.data.transfer import read_manifest
 from datafree.synthesis import preset
 
@@ -87,8 +87,7 @@ def run_recipe(name: str, count: int, seeds: list[int], root: Path, data: list[s
                 str(count), "--seed", "0", "--out", str(tset), "--no-progress",
                 *(["--resume"] if (tset / "manifest.json").is_file() else [])]
         print(f"  run    datafree {' '.join(argv)}", flush=True)
-        if datafree_main(argv) != 0:
-            raise SystemExit(f"failed: datafree {' '.join(argv)}")
+        call(argv)
     epochs = max(1, steps * BATCH // count)
     for seed in seeds:
         student = student_dir(out, steps, overrides or [], seed)
@@ -96,8 +95,7 @@ def run_recipe(name: str, count: int, seeds: list[int], root: Path, data: list[s
                 "--epochs", str(epochs), "--eval-every", str(epochs), "--seed", str(seed), "--out", str(student), *data]
         if not (student / "result.json").is_file():
             print(f"  run    datafree {' '.join(argv)}", flush=True)
-            if datafree_main([*argv, "--overwrite"]) != 0:
-                raise SystemExit(f"failed: datafree {' '.join(argv)}")
+            call([*argv, "--overwrite"])
 
 
 def finished(root: Path) -> list[dict[str, Any]]:

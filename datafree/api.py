@@ -1,9 +1,10 @@
 """The library calls: one function per job, each taking models, datasets or paths and a config object.
 
 ``import datafree.api as df``, then ``df.train_teacher``, ``df.synthesize``, ``df.distill``,
-``df.condense``, ``df.evaluate_set``, ``df.evaluate``, ``df.audit`` and ``df.quantize``.
+``df.condense``, ``df.evaluate_set``, ``df.evaluate``, ``df.audit``, ``df.quantize`` and ``df.compress``.
 The command line (:mod:`datafree.cli`) parses flags, loads what they name and calls these; the
-benchmark (:mod:`datafree.bench`) and the scripts in ``examples/`` call them directly. Each returns
+benchmark (:mod:`datafree.bench`), the scripts in ``benchmarks/`` and those in ``examples/`` call
+them directly. Each returns
 a small result dataclass; everything it wrote is in its ``out`` directory as well.
 
     teacher, info = df.load_teacher("teacher.safetensors", arch="lenet5", spec=FASHION_MNIST)
@@ -37,7 +38,7 @@ from datafree.train import TrainConfig
 # what a script needs besides the calls: configs, loaders, the transfer-set reader
 __all__ = ["FASHION_MNIST", "KNOWN_SPECS", "AuditConfig", "AuditResult", "DatafreeError", "EvalProtocol", "ModelInfo",
            "Evaluation", "RunResult", "SetEvaluation", "SetResult", "SynthesisConfig", "TrainConfig", "TransferSet", "audit",
-           "condense", "distill", "evaluate", "evaluate_set", "load_dataset", "load_model", "load_teacher",
+           "compress", "condense", "distill", "evaluate", "evaluate_set", "load_dataset", "load_model", "load_teacher",
            "method_config", "preset", "quantize", "synthesize", "train_teacher"]
 
 # the defaults of each job where they differ from TrainConfig's (the CLI's flags default to these too)
@@ -128,6 +129,27 @@ def quantize(model: str | Path, out: str | Path, **kwargs: Any) -> RunResult:
     from datafree.quantize import quantize as run
 
     return RunResult(Path(out), run(model, out, **kwargs))
+
+
+def compress(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo, teacher_path: str | Path, rank_ratio: float,
+             *, overwrite: bool = False) -> RunResult:
+    """Tucker-2 compress ``teacher`` (keeping ``rank_ratio`` of each convolution's channels) into
+    ``out/model.safetensors``: a student to fine-tune data-free; the record is the model's metrics."""
+    from datafree.checkpoint import save_model
+    from datafree.models import count_parameters
+    from datafree.models.tucker import compress as tucker
+
+    out = Path(out)
+    if (out / "model.safetensors").exists() and not overwrite:
+        raise DatafreeError(f"{out} already holds a model; pass --overwrite to replace it")
+    model, kwargs = tucker(teacher, teacher_info.arch, teacher_info.arch_kwargs, rank_ratio, teacher_info.format)
+    before, after = count_parameters(teacher), count_parameters(model)
+    info = ModelInfo("tucker", teacher_info.spec, kwargs, metrics={
+        "compressed_from": teacher_record(teacher_path, teacher_info),
+        "rank_ratio": rank_ratio, "parameters": after, "compression": before / after})
+    save_model(out / "model.safetensors", model, info)
+    return RunResult(out, {"model": {"arch": "tucker", "arch_kwargs": kwargs, "parameters": after},
+                          "teacher_parameters": before, "metrics": info.metrics})
 
 
 def default_device() -> str:

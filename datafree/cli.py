@@ -43,13 +43,12 @@ def _layer_pair(text: str) -> tuple[str, str]:
 
 
 def _key_value(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
+    from datafree.bench.jobs import key_value
+
     try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value  # a bare string such as adv_kind=js
+        return key_value(text)
+    except DatafreeError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _add_teacher_args(p: argparse.ArgumentParser, *, required: bool, positional: bool = False) -> None:
@@ -348,22 +347,14 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    from datafree.checkpoint import ModelInfo, save_model
-    from datafree.models import count_parameters
-    from datafree.models.tucker import compress
+    from datafree import api
 
     teacher, info = _load_teacher(args)
-    out = Path(args.out)
-    if (out / "model.safetensors").exists() and not args.overwrite:
-        raise DatafreeError(f"{out} already holds a model; pass --overwrite to replace it")
-    model, kwargs = compress(teacher, info.arch, info.arch_kwargs, args.rank_ratio, info.format)
-    before, after = count_parameters(teacher), count_parameters(model)
-    compressed = ModelInfo("tucker", info.spec, kwargs, metrics={
-        "compressed_from": _teacher_record(args, info),
-        "rank_ratio": args.rank_ratio, "parameters": after, "compression": before / after})
-    save_model(out / "model.safetensors", model, compressed)
-    print(f"tucker: {len(kwargs['ranks'])} convolutions at rank ratio {args.rank_ratio}: {before:,} -> {after:,} "
-          f"parameters ({before / after:.2f}x) -> {out / 'model.safetensors'}")
+    made = api.compress(args.out, teacher, info, args.teacher, args.rank_ratio, overwrite=args.overwrite)
+    m = made.metrics
+    print(f"tucker: {len(made.record['model']['arch_kwargs']['ranks'])} convolutions at rank ratio {args.rank_ratio}: "
+          f"{made.record['teacher_parameters']:,} -> {m['parameters']:,} parameters ({m['compression']:.2f}x) "
+          f"-> {made.model_path}")
     return 0
 
 
@@ -572,18 +563,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from datafree.quantize import QATConfig, QuantizeConfig, quantize
+    from datafree import api
+    from datafree.quantize import QATConfig, QuantizeConfig
 
     qat = QATConfig(epochs=args.qat_epochs, lr=args.qat_lr, batch_size=args.qat_batch_size,
                     temperature=args.qat_temperature)
     config = QuantizeConfig(ranges=args.ranges, percentile=args.percentile, batch_size=args.batch_size,
                             allow_float=args.allow_float, qat=qat)
-    result = quantize(args.model, args.out, calibration=args.calibration or (), calibration_method=args.calibration_method,
+    result = api.quantize(args.model, args.out, calibration=args.calibration or (), calibration_method=args.calibration_method,
                       calibration_real=args.calibration_real, calibration_count=args.calibration_count,
                       synthesis_overrides=dict(args.set or []), config=config, teacher_path=args.qat_teacher,
                       dataset=args.dataset, data_root=args.data_root, test=not args.no_test, seed=args.seed,
                       device=args.device, trust_pickle=args.trust_pickle, overwrite=args.overwrite,
-                      progress=args.progress, argv=args.argv)
+                      progress=args.progress, argv=args.argv).record
     m, sizes = result["metrics"], result["sizes"]
     accuracy = (f"test accuracy {m['test_accuracy']:.2f}% (fp32 {m['fp32_test_accuracy']:.2f}%)"
                 if "test_accuracy" in m else "not evaluated")

@@ -15,7 +15,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 DOC = DOCS / "api.md"
 METHODS_DOC = DOCS / "methods.md"
 CALLS = ("load_teacher", "train_teacher", "synthesize", "distill", "condense", "evaluate_set", "evaluate", "audit",
-         "quantize")
+         "quantize", "compress")
 RESULTS = ("RunResult", "SetResult", "SetEvaluation", "Evaluation", "AuditResult")
 CONFIGS = (("TrainConfig", "datafree.train"), ("SynthesisConfig", "datafree.synthesis"),
            ("EvalProtocol", "datafree.condense"), ("AuditConfig", "datafree.audit"))

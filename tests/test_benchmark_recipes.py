@@ -68,7 +68,7 @@ def test_condense_protocols_map_to_evaluate_set_and_back(tmp_path, monkeypatch) 
             json.dump({"accuracies": [80.0, 82.0], "train_time_s_per_model": 1.0, "protocol": {}}, f)
         return 0
 
-    monkeypatch.setattr(bench, "datafree_main", fake_main)
+    monkeypatch.setattr(bench, "call", fake_main)
     set_dir = tmp_path / "condense" / "dm-ipc10" / "set"
     for protocol in ("dc", "dc-dsa"):
         out = set_dir.parent / f"eval-{protocol}-it500.json"
@@ -177,7 +177,7 @@ def test_real_image_control_condenses_random_images_and_uses_the_stored_set_stud
         (out / "manifest.json").write_text(json.dumps({"format": FORMAT, "count": 6400, "condensation_time_s": 1.0}))
         return 0
 
-    monkeypatch.setattr(bench, "datafree_main", condense)
+    monkeypatch.setattr(bench, "call", condense)
     monkeypatch.setattr(bench, "run", lambda argv, out: {"argv": argv, "out": str(out), "metrics": {}})
     teacher = tmp_path / "teachers" / "fashion-mnist-lenet5"
     teacher.mkdir(parents=True)

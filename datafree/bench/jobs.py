@@ -48,6 +48,17 @@ def _parse(flag: str, value: str, kind: Any) -> Any:
         raise DatafreeError(f"recipe flag {flag}: {value!r} is not a {getattr(kind, '__name__', kind)}") from None
 
 
+def key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of a ``--set`` flag: the value as JSON, else the bare string (``adv_kind=js``)."""
+    if "=" not in text:
+        raise DatafreeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def train_fields(flags: Sequence[str]) -> dict[str, Any]:
     """TrainConfig fields from recipe flag/value pairs: ``--eval-every 5`` is ``eval_every=5``."""
     hints = _field_types()

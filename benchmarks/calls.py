@@ -1,0 +1,274 @@
+"""Run a benchmark step through the library (:mod:`datafree.api`), given the command it records.
+
+The scripts in ``benchmarks/`` record every step as the ``datafree ...`` command a reader can copy
+(in their results, in docs/results.md, and in the "reuse a finished run" check), so they plan steps
+as argument lists. :func:`call` makes the library call that command stands for, without the command
+line: training flags are :class:`~datafree.train.TrainConfig` fields read by the bench's
+:func:`~datafree.bench.jobs.train_config` (the command's defaults, then the flags), the rest are
+the few options the scripts use, read below. ``tests/test_benchmark_calls.py`` checks, for each
+kind of step the scripts plan, that the CLI makes the same library call with the same arguments.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from datafree.errors import DatafreeError
+
+# options without a value; the options given more than once collect a list
+SWITCHES = {"--resume", "--overwrite", "--no-progress", "--calibration-real", "--no-calibration", "--soft-labels",
+            "--no-test", "--allow-float", "--no-dsa"}
+REPEATED = {"--transfer", "--student", "--set", "--calibration"}
+# the options of each command that are not training flags (TrainConfig fields)
+NOT_TRAINING = {"--arch", "--arch-kwargs", "--teacher", "--student", "--student-kwargs", "--student-init",
+                "--transfer", "--method", "--set", "--out", "--dataset", "--data-root", "--device", "--seed"}
+DEFAULT_DATASET = "fashion-mnist"
+
+
+def parse(argv: Sequence[str]) -> tuple[str, list[str], dict[str, Any]]:
+    """``(command, positionals, options)`` of a recorded command (without ``datafree``)."""
+    command, rest = argv[0], list(argv[1:])
+    positional: list[str] = []
+    options: dict[str, Any] = {}
+    i = 0
+    while i < len(rest):
+        token = rest[i]
+        if not token.startswith("--"):
+            positional.append(token)
+            i += 1
+        elif token in SWITCHES:
+            options[token] = True
+            i += 1
+        elif i + 1 == len(rest):
+            raise DatafreeError(f"{token} needs a value: datafree {' '.join(argv)}")
+        else:
+            value = rest[i + 1]
+            if token in REPEATED:
+                options.setdefault(token, []).append(value)
+            else:
+                options[token] = value
+            i += 2
+    return command, positional, options
+
+
+def _json(options: dict[str, Any], flag: str, default: Any = None) -> Any:
+    return json.loads(options[flag]) if flag in options else default
+
+
+def _settings(options: dict[str, Any]) -> dict[str, Any]:
+    from datafree.bench.jobs import key_value
+
+    return dict(key_value(text) for text in options.get("--set", []))
+
+
+def _training_flags(options: dict[str, Any]) -> list[str]:
+    return [a for flag, value in options.items() if flag not in NOT_TRAINING and flag not in SWITCHES
+            for a in (flag, value)]
+
+
+def _device(options: dict[str, Any]) -> str:
+    from datafree.api import default_device
+
+    return options.get("--device") or default_device()
+
+
+def _dataset(options: dict[str, Any], spec: Any = None) -> str:
+    """--dataset, else the dataset ``spec`` names, else the default (as the command decides)."""
+    from datafree.data import DATASETS
+
+    if options.get("--dataset"):
+        return options["--dataset"]
+    return spec.name if spec is not None and spec.name in DATASETS else DEFAULT_DATASET
+
+
+def _split(options: dict[str, Any], split: str, spec: Any = None):
+    from datafree.data import load_dataset
+
+    return load_dataset(_dataset(options, spec), split, options.get("--data-root"))
+
+
+def _teacher(options: dict[str, Any], data_spec: Any = None, data_source: str = "dataset-files"):
+    """--teacher; its input spec from --dataset, else from the data the step reads."""
+    from datafree.teacher import load_teacher, resolve_spec
+
+    given = resolve_spec(dataset=options.get("--dataset"))
+    spec, source = given if given is not None else (data_spec, data_source)
+    return load_teacher(options["--teacher"], spec=spec, spec_source=source)
+
+
+def call(argv: Sequence[str]) -> None:
+    """Make the library call of the recorded command ``argv`` (without ``datafree``)."""
+    command, positional, options = parse(argv)
+    run = CALLS.get(command)
+    if run is None:
+        raise DatafreeError(f"no library call for 'datafree {command}' in benchmarks.calls")
+    run(["datafree", *argv], positional, options)
+
+
+def _train_teacher(argv: list[str], _: list[str], o: dict[str, Any]) -> None:
+    from datafree import api
+    from datafree.bench.jobs import train_config
+
+    config = train_config("train-teacher", _training_flags(o), seed=int(o.get("--seed", 0)), device=_device(o))
+    api.train_teacher(o["--out"], o["--arch"], _split(o, "train"), _split(o, "test"), config,
+                      arch_kwargs=_json(o, "--arch-kwargs", {}), resume="--resume" in o, overwrite="--overwrite" in o,
+                      extra={"argv": argv, "dataset": _dataset(o), "spec_source": "dataset-files"})
+
+
+def _distill(argv: list[str], _: list[str], o: dict[str, Any]) -> None:
+    """A student from real data, stored sets (grown live with --method), or a live method; from --student-init."""
+    from datafree import api
+    from datafree.bench.jobs import train_config
+    from datafree.checkpoint import load_model
+    from datafree.data import check_compatible, dataset_spec
+    from datafree.data.transfer import TransferSet, TransferSets
+    from datafree.synthesis import preset
+
+    method = o.get("--method")
+    teacher, info = None, None
+    if o.get("--transfer"):
+        sets = [TransferSet(d) for d in o["--transfer"]]
+        train = sets[0] if len(sets) == 1 else TransferSets(sets)
+        spec, source = train.spec, {"source": "transfer", "transfer": o["--transfer"][0],
+                                    "transfer_method": sets[0].manifest.get("method")}
+        if len(sets) > 1:
+            source["transfers"] = list(o["--transfer"])
+        source["spec_source"] = "transfer-set"
+        if "--teacher" in o:
+            teacher, info = _teacher(o, spec, "transfer-set")
+            check_compatible(info.spec, spec)
+        if method:
+            source.update(source="transfer+live", method=method)
+    elif method:
+        teacher, info = _teacher(o)
+        spec, train, source = info.spec, None, {"source": "live", "method": method, "spec_source": info.spec_source}
+    else:
+        train = _split(o, "train")
+        spec, source = dataset_spec(train), {"source": "real", "spec_source": "dataset-files"}
+        teacher, info = _teacher(o, spec)
+        check_compatible(info.spec, spec)
+    test = _split(o, "test", spec)
+    check_compatible(spec, dataset_spec(test))
+    student, student_info = o.get("--student"), None
+    student = student[0] if student else None
+    if "--student-init" in o:
+        student, student_info = load_model(o["--student-init"])
+        check_compatible(student_info.spec, spec)
+        source["student_init"] = {"path": o["--student-init"], "sha256": student_info.sha256}
+    if info is not None:
+        source["teacher"] = api.teacher_record(o["--teacher"], info)
+    config = train_config("distill", _training_flags(o), seed=int(o.get("--seed", 0)), device=_device(o), method=method)
+    api.distill(o["--out"], student, config, teacher=teacher, teacher_info=info, train=train, method=method,
+                synthesis=preset(method, **_settings(o)) if method else None, test=test,
+                student_kwargs=_json(o, "--student-kwargs", {}), student_info=student_info, resume="--resume" in o,
+                overwrite="--overwrite" in o, extra={"argv": argv, "dataset": _dataset(o, spec), **source})
+
+
+def _synthesize(_: list[str], __: list[str], o: dict[str, Any]) -> None:
+    from datafree import api
+    from datafree.synthesis import preset
+
+    teacher, info = _teacher(o)
+    api.synthesize(o["--out"], teacher, info, o["--method"], int(o["--count"]), config=preset(o["--method"], **_settings(o)),
+                   seed=int(o.get("--seed", 0)), device=_device(o), resume="--resume" in o, progress="--no-progress" not in o)
+
+
+def _condense(_: list[str], __: list[str], o: dict[str, Any]) -> None:
+    from datafree import api
+    from datafree.condense import METHODS, method_config
+    from datafree.data import dataset_spec
+
+    config = method_config(o["--method"], ipc=int(o.get("--ipc", 10)), **_settings(o))
+    teacher, info, train = None, None, None
+    if not METHODS[o["--method"]].reads_data:  # teacher-only: no real data is read at all
+        teacher, info = _teacher(o)
+        dataset = o.get("--dataset") or info.spec.name
+    else:
+        train, dataset = _split(o, "train"), _dataset(o)
+        if "--teacher" in o:
+            teacher, info = _teacher(o, dataset_spec(train))
+    api.condense(o["--out"], config, train=train, teacher=teacher, teacher_info=info, soft_labels="--soft-labels" in o,
+                 dataset=dataset, seed=int(o.get("--seed", 0)), device=_device(o), resume="--resume" in o,
+                 checkpoint_every=int(o.get("--checkpoint-every", 50)), progress="--no-progress" not in o)
+
+
+def _evaluate_set(argv: list[str], positional: list[str], o: dict[str, Any]) -> None:
+    from datafree import api
+    from datafree.condense import EvalProtocol
+    from datafree.data import check_compatible
+    from datafree.data.transfer import TransferSet
+
+    train = TransferSet(positional[0])
+    test = _split(o, "test", train.spec)
+    teacher, record = None, None
+    if "--teacher" in o:
+        teacher, info = _teacher(o, train.spec, "transfer-set")
+        check_compatible(info.spec, train.spec)
+        record = api.teacher_record(o["--teacher"], info)
+    protocol = EvalProtocol(name=o.get("--protocol", "dc"), arch=o.get("--arch", "convnet"),
+                            arch_kwargs=_json(o, "--arch-kwargs", {}), models=int(o.get("--models", 5)),
+                            augment=o.get("--augment", "dsa"), epochs=int(o.get("--epochs", 0)),
+                            seed=int(o.get("--seed", 0)))
+    api.evaluate_set(train, test, protocol, teacher=teacher, device=_device(o), progress="--no-progress" not in o,
+                     out=o.get("--out"), resume="--resume" in o,
+                     extra={"dataset": _dataset(o, train.spec), "argv": argv, "teacher": record})
+
+
+def _buffer(_: list[str], __: list[str], o: dict[str, Any]) -> None:
+    from datafree.bench.jobs import buffer_fields
+    from datafree.condense.mtt import train_experts
+    from datafree.data import dataset_spec
+
+    train = _split(o, "train")
+    flags = [a for flag in ("--experts", "--epochs", "--net", "--net-kwargs", "--lr") if flag in o for a in (flag, o[flag])]
+    train_experts(o["--out"], train, dataset_spec(train), **buffer_fields(flags), dsa="--no-dsa" not in o,
+                  seed=int(o.get("--seed", 0)), device=_device(o), progress="--no-progress" not in o, resume="--resume" in o)
+
+
+def _compress(_: list[str], __: list[str], o: dict[str, Any]) -> None:
+    from datafree import api
+
+    teacher, info = _teacher(o)
+    api.compress(o["--out"], teacher, info, o["--teacher"], float(o["--rank-ratio"]), overwrite="--overwrite" in o)
+
+
+def _audit(argv: list[str], _: list[str], o: dict[str, Any]) -> None:
+    from datafree import api
+    from datafree.audit import AuditConfig
+    from datafree.checkpoint import load_model
+    from datafree.data import dataset_spec
+    from datafree.data.transfer import TransferSet
+
+    train, test = _split(o, "train"), _split(o, "test")
+    teacher, info, record = None, None, None
+    if "--teacher" in o:
+        teacher, info = _teacher(o, dataset_spec(train))
+        record = api.teacher_record(o["--teacher"], info)
+    students = [(path, *load_model(path)) for path in o.get("--student", [])]
+    protocol = {"dataset": _dataset(o), "argv": argv, "transfer": o["--transfer"][0], "teacher": o.get("--teacher"),
+                "teacher_model": record, "students": list(o.get("--student", [])), "reference_student": None}
+    api.audit(o["--out"], TransferSet(o["--transfer"][0]), train, test, teacher=teacher, teacher_info=info,
+              students=students, config=AuditConfig(seed=int(o.get("--seed", 0)), device=_device(o)),
+              overwrite="--overwrite" in o, protocol=protocol)
+
+
+def _quantize(argv: list[str], _: list[str], o: dict[str, Any]) -> None:
+    from datafree import api
+    from datafree.quantize import QATConfig, QuantizeConfig
+
+    qat = QATConfig(epochs=int(o.get("--qat-epochs", 0)), lr=float(o.get("--qat-lr", 1e-3)),
+                    batch_size=int(o.get("--qat-batch-size", 64)))
+    config = QuantizeConfig(batch_size=int(o.get("--batch-size", 64)), allow_float="--allow-float" in o, qat=qat)
+    count = o.get("--calibration-count")
+    api.quantize(o["--model"], o["--out"], calibration=o.get("--calibration", ()),
+                 calibration_method=o.get("--calibration-method"), calibration_real="--calibration-real" in o,
+                 calibration_count=int(count) if count is not None else None, synthesis_overrides=_settings(o),
+                 config=config, dataset=o.get("--dataset"), data_root=o.get("--data-root"), test="--no-test" not in o,
+                 seed=int(o.get("--seed", 0)), device=_device(o), overwrite="--overwrite" in o,
+                 progress="--no-progress" not in o, argv=argv)
+
+
+CALLS = {"train-teacher": _train_teacher, "distill": _distill, "synthesize": _synthesize, "condense": _condense,
+         "evaluate-set": _evaluate_set, "buffer": _buffer, "compress": _compress, "audit": _audit, "quantize": _quantize}

@@ -1,0 +1,121 @@
+"""benchmarks.calls makes the library call the CLI makes for each kind of step the scripts record."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from torch import nn
+
+from datafree.checkpoint import ModelInfo, save_model
+from datafree.data import FASHION_MNIST
+from datafree.models import build_model
+
+CALLED = ("train_teacher", "distill", "synthesize", "condense", "evaluate_set", "compress", "audit", "quantize")
+
+
+def _plain(value):
+    """Arguments made comparable: a model by its class, a dataset by its class and size, a set by its directory."""
+    if isinstance(value, nn.Module):
+        return type(value).__name__
+    if hasattr(value, "directory"):
+        return ("set", str(value.directory))
+    if hasattr(value, "__len__") and hasattr(value, "__getitem__") and not isinstance(value, (str, list, tuple, dict)):
+        return (type(value).__name__, len(value))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return (type(value).__name__, _plain(dataclasses.asdict(value)))
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Called(Exception):
+    """Raised by a captured call: what the command prints afterwards needs a real result."""
+
+
+def _capture(monkeypatch):
+    from datafree import api
+    from datafree.condense import mtt
+
+    seen = []
+
+    def capture(name):
+        def record(*a, **k):
+            seen.append((name, _plain(a), _plain(k)))
+            raise Called
+
+        return record
+
+    for name in CALLED:
+        monkeypatch.setattr(api, name, capture(name))
+    monkeypatch.setattr(mtt, "train_experts", capture("train_experts"))
+    return seen
+
+
+@pytest.fixture
+def files(tmp_path, fmnist_root):
+    from datafree.cli import main
+
+    teacher = tmp_path / "teacher"
+    save_model(teacher / "model.safetensors", build_model("lenet5", FASHION_MNIST, seed=0), ModelInfo("lenet5", FASHION_MNIST))
+    data = ["--dataset", "fashion-mnist", "--data-root", str(fmnist_root), "--device", "cpu"]
+    tset = tmp_path / "set"
+    assert main(["condense", "--method", "random", "--ipc", "1", "--out", str(tset), "--no-progress", *data]) == 0
+    return teacher, tset, data
+
+
+def test_every_recorded_command_makes_the_cli_call(files, tmp_path, monkeypatch):
+    from benchmarks.calls import call
+    from datafree.cli import main
+
+    teacher, tset, data = files
+    t, s, o = str(teacher), str(tset), str(tmp_path / "out")
+    commands = [
+        ["train-teacher", "--arch", "lenet5_half", "--arch-kwargs", '{"width": 1}', "--epochs", "3", "--lr", "0.1",
+         "--augment", "crop-flip", "--seed", "2", "--out", o, "--no-progress", "--overwrite", *data],
+        ["distill", "--teacher", t, "--student", "lenet5_half", "--epochs", "2", "--alpha", "0", "--seed", "1",
+         "--out", o, "--no-progress", "--resume", *data],
+        ["distill", "--teacher", t, "--transfer", s, "--transfer", s, "--student", "lenet5_half", "--temperature", "2",
+         "--clip-grad-norm", "5", "--out", o, "--no-progress", *data],
+        ["distill", "--teacher", t, "--method", "dfad", "--set", "ngf=8", "--student", "lenet5_half", "--lr", "0.05",
+         "--steps-per-epoch", "3", "--out", o, "--no-progress", *data],
+        ["distill", "--teacher", t, "--student-init", t, "--transfer", s, "--epochs", "2", "--eval-every", "1",
+         "--out", o, "--no-progress", "--dataset", "fashion-mnist", "--data-root", data[3]],
+        ["synthesize", "--teacher", t, "--method", "zskd", "--set", "pixel_scale=4", "--set", "dirichlet=[1.0, 0.1]",
+         "--count", "20", "--seed", "3", "--out", o, "--no-progress", "--resume"],
+        ["condense", "--method", "dm", "--ipc", "2", "--set", "iterations=5", "--out", o, "--seed", "0",
+         "--no-progress", "--checkpoint-every", "5", *data],
+        ["condense", "--method", "teacher", "--ipc", "1", "--out", o, "--no-progress", "--teacher", t, *data],
+        ["evaluate-set", s, "--protocol", "kd", "--models", "2", "--augment", "none", "--epochs", "3", "--seed", "0",
+         "--no-progress", "--teacher", t, "--out", o, *data],
+        ["buffer", "--experts", "2", "--epochs", "1", "--net-kwargs", '{"width": 8}', "--seed", "0", "--no-progress",
+         "--out", o, *data],
+        ["compress", "--teacher", t, "--rank-ratio", "0.5", "--out", o, "--overwrite"],
+        ["audit", "--transfer", s, "--teacher", t, "--out", o, "--overwrite", "--student", t, *data],
+        ["quantize", "--model", t, "--calibration-method", "zskd", "--set", "iterations=2", "--calibration-count",
+         "16", "--seed", "1", "--out", o],
+        ["quantize", "--model", t, "--calibration", s, "--qat-epochs", "5", "--qat-lr", "0.001", "--out", o],
+    ]
+    for argv in commands:
+        seen = _capture(monkeypatch)
+        for run in (main, call):
+            with pytest.raises(Called):
+                run(argv)
+        assert len(seen) == 2, argv
+        (_, args_cli, kw_cli), (_, args_calls, kw_calls) = seen
+        assert args_calls == args_cli, argv
+        assert {k: v for k, v in kw_calls.items() if v != kw_cli.get(k)} == {}, (argv, kw_cli)
+
+
+def test_an_unknown_command_is_one_line():
+    from benchmarks.calls import call
+    from datafree.errors import DatafreeError
+
+    with pytest.raises(DatafreeError, match="no library call"):
+        call(["inspect", "x"])
+
+
+def test_no_benchmark_script_calls_the_cli():
+    root = Path(__file__).resolve().parent.parent / "benchmarks"
+    assert not [p.name for p in root.glob("*.py") if "datafree.cli" in p.read_text()]
