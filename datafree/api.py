@@ -32,14 +32,14 @@ from datafree.data import FASHION_MNIST, KNOWN_SPECS, load_dataset
 from datafree.data.spec import DataSpec, check_compatible
 from datafree.data.transfer import TransferSet
 from datafree.errors import DatafreeError
-from datafree.synthesis import SynthesisConfig, preset
+from datafree.synthesis import DCGANConfig, PixelConfig, SynthesisConfig, preset
 from datafree.train import TrainConfig
 
 # what a script needs besides the calls: configs, loaders, the transfer-set reader
-__all__ = ["FASHION_MNIST", "KNOWN_SPECS", "AuditConfig", "AuditResult", "DatafreeError", "EvalProtocol", "ModelInfo",
-           "Evaluation", "RunResult", "SetEvaluation", "SetResult", "SynthesisConfig", "TrainConfig", "TransferSet", "audit",
-           "compress", "condense", "distill", "evaluate", "evaluate_set", "load_dataset", "load_model", "load_teacher",
-           "method_config", "preset", "quantize", "synthesize", "train_teacher"]
+__all__ = ["FASHION_MNIST", "KNOWN_SPECS", "AuditConfig", "AuditResult", "DCGANConfig", "DatafreeError", "EvalProtocol",
+           "ModelInfo", "PixelConfig", "Evaluation", "RunResult", "SetEvaluation", "SetResult", "SynthesisConfig", "TrainConfig",
+           "TransferSet", "audit", "compress", "condense", "distill", "evaluate", "evaluate_set", "load_dataset", "load_model",
+           "load_teacher", "method_config", "preset", "quantize", "synthesize", "train_teacher"]
 
 # the defaults of each job where they differ from TrainConfig's (the CLI's flags default to these too)
 TEACHER_DEFAULTS: dict[str, Any] = {"epochs": 20, "lr": 0.05}

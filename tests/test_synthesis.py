@@ -20,6 +20,7 @@ from datafree.losses import (
 from datafree.models import build_model
 from datafree.synthesis import PRESETS, Generator, LiveStream, PixelGenerator, SynthesisConfig, Synthesizer, preset
 from datafree.synthesis.engine import class_similarity
+from datafree.synthesis.generators import DCGANConfig
 
 SPEC = DataSpec(1, 12, 12, 4, (0.5,), (0.25,), name="tiny")
 
@@ -178,7 +179,8 @@ def param_snapshot(module):
 def test_each_preset_runs_and_changes_its_generator(name):
     teacher = tiny_bn_teacher()
     student = build_model("lenet5_half", SPEC, seed=1)
-    config = preset(name, batch_size=8, iterations=2, nz=8, ngf=4, bank_size=16)
+    small = {"nz": 8, "ngf": 4} if PRESETS[name]["generator"] == "dcgan" else {}
+    config = preset(name, batch_size=8, iterations=2, bank_size=16, **small)
     synth = Synthesizer(teacher, SPEC, config, student=student, seed=0)
     if config.schedule == "pool":  # the pool schedule builds a fresh generator per round
         (x, y, logits), terms = synth.synthesize()
@@ -205,7 +207,8 @@ def test_pool_round_changes_the_images_it_optimises():
 def test_generator_gets_gradient_through_the_student():
     teacher = tiny_bn_teacher()
     student = build_model("lenet5_half", SPEC, seed=3)
-    config = SynthesisConfig(schedule="online", adv=1.0, adv_kind="l1", nz=8, ngf=4, batch_size=8)
+    config = SynthesisConfig(schedule="online", adv=1.0, adv_kind="l1", generator_config=DCGANConfig(nz=8, ngf=4),
+                             batch_size=8)
     synth = Synthesizer(teacher, SPEC, config, student=student, seed=0)
     z, y = synth._noise()
     loss = sum(synth.loss_terms(synth.generator(z, y), y).values())
@@ -283,7 +286,7 @@ def test_live_pool_seeded_from_stored_images_keeps_them_and_grows():
 def test_unknown_preset_and_bad_config():
     with pytest.raises(DatafreeError, match="unknown method"):
         preset("gan9000")
-    with pytest.raises(DatafreeError, match="pixel generator"):
+    with pytest.raises(DatafreeError, match="pixels generator only works with the pool"):
         SynthesisConfig(schedule="online", generator="pixels")
     with pytest.raises(DatafreeError, match="unknown synthesis options"):
         preset("dafl", colour="red")
@@ -360,3 +363,23 @@ def test_collapse_stops_the_run_after_patience_batches():
     for _ in range(4):
         never.synthesize()
     assert never.collapsed == 0
+
+
+def test_generator_fields_live_with_their_generator_and_the_flat_form_is_kept():
+    """nz/ngf/conditional/output belong to the DCGAN config, pixel_scale to the pixels'; manifests,
+    saved states and --set keep the flat keys (the other generator's at their defaults)."""
+    from datafree.synthesis.generators import DCGANConfig, PixelConfig
+
+    fast = preset("fast5", ngf=16)
+    assert fast.generator_config == DCGANConfig(conditional=True, ngf=16)
+    flat = fast.to_dict()
+    assert flat["ngf"] == 16 and flat["pixel_scale"] == 1 and SynthesisConfig.from_dict(flat) == fast
+    zskd = preset("zskd", pixel_scale=2)
+    assert zskd.generator_config == PixelConfig(pixel_scale=2) and zskd.to_dict()["nz"] == 256
+    assert SynthesisConfig.from_dict(zskd.to_dict()) == zskd
+    with pytest.raises(DatafreeError, match="ngf is not a setting of the pixels generator .*pixel_scale"):
+        preset("zskd", ngf=16)
+    with pytest.raises(DatafreeError, match="pixel_scale is not a setting of the dcgan generator"):
+        preset("dfad", pixel_scale=2)
+    with pytest.raises(DatafreeError, match="takes a PixelConfig"):
+        SynthesisConfig(generator="pixels", generator_config=DCGANConfig())

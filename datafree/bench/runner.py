@@ -94,7 +94,7 @@ def not_applicable(suite: Suite, pair: PairSpec, source: Source) -> str | None:
     from datafree.synthesis import preset
 
     if source.kind == "df":
-        needs_bn = any(preset(m, **suite.recipes.df_scale).needs_batchnorm for m in (source.method, source.grow) if m)
+        needs_bn = any(preset(m, **df_overrides(suite.recipes, m)).needs_batchnorm for m in (source.method, source.grow) if m)
     elif source.kind == "cond" and METHODS[source.method].needs_batchnorm:  # while the recipe keeps its bn weight
         needs_bn = method_config(source.method, **suite.recipes.cond.get(source.method, {})).bn > 0
     else:
@@ -124,10 +124,15 @@ def set_args(overrides: dict[str, Any]) -> list[str]:
 
 
 def df_overrides(recipes: Recipes, method: str) -> dict[str, Any]:
-    """The preset overrides ``method`` runs with: the shared scale (``ngf`` only for a generator network), then its own."""
-    from datafree.synthesis import preset
+    """The preset overrides ``method`` runs with: the shared scale (a generator's setting such as ``ngf`` only
+    for a method with that generator), then its own."""
+    from dataclasses import fields
 
-    scale = {k: v for k, v in recipes.df_scale.items() if k != "ngf" or preset(method).generator != "pixels"}
+    from datafree.synthesis import GENERATORS, preset
+    from datafree.synthesis.generators import generator_keys
+
+    own = {f.name for f in fields(GENERATORS[preset(method).generator])}
+    scale = {k: v for k, v in recipes.df_scale.items() if k not in generator_keys() or k in own}
     scale.update(recipes.df_method_scale.get(method, {}))
     return scale
 

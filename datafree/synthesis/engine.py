@@ -33,7 +33,14 @@ from datafree.hooks import BatchNormStatistics, InputHooks, penultimate_module
 from datafree.losses import activation_norm, class_balance, disagreement, info_nce, input_statistics, l2_prior, total_variation
 from datafree.seeding import draw_seed
 from datafree.synthesis.augment import random_resized_crop_flip
-from datafree.synthesis.generators import OUTPUTS, Generator, PixelGenerator
+from datafree.synthesis.generators import (
+    GENERATORS,
+    GeneratorConfig,
+    PixelGenerator,
+    flat_fields,
+    generator_config,
+    generator_keys,
+)
 
 if TYPE_CHECKING:
     from datafree.data.transfer import TransferSetWriter
@@ -41,20 +48,22 @@ if TYPE_CHECKING:
 # a loss term of your own: (images, teacher logits on the augmented view, target classes) -> a scalar to minimise
 LossTerm = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 SCHEDULES = ("online", "pool", "meta")
-GENERATORS = ("dcgan", "pixels")
 
 
 @dataclass
 class SynthesisConfig:
-    """Everything that defines a synthesis method. Presets are instances of this."""
+    """Everything that defines a synthesis method. Presets are instances of this.
+
+    The generator's own fields (``nz``, ``ngf``, ``conditional``, ``output`` of the DCGAN;
+    ``pixel_scale`` of the pixels) live in ``generator_config``, the config class the generator
+    registry (:data:`datafree.synthesis.generators.GENERATORS`) pairs with ``generator`` (its
+    defaults when None). :meth:`to_dict`/:meth:`from_dict` keep the flat form every manifest, saved
+    state and ``--set`` option uses.
+    """
 
     schedule: str = "pool"
     generator: str = "dcgan"
-    conditional: bool = False  # dcgan only: sample target classes and condition on them
-    pixel_scale: int = 1  # pixels only: optimise images this many times coarser, upsampled (a smoothness prior)
-    output: str = "sigmoid"  # dcgan head: sigmoid (CMI, Fast-DFKD) | tanh-bn (DAFL, DFAD, ZSKT)
-    nz: int = 256
-    ngf: int = 64
+    generator_config: GeneratorConfig | None = None
     batch_size: int = 256
     iterations: int = 200  # generator steps per call (pool: per round; meta: per batch; online: per call)
     lr: float = 1e-3  # generator (or pixel) learning rate, Adam
@@ -89,12 +98,16 @@ class SynthesisConfig:
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise DatafreeError(f"unknown schedule {self.schedule!r} ({', '.join(SCHEDULES)})")
-        if self.generator not in GENERATORS:
+        kind = GENERATORS.get(self.generator)
+        if kind is None:
             raise DatafreeError(f"unknown generator {self.generator!r} ({', '.join(GENERATORS)})")
-        if self.generator == "pixels" and self.schedule != "pool":
-            raise DatafreeError("the pixel generator only works with the pool schedule")
-        if self.output not in OUTPUTS:
-            raise DatafreeError(f"unknown generator output {self.output!r} ({', '.join(OUTPUTS)})")
+        if self.generator_config is None:
+            self.generator_config = kind()
+        if not isinstance(self.generator_config, kind):
+            raise DatafreeError(f"the {self.generator} generator takes a {kind.__name__}, "
+                                f"not a {type(self.generator_config).__name__}")
+        if kind.schedules is not None and self.schedule not in kind.schedules:
+            raise DatafreeError(f"the {self.generator} generator only works with the {', '.join(kind.schedules)} schedule")
         if self.adv_kind not in ("l1", "kl", "js", "cmi"):
             raise DatafreeError(f"unknown adversarial term {self.adv_kind!r} (l1, kl, js, cmi)")
         if isinstance(self.dirichlet, list):
@@ -102,8 +115,6 @@ class SynthesisConfig:
         betas = self._betas()
         if not betas or min(betas) < 0 or (len(betas) > 1 and min(betas) == 0) or self.oh_temperature <= 0:
             raise DatafreeError("dirichlet must be >= 0 (or a list of betas > 0) and oh_temperature > 0")
-        if self.pixel_scale < 1:
-            raise DatafreeError("pixel_scale must be >= 1")
         if self.collapse_patience < 0:
             raise DatafreeError("collapse_patience must be >= 0 (0 = never stop)")
         if self.iterations < 1 or self.batch_size < 1:
@@ -127,11 +138,20 @@ class SynthesisConfig:
         return self.adv > 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The flat form: the generator's fields beside the others, as every record has them."""
+        d = asdict(self)
+        del d["generator_config"]
+        head = {"schedule": d.pop("schedule"), "generator": d.pop("generator")}
+        return {**head, **flat_fields(self.generator_config), **d}  # type: ignore[arg-type]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SynthesisConfig:
-        return config_from_dict(cls, d, "synthesis")
+        """From the flat form; a field of another generator than ``generator`` is a one-line error."""
+        keys = generator_keys()
+        name = d.get("generator", cls.generator)
+        own = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in keys}
+        rest = {k: v for k, v in d.items() if k not in keys and k != "generator_config"}
+        return config_from_dict(cls, {**rest, "generator_config": generator_config(name, own)}, "synthesis")
 
 
 def class_similarity(teacher: nn.Module) -> torch.Tensor:
@@ -205,10 +225,7 @@ class Synthesizer:
         seed = draw_seed(self.rng)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            if c.generator == "pixels":
-                g = PixelGenerator(self.spec, c.batch_size, torch.Generator().manual_seed(seed), c.pixel_scale)
-            else:
-                g = Generator(self.spec, c.nz, c.ngf, c.conditional, c.output)
+            g = c.generator_config.build(self.spec, c.batch_size, seed)  # type: ignore[union-attr]
         return g.to(self.device)
 
     def _new_optimizer(self, generator: nn.Module) -> torch.optim.Optimizer:
@@ -217,7 +234,7 @@ class Synthesizer:
     # ------------------------------------------------------------------ sampling
     def _noise(self) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
-        z = torch.randn(c.batch_size, max(c.nz, 1), generator=self.rng)
+        z = torch.randn(c.batch_size, max(c.generator_config.noise_dim, 1), generator=self.rng)  # type: ignore[union-attr]
         y = torch.randperm(c.batch_size, generator=self.rng) % self.spec.num_classes
         return z.to(self.device), y.to(self.device)
 
@@ -251,7 +268,7 @@ class Synthesizer:
         if bn is not None:
             terms["bn"] = c.bn * bn
         if c.oh > 0:
-            targets = y if (c.conditional or c.generator == "pixels") else t_logits.argmax(1)
+            targets = y if c.generator_config.targets_sampled else t_logits.argmax(1)  # type: ignore[union-attr]
             terms["oh"] = c.oh * F.cross_entropy(t_logits / c.oh_temperature, targets if soft is None else soft)
         if c.ie > 0:
             terms["ie"] = c.ie * class_balance(t_logits)

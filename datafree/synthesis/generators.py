@@ -1,12 +1,22 @@
-"""Generators that map noise (and optionally a class) to images in the teacher's input space."""
+"""Generators that map noise (and optionally a class) to images in the teacher's input space, each
+registered with the config dataclass that holds its own fields (:data:`GENERATORS`).
+
+:class:`~datafree.synthesis.SynthesisConfig` keeps the generator's name and one of these configs; its
+flat ``to_dict``/``from_dict`` form (manifests, saved states, ``--set ngf=16``) is unchanged, so
+:func:`flat_fields` writes every generator's keys, the other generators' at their defaults.
+"""
 
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from datafree.data.spec import DataSpec
+from datafree.errors import DatafreeError
 
 OUTPUTS = ("sigmoid", "tanh-bn")
 
@@ -97,3 +107,91 @@ class PixelGenerator(nn.Module):
         if self.scale == 1:
             return self.images
         return F.interpolate(self.images, size=(self.spec.height, self.spec.width), mode="bilinear", align_corners=False)
+
+
+@dataclass(frozen=True)
+class DCGANConfig:
+    """The DCGAN generator's fields (DAFL, DFAD, ZSKT, CMI, Fast-DFKD)."""
+
+    conditional: bool = False  # sample target classes and condition the noise on them
+    output: str = "sigmoid"  # head: sigmoid (CMI, Fast-DFKD) | tanh-bn (DAFL, DFAD, ZSKT)
+    nz: int = 256
+    ngf: int = 64
+    schedules: ClassVar[tuple[str, ...] | None] = None  # every schedule
+
+    def __post_init__(self) -> None:
+        if self.output not in OUTPUTS:
+            raise DatafreeError(f"unknown generator output {self.output!r} ({', '.join(OUTPUTS)})")
+
+    @property
+    def noise_dim(self) -> int:
+        return self.nz
+
+    @property
+    def targets_sampled(self) -> bool:
+        """The one-hot term aims at the sampled classes (else at the teacher's argmax)."""
+        return self.conditional
+
+    def build(self, spec: DataSpec, batch_size: int, seed: int) -> nn.Module:
+        return Generator(spec, self.nz, self.ngf, self.conditional, self.output)
+
+
+@dataclass(frozen=True)
+class PixelConfig:
+    """The pixel 'generator's fields (DeepInversion, ADI, ZSKD): the batch itself is optimised."""
+
+    pixel_scale: int = 1  # optimise images this many times coarser, upsampled (a smoothness prior)
+    schedules: ClassVar[tuple[str, ...] | None] = ("pool",)  # a fresh batch per call: pool only
+
+    def __post_init__(self) -> None:
+        if self.pixel_scale < 1:
+            raise DatafreeError("pixel_scale must be >= 1")
+
+    @property
+    def noise_dim(self) -> int:
+        # pixels ignore the noise, but the engine has always drawn DCGANConfig's default size of it per
+        # batch; drawing the same keeps every later draw, so every recorded set, bit for bit
+        return DCGANConfig.nz
+
+    @property
+    def targets_sampled(self) -> bool:
+        return True
+
+    def build(self, spec: DataSpec, batch_size: int, seed: int) -> nn.Module:
+        return PixelGenerator(spec, batch_size, torch.Generator().manual_seed(seed), self.pixel_scale)
+
+
+GeneratorConfig = DCGANConfig | PixelConfig
+GENERATORS: dict[str, type[GeneratorConfig]] = {"dcgan": DCGANConfig, "pixels": PixelConfig}
+# the flat keys SynthesisConfig.to_dict has always written, in its order, whatever the generator (a
+# generator added later writes only its own keys besides these, so older records still compare equal)
+FLAT_ORDER = ("conditional", "pixel_scale", "output", "nz", "ngf")
+
+
+def _defaults() -> dict[str, Any]:
+    return {k: v for config in GENERATORS.values() for k, v in asdict(config()).items()}
+
+
+def generator_keys() -> set[str]:
+    """Every registered generator's field names (the flat keys that belong to a generator)."""
+    return set(_defaults())
+
+
+def flat_fields(config: GeneratorConfig) -> dict[str, Any]:
+    """The flat keys of ``config``: the recorded ones (the other generators' at their defaults), then its own."""
+    defaults = _defaults()
+    return {**{k: defaults[k] for k in FLAT_ORDER}, **asdict(config)}
+
+
+def generator_config(name: str, flat: dict[str, Any]) -> GeneratorConfig:
+    """The ``name`` generator's config from flat keys (any generator's; the others' must be at their defaults:
+    a stored record writes them so, and a ``--set`` of one is a mistake worth a one-line error)."""
+    if name not in GENERATORS:
+        raise DatafreeError(f"unknown generator {name!r} ({', '.join(GENERATORS)})")
+    cls = GENERATORS[name]
+    own = {f.name for f in fields(cls)}
+    defaults = _defaults()
+    for key, value in flat.items():
+        if key not in own and value != defaults[key]:
+            raise DatafreeError(f"{key} is not a setting of the {name} generator (its settings: {', '.join(sorted(own))})")
+    return cls(**{k: v for k, v in flat.items() if k in own})
