@@ -126,7 +126,7 @@ def test_teacher_only_refuses_a_teacher_without_batchnorm(tmp_path):
 def test_random_and_herding_return_real_images_of_each_class(tmp_path):
     pool = tiny_pool()
     for method in ("random", "herding"):
-        config = method_config(method, ipc=3, **SMALL_NET, herding_net="net")
+        config = method_config(method, ipc=3, **SMALL_NET, **({"herding_net": "net"} if method == "herding" else {}))
         condense_set(tmp_path / method, config, SPEC, pool=pool, progress=False)
         x, y = TransferSet(tmp_path / method).get_batch(torch.arange(12))
         assert y.tolist() == [c for c in range(4) for _ in range(3)]
@@ -202,3 +202,28 @@ def test_resume_from_a_foreign_state_file_is_one_error(tmp_path):
     save_training_state(tmp_path / "s" / "condense-state.pt", {"epoch": 3})
     with pytest.raises(DatafreeError, match="not a condensation state"):
         condense_set(tmp_path / "s", config, SPEC, pool=pool, progress=False, resume=True)
+
+
+def test_each_method_has_its_own_settings_and_the_flat_record_is_kept(fmnist_root, tmp_path, capsys):
+    """A method's settings live in its config class (DCConfig in dc.py, ...); records keep the flat form,
+    and --set of a setting the method does not have is a one-line error naming the ones it has."""
+    from datafree.cli import main
+    from datafree.condense import CondenseConfig
+    from datafree.condense.dc import DCConfig
+
+    dc = method_config("dc", ipc=1, outer_loop=3)
+    assert type(dc) is DCConfig and dc.loops == (3, 1)
+    flat = dc.to_dict()
+    assert flat["syn_steps"] == 20 and flat["herding_net"] == "teacher" and CondenseConfig.from_dict(flat) == dc
+    dm = method_config("dm")
+    assert type(dm) is CondenseConfig and CondenseConfig.from_dict(dm.to_dict()) == dm and not hasattr(dm, "outer_loop")
+    with pytest.raises(DatafreeError, match=r"^outer_loop: not a setting of dm \(its settings: ipc, .*net_kwargs\)$"):
+        method_config("dm", outer_loop=3)
+    with pytest.raises(DatafreeError, match="outer_loop: not a setting of dm"):
+        CondenseConfig.from_dict({**dm.to_dict(), "outer_loop": 3})  # a record's other keys only at their defaults
+    with pytest.raises(DatafreeError, match="takes a CondenseConfig"):
+        DCConfig(method="dm")
+    code = main(["condense", "--method", "dm", "--ipc", "1", "--set", "bn=1", "--data-root", str(fmnist_root),
+                 "--device", "cpu", "--out", str(tmp_path / "set"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "bn: not a setting of dm" in err

@@ -7,7 +7,7 @@ resumed run continues exactly where the interrupted one stopped.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -26,6 +26,8 @@ class Condenser:
     """Owns the synthetic images (``C * ipc``, grouped by class) and how they are updated."""
 
     needs_real = True
+    #: the config dataclass of the methods this condenser runs: CondenseConfig, or a subclass with its own settings
+    config_class: ClassVar[type[CondenseConfig]] = CondenseConfig
     #: under torchrun, whether each process can match only its own classes (see :meth:`my_classes`)
     splits_classes = False
     rank, world_size = 0, 1

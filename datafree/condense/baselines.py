@@ -7,9 +7,12 @@ embedding is the teacher's penultimate layer when a teacher is given, else a fre
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from datafree.condense.base import Condenser
+from datafree.condense.config import CondenseConfig
 from datafree.condense.real import ClassPool
 from datafree.hooks import embed_batches
 
@@ -38,7 +41,15 @@ class RandomSubset(Condenser):
         return {}
 
 
+@dataclass
+class HerdingConfig(CondenseConfig):
+    """Herding's embedding: the teacher's penultimate layer if a teacher is given, else a fresh ``net``."""
+
+    herding_net: str = "teacher"
+
+
 class Herding(Condenser):
+    config_class = HerdingConfig
     def initial_images(self) -> torch.Tensor:
         pool: ClassPool = self.pool  # type: ignore[assignment]
         net = self.teacher if self.teacher is not None and self.config.herding_net == "teacher" else self.fresh_net()

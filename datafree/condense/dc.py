@@ -12,14 +12,35 @@ trains the same network on the same images.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch.nn import functional as F
 
 from datafree.condense.base import Condenser
+from datafree.condense.config import CondenseConfig
 from datafree.losses import gradient_match_distance
 
 
+@dataclass
+class DCConfig(CondenseConfig):
+    """DC / DSA: outer loops over fresh networks' training, inner loops of network updates."""
+
+    outer_loop: int = 0  # 0 = the reference's per-IPC default
+    inner_loop: int = 0
+    lr_net: float = 0.01
+    batch_train: int = 256
+
+    @property
+    def loops(self) -> tuple[int, int]:
+        """(outer, inner) loops: the reference's table per IPC unless set."""
+        table = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
+        outer, inner = table.get(self.ipc, (10, 50))
+        return self.outer_loop or outer, self.inner_loop or inner
+
+
 class DC(Condenser):
+    config_class = DCConfig
     splits_classes = True
 
     def step(self) -> dict[str, float]:

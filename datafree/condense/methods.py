@@ -13,7 +13,7 @@ from typing import Any
 
 from datafree.condense.base import Condenser
 from datafree.condense.baselines import Herding, RandomSubset
-from datafree.condense.config import CondenseConfig
+from datafree.condense.config import CondenseConfig, not_a_setting
 from datafree.condense.dc import DC
 from datafree.condense.dm import DM
 from datafree.condense.mtt import MTT
@@ -25,10 +25,15 @@ from datafree.errors import DatafreeError
 class CondenseMethod:
     name: str
     condenser: type[Condenser]
-    defaults: dict[str, Any]  # CondenseConfig fields: the paper's recipe (published iteration counts)
+    defaults: dict[str, Any]  # settings of its config class: the paper's recipe (published iteration counts)
     bench: dict[str, Any] = field(default_factory=dict)  # overrides the Fashion-MNIST CPU suites run it with
     needs_batchnorm: bool = False  # matches the teacher's BatchNorm statistics (while its bn weight is > 0)
     summary: str = ""
+
+    @property
+    def config_class(self) -> type[CondenseConfig]:
+        """Its settings: the condenser's config dataclass (CondenseConfig or a subclass in the method's module)."""
+        return self.condenser.config_class
 
     @property
     def reads_data(self) -> bool:
@@ -43,6 +48,11 @@ def register(method: CondenseMethod) -> CondenseMethod:
     if method.name in METHODS:
         raise DatafreeError(f"condensation method {method.name!r} is already registered")
     METHODS[method.name] = method
+    try:  # a wrong default fails at registration, not at first use
+        method_config(method.name)
+    except DatafreeError:
+        del METHODS[method.name]
+        raise
     return method
 
 
@@ -63,9 +73,14 @@ DEFAULTS: Mapping[str, dict[str, Any]] = _Defaults()
 
 
 def method_config(method: str, **overrides: Any) -> CondenseConfig:
-    """The config of ``method`` with its defaults, then ``overrides``."""
+    """The config of ``method`` with its defaults, then ``overrides`` (``--set``): a setting the method does
+    not have is a one-line error naming the ones it has."""
     if method not in METHODS:
         raise DatafreeError(f"unknown condensation method {method!r}; choose one of {', '.join(METHODS)}")
+    kind = METHODS[method].config_class
+    wrong = sorted(set(overrides) - set(kind.settings()))
+    if wrong:
+        raise DatafreeError(not_a_setting(method, wrong, kind))
     return CondenseConfig.from_dict({"method": method, **METHODS[method].defaults, **overrides})
 
 

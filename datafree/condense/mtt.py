@@ -37,6 +37,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ from tqdm import tqdm
 
 import datafree
 from datafree.condense.base import Condenser
+from datafree.condense.config import CondenseConfig, check
 from datafree.condense.real import ClassPool
 from datafree.data.augment import DSA
 from datafree.data.datasets import NormalizedTensorDataset
@@ -223,7 +225,25 @@ def read_trajectory(path: str | Path, rows: Sequence[int] | None = None, *, veri
 
 
 # ------------------------------------------------------------------ distillation
+@dataclass
+class MTTConfig(CondenseConfig):
+    """Trajectory matching: unrolled steps on the synthetic set towards a point of an expert trajectory."""
+
+    syn_steps: int = 20  # unrolled student steps on the synthetic set
+    expert_epochs: int = 2  # how far along the expert trajectory the target lies
+    max_start_epoch: int = 20
+    lr_lr: float = 1e-5  # learning rate of the learnable synthetic learning rate
+    lr_teacher: float = 0.01  # initial synthetic learning rate
+    batch_syn: int = 0  # 0 = the whole synthetic set per unrolled step
+    buffer: str = ""  # the expert-trajectory directory (train_experts / 'datafree buffer'); required
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check([(self.syn_steps >= 1 and self.expert_epochs >= 1, "syn_steps and expert_epochs must be >= 1")])
+
+
 class MTT(Condenser):
+    config_class = MTTConfig
     """Trajectory matching with a learnable synthetic learning rate (``syn_lr``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -7,16 +7,34 @@ relabelled with the teacher's soft labels, as SRe2L does. No real image is ever 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from datafree.condense.base import Condenser
+from datafree.condense.config import CondenseConfig
 from datafree.errors import DatafreeError
 from datafree.synthesis import Synthesizer, preset
+from datafree.synthesis.presets import PRESETS
+
+# the recovery's loss weights are DeepInversion's (one copy, in the synthesis presets)
+_DEEPINVERSION = PRESETS["deepinversion"]
+
+
+@dataclass
+class TeacherConfig(CondenseConfig):
+    """BN statistics + CE through the synthesis engine's loss terms, at DeepInversion's weights."""
+
+    bn: float = _DEEPINVERSION["bn"]
+    bn_first: float = _DEEPINVERSION["bn_first"]
+    oh: float = _DEEPINVERSION["oh"]
+    tv: float = _DEEPINVERSION["tv"]
+    l2: float = _DEEPINVERSION["l2"]
 
 
 class TeacherOnly(Condenser):
+    config_class = TeacherConfig
     needs_real = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
