@@ -333,11 +333,12 @@ def condense(out: str | Path, config: Any, *, train: Dataset | None = None, teac
 
 def evaluate_set(train: Any, test: Dataset, protocol: Any, *, teacher: nn.Module | None = None,
                  device: str = "cpu", progress: bool = True, out: str | Path | None = None, resume: bool = False,
-                 extra: dict[str, Any] | None = None) -> SetEvaluation:
+                 extra: dict[str, Any] | None = None, crop_labels: Any = None) -> SetEvaluation:
     """The condensation protocol: train ``protocol.models`` fresh networks on the set ``train``, test each.
 
     With ``out`` the result JSON is rewritten after every model, and ``resume`` keeps the models an
-    earlier evaluation of the same set and protocol already finished there.
+    earlier evaluation of the same set and protocol already finished there. ``crop_labels`` (a
+    :class:`datafree.condense.relabel.CropLabels`) feeds a ``crop_labels`` protocol its stored crops.
     """
     from datafree.condense import evaluate_set as run_protocol
     from datafree.io import write_json
@@ -359,7 +360,8 @@ def evaluate_set(train: Any, test: Dataset, protocol: Any, *, teacher: nn.Module
         return result
 
     return SetEvaluation(finish(run_protocol(train, train.spec, test, protocol, teacher=teacher, device=device,
-                                             progress=progress, done=done, on_model=finish)))
+                                             progress=progress, done=done, on_model=finish,
+                                             crop_labels=crop_labels)))
 
 
 def _earlier_evaluation(out: str | Path | None, protocol: Any,

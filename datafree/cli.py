@@ -432,8 +432,10 @@ def cmd_condense(args: argparse.Namespace) -> int:
 
 def cmd_evaluate_set(args: argparse.Namespace) -> int:
     from datafree import api
-    from datafree.condense import EvalProtocol
+    from datafree.condense import ClassPool, EvalProtocol
+    from datafree.condense.evaluate import evaluate_fair
     from datafree.data.transfer import TransferSet
+    from datafree.io import write_json
 
     train = TransferSet(args.directory)
     if (train.manifest.get("protocol") or {}).get("zca"):
@@ -445,19 +447,64 @@ def cmd_evaluate_set(args: argparse.Namespace) -> int:
         teacher, info = _load_teacher(args, train.spec, "transfer-set")
         _check_compatible(info.spec, train.spec)
         teacher_record = _teacher_record(args, info)
+    crop_labels, relabel_control = None, None
+    if args.crop_labels:
+        crop_labels, relabel_control = _crop_labels(train, teacher, args)
     protocol = EvalProtocol(name=args.protocol, arch=args.arch, arch_kwargs=args.arch_kwargs, models=args.models,
-                            augment=args.augment, epochs=args.epochs, seed=args.seed)
-    result = api.evaluate_set(train, test, protocol, teacher=teacher, device=args.device, progress=args.progress,
-                              out=args.out, resume=args.resume,
+                            augment="none" if args.crop_labels else args.augment,
+                            epochs=args.epochs or (crop_labels.epochs if crop_labels is not None else 0),
+                            temperature=args.temperature, batch_size=args.batch_size, seed=args.seed,
+                            crop_labels=args.crop_labels)
+    live = None if args.crop_labels and not args.live_teacher else teacher  # --teacher may only relabel the control
+    result = api.evaluate_set(train, test, protocol, teacher=live, device=args.device, progress=args.progress,
+                              out=args.out, resume=args.resume, crop_labels=crop_labels,
                               extra={"dataset": _dataset(args, train.spec), "argv": args.argv,
                                      "teacher": teacher_record}).record
+    if args.fair:
+        pool = ClassPool.from_dataset(_load_split(args, "train", train.spec), train.spec)
+        ipc = int(train.manifest.get("ipc") or len(train) // train.spec.num_classes)
+        result["fair"] = evaluate_fair(train, train.spec, test, protocol, result, pool=pool, ipc=ipc,
+                                       real_hard=args.real_accuracy, teacher=live, device=args.device,
+                                       progress=args.progress, relabel_control=relabel_control)
+        if args.out:
+            write_json(args.out, result)
     if args.json:
         print(json.dumps(result))
     else:
         print(f"{args.directory}: {result['accuracy_mean']:.2f} +- {result['accuracy_std']:.2f}% test accuracy "
               f"({protocol.models} x {protocol.arch}, protocol {protocol.name}, {protocol.epochs} epochs, "
               f"augment {protocol.augment}, last epoch)")
+        if args.fair:
+            print(fair_line(result["fair"]))
     return 0
+
+
+def _crop_labels(train: Any, teacher: Any, args: argparse.Namespace) -> tuple[Any, Any]:
+    """The set's stored crop labels, and how to relabel a random control the same way (needs --teacher)."""
+    from datafree.condense.relabel import CROP_LABELS, CropLabels, relabel
+
+    path = Path(args.directory) / CROP_LABELS
+    if not path.is_file():
+        raise DatafreeError(f"{args.directory} has no {CROP_LABELS} (make it with condense --method teacher)")
+    labels = CropLabels.load(path)
+    config = train.manifest.get("config") or {}
+    if teacher is None:
+        return labels, None
+    return labels, lambda images: relabel(teacher, images, labels.epochs, seed=args.seed,
+                                          top_k=int(config.get("top_k", labels.values.shape[-1])),
+                                          scale=(float(config.get("crop_scale", 0.25)), 1.0),
+                                          mix_prob=float(config.get("mix_prob", 0.5)), device=args.device,
+                                          progress=False)
+
+
+def fair_line(fair: dict[str, Any]) -> str:
+    """One line of DD-Ranking metrics: the random control beside IOR, then HLR and DDRS when defined."""
+    def ms(d: dict[str, float] | None, fmt: str = "{:.2f}") -> str:
+        return "-" if d is None else f"{fmt.format(d['mean'])} +- {fmt.format(d['std'])}"
+    return (f"random real subset ({fair['random_ipc']} per class, same protocol): {ms(fair['random_accuracy'])}%; "
+            f"IOR {ms(fair['ior'])} points; HLR {ms(fair['hlr'])} points "
+            f"(real, hard labels: {'-' if fair['real_hard_accuracy'] is None else fair['real_hard_accuracy']}); "
+            f"DDRS {ms(fair['ddrs'], '{:.3f}')}")
 
 
 def cmd_buffer(args: argparse.Namespace) -> int:
@@ -783,6 +830,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="keep the models --out already holds for this set and protocol and train the rest (also "
                         "extends an evaluation to more --models)")
+    p.add_argument("--crop-labels", action="store_true",
+                   help="kd on the set's stored FKD crop labels (teacher-only sets): the stored crops replace "
+                        "--augment, epochs default to the stored ones")
+    p.add_argument("--live-teacher", action="store_true",
+                   help="with --crop-labels: --teacher labels the stored crops live instead of the stored top-k logits")
+    p.add_argument("--temperature", type=float, default=4.0, help="kd temperature (default: %(default)s; SRe2L: 20)")
+    p.add_argument("--batch-size", type=int, default=256,
+                   help="training batch (default: %(default)s, the reference's; an IPC-10 set is then one step an epoch)")
+    p.add_argument("--fair", action="store_true",
+                   help="also report DD-Ranking's IOR (against a random real subset of the same IPC, evaluated here "
+                        "under the identical protocol and seeds), HLR (the set under hard labels against "
+                        "--real-accuracy) and DDRS; reads the real training split")
+    p.add_argument("--real-accuracy", type=float,
+                   help="test accuracy (%%) of the real training set under hard labels, for HLR and DDRS with --fair")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     _add_data_args(p)

@@ -39,7 +39,7 @@ def test_smoke_suite_end_to_end(smoke_out, capsys):
     rows = _rows(smoke_out)
     ids = [r["run_id"] for r in rows]
     expected = [r.run_id for r in plan(get_suite("smoke"))]
-    assert sorted(ids) == sorted(expected) and len(ids) == len(set(ids)) == 6
+    assert sorted(ids) == sorted(expected) and len(ids) == len(set(ids)) == 8  # + the random controls at IPC 2
     for row in rows:
         assert ROW_FIELDS <= set(row), ROW_FIELDS - set(row)
         assert 0 <= row["accuracy"] <= 100 and row["suite"] == "smoke"
@@ -66,7 +66,7 @@ def test_rerun_skips_everything_and_a_deleted_row_reruns_only_its_run(smoke_out,
     argv = _rows(smoke_out)[0]["argv"][0]
     data_root = argv[argv.index("--data-root") + 1]
     summary = run_suite(get_suite("smoke"), smoke_out, data_root=data_root, device="cpu", log=lambda s: None)
-    assert summary.ran == [] and len(summary.reused) == 6
+    assert summary.ran == [] and len(summary.reused) == 8
     assert (smoke_out / "results.jsonl").read_text() == rows_before
 
     backup = tmp_path / "results.jsonl"
@@ -78,9 +78,9 @@ def test_rerun_skips_everything_and_a_deleted_row_reruns_only_its_run(smoke_out,
         capsys.readouterr()
         assert main(["bench", "run", "smoke", "--out", str(smoke_out), "--data-root", data_root, "--device", "cpu"]) == 0
         out = capsys.readouterr().out
-        assert "1 runs finished, 5 reused" in out and f"run    {dropped}" in out
+        assert "1 runs finished, 7 reused" in out and f"run    {dropped}" in out
         rows = _rows(smoke_out)
-        assert len(rows) == 6 and sorted(r["run_id"] for r in rows) == sorted(json.loads(x)["run_id"] for x in lines)
+        assert len(rows) == 8 and sorted(r["run_id"] for r in rows) == sorted(json.loads(x)["run_id"] for x in lines)
         assert "reuse" in rows[-1]["actions"]  # its finished run directory was reused, not trained again
     finally:
         shutil.copy(backup, smoke_out / "results.jsonl")
@@ -95,10 +95,10 @@ def test_half_finished_run_is_resumed(smoke_out):
     (smoke_out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows if r is not row))
     logs: list[str] = []
     summary = run_suite(get_suite("smoke"), smoke_out, data_root=data_root, device="cpu", log=logs.append)
-    assert summary.ran == [row["run_id"]] and len(summary.reused) == 5
+    assert summary.ran == [row["run_id"]] and len(summary.reused) == 7
     assert any(line.startswith("  resume datafree train-teacher") for line in logs)
     new = _rows(smoke_out)
-    assert len(new) == 6 and new[-1]["actions"] == ["resume"] and new[-1]["accuracy"] == row["accuracy"]
+    assert len(new) == 8 and new[-1]["actions"] == ["resume"] and new[-1]["accuracy"] == row["accuracy"]
     assert json.loads((Path(row["student_dir"]) / "result.json").read_text())["argv"] == row["argv"][0]
 
 
@@ -107,13 +107,15 @@ def test_report_writes_tables_and_plots(smoke_out, capsys):
     md = (smoke_out / "report.md").read_text()
     for source in get_suite("smoke").sources:
         assert f"| {source} |" in md
+    assert "Fair metrics (DD-Ranking" in md and "| cond:dm:2:soft |" in md.split("Fair metrics")[1]
     assert "| teacher |" in md and "![accuracy against time](accuracy_vs_time.png)" in md
     csv_lines = (smoke_out / "report.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("pair,pair_name,source") and len(csv_lines) == 1 + 6
+    assert csv_lines[0].startswith("pair,pair_name,source") and len(csv_lines) == 1 + 8
     for name in ("accuracy_vs_time.png", "condensation_ipc.png", "synthetic_grid.png"):
         data = (smoke_out / name).read_bytes()
         assert data.startswith(PNG) and len(data) > 5000, name
-    assert sorted(p.name for p in (smoke_out / "grids").iterdir()) == ["tiny_cond-dm-2.png", "tiny_df-zskd.png"]
+    assert sorted(p.name for p in (smoke_out / "grids").iterdir()) == ["tiny_cond-dm-2.png", "tiny_cond-random-2.png",
+                                                                         "tiny_df-zskd.png"]
 
 
 def test_report_of_an_empty_directory_is_a_one_line_error(tmp_path, capsys):
@@ -178,7 +180,7 @@ def test_cifar_suites_plan_valid_commands(name, cifar10_root, tmp_path):
     check_plan(runs)  # every command parses and every synthesis/condensation config builds
     sources = {r.source for r in runs}
     assert {"kd", "scratch", "df:fast5", "df:deepinversion", "cond:mtt:50:hard", "cond:teacher:1:soft"} <= sources
-    assert len(runs) == len(suite.pairs) * (1 + len(suite.sources) * len(suite.seeds)) and not skipped_sources(suite)
+    assert len(runs) == len(suite.pairs) * (1 + len(suite.all_sources()) * len(suite.seeds)) and not skipped_sources(suite)
     kinds = {r.pair.key: {s.kind for run in runs if run.pair is r.pair for s in run.steps} for r in runs}
     assert all(k == {"train", "synthesize", "condense", "buffer"} for k in kinds.values())
     teacher = next(r for r in runs if r.source == "teacher")
@@ -200,7 +202,8 @@ def test_cifar_suites_plan_valid_commands(name, cifar10_root, tmp_path):
 def test_fmnist_suites_plan(tmp_path):
     quick = plan(get_suite("quick"), tmp_path)
     assert [r.source for r in quick] == ["teacher", "kd", "scratch", "df:deepinversion+adi", "cond:dm:10:hard",
-                                         "cond:teacher:10:soft"]
+                                         "cond:random:10:hard", "cond:teacher:10:soft", "cond:random:10:soft",
+                                         "cond:teacher:10:hard"]  # + each condensed set's controls
     grown = " ".join(next(r for r in quick if r.source == "df:deepinversion+adi").argv[-1])
     # the main job's data-free recipe: BN statistics + adversarial competition, one ADI batch per 50 student steps
     assert "--method adi" in grown and "student_steps=50" in grown and "--augment dsa" in grown
@@ -243,17 +246,17 @@ def test_changed_recipes_and_teacher_redo_what_depends_on_them(fmnist_root, tmp_
 
     smoke, out = get_suite("smoke"), tmp_path / "out"
     quiet = {"data_root": fmnist_root, "device": "cpu", "log": lambda s: None}
-    assert len(run_suite(smoke, out, **quiet).ran) == 6
+    assert len(run_suite(smoke, out, **quiet).ran) == 8
     # a larger stored set: the set is made again (not extended), and its student distilled again
     bigger = replace(smoke, recipes=replace(smoke.recipes, df_count=48))
     summary = run_suite(bigger, out, **quiet)
-    assert summary.ran == ["tiny/df:zskd/seed0"] and len(summary.reused) == 5
+    assert summary.ran == ["tiny/df:zskd/seed0"] and len(summary.reused) == 7
     row = read_rows(out)[-1]
     assert row["synthetic_images"] == 48 and row["actions"] == ["run", "run"]
     # another teacher: every run that uses it is redone, including the shared condensed set
     pair = replace(bigger.pairs[0], teacher_args=("--epochs", "2", *bigger.pairs[0].teacher_args[2:]))
     summary = run_suite(replace(bigger, pairs=[pair]), out, **quiet)
-    assert len(summary.ran) == 5 and summary.reused == ["tiny/scratch/seed0"]  # scratch does not read the teacher
+    assert len(summary.ran) == 7 and summary.reused == ["tiny/scratch/seed0"]  # scratch does not read the teacher
     rows = {r["source"]: r for r in read_rows(out)}
     assert rows["cond:dm:2:hard"]["actions"] == ["run", "run"] and rows["cond:dm:2:soft"]["actions"] == ["reuse", "run"]
     assert len({r["inputs"].get("teacher") for r in rows.values() if r["source"] != "teacher"} - {None}) == 1
@@ -265,7 +268,7 @@ def test_changed_recipes_and_teacher_redo_what_depends_on_them(fmnist_root, tmp_
     zskd = METHODS["zskd"]
     monkeypatch.setitem(METHODS, "zskd", replace_method(zskd, preset={**zskd.preset, "oh_temperature": 10.0}))
     summary = run_suite(replace(bigger, pairs=[pair]), out, **quiet)
-    assert summary.ran == ["tiny/df:zskd/seed0"] and len(summary.reused) == 5
+    assert summary.ran == ["tiny/df:zskd/seed0"] and len(summary.reused) == 7
 
 
 def test_records_without_a_method_fingerprint_are_judged_without_it():

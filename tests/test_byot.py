@@ -347,7 +347,7 @@ def test_bench_runs_on_a_foreign_state_dict_and_refuses_a_whole_model(tmp_path, 
     assert main(["bench", "run", "smoke", "--out", str(tmp_path / "o"), "--data-root", str(root), "--device", "cpu",
                  "--teachers", str(teachers)]) == 0
     rows = [json.loads(line) for line in (tmp_path / "o" / "results.jsonl").read_text().splitlines()]
-    assert len(rows) == 6 and all(r["accuracy"] is not None for r in rows if r["source"] != "teacher")
+    assert len(rows) == 8 and all(r["accuracy"] is not None for r in rows if r["source"] != "teacher")
     capsys.readouterr()
     (teachers / "tiny.pt").unlink()
     model = build_model("resnet8", FASHION_MNIST, seed=0, width=4).eval()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from datafree.cli import main
@@ -36,6 +37,13 @@ def test_condense_evaluate_inspect_and_distill(fmnist_root, tmp_path, capsys):
     record = json.loads(result.read_text())
     assert len(record["accuracies"]) == 2 and record["protocol"]["epochs"] == 2 and record["method"] == "dm"
     assert "test accuracy" in capsys.readouterr().out
+    # --fair: the random real subset of the same IPC under the same protocol, HLR against --real-accuracy
+    assert main(["evaluate-set", str(out), *EVAL_SMALL, "--data-root", str(fmnist_root), "--out", str(result),
+                 "--no-progress", "--fair", "--real-accuracy", "90"]) == 0
+    fair = json.loads(result.read_text())["fair"]
+    assert fair["random_ipc"] == 2 and fair["random_control"]["protocol"] == record["protocol"]
+    assert fair["hlr"]["mean"] == pytest.approx(90 - record["accuracy_mean"])
+    assert "IOR" in capsys.readouterr().out
 
     student = tmp_path / "student"
     assert main(["distill", "--transfer", str(out), "--student", "lenet5_half", "--alpha", "1", "--epochs", "1",

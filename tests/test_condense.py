@@ -93,7 +93,7 @@ def test_each_matching_method_lowers_its_objective(method, overrides):
     assert last < 0.8 * first, (method, first, last)
 
 
-def test_teacher_only_lowers_bn_loss_and_reads_no_real_data(tmp_path):
+def test_teacher_only_reads_no_real_data(tmp_path):
     torch.manual_seed(0)
     teacher = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
@@ -101,18 +101,14 @@ def test_teacher_only_lowers_bn_loss_and_reads_no_real_data(tmp_path):
         teacher[1].running_mean.fill_(0.5)
         teacher[1].running_var.fill_(0.2)
     teacher.eval()
-    config = method_config("teacher", ipc=2, iterations=40, lr_img=0.05)
+    config = method_config("teacher", ipc=2, iterations=40, lr_img=0.05, relabel_epochs=2)
     manifest = condense_set(tmp_path / "t", config, SPEC, teacher=teacher, soft_labels=True, progress=False,
                             checkpoint_every=20)
     assert manifest["soft_labels"] and manifest["count"] == 8
     ts = TransferSet(tmp_path / "t")
     _, labels, logits = ts.get_batch(torch.arange(8))
     assert labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3] and logits.shape == (8, 4)
-    cond = METHODS["teacher"].condenser(method_config("teacher", ipc=2, iterations=40, lr_img=0.05), SPEC,
-                                 torch.Generator().manual_seed(0), teacher=teacher)
-    bn = [cond.step()["bn"] for _ in range(40)]
-    cond.close()
-    assert bn[-1] < 0.8 * bn[0], (bn[0], bn[-1])
+    # the recovery objective falls: tests/test_teacher_condense.py
 
 
 def test_teacher_only_refuses_a_teacher_without_batchnorm(tmp_path):

@@ -425,7 +425,7 @@ def test_bench_suite_survives_sigkill(fmnist_root, tmp_path):
     ids = [json.loads(line)["run_id"] for line in lines]
     assert len(ids) == len(set(ids)), ids
     rows = [{r["run_id"]: r for r in read_rows(out)} for out in (full, crash)]
-    assert rows[0].keys() == rows[1].keys() == set(ids) and len(ids) == 6
+    assert rows[0].keys() == rows[1].keys() == set(ids) and len(ids) == 8  # with the random controls
     for run_id, row in rows[0].items():
         assert rows[1][run_id]["accuracy"] == row["accuracy"], run_id
         model = Path(row["student_dir"]).relative_to(full)

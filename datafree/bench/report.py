@@ -29,7 +29,7 @@ KIND_ORDER = {"teacher": 0, "kd": 1, "scratch": 2, "df": 3, "cond": 4}
 CSV_COLUMNS = ["pair", "pair_name", "source", "kind", "method", "ipc", "labels", "n", "seeds", "accuracy_mean",
                "accuracy_std", "fraction_of_kd", "creation_time_s", "distill_time_s", "total_time_s", "wall_time_s",
                "kd_time_s", "time_ratio_to_kd", "peak_memory_mb", "synthetic_images", "accuracy_ci95_low",
-               "accuracy_ci95_high"]
+               "accuracy_ci95_high", "random_accuracy", "ior", "hlr", "ddrs"]
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
@@ -80,6 +80,7 @@ def summarize(rows: list[dict[str, Any]], source_order: list[str] | None = None)
             "synthetic_images": _mean(r.get("synthetic_images") for r in rs),
             "argv": first.get("argv") or [],
             "set_dir": first.get("set_dir"),
+            **_fair(first, rs, rows),
         })
     return out
 
@@ -109,6 +110,48 @@ def comparison_table(comparisons: list[tuple[str, Comparison]]) -> str:
         interval = f"[{c.interval[0]:+.2f}, {c.interval[1]:+.2f}]" if c.interval else "-"
         p = f"{c.p_value:.3g}" if c.p_value is not None else "-"
         lines.append(f"| {name} | {c.a} | {c.n} | {c.mean_difference:+.2f} | {interval} | {p} | {c.verdict} |")
+    return "\n".join(lines)
+
+
+def _fair(first: dict[str, Any], rs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """DD-Ranking's metrics of a condensed-set group, each seed paired with the same pair's and seed's
+    random subset (same IPC and labels: IOR), hard-label set and scratch student (HLR)."""
+    from datafree.condense.metrics import fair_metrics
+
+    none = {"random_accuracy": None, "ior": None, "hlr": None, "ddrs": None}
+    if first["kind"] != "cond" or first.get("method") == "random":
+        return none
+    by = {(r["pair"], r.get("source"), r["seed"]): r.get("accuracy") for r in rows}
+    ipc, labels = first.get("ipc"), first.get("labels")
+    syn, rnd, hard, real = [], [], [], []
+    for r in rs:
+        key = (r["pair"], r["seed"])
+        control = by.get((key[0], f"cond:random:{ipc}:{labels}", key[1]))
+        if r.get("accuracy") is None or control is None:
+            continue
+        syn.append(r["accuracy"])
+        rnd.append(control)
+        hard.append(by.get((key[0], f"cond:{first['method']}:{ipc}:hard", key[1])))
+        real.append(by.get((key[0], "scratch", key[1])))
+    if not syn:
+        return none
+    out = {**none, "random_accuracy": statistics.fmean(rnd), "ior": fair_metrics(syn_any=syn, random_any=rnd)["ior"]["mean"]}
+    if all(h is not None for h in hard) and all(a is not None for a in real):
+        per_seed = [fair_metrics(syn_any=[s], random_any=[c], syn_hard=[h], real_hard=a)
+                    for s, c, h, a in zip(syn, rnd, hard, real, strict=True)]
+        out["hlr"] = statistics.fmean(m["hlr"]["mean"] for m in per_seed)
+        out["ddrs"] = statistics.fmean(m["ddrs"]["mean"] for m in per_seed)
+    return out
+
+
+def fair_table(groups: list[dict[str, Any]]) -> str:
+    """Condensed sets beside their random real subset under the same labels and student recipe."""
+    lines = ["| pair | source | accuracy (%) | random subset (%) | IOR (points) | HLR (points) | DDRS |",
+             "|---|---|---|---|---|---|---|"]
+    for g in groups:
+        if g["kind"] == "cond" and g["method"] != "random":
+            lines.append(f"| {g['pair_name']} | {g['source']} | {_accuracy(g)} | {_f(g['random_accuracy'], '{:.2f}')} "
+                         f"| {_f(g['ior'], '{:+.2f}')} | {_f(g['hlr'], '{:.2f}')} | {_f(g['ddrs'], '{:.3f}')} |")
     return "\n".join(lines)
 
 
@@ -403,6 +446,11 @@ def report(out_dir: str | Path) -> str:
         lines += ["Against real-data KD, paired by seed (the same seed shares the student's initialisation and "
                   "batch order): the mean per-seed difference, its 95% Student-t interval and a two-sided paired "
                   "t-test (scipy.stats). Few seeds make wide intervals.", "", comparison_table(comparisons), ""]
+    if any(g["kind"] == "cond" and g["method"] != "random" for g in groups):
+        lines += ["Fair metrics (DD-Ranking, 2025), per seed then averaged: *random subset* is `cond:random` at the "
+                  "same IPC with the same labels and student recipe; IOR = accuracy - random subset's; HLR = the "
+                  "scratch student's (real data, hard labels) - the set's under hard labels; DDRS = (e^a - e^-1) / "
+                  "(e - e^-1), a = (IOR - HLR) / 200. '-': a control run is missing.", "", fair_table(groups), ""]
     lines += [_time_line(rows, pair_names), ""]
     if failures:
         lines += ["Failed runs (no result; rerun the suite to retry):", ""]

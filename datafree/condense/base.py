@@ -7,6 +7,7 @@ resumed run continues exactly where the interrupted one stopped.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -126,6 +127,10 @@ class Condenser:
 
     def extra_fields(self) -> dict[str, Any]:
         """Method-specific values to record in the manifest (e.g. MTT's learned learning rate)."""
+        return {}
+
+    def finish(self, out: Path, seed: int) -> dict[str, Any]:
+        """Work done once the last iteration is reached (e.g. relabelling); returns manifest fields."""
         return {}
 
     def close(self) -> None:

@@ -96,6 +96,7 @@ register(M("dm", DM, dict(iterations=20000, lr_img=1.0, dsa=True), dict(batch_re
 register(M("mtt", MTT, dict(iterations=5000, lr_img=100.0, dsa=True, syn_steps=20, expert_epochs=2, max_start_epoch=20,
                             lr_lr=1e-5, lr_teacher=0.01), dict(iterations=100),
            summary="trajectory matching (Cazenavette et al. 2022); needs 'datafree buffer'"))
-# pixels from noise, Adam at lr_img; no real data at all
-register(M("teacher", TeacherOnly, dict(iterations=1000, lr_img=0.1, init="noise"), dict(iterations=500),
-           needs_batchnorm=True, summary="recovered from the teacher's BatchNorm statistics (no real data)"))
+# SRe2L/CDA: pixels from noise, Adam at lr_img on a cosine schedule, then FKD crop labels; no real data at all
+register(M("teacher", TeacherOnly, dict(iterations=1000, lr_img=0.25, init="noise"), dict(iterations=500),
+           needs_batchnorm=True, summary="recovered from the teacher's BatchNorm statistics, relabelled per crop "
+                                         "(SRe2L/CDA; no real data)"))

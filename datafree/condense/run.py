@@ -127,6 +127,7 @@ def condense_set(out: str | Path, config: CondenseConfig, spec: DataSpec, *, poo
         def checkpoint(iteration: int) -> None:
             if not main:  # every rank holds the same images: rank 0 writes them
                 return
+            final = condenser.finish(out, seed) if iteration == config.iterations else {}  # relabelling counts too
             elapsed = elapsed0 + time.perf_counter() - t0
             save_training_state(out / STATE, {"condenser": condenser.state_dict(), "rng": rng.get_state(),
                                               "iteration": iteration, "elapsed_s": elapsed,
@@ -138,7 +139,7 @@ def condense_set(out: str | Path, config: CondenseConfig, spec: DataSpec, *, poo
                     logits = torch.cat([teacher(x.to(device)).float().cpu() for x in images.split(512)])  # type: ignore[misc]
             writer.replace(images, labels, logits, iterations_done=iteration, condensation_time_s=elapsed,
                            last_losses=terms, peak_memory_mb=peak_memory_mb(torch.device(device)),
-                           **condenser.extra_fields())
+                           **condenser.extra_fields(), **final)
             save_class_grid(out / PREVIEW, images, labels, spec)
 
         if not resume:

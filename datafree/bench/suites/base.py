@@ -111,8 +111,8 @@ class Suite:
         return self if not seeds else replace(self, seeds=list(seeds))
 
     def sources_of(self, pair: PairSpec) -> list[str]:
-        """The sources ``pair`` runs: its own list if it has one, else the suite's."""
-        return list(pair.sources) or self.sources
+        """The sources ``pair`` runs: its own list if it has one, else the suite's, with their controls."""
+        return with_controls(list(pair.sources) or self.sources)
 
     def all_sources(self) -> list[str]:
         """Every source some pair runs, in first-seen order."""
@@ -171,6 +171,19 @@ def parse_source(text: str) -> Source:
         return Source(text, "cond", method, int(ipc), labels)
     raise DatafreeError(f"unknown source {text!r}; use scratch, kd, df:<preset>, df:<stored>+<live> or "
                         "cond:<method>:<ipc>:<hard|soft>")
+
+
+def with_controls(sources: list[str]) -> list[str]:
+    """``sources`` plus what DD-Ranking's metrics compare each condensed set with: the random real
+    subset of the same IPC and labels (IOR) and, for soft labels, the same set under hard labels
+    (HLR); ``scratch`` is the real-data hard-label reference. Controls follow their source."""
+    out: list[str] = []
+    for text in sources:
+        out.append(text)
+        parts = text.split(":")
+        if parts[0] == "cond" and len(parts) == 4 and parts[1] != "random":
+            out += [f"cond:random:{parts[2]}:{parts[3]}", f"cond:{parts[1]}:{parts[2]}:hard"]
+    return list(dict.fromkeys(out))
 
 
 def make_pairs(table: dict[str, dict[str, Any]], live_lr: dict[str, str]) -> list[PairSpec]:

@@ -1,0 +1,132 @@
+"""Seconds per condensation iteration: ``datafree condense`` against the reference DatasetCondensation code.
+
+The reference (VICO-UoE/DatasetCondensation, fetched outside this repository: ``--reference DIR``)
+runs where it stands, its network, DiffAugment and loop unchanged: this script only imports its
+``main_DM`` / ``main`` module, wraps the module's ``get_network`` with a clock (the loop draws one
+fresh network per iteration, so the time between two draws is one iteration) and stops it after
+``--iterations`` draws. Ours is :class:`datafree.condense` 's condenser for the same method and
+settings, timed step by step. Both run in this process with the same thread count, alternately,
+``--rounds`` times, so machine load hits both alike; the first ``--warmup`` iterations are dropped.
+
+    python -m benchmarks.condense_speed --reference /work/ref21 --method dm --ipc 10 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FMNIST = "/usr/share/datasets/fashion-mnist"
+
+
+class _Stop(Exception):
+    pass
+
+
+def reference_times(ref: Path, method: str, ipc: int, batch_real: int, iterations: int, data: Path) -> list[float]:
+    """Per-iteration seconds of the reference loop (``iterations`` of them)."""
+    sys.path.insert(0, str(ref))
+    module = importlib.import_module("main_DM" if method == "dm" else "main")
+    stamps: list[float] = []
+    original = module.get_network
+
+    def clocked(*args: Any, **kwargs: Any):
+        stamps.append(time.perf_counter())
+        if len(stamps) > iterations:
+            raise _Stop
+        return original(*args, **kwargs)
+
+    module.get_network = clocked
+    argv = ["--dataset", "FashionMNIST", "--model", "ConvNet", "--ipc", str(ipc), "--eval_mode", "M",
+            "--num_exp", "1", "--num_eval", "1", "--Iteration", str(iterations + 5), "--batch_real", str(batch_real),
+            "--data_path", str(data), "--save_path", str(data / "result"), "--init", "real"]
+    if method in ("dc", "dsa"):
+        argv += ["--method", "DSA" if method == "dsa" else "DC"]
+    sys.argv = ["main", *argv]
+    cwd = os.getcwd()
+    os.chdir(ref)
+    try:
+        module.main()
+    except _Stop:
+        pass
+    finally:
+        os.chdir(cwd)
+        module.get_network = original
+    return [b - a for a, b in zip(stamps, stamps[1:])]
+
+
+def ours_times(method: str, ipc: int, batch_real: int, iterations: int, overrides: dict[str, Any]) -> list[float]:
+    from datafree.condense import METHODS, ClassPool, method_config
+    from datafree.data import dataset_spec, load_dataset
+
+    train = load_dataset("fashion-mnist", "train", FMNIST)
+    spec = dataset_spec(train)
+    pool = ClassPool.from_dataset(train, spec)
+    config = method_config(method, ipc=ipc, batch_real=batch_real, **overrides)
+    condenser = METHODS[method].condenser(config, spec, torch.Generator().manual_seed(0), pool=pool)
+    times = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        condenser.step()
+        times.append(time.perf_counter() - t0)
+    condenser.close()
+    return times
+
+
+def reference_data(root: Path) -> Path:
+    """torchvision's FashionMNIST layout over the local files (verified by their md5, nothing downloaded)."""
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for f in Path(FMNIST).glob("*.gz"):
+        if not (raw / f.name).exists():
+            (raw / f.name).symlink_to(f)
+    (root / "result").mkdir(exist_ok=True)
+    return root
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reference", required=True, help="a checkout of VICO-UoE/DatasetCondensation")
+    p.add_argument("--method", default="dm", choices=("dm", "dsa", "dc"))
+    p.add_argument("--ipc", type=int, default=10)
+    p.add_argument("--batch-real", type=int, default=256)
+    p.add_argument("--iterations", type=int, default=12)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="override our method config")
+    p.add_argument("--data", default="artifacts/reference-data")
+    p.add_argument("--out", help="write the result JSON here")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
+    data = reference_data(Path(args.data).resolve())
+    rounds: list[dict[str, float]] = []
+    for r in range(args.rounds):
+        ref = reference_times(Path(args.reference), args.method, args.ipc, args.batch_real, args.iterations, data)
+        ours = ours_times(args.method, args.ipc, args.batch_real, args.iterations, overrides)
+        row = {"reference_s_per_iter": statistics.median(ref[args.warmup:]),
+               "ours_s_per_iter": statistics.median(ours[args.warmup:])}
+        row["ratio"] = row["ours_s_per_iter"] / row["reference_s_per_iter"]
+        rounds.append(row)
+        print(f"round {r}: reference {row['reference_s_per_iter']:.3f} s/iter, ours {row['ours_s_per_iter']:.3f} "
+              f"s/iter, ratio {row['ratio']:.2f}", flush=True)
+    result = {"method": args.method, "ipc": args.ipc, "batch_real": args.batch_real, "threads": args.threads,
+              "dsa": args.method != "dc", "overrides": overrides, "iterations": args.iterations,
+              "warmup": args.warmup, "rounds": rounds, "argv": sys.argv, "torch": torch.__version__}
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
