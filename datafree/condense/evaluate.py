@@ -175,5 +175,7 @@ def evaluate_fair(train: Dataset, spec: DataSpec, test: Dataset, protocol: EvalP
                                                                  device=device, progress=progress)
     metrics = fair_metrics(syn_any=result["accuracies"], random_any=control["accuracies"],
                            syn_hard=None if hard is None else hard["accuracies"], real_hard=real_hard)
-    return {**metrics, "random_control": control, "hard_labels": hard, "random_ipc": ipc,
+    hard_record = None if hard is None else {k: hard[k] for k in ("accuracies", "accuracy_mean", "accuracy_std",
+                                                                    "protocol")}
+    return {**metrics, "random_control": control, "hard_labels": hard_record, "random_ipc": ipc,
             "random_seed": protocol.seed}
