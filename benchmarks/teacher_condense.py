@@ -28,7 +28,7 @@ ARCHS = {"convnet": "{}", "resnet8": "{}"}  # ConvNet-128 (the protocol's networ
 def run(args: argparse.Namespace, ipc: int) -> dict:
     out = Path(args.out)
     set_dir = out / f"teacher-ipc{ipc}"
-    overrides = [f"iterations={args.iterations}", f"crops={args.crops}", f"relabel_epochs={args.epochs}"]
+    overrides = [f"iterations={args.iterations}", f"crops={args.crops}", f"relabel_epochs={args.epochs}", *args.set]
     argv = ["condense", "--method", "teacher", "--ipc", str(ipc), "--teacher", args.teacher, "--seed", "0",
             "--out", str(set_dir), "--no-progress", *[a for o in overrides for a in ("--set", o)]]
     if (set_dir / "manifest.json").is_file():
@@ -62,6 +62,7 @@ def main() -> None:
     p.add_argument("--crops", type=int, default=1)
     p.add_argument("--epochs", type=int, default=300, help="relabelled crop epochs = student epochs")
     p.add_argument("--models", type=int, default=2)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="more condense --set overrides")
     p.add_argument("--batch-size", type=int, default=32, help="student batch (256: one step an epoch at IPC 10)")
     p.add_argument("--data-root", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--out", default="artifacts/teacher-condense")

@@ -74,7 +74,7 @@ def test_batchnorm_and_live_flags_come_from_the_configs():
                                                                  "fast5", "fast10"}
     assert [n for n, m in CONDENSATION.items() if not m.reads_data] == ["teacher"]
     assert CONDENSATION["teacher"].needs_batchnorm
-    # the teacher-only method uses DeepInversion's loss weights (one copy, in the synthesis presets)
+    # the teacher-only method is SRe2L's recovery (CE + bn x BN statistics): no copy of DeepInversion's weights
     teacher = method_config("teacher")
-    assert (teacher.bn, teacher.bn_first, teacher.oh, teacher.tv, teacher.l2) == tuple(
-        SYNTHESIS["deepinversion"].preset[k] for k in ("bn", "bn_first", "oh", "tv", "l2"))
+    assert (teacher.bn, teacher.bn_first, teacher.lr_img) == (0.01, 10.0, 0.25)
+    assert not {"oh", "tv", "l2"} & set(teacher.to_dict())
