@@ -12,6 +12,7 @@ No real image is ever read.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
