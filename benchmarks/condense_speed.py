@@ -4,11 +4,13 @@ The reference (VICO-UoE/DatasetCondensation, fetched outside this repository: ``
 runs where it stands, its network, DiffAugment and loop unchanged: this script only imports its
 ``main_DM`` / ``main`` module, wraps the module's ``get_network`` with a clock (the loop draws one
 fresh network per iteration, so the time between two draws is one iteration) and stops it after
-``--iterations`` draws. Ours is :class:`datafree.condense` 's condenser for the same method and
+``--iterations`` draws, and makes DiffAugment's output contiguous (on this torch it can return a
+batch the reference network's ``view`` refuses). Ours is :class:`datafree.condense` 's condenser for the same method and
 settings, timed step by step. Both run in this process with the same thread count, alternately,
 ``--rounds`` times, so machine load hits both alike; the first ``--warmup`` iterations are dropped.
 
-    python -m benchmarks.condense_speed --reference /work/ref21 --method dm --ipc 10 --threads 1
+    python -m benchmarks.condense_speed --reference /work/ref21 --method dm --ipc 10 --threads 1 \
+        --ours '' --ours real_compile=true --ours real_compile=true,real_bf16=true
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ def reference_times(ref: Path, method: str, ipc: int, batch_real: int, iteration
         return original(*args, **kwargs)
 
     module.get_network = clocked
+    # on this torch, DiffAugment can return a non-contiguous batch that the reference network's
+    # ``out.view(out.size(0), -1)`` refuses (strides (784, 1, 28, 1)); a copy of its output (one 256-image copy per
+    # class, well under 1% of an iteration) with standard strides lets the reference run unchanged otherwise
+    augment = module.DiffAugment
+    module.DiffAugment = lambda *a, **k: augment(*a, **k).clone(memory_format=torch.contiguous_format)
     argv = ["--dataset", "FashionMNIST", "--model", "ConvNet", "--ipc", str(ipc), "--eval_mode", "M",
             "--num_exp", "1", "--num_eval", "1", "--Iteration", str(iterations + 5), "--batch_real", str(batch_real),
             "--data_path", str(data), "--save_path", str(data / "result"), "--init", "real"]
@@ -60,7 +67,7 @@ def reference_times(ref: Path, method: str, ipc: int, batch_real: int, iteration
         pass
     finally:
         os.chdir(cwd)
-        module.get_network = original
+        module.get_network, module.DiffAugment = original, augment
     return [b - a for a, b in zip(stamps, stamps[1:])]
 
 
@@ -83,12 +90,17 @@ def ours_times(method: str, ipc: int, batch_real: int, iterations: int, override
 
 
 def reference_data(root: Path) -> Path:
-    """torchvision's FashionMNIST layout over the local files (verified by their md5, nothing downloaded)."""
+    """torchvision's FashionMNIST layout (the decompressed files) from the local copy: nothing is downloaded."""
+    import gzip
+    import shutil
+
     raw = root / "FashionMNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for f in Path(FMNIST).glob("*.gz"):
-        if not (raw / f.name).exists():
-            (raw / f.name).symlink_to(f)
+        target = raw / f.name[:-3]
+        if not target.exists():
+            with gzip.open(f) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
     (root / "result").mkdir(exist_ok=True)
     return root
 
@@ -103,25 +115,29 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="override our method config")
+    p.add_argument("--ours", action="append", default=[], metavar="KEY=JSON[,KEY=JSON...]",
+                   help="a variant of ours to time (config overrides; repeatable; '' = the defaults)")
     p.add_argument("--data", default="artifacts/reference-data")
     p.add_argument("--out", help="write the result JSON here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
+    variants = {v: {k: json.loads(x) for k, x in (kv.split("=", 1) for kv in v.split(",") if kv)}
+                for v in (args.ours or [""])}
     data = reference_data(Path(args.data).resolve())
-    rounds: list[dict[str, float]] = []
+    rounds: list[dict[str, Any]] = []
     for r in range(args.rounds):
         ref = reference_times(Path(args.reference), args.method, args.ipc, args.batch_real, args.iterations, data)
-        ours = ours_times(args.method, args.ipc, args.batch_real, args.iterations, overrides)
-        row = {"reference_s_per_iter": statistics.median(ref[args.warmup:]),
-               "ours_s_per_iter": statistics.median(ours[args.warmup:])}
-        row["ratio"] = row["ours_s_per_iter"] / row["reference_s_per_iter"]
+        row: dict[str, Any] = {"reference_s_per_iter": statistics.median(ref[args.warmup:]), "ours": {}}
+        for name, overrides in variants.items():
+            ours = statistics.median(ours_times(args.method, args.ipc, args.batch_real, args.iterations,
+                                                overrides)[args.warmup:])
+            row["ours"][name or "defaults"] = {"s_per_iter": ours, "ratio": ours / row["reference_s_per_iter"]}
         rounds.append(row)
-        print(f"round {r}: reference {row['reference_s_per_iter']:.3f} s/iter, ours {row['ours_s_per_iter']:.3f} "
-              f"s/iter, ratio {row['ratio']:.2f}", flush=True)
+        print(f"round {r}: reference {row['reference_s_per_iter']:.3f} s/iter; "
+              + "; ".join(f"ours [{k}] {v['s_per_iter']:.3f} s/iter ({v['ratio']:.2f}x)" for k, v in row["ours"].items()),
+              flush=True)
     result = {"method": args.method, "ipc": args.ipc, "batch_real": args.batch_real, "threads": args.threads,
-              "dsa": args.method != "dc", "overrides": overrides, "iterations": args.iterations,
+              "dsa": args.method != "dc", "iterations": args.iterations,
               "warmup": args.warmup, "rounds": rounds, "argv": sys.argv, "torch": torch.__version__}
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
