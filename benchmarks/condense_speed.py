@@ -120,6 +120,7 @@ def main() -> None:
     p.add_argument("--data", default="artifacts/reference-data")
     p.add_argument("--out", help="write the result JSON here")
     args = p.parse_args()
+    argv = list(sys.argv)  # the reference's run replaces sys.argv
     torch.set_num_threads(args.threads)
     variants = {v: {k: json.loads(x) for k, x in (kv.split("=", 1) for kv in v.split(",") if kv)}
                 for v in (args.ours or [""])}
@@ -138,7 +139,7 @@ def main() -> None:
               flush=True)
     result = {"method": args.method, "ipc": args.ipc, "batch_real": args.batch_real, "threads": args.threads,
               "dsa": args.method != "dc", "iterations": args.iterations,
-              "warmup": args.warmup, "rounds": rounds, "argv": sys.argv, "torch": torch.__version__}
+              "warmup": args.warmup, "rounds": rounds, "argv": argv, "torch": torch.__version__}
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
     print(json.dumps(result))
