@@ -206,18 +206,19 @@ def test_each_method_has_its_own_settings_and_the_flat_record_is_kept(fmnist_roo
     from datafree.cli import main
     from datafree.condense import CondenseConfig
     from datafree.condense.dc import DCConfig
+    from datafree.condense.dm import DMConfig
 
     dc = method_config("dc", ipc=1, outer_loop=3)
     assert type(dc) is DCConfig and dc.loops == (3, 1)
     flat = dc.to_dict()
     assert flat["syn_steps"] == 20 and flat["herding_net"] == "teacher" and CondenseConfig.from_dict(flat) == dc
     dm = method_config("dm")
-    assert type(dm) is CondenseConfig and CondenseConfig.from_dict(dm.to_dict()) == dm and not hasattr(dm, "outer_loop")
-    with pytest.raises(DatafreeError, match=r"^outer_loop: not a setting of dm \(its settings: ipc, .*net_kwargs\)$"):
+    assert type(dm) is DMConfig and CondenseConfig.from_dict(dm.to_dict()) == dm and not hasattr(dm, "outer_loop")
+    with pytest.raises(DatafreeError, match=r"^outer_loop: not a setting of dm \(its settings: ipc, .*real_bf16\)$"):
         method_config("dm", outer_loop=3)
     with pytest.raises(DatafreeError, match="outer_loop: not a setting of dm"):
         CondenseConfig.from_dict({**dm.to_dict(), "outer_loop": 3})  # a record's other keys only at their defaults
-    with pytest.raises(DatafreeError, match="takes a CondenseConfig"):
+    with pytest.raises(DatafreeError, match="takes a DMConfig"):
         DCConfig(method="dm")
     code = main(["condense", "--method", "dm", "--ipc", "1", "--set", "bn=1", "--data-root", str(fmnist_root),
                  "--device", "cpu", "--out", str(tmp_path / "set"), "--no-progress"])

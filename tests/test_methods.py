@@ -77,4 +77,4 @@ def test_batchnorm_and_live_flags_come_from_the_configs():
     # the teacher-only method is SRe2L's recovery (CE + bn x BN statistics): no copy of DeepInversion's weights
     teacher = method_config("teacher")
     assert (teacher.bn, teacher.bn_first, teacher.lr_img) == (0.01, 10.0, 0.25)
-    assert not {"oh", "tv", "l2"} & set(teacher.to_dict())
+    assert (teacher.oh, teacher.tv, teacher.l2) == (1.0, 0.0, 0.0)  # CE only: no image priors
