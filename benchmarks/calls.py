@@ -19,7 +19,7 @@ from datafree.errors import DatafreeError
 
 # options without a value; the options given more than once collect a list
 SWITCHES = {"--resume", "--overwrite", "--no-progress", "--calibration-real", "--no-calibration", "--soft-labels",
-            "--no-test", "--allow-float", "--no-dsa"}
+            "--no-test", "--allow-float", "--no-dsa", "--crop-labels", "--live-teacher", "--fair", "--json"}
 REPEATED = {"--transfer", "--student", "--set", "--calibration"}
 # the options of each command that are not training flags (TrainConfig fields)
 NOT_TRAINING = {"--arch", "--arch-kwargs", "--teacher", "--student", "--student-kwargs", "--student-init",
@@ -197,6 +197,7 @@ def _condense(_: list[str], __: list[str], o: dict[str, Any]) -> None:
 def _evaluate_set(argv: list[str], positional: list[str], o: dict[str, Any]) -> None:
     from datafree import api
     from datafree.condense import EvalProtocol
+    from datafree.condense.relabel import load_crop_labels
     from datafree.data import check_compatible
     from datafree.data.transfer import TransferSet
 
@@ -207,12 +208,20 @@ def _evaluate_set(argv: list[str], positional: list[str], o: dict[str, Any]) -> 
         teacher, info = _teacher(o, train.spec, "transfer-set")
         check_compatible(info.spec, train.spec)
         record = api.teacher_record(o["--teacher"], info)
+    crop_labels = load_crop_labels(positional[0]) if "--crop-labels" in o else None
     protocol = EvalProtocol(name=o.get("--protocol", "dc"), arch=o.get("--arch", "convnet"),
                             arch_kwargs=_json(o, "--arch-kwargs", {}), models=int(o.get("--models", 5)),
-                            augment=o.get("--augment", "dsa"), epochs=int(o.get("--epochs", 0)),
-                            seed=int(o.get("--seed", 0)))
-    api.evaluate_set(train, test, protocol, teacher=teacher, device=_device(o), progress="--no-progress" not in o,
-                     out=o.get("--out"), resume="--resume" in o,
+                            augment="none" if crop_labels is not None else o.get("--augment", "dsa"),
+                            epochs=int(o.get("--epochs", 0)) or (crop_labels.epochs if crop_labels is not None else 0),
+                            temperature=float(o.get("--temperature", 4.0)), batch_size=int(o.get("--batch-size", 256)),
+                            seed=int(o.get("--seed", 0)), crop_labels=crop_labels is not None)
+    live = None if crop_labels is not None and "--live-teacher" not in o else teacher
+    real = o.get("--real-accuracy")
+    api.evaluate_set(train, test, protocol, teacher=live, device=_device(o), progress="--no-progress" not in o,
+                     out=o.get("--out"), resume="--resume" in o, crop_labels=crop_labels,
+                     fair_data=_split(o, "train", train.spec) if "--fair" in o else None,
+                     real_accuracy=float(real) if real is not None else None,
+                     relabel_teacher=teacher if crop_labels is not None else None,
                      extra={"dataset": _dataset(o, train.spec), "argv": argv, "teacher": record})
 
 

@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.calls import call
 from datafree.data.transfer import read_manifest
-
-# the recorded commands run as they are (benchmarks.calls does not cover --crop-labels / --fair yet)
-DATAFREE = str(Path(sys.executable).with_name("datafree"))
 
 ARCHS = {"convnet": "{}", "resnet8": "{}"}  # ConvNet-128 (the protocol's network) and ResNet-8
 
@@ -37,7 +33,7 @@ def run(args: argparse.Namespace, ipc: int) -> dict:
             "--out", str(set_dir), "--no-progress", *[a for o in overrides for a in ("--set", o)]]
     if (set_dir / "manifest.json").is_file():
         argv.append("--resume")
-    subprocess.run([DATAFREE, *argv], check=True)
+    call(argv)
     manifest = read_manifest(set_dir)
     row = {"ipc": ipc, "condense_argv": ["datafree", *argv], "condensation_time_s": manifest["condensation_time_s"],
            "iterations": manifest["iterations_done"], "image_bytes": manifest.get("image_bytes"),
@@ -49,7 +45,7 @@ def run(args: argparse.Namespace, ipc: int) -> dict:
                      "--batch-size", str(args.batch_size),
                      "--fair", "--data-root", args.data_root, "--out", str(result), "--no-progress"]
         t0 = time.perf_counter()
-        subprocess.run([DATAFREE, *eval_argv], check=True)
+        call(eval_argv)
         record = json.loads(result.read_text())
         row["students"][arch] = {"argv": ["datafree", *eval_argv], "accuracies": record["accuracies"],
                                  "accuracy_mean": record["accuracy_mean"], "accuracy_std": record["accuracy_std"],

@@ -333,12 +333,17 @@ def condense(out: str | Path, config: Any, *, train: Dataset | None = None, teac
 
 def evaluate_set(train: Any, test: Dataset, protocol: Any, *, teacher: nn.Module | None = None,
                  device: str = "cpu", progress: bool = True, out: str | Path | None = None, resume: bool = False,
-                 extra: dict[str, Any] | None = None, crop_labels: Any = None) -> SetEvaluation:
+                 extra: dict[str, Any] | None = None, crop_labels: Any = None, fair_data: Dataset | None = None,
+                 real_accuracy: float | None = None, relabel_teacher: nn.Module | None = None) -> SetEvaluation:
     """The condensation protocol: train ``protocol.models`` fresh networks on the set ``train``, test each.
 
     With ``out`` the result JSON is rewritten after every model, and ``resume`` keeps the models an
     earlier evaluation of the same set and protocol already finished there. ``crop_labels`` (a
     :class:`datafree.condense.relabel.CropLabels`) feeds a ``crop_labels`` protocol its stored crops.
+    With ``fair_data`` (the real training split) the record also gets DD-Ranking's metrics under
+    ``"fair"``: a random real subset of the same IPC drawn from it, under the same protocol (IOR),
+    and with ``real_accuracy`` (the real set's hard-label accuracy) HLR and DDRS. Under crop labels
+    ``relabel_teacher`` relabels that subset with the set's own recipe.
     """
     from datafree.condense import evaluate_set as run_protocol
     from datafree.io import write_json
@@ -359,9 +364,33 @@ def evaluate_set(train: Any, test: Dataset, protocol: Any, *, teacher: nn.Module
             write_json(out, result)
         return result
 
-    return SetEvaluation(finish(run_protocol(train, train.spec, test, protocol, teacher=teacher, device=device,
-                                             progress=progress, done=done, on_model=finish,
-                                             crop_labels=crop_labels)))
+    record = finish(run_protocol(train, train.spec, test, protocol, teacher=teacher, device=device,
+                                 progress=progress, done=done, on_model=finish, crop_labels=crop_labels))
+    if fair_data is not None:
+        record["fair"] = _fair_metrics(train, test, protocol, record, fair_data, real_accuracy=real_accuracy,
+                                       teacher=teacher, crop_labels=crop_labels, relabel_teacher=relabel_teacher,
+                                       device=device, progress=progress)
+        if out:
+            write_json(out, record)
+    return SetEvaluation(record)
+
+
+def _fair_metrics(train: Any, test: Dataset, protocol: Any, record: dict[str, Any], fair_data: Dataset, *,
+                  real_accuracy: float | None, teacher: nn.Module | None, crop_labels: Any,
+                  relabel_teacher: nn.Module | None, device: str, progress: bool) -> dict[str, Any]:
+    """HLR, IOR and DDRS of ``train`` against a random real subset of ``fair_data`` (same IPC, same protocol)."""
+    from datafree.condense import ClassPool
+    from datafree.condense.evaluate import evaluate_fair
+    from datafree.condense.relabel import control_relabeller
+
+    pool = ClassPool.from_dataset(fair_data, train.spec)
+    ipc = int(train.manifest.get("ipc") or len(train) // train.spec.num_classes)
+    relabel_control = None
+    if crop_labels is not None and relabel_teacher is not None:
+        relabel_control = control_relabeller(train.manifest, crop_labels, relabel_teacher, seed=protocol.seed,
+                                             device=device)
+    return evaluate_fair(train, train.spec, test, protocol, record, pool=pool, ipc=ipc, real_hard=real_accuracy,
+                         teacher=teacher, device=device, progress=progress, relabel_control=relabel_control)
 
 
 def _earlier_evaluation(out: str | Path | None, protocol: Any,

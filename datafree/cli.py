@@ -432,24 +432,18 @@ def cmd_condense(args: argparse.Namespace) -> int:
 
 def cmd_evaluate_set(args: argparse.Namespace) -> int:
     from datafree import api
-    from datafree.condense import ClassPool, EvalProtocol
-    from datafree.condense.evaluate import evaluate_fair
+    from datafree.condense import EvalProtocol
+    from datafree.condense.relabel import load_crop_labels
     from datafree.data.transfer import TransferSet
-    from datafree.io import write_json
 
     train = TransferSet(args.directory)
-    if (train.manifest.get("protocol") or {}).get("zca"):
-        raise DatafreeError(f"{args.directory} is stored in ZCA-whitened space, which evaluate-set does not apply; "
-                            "evaluate it with the tool that made it")
     test = _load_split(args, "test", train.spec)
     teacher, teacher_record = None, None
     if args.teacher:
         teacher, info = _load_teacher(args, train.spec, "transfer-set")
         _check_compatible(info.spec, train.spec)
         teacher_record = _teacher_record(args, info)
-    crop_labels, relabel_control = None, None
-    if args.crop_labels:
-        crop_labels, relabel_control = _crop_labels(train, teacher, args)
+    crop_labels = load_crop_labels(args.directory) if args.crop_labels else None
     protocol = EvalProtocol(name=args.protocol, arch=args.arch, arch_kwargs=args.arch_kwargs, models=args.models,
                             augment="none" if args.crop_labels else args.augment,
                             epochs=args.epochs or (crop_labels.epochs if crop_labels is not None else 0),
@@ -458,16 +452,11 @@ def cmd_evaluate_set(args: argparse.Namespace) -> int:
     live = None if args.crop_labels and not args.live_teacher else teacher  # --teacher may only relabel the control
     result = api.evaluate_set(train, test, protocol, teacher=live, device=args.device, progress=args.progress,
                               out=args.out, resume=args.resume, crop_labels=crop_labels,
+                              fair_data=_load_split(args, "train", train.spec) if args.fair else None,
+                              real_accuracy=args.real_accuracy,
+                              relabel_teacher=teacher if crop_labels is not None else None,
                               extra={"dataset": _dataset(args, train.spec), "argv": args.argv,
                                      "teacher": teacher_record}).record
-    if args.fair:
-        pool = ClassPool.from_dataset(_load_split(args, "train", train.spec), train.spec)
-        ipc = int(train.manifest.get("ipc") or len(train) // train.spec.num_classes)
-        result["fair"] = evaluate_fair(train, train.spec, test, protocol, result, pool=pool, ipc=ipc,
-                                       real_hard=args.real_accuracy, teacher=live, device=args.device,
-                                       progress=args.progress, relabel_control=relabel_control)
-        if args.out:
-            write_json(args.out, result)
     if args.json:
         print(json.dumps(result))
     else:
@@ -477,24 +466,6 @@ def cmd_evaluate_set(args: argparse.Namespace) -> int:
         if args.fair:
             print(fair_line(result["fair"]))
     return 0
-
-
-def _crop_labels(train: Any, teacher: Any, args: argparse.Namespace) -> tuple[Any, Any]:
-    """The set's stored crop labels, and how to relabel a random control the same way (needs --teacher)."""
-    from datafree.condense.relabel import CROP_LABELS, CropLabels, relabel
-
-    path = Path(args.directory) / CROP_LABELS
-    if not path.is_file():
-        raise DatafreeError(f"{args.directory} has no {CROP_LABELS} (make it with condense --method teacher)")
-    labels = CropLabels.load(path)
-    config = train.manifest.get("config") or {}
-    if teacher is None:
-        return labels, None
-    return labels, lambda images: relabel(teacher, images, labels.epochs, seed=args.seed,
-                                          top_k=int(config.get("top_k", labels.values.shape[-1])),
-                                          scale=(float(config.get("crop_scale", 0.25)), 1.0),
-                                          mix_prob=float(config.get("mix_prob", 0.5)), device=args.device,
-                                          progress=False)
 
 
 def fair_line(fair: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import torch
 from torch import nn
 
 from datafree.checkpoint import ModelInfo, save_model
@@ -15,6 +16,8 @@ CALLED = ("train_teacher", "distill", "synthesize", "condense", "evaluate_set", 
 
 def _plain(value):
     """Arguments made comparable: a model by its class, a dataset by its class and size, a set by its directory."""
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
     if isinstance(value, nn.Module):
         return type(value).__name__
     if hasattr(value, "directory"):
@@ -106,6 +109,31 @@ def test_every_recorded_command_makes_the_cli_call(files, tmp_path, monkeypatch)
         (_, args_cli, kw_cli), (_, args_calls, kw_calls) = seen
         assert args_calls == args_cli, argv
         assert {k: v for k, v in kw_calls.items() if v != kw_cli.get(k)} == {}, (argv, kw_cli)
+
+
+def test_crop_label_and_fair_evaluation_makes_the_cli_call(tmp_path, fmnist_root, monkeypatch):
+    """evaluate-set --crop-labels --fair (benchmarks/teacher_condense.py's step) through both paths."""
+    from benchmarks.calls import call
+    from datafree.cli import main
+
+    teacher = tmp_path / "teacher"
+    save_model(teacher / "model.safetensors", build_model("lenet5_bn", FASHION_MNIST, seed=0),
+               ModelInfo("lenet5_bn", FASHION_MNIST))
+    tset = tmp_path / "set"
+    assert main(["condense", "--method", "teacher", "--ipc", "1", "--teacher", str(teacher), "--set", "iterations=1",
+                 "--set", "relabel_epochs=2", "--out", str(tset), "--no-progress", "--dataset", "fashion-mnist"]) == 0
+    argv = ["evaluate-set", str(tset), "--protocol", "kd", "--crop-labels", "--temperature", "20", "--arch", "lenet5_half",
+            "--models", "1", "--teacher", str(teacher), "--batch-size", "8", "--fair", "--real-accuracy", "90",
+            "--data-root", str(fmnist_root), "--out", str(tmp_path / "e.json"), "--no-progress"]
+    seen = _capture(monkeypatch)
+    for run in (main, call):
+        with pytest.raises(Called):
+            run(argv)
+    (_, args_cli, kw_cli), (_, args_calls, kw_calls) = seen
+    assert args_calls == args_cli
+    assert kw_calls == kw_cli
+    assert kw_cli["fair_data"] is not None and kw_cli["real_accuracy"] == 90.0 and kw_cli["teacher"] is None
+    assert kw_cli["relabel_teacher"] == "LeNet5" and kw_cli["crop_labels"] is not None
 
 
 def test_an_unknown_command_is_one_line():

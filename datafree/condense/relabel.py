@@ -13,9 +13,10 @@ teacher saw with their stored logits, epoch by epoch, for :class:`datafree.train
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -87,6 +88,24 @@ class CropLabels:
         except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as e:
             raise DatafreeError(f"{path} is not a crop-label file written by datafree ({e})") from None
         return cls(**tensors, num_classes=num_classes)
+
+
+def load_crop_labels(directory: str | Path) -> CropLabels:
+    """The crop labels stored beside the set in ``directory`` (written by ``condense --method teacher``)."""
+    path = Path(directory) / CROP_LABELS
+    if not path.is_file():
+        raise DatafreeError(f"{directory} has no {CROP_LABELS} (make it with condense --method teacher)")
+    return CropLabels.load(path)
+
+
+def control_relabeller(manifest: dict[str, Any], labels: CropLabels, teacher: nn.Module, *, seed: int,
+                       device: str = "cpu") -> Callable[[torch.Tensor], CropLabels]:
+    """Relabels other images (a random real control) with the set's own recipe: its epochs, top-k, crops and mixing."""
+    config = manifest.get("config") or {}
+    return lambda images: relabel(teacher, images, labels.epochs, seed=seed,
+                                  top_k=int(config.get("top_k", labels.values.shape[-1])),
+                                  scale=(float(config.get("crop_scale", 0.25)), 1.0),
+                                  mix_prob=float(config.get("mix_prob", 0.5)), device=device, progress=False)
 
 
 def mixed_views(images: torch.Tensor, crops: torch.Tensor, partner: torch.Tensor, boxes: torch.Tensor,
