@@ -59,6 +59,14 @@ def median_time(fn: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
+def input_grad_pass(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    """One forward and backward of ``model`` to a fresh copy of ``x`` (the gradient synthesis needs)."""
+    def run() -> None:
+        model(x.clone().requires_grad_(True)).sum().backward()
+
+    return run
+
+
 def parts(synth: Synthesizer, repeats: int) -> dict[str, float]:
     """Seconds per generator step of each part of a synthesis step, timed alone on one batch."""
     c = synth.config
@@ -71,21 +79,11 @@ def parts(synth: Synthesizer, repeats: int) -> dict[str, float]:
         gen(z, y).sum().backward()
 
     x = gen(z, y).detach()
-
-    def teacher_pass() -> None:
-        xi = x.clone().requires_grad_(True)
-        synth.teacher(xi).sum().backward()
-
     out["generator fwd+bwd"] = median_time(generator_pass, repeats)
-    out["teacher fwd+bwd"] = median_time(teacher_pass, repeats) * (2 if c.contrastive > 0 else 1)
+    out["teacher fwd+bwd"] = median_time(input_grad_pass(synth.teacher, x), repeats) * (2 if c.contrastive > 0 else 1)
     if c.adv > 0 and synth.student is not None:
         student = synth.student.eval().requires_grad_(False)
-
-        def student_pass() -> None:
-            xi = x.clone().requires_grad_(True)
-            student(xi).sum().backward()
-
-        out["student fwd+bwd"] = median_time(student_pass, repeats)
+        out["student fwd+bwd"] = median_time(input_grad_pass(student, x), repeats)
     out["teacher labelling (no_grad)"] = median_time(lambda: synth.label(x), repeats) / c.iterations
     return out
 
@@ -115,13 +113,8 @@ def layout_and_modes(teacher, spec, repeats: int, compile_teacher: bool = False)
     rows = []
     for layout in (torch.contiguous_format, torch.channels_last):
         teacher = teacher.to(memory_format=layout)
-
-        def grad_pass() -> None:
-            xi = x.clone().requires_grad_(True)
-            teacher(xi).sum().backward()
-
         rows.append({"what": f"teacher fwd+bwd to the input, {str(layout).split('.')[-1]}",
-                     "s": median_time(grad_pass, repeats)})
+                     "s": median_time(input_grad_pass(teacher, x), repeats)})
     with torch.no_grad():
         rows.append({"what": "teacher labelling pass, no_grad", "s": median_time(lambda: teacher(x), repeats)})
     with torch.inference_mode():
@@ -129,24 +122,16 @@ def layout_and_modes(teacher, spec, repeats: int, compile_teacher: bool = False)
     before = torch.get_num_threads()
     for threads in (1, 2):
         torch.set_num_threads(threads)
-
-        def grad_pass_t() -> None:
-            xi = x.clone().requires_grad_(True)
-            teacher(xi).sum().backward()
-
-        rows.append({"what": f"teacher fwd+bwd to the input, {threads} thread(s)", "s": median_time(grad_pass_t, repeats)})
+        rows.append({"what": f"teacher fwd+bwd to the input, {threads} thread(s)",
+                     "s": median_time(input_grad_pass(teacher, x), repeats)})
     torch.set_num_threads(before)
     if compile_teacher:  # minutes of compilation on a CPU: only on request
         compiled = torch.compile(teacher)
         start = time.perf_counter()
-        compiled(x.clone().requires_grad_(True)).sum().backward()
+        input_grad_pass(compiled, x)()
         rows.append({"what": "torch.compile: first call (compilation)", "s": time.perf_counter() - start})
-
-        def compiled_pass() -> None:
-            xi = x.clone().requires_grad_(True)
-            compiled(xi).sum().backward()
-
-        rows.append({"what": "teacher fwd+bwd to the input, torch.compile", "s": median_time(compiled_pass, repeats)})
+        rows.append({"what": "teacher fwd+bwd to the input, torch.compile",
+                     "s": median_time(input_grad_pass(compiled, x), repeats)})
     return rows
 
 

@@ -94,13 +94,9 @@ def test_each_matching_method_lowers_its_objective(method, overrides):
 
 
 def test_teacher_only_reads_no_real_data(tmp_path):
-    torch.manual_seed(0)
-    teacher = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
-    with torch.no_grad():  # BN statistics the noise init does not have
-        teacher[1].running_mean.fill_(0.5)
-        teacher[1].running_var.fill_(0.2)
-    teacher.eval()
+    from tests.test_teacher_condense import bn_teacher
+
+    teacher = bn_teacher()
     config = method_config("teacher", ipc=2, iterations=40, lr_img=0.05, relabel_epochs=2)
     manifest = condense_set(tmp_path / "t", config, SPEC, teacher=teacher, soft_labels=True, progress=False,
                             checkpoint_every=20)
