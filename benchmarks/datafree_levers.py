@@ -1,0 +1,176 @@
+"""One lever at a time on the main job's data-free recipe (BatchNorm LeNet-5 -> LeNet-5-half), over seeds.
+
+The base row: DeepInversion's 2560 stored images (100 pixel steps a batch), and a student distilled from
+them for 2000 steps on crop-flip views the teacher relabels. Every other row changes one thing: the
+synthesis (its own set per seed) or the student (on the base set of the same seed). The control rows are
+not data-free: 2560 random real training images in place of the synthetic ones, with the same students,
+show what those students reach when their images are real. Real-data KD is the reference ("of KD").
+
+    python -m benchmarks.datafree_levers --seeds 0 1 2
+    python -m benchmarks.datafree_levers --report-only --update-readme
+
+Every run is a library call (:mod:`benchmarks.calls`) recorded as its ``datafree`` command; finished
+runs are reused. Accuracy is the last epoch's on the test split; the "vs base" column is the mean paired
+difference over the seeds both rows have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.baselines import REPO, fmt, run, summarize
+from benchmarks.calls import call
+from benchmarks.readme import README, publish, update_section
+from datafree.bench.runner import set_args
+from datafree.data.transfer import read_manifest
+
+TEACHER = ("train-teacher", "--arch", "lenet5_bn", "--epochs", "10", "--lr", "0.05", "--seed", "0")
+KD = ("distill", "--student", "lenet5_half", "--epochs", "10", "--lr", "0.01", "--alpha", "0.1", "--temperature", "4")
+COUNT = 2560
+SYNTHESIS = ("synthesize", "--method", "deepinversion", "--count", str(COUNT), "--set", "iterations=100")
+# 2560 images / batch 128 = 20 steps an epoch: 100 epochs are 2000 steps
+STUDENT = ("distill", "--student", "lenet5_half", "--epochs", "100", "--eval-every", "25", "--batch-size", "128",
+           "--alpha", "0", "--lr", "0.01", "--augment", "crop-flip", "--clip-grad-norm", "5", "--temperature", "4")
+
+
+@dataclass(frozen=True)
+class Lever:
+    change: str  # what the row changes, for the table
+    synthesis: dict[str, Any] = field(default_factory=dict)  # --set overrides of the DeepInversion set
+    student: tuple[str, ...] = ()  # flags appended to STUDENT (a later flag wins)
+    real: bool = False  # control: random real training images instead of a synthetic set
+
+
+LEVERS: dict[str, Lever] = {
+    "base": Lever("none: DeepInversion, 100 pixel steps a batch; student on crop-flip views"),
+    "dirichlet": Lever("synthesis: ZSKD's Dirichlet soft targets instead of one-hot classes",
+                       synthesis={"dirichlet": 1.0, "oh_temperature": 20.0}),
+    "no-synthesis-augment": Lever("synthesis: no random crop/flip before the teacher", synthesis={"augment": False}),
+    "dsa": Lever("student: DSA views (the teacher relabels every view)", student=("--augment", "dsa")),
+    "real": Lever("control: 2560 random real training images, base student", real=True),
+    "real-dsa": Lever("control: 2560 random real training images, DSA student", student=("--augment", "dsa"),
+                      real=True),
+}
+
+
+def set_dir(root: Path, lever: str, seed: int) -> Path:
+    """The transfer set a lever's student reads; student-only levers share the base (or real) set."""
+    lv = LEVERS[lever]
+    name = "real" if lv.real else (lever if lv.synthesis else "base")
+    return root / "levers" / "sets" / f"{name}-seed{seed}"
+
+
+def make_set(root: Path, lever: str, seed: int, teacher: Path, data: list[str]) -> Path:
+    tset = set_dir(root, lever, seed)
+    if (tset / "manifest.json").is_file():
+        return tset
+    lv = LEVERS[lever]
+    if lv.real:
+        argv = ["condense", "--method", "random", "--ipc", str(COUNT // 10)]
+    else:
+        argv = [*SYNTHESIS[:1], "--teacher", str(teacher), *SYNTHESIS[1:], *set_args(lv.synthesis)]
+    print(f"  make   {tset}", flush=True)
+    call([*argv, "--seed", str(seed), "--out", str(tset), "--no-progress", *data])
+    return tset
+
+
+def run_lever(root: Path, lever: str, seed: int, teacher: Path, data: list[str]) -> dict[str, Any]:
+    tset = make_set(root, lever, seed, teacher, data)
+    argv = [STUDENT[0], "--teacher", str(teacher), "--transfer", str(tset), *STUDENT[1:], *LEVERS[lever].student,
+            "--seed", str(seed), *data]
+    result = run(argv, root / "levers" / f"{lever}-seed{seed}")
+    result["synthesis_time_s"] = read_manifest(tset).get("synthesis_time_s", 0.0)
+    return result
+
+
+def finished(root: Path) -> dict[str, dict[int, dict[str, Any]]]:
+    """Finished runs by row ("kd" or a lever) and seed."""
+    rows: dict[str, dict[int, dict[str, Any]]] = {}
+    for path in sorted((root / "levers").glob("*-seed*/result.json")):
+        name, seed = path.parent.name.rsplit("-seed", 1)
+        if name == "kd" or name in LEVERS:
+            result = json.loads(path.read_text())
+            if name in LEVERS:
+                tset = Path(result.get("transfer") or set_dir(root, name, int(seed)))
+                result["synthesis_time_s"] = read_manifest(tset).get("synthesis_time_s", 0.0)
+            rows.setdefault(name, {})[int(seed)] = result
+    return rows
+
+
+def acc(result: dict[str, Any]) -> float:
+    return result["metrics"]["test_accuracy"]
+
+
+def report(runs: dict[str, dict[int, dict[str, Any]]]) -> str:
+    kd = runs.get("kd", {})
+    kd_mean = statistics.fmean(acc(r) for r in kd.values()) if kd else None
+    base = runs.get("base", {})
+    lines = ["| row | change | student accuracy (%) | vs base (paired) | of KD | synthesis (s) | student (s) | seeds |",
+             "|---|---|---|---|---|---|---|---|"]
+    if kd:
+        lines.append(f"| kd | real-data KD (60,000 training images), the reference | "
+                     f"{fmt(summarize([acc(r) for r in kd.values()]))} | | 1.00 | - | "
+                     f"{statistics.fmean(r['metrics']['wall_time_s'] for r in kd.values()):.0f} | {len(kd)} |")
+    for name, lever in LEVERS.items():
+        rows = runs.get(name)
+        if not rows:
+            continue
+        values = [acc(r) for r in rows.values()]
+        paired = [acc(r) - acc(base[s]) for s, r in rows.items() if s in base]
+        delta = "" if name == "base" or not paired else (
+            f"{statistics.fmean(paired):+.2f}" + (f" ± {statistics.stdev(paired):.2f}" if len(paired) > 1 else ""))
+        of_kd = f"{statistics.fmean(values) / kd_mean:.3f}" if kd_mean else "-"
+        lines.append(f"| {name} | {lever.change} | {fmt(summarize(values))} | {delta} | {of_kd} | "
+                     f"{statistics.fmean(r['synthesis_time_s'] for r in rows.values()):.0f} | "
+                     f"{statistics.fmean(r['metrics']['wall_time_s'] for r in rows.values()):.0f} | {len(rows)} |")
+    seed0 = sorted(" ".join(r["argv"]) for rs in runs.values() for s, r in rs.items() if s == 0 and "argv" in r)
+    return ("Fashion-MNIST, the main job's BatchNorm pair (LeNet-5-BN teacher -> LeNet-5-half), top-1 test accuracy "
+            "after the last epoch, mean ± std over seeds. Base: `datafree " + " ".join(SYNTHESIS) + " --seed S`, then "
+            "`datafree " + " ".join(STUDENT) + "` on that set (2000 steps); each row changes what it says. The "
+            "control rows use random real training images (`datafree condense --method random --ipc 256`) and are "
+            "not data-free. Times: one thread per run, two runs at a time on the 2-core machine.\n\n"
+            + "\n".join(lines)
+            + "\n\nProduced by `python -m benchmarks.datafree_levers --seeds 0 1 2`. Commands (seed 0):\n\n```\n"
+            + "\n".join(seed0) + "\n```")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--levers", nargs="+", choices=LEVERS, default=list(LEVERS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--root", type=Path, default=Path("artifacts"))
+    parser.add_argument("--device")
+    parser.add_argument("--report-only", action="store_true", help="only tabulate the finished runs under --root")
+    parser.add_argument("--update-readme", action="store_true",
+                        help="write the table into docs/results.md and the README's levers section")
+    args = parser.parse_args(argv)
+    os.chdir(REPO)
+    data = ["--dataset", "fashion-mnist"] + (["--device", args.device] if args.device else [])
+    teacher = args.root / "teachers" / "fashion-mnist-lenet5_bn"
+    if not args.report_only:
+        run([*TEACHER, *data], teacher)
+        for seed in args.seeds:
+            kd = run([KD[0], "--teacher", str(teacher), *KD[1:], "--seed", str(seed), *data],
+                     args.root / "levers" / f"kd-seed{seed}")
+            print(f"kd seed {seed}: {acc(kd):.2f}", flush=True)
+            for lever in args.levers:
+                result = run_lever(args.root, lever, seed, teacher, data)
+                print(f"{lever} seed {seed}: {acc(result):.2f}", flush=True)
+    runs = finished(args.root)
+    md = report(runs)
+    publish("datafree_levers", md, {"runs": {k: {str(s): r for s, r in v.items()} for k, v in runs.items()}},
+            section="datafree-levers" if args.update_readme else None)
+    if args.update_readme:
+        update_section("levers", md.split("\n\n")[1], README)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
