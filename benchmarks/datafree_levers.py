@@ -108,16 +108,22 @@ def acc(result: dict[str, Any]) -> float:
     return result["metrics"]["test_accuracy"]
 
 
-def report(runs: dict[str, dict[int, dict[str, Any]]]) -> str:
+def table(runs: dict[str, dict[int, dict[str, Any]]], compact: bool = False) -> str:
+    """The levers' table; ``compact`` (the README's) leaves out the times."""
     kd = runs.get("kd", {})
     kd_mean = statistics.fmean(acc(r) for r in kd.values()) if kd else None
     base = runs.get("base", {})
-    lines = ["| row | change | student accuracy (%) | vs base (paired) | of KD | synthesis (s) | student (s) | seeds |",
-             "|---|---|---|---|---|---|---|---|"]
+    head = ["row", "change", "student accuracy (%)", "vs base (paired)", "of KD"]
+    head += ["seeds"] if compact else ["synthesis (s)", "student (s)", "seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def line(cells: list[str], rows: dict[int, dict[str, Any]], synthesis: str) -> None:
+        times = [] if compact else [synthesis, f"{statistics.fmean(r['metrics']['wall_time_s'] for r in rows.values()):.0f}"]
+        lines.append("| " + " | ".join([*cells, *times, str(len(rows))]) + " |")
+
     if kd:
-        lines.append(f"| kd | real-data KD (60,000 training images), the reference | "
-                     f"{fmt(summarize([acc(r) for r in kd.values()]))} | | 1.00 | - | "
-                     f"{statistics.fmean(r['metrics']['wall_time_s'] for r in kd.values()):.0f} | {len(kd)} |")
+        line(["kd", "real-data KD (60,000 training images), the reference", fmt(summarize([acc(r) for r in kd.values()])),
+              "", "1.00"], kd, "-")
     for name, lever in LEVERS.items():
         rows = runs.get(name)
         if not rows:
@@ -127,16 +133,19 @@ def report(runs: dict[str, dict[int, dict[str, Any]]]) -> str:
         delta = "" if name == "base" or not paired else (
             f"{statistics.fmean(paired):+.2f}" + (f" ± {statistics.stdev(paired):.2f}" if len(paired) > 1 else ""))
         of_kd = f"{statistics.fmean(values) / kd_mean:.3f}" if kd_mean else "-"
-        lines.append(f"| {name} | {lever.change} | {fmt(summarize(values))} | {delta} | {of_kd} | "
-                     f"{statistics.fmean(r['synthesis_time_s'] for r in rows.values()):.0f} | "
-                     f"{statistics.fmean(r['metrics']['wall_time_s'] for r in rows.values()):.0f} | {len(rows)} |")
+        line([name, lever.change, fmt(summarize(values)), delta, of_kd], rows,
+             f"{statistics.fmean(r['synthesis_time_s'] for r in rows.values()):.0f}")
+    return "\n".join(lines)
+
+
+def report(runs: dict[str, dict[int, dict[str, Any]]]) -> str:
     seed0 = sorted(" ".join(r["argv"]) for rs in runs.values() for s, r in rs.items() if s == 0 and "argv" in r)
     return ("Fashion-MNIST, the main job's BatchNorm pair (LeNet-5-BN teacher -> LeNet-5-half), top-1 test accuracy "
             "after the last epoch, mean ± std over seeds. Base: `datafree " + " ".join(SYNTHESIS) + " --seed S`, then "
             "`datafree " + " ".join(STUDENT) + "` on that set (2000 steps); each row changes what it says. The "
             "control rows use random real training images (`datafree condense --method random --ipc 256`) and are "
-            "not data-free. Times: one thread per run, two runs at a time on the 2-core machine.\n\n"
-            + "\n".join(lines)
+            "not data-free. Times: one thread per run, two to four runs at a time on the 2-core machine.\n\n"
+            + table(runs)
             + "\n\nProduced by `python -m benchmarks.datafree_levers --seeds 0 1 2`. Commands (seed 0):\n\n```\n"
             + "\n".join(seed0) + "\n```")
 
@@ -168,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     publish("datafree_levers", md, {"runs": {k: {str(s): r for s, r in v.items()} for k, v in runs.items()}},
             section="datafree-levers" if args.update_readme else None)
     if args.update_readme:
-        update_section("levers", md.split("\n\n")[1], README)
+        update_section("levers", table(runs, compact=True), README)
     return 0
 
 

@@ -1,0 +1,28 @@
+"""benchmarks.datafree_levers: paired differences against the base row, and the fraction of KD."""
+
+from benchmarks.datafree_levers import LEVERS, set_dir, table
+
+
+def _run(accuracy: float) -> dict:
+    return {"metrics": {"test_accuracy": accuracy, "wall_time_s": 10.0}, "synthesis_time_s": 5.0}
+
+
+def test_table_pairs_rows_by_seed_and_divides_by_kd():
+    runs = {"kd": {0: _run(90.0), 1: _run(90.0)},
+            "base": {0: _run(70.0), 1: _run(74.0)},
+            "dsa": {0: _run(73.0), 1: _run(76.0), 2: _run(99.0)}}  # seed 2 has no base: not paired
+    text = table(runs)
+    dsa = next(line for line in text.splitlines() if line.startswith("| dsa |"))
+    cells = [c.strip() for c in dsa.strip("|").split("|")]
+    assert cells[3] == "+2.50 ± 0.71"  # (3 + 2) / 2, std of (3, 2)
+    assert cells[4] == f"{(73 + 76 + 99) / 3 / 90:.3f}"
+    assert cells[-1] == "3"
+    assert "| kd |" in text and "synthesis (s)" in text
+    assert "synthesis (s)" not in table(runs, compact=True)
+
+
+def test_student_only_levers_share_the_base_set(tmp_path):
+    assert set_dir(tmp_path, "dsa", 1) == set_dir(tmp_path, "base", 1)
+    assert set_dir(tmp_path, "real-dsa", 1) == set_dir(tmp_path, "real", 1)
+    assert set_dir(tmp_path, "dirichlet", 1) != set_dir(tmp_path, "base", 1)
+    assert all(not lv.real or not lv.synthesis for lv in LEVERS.values())
