@@ -83,3 +83,48 @@ def test_bench_adds_controls_and_pairs_them_by_seed():
     assert soft["hlr"] == 21.0 and soft["ddrs"] == pytest.approx((ddrs(20, 20) + ddrs(22, 22)) / 2)
     assert groups["cond:dm:10:hard"]["ior"] is None  # its random control (hard) did not run
     assert groups["scratch"]["ior"] is None
+
+
+def test_condense_report_fair_columns_match_fair_metrics():
+    """benchmarks.condense's fair tables: each final set against the random row of its IPC and protocol,
+    HLR from the set's hard-label (dc) accuracy, paired model by model, or by means where a published
+    row kept only its mean; an intermediate set and a protocol without a random control get no IOR."""
+    from benchmarks.baselines import summarize as summary
+    from benchmarks.condense import fair_report, fair_rows
+
+    def row(method: str, protocol: str, accs: list[float], iterations: int = 0, keep: bool = True) -> dict:
+        return {"method": method, "ipc": 10, "protocol": protocol, "iterations": iterations,
+                "accuracy": summary(accs), **({"accuracies": accs} if keep else {})}
+
+    rows = [row("random", "dc", [60.0, 62.0]), row("random", "kd", [70.0, 70.0]),
+            row("dm", "dc", [61.0, 61.0]),  # the initial set of dm's curve: not in the fair table
+            row("dm", "dc", [70.0, 72.0], 100), row("dm", "kd", [80.0, 84.0], 100), row("dm", "dc-dsa", [75.0], 100),
+            row("herding", "dc", [66.0, 66.0, 66.0], keep=False)]  # a published row: its mean only
+    fair = {(f["method"], f["protocol"]): f for f in fair_rows(rows, 90.0)}
+    assert set(fair) == {("random", "dc"), ("random", "kd"), ("herding", "dc"), ("dm", "dc"), ("dm", "kd"),
+                         ("dm", "dc-dsa")}
+
+    def by_hand(hlr_points: float, ior_points: float) -> float:
+        a = (0.5 * ior_points - 0.5 * hlr_points) / 100
+        return (math.exp(a) - math.exp(-1)) / (math.e - math.exp(-1))
+
+    # dm, soft labels: IOR 80-70, 84-70; HLR from its hard-label accuracies 90-70, 90-72
+    kd = fair[("dm", "kd")]["fair"]
+    assert kd == fair_metrics(syn_any=[80.0, 84.0], random_any=[70.0, 70.0], syn_hard=[70.0, 72.0], real_hard=90.0) | {
+        "paired": True}
+    assert kd["ior"]["mean"] == 12.0 and kd["hlr"]["mean"] == 19.0
+    assert kd["ddrs"]["mean"] == pytest.approx((by_hand(20, 10) + by_hand(18, 14)) / 2)
+    dc = fair[("dm", "dc")]["fair"]
+    assert dc["ior"] == {"mean": 10.0, "std": 0.0} and dc["hlr"]["mean"] == 19.0
+    herding = fair[("herding", "dc")]["fair"]  # means: IOR 66-61, HLR 90-66, no spread
+    assert not herding["paired"] and herding["ior"]["mean"] == 5.0 and herding["hlr"]["mean"] == 24.0
+    assert herding["ddrs"]["mean"] == pytest.approx(by_hand(24, 5))
+    assert fair[("dm", "dc-dsa")]["fair"] is None  # no random row under dc-dsa
+    assert fair_rows(rows, None)[0]["fair"]["hlr"] is None  # no real-data reference: IOR only
+
+    table = fair_report(rows, {"accuracy": 90.0})
+    ddrs_kd = kd["ddrs"]
+    assert (f"| dm | kd | 82.00 ± 2.83 | 70.00 ± 0.00 | +12.00 ± 2.83 | 19.00 ± 1.41 "
+            f"| {ddrs_kd['mean']:.3f} ± {ddrs_kd['std']:.3f} |") in table
+    assert f"| herding | dc | 66.00 ± 0.00 | 61.00 ± 1.41 | +5.00 | 24.00 | {by_hand(24, 5):.3f} |" in table
+    assert "| dm | dc-dsa | 75.00 | no control run | - | - | - |" in table
