@@ -35,7 +35,7 @@ from benchmarks.readme import publish, update_section
 from datafree.bench.runner import finished_run, set_args
 from datafree.bench.suites import FMNIST_COND
 from datafree.condense import METHODS as REGISTERED
-from datafree.condense.metrics import fair_metrics
+from datafree.condense.metrics import fair_metrics, hlr
 from datafree.data.transfer import read_manifest
 from datafree.io import write_json
 
@@ -298,8 +298,8 @@ def fair_caption(real: dict[str, Any] | None) -> str:
                      f"hard labels for only {real['epochs']} epochs (`{' '.join(real['argv'])}`: train-teacher's "
                      f"recipe, {r['optimizer'].upper()} {r['lr']}{' Nesterov' if r['nesterov'] else ''}, "
                      f"{r['schedule']} schedule, batch {r['batch_size']}, augmentation '{r['augment']}'; "
-                     f"{real['time_s'] / 60:.0f} min, {real['threads']} thread(s), loaded machine). It is an "
-                     f"under-trained upper bound: a converged ConvNet-128 scores higher, so these HLRs are "
+                     f"{real['time_s'] / 60:.0f} min on {real['threads']} thread(s) of a loaded machine). It is "
+                     f"an under-trained upper bound: a converged ConvNet-128 scores higher, so these HLRs are "
                      f"conservative (smaller than the true gap) and the DDRS correspondingly optimistic")
     return ("DD-Ranking's fair metrics (Li et al., 2025; `datafree.condense.metrics.fair_metrics`) of each final "
             "set above, one table per IPC. **IOR** = accuracy - the `random` row's (a random real subset of the "
@@ -341,6 +341,9 @@ def fair_rows(rows: list[dict[str, Any]], real_hard: float | None) -> list[dict[
                 continue
             control = by.get(("random", ipc, protocol, final.get(("random", ipc), 0)))
             fair = None
+            if control is None and hard is not None and real_hard is not None:  # HLR needs no control
+                fair = {"ior": None, "hlr": {"mean": hlr(real_hard, hard["accuracy"]["mean"]), "std": 0.0},
+                        "ddrs": None, "paired": False}
             if control is not None:
                 paired = _pairable(row, control, *([hard] if hard else []))
                 syn, rnd = [row["accuracies"], control["accuracies"]] if paired else [

@@ -119,7 +119,8 @@ def test_condense_report_fair_columns_match_fair_metrics():
     herding = fair[("herding", "dc")]["fair"]  # means: IOR 66-61, HLR 90-66, no spread
     assert not herding["paired"] and herding["ior"]["mean"] == 5.0 and herding["hlr"]["mean"] == 24.0
     assert herding["ddrs"]["mean"] == pytest.approx(by_hand(24, 5))
-    assert fair[("dm", "dc-dsa")]["fair"] is None  # no random row under dc-dsa
+    assert fair[("dm", "dc-dsa")]["fair"]["ior"] is None  # no random row under dc-dsa: HLR only
+    assert fair[("dm", "dc-dsa")]["fair"]["hlr"]["mean"] == 19.0
     assert fair_rows(rows, None)[0]["fair"]["hlr"] is None  # no real-data reference: IOR only
 
     table = fair_report(rows, {"accuracy": 90.0})
@@ -127,4 +128,4 @@ def test_condense_report_fair_columns_match_fair_metrics():
     assert (f"| dm | kd | 82.00 ± 2.83 | 70.00 ± 0.00 | +12.00 ± 2.83 | 19.00 ± 1.41 "
             f"| {ddrs_kd['mean']:.3f} ± {ddrs_kd['std']:.3f} |") in table
     assert f"| herding | dc | 66.00 ± 0.00 | 61.00 ± 1.41 | +5.00 | 24.00 | {by_hand(24, 5):.3f} |" in table
-    assert "| dm | dc-dsa | 75.00 | no control run | - | - | - |" in table
+    assert "| dm | dc-dsa | 75.00 | no control run | - | 19.00 | - |" in table
