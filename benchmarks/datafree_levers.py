@@ -53,6 +53,8 @@ LEVERS: dict[str, Lever] = {
     "dirichlet": Lever("synthesis: ZSKD's Dirichlet soft targets instead of one-hot classes",
                        synthesis={"dirichlet": 1.0, "oh_temperature": 20.0}),
     "no-synthesis-augment": Lever("synthesis: no random crop/flip before the teacher", synthesis={"augment": False}),
+    "pixel-scale-2": Lever("synthesis: pixels optimised 2x coarser, upsampled (a smoothness prior)",
+                           synthesis={"pixel_scale": 2}),
     "dsa": Lever("student: DSA views (the teacher relabels every view)", student=("--augment", "dsa")),
     "real": Lever("control: 2560 random real training images, base student", real=True),
     "real-dsa": Lever("control: 2560 random real training images, DSA student", student=("--augment", "dsa"),
