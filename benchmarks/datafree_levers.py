@@ -39,6 +39,10 @@ SYNTHESIS = ("synthesize", "--method", "deepinversion", "--count", str(COUNT), "
 STUDENT = ("distill", "--student", "lenet5_half", "--epochs", "100", "--eval-every", "25", "--batch-size", "128",
            "--alpha", "0", "--lr", "0.01", "--augment", "crop-flip", "--clip-grad-norm", "5", "--temperature", "4")
 
+# the quick suite's growth (datafree.bench.suites.quick): ADI batches made against the student as it trains
+GROWN = ("--method", "adi", "--set", "batch_size=128", "--set", "iterations=100", "--set", "student_steps=50",
+         "--epochs", "15", "--steps-per-epoch", "200", "--eval-every", "5")
+
 
 @dataclass(frozen=True)
 class Lever:
@@ -56,6 +60,9 @@ LEVERS: dict[str, Lever] = {
     "pixel-scale-2": Lever("synthesis: pixels optimised 2x coarser, upsampled (a smoothness prior)",
                            synthesis={"pixel_scale": 2}),
     "dsa": Lever("student: DSA views (the teacher relabels every view)", student=("--augment", "dsa")),
+    "adi-grown": Lever("student: 3000 steps, the set grown by an ADI batch (100 pixel steps, against the student) "
+                       "every 50 steps", student=GROWN),
+    "adi-grown-dsa": Lever("student: adi-grown on DSA views (the main job's recipe)", student=(*GROWN, "--augment", "dsa")),
     "real": Lever("control: 2560 random real training images, base student", real=True),
     "real-dsa": Lever("control: 2560 random real training images, DSA student", student=("--augment", "dsa"),
                       real=True),
