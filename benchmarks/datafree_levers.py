@@ -62,7 +62,8 @@ LEVERS: dict[str, Lever] = {
     "dsa": Lever("student: DSA views (the teacher relabels every view)", student=("--augment", "dsa")),
     "adi-grown": Lever("student: 3000 steps, the set grown by an ADI batch (100 pixel steps, against the student) "
                        "every 50 steps", student=GROWN),
-    "adi-grown-dsa": Lever("student: adi-grown on DSA views (the main job's recipe)", student=(*GROWN, "--augment", "dsa")),
+    "adi-grown-dsa": Lever("student: adi-grown on DSA views (the main job's recipe until these seeds)",
+                           student=(*GROWN, "--augment", "dsa")),
     "real": Lever("control: 2560 random real training images, base student", real=True),
     "real-dsa": Lever("control: 2560 random real training images, DSA student", student=("--augment", "dsa"),
                       real=True),
