@@ -591,13 +591,15 @@ _COST = {"df": 4, "kd": 2, "cond": 2, "scratch": 1}
 
 def _run_in_workers(suite: Suite, runs: list[Run], out: Path, jobs: int, summary: SuiteSummary, log,
                     **kwargs: Any) -> None:
-    """Spread ``runs`` over ``jobs`` spawned processes (longest first, each to the least loaded worker;
-    runs that share a step, such as the hard- and soft-label students of one condensed set, stay together).
+    """Run ``runs`` on ``jobs`` spawned processes, one group of runs per task (runs that share a step, such as
+    the hard- and soft-label students of one condensed set, form one group), longest first.
 
-    Each worker runs its share with :func:`run_suite` (``only``) and ``torch.get_num_threads() // jobs``
-    threads: on a CPU, two single-threaded LeNet runs finish about twice as fast as one after the
-    other with two threads each, whose small kernels barely use the second core. Rows are appended to
-    results.jsonl under its file lock, so the workers share ``out`` as the per-pair processes do.
+    A free worker takes the next group, so a long data-free run does not hold back cheap runs that a
+    fixed split by estimated cost had queued behind it (the main job's second worker sat idle for
+    minutes). Each worker uses ``torch.get_num_threads() // jobs`` threads: on a CPU, two
+    single-threaded LeNet runs finish about twice as fast as one after the other with two threads each,
+    whose small kernels barely use the second core. Rows are appended to results.jsonl under its file
+    lock, so the workers share ``out`` as the per-pair processes do.
     """
     import concurrent.futures
     import multiprocessing
@@ -608,20 +610,18 @@ def _run_in_workers(suite: Suite, runs: list[Run], out: Path, jobs: int, summary
         key = next((owner[s.out] for s in run.steps if s.out in owner), run.run_id)
         groups.setdefault(key, []).append(run)
         owner.update({s.out: key for s in run.steps})
-    shares: list[list[str]] = [[] for _ in range(min(jobs, len(groups)))]
-    loads = [0] * len(shares)
-    costs = {k: sum(_COST.get(parse_source(r.source).kind, 1) for r in g) for k, g in groups.items()}
-    for key in sorted(groups, key=lambda k: -costs[k]):  # stable: plan order among equals
-        i = loads.index(min(loads))
-        shares[i] += [r.run_id for r in groups[key]]
-        loads[i] += costs[key]
-    if not shares:
+    if not groups:
         return
-    threads = max(1, torch.get_num_threads() // len(shares))
-    log(f"workers: {len(shares)} processes x {threads} threads: " + "; ".join(", ".join(s) for s in shares))
+    costs = {k: sum(_COST.get(parse_source(r.source).kind, 1) for r in g) for k, g in groups.items()}
+    order = sorted(groups, key=lambda k: -costs[k])  # stable: plan order among equals
+    workers = min(jobs, len(groups))
+    threads = max(1, torch.get_num_threads() // workers)
+    log(f"workers: {workers} processes x {threads} threads, taking in turn: "
+        + "; ".join(", ".join(r.run_id for r in groups[k]) for k in order))
     context = multiprocessing.get_context("spawn")  # never fork a process whose OpenMP threads are running
-    with concurrent.futures.ProcessPoolExecutor(len(shares), mp_context=context) as pool:
-        futures = [pool.submit(_worker, suite, str(out), share, threads, kwargs) for share in shares]
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = [pool.submit(_worker, suite, str(out), [r.run_id for r in groups[k]], threads, kwargs)
+                   for k in order]
         for future in futures:
             done = future.result()
             summary.ran += done.ran
