@@ -64,6 +64,9 @@ LEVERS: dict[str, Lever] = {
                        "every 50 steps", student=GROWN),
     "adi-grown-dsa": Lever("student: adi-grown on DSA views (the main job's recipe until these seeds)",
                            student=(*GROWN, "--augment", "dsa")),
+    # half the growth's synthesis cost: the main job's critical path is this student (docs/datafree_recipes.md)
+    "adi-grown-100": Lever("student: adi-grown with one ADI batch every 100 steps (half the synthesis)",
+                           student=(*GROWN, "--set", "student_steps=100")),
     "real": Lever("control: 2560 random real training images, base student", real=True),
     "real-dsa": Lever("control: 2560 random real training images, DSA student", student=("--augment", "dsa"),
                       real=True),
