@@ -23,7 +23,7 @@ from typing import Any
 
 from benchmarks.baselines import REPO
 from benchmarks.calls import call
-from benchmarks.readme import publish
+from benchmarks.readme import publish, published
 
 # (name, transfer set, teacher, students: data-free then real-data KD)
 CASES = [
@@ -75,9 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--update-readme", action="store_true")
     args = parser.parse_args(argv)
     os.chdir(REPO)
-    published = REPO / "benchmarks" / "results" / "audit.json"
     # a case whose runs are not under --root keeps its published result (made on another machine or before a clean)
-    kept = {r["name"]: r for r in json.loads(published.read_text())["results"]} if published.is_file() else {}
+    kept = {r["name"]: r for r in published("audit").get("results", [])}
     results = []
     for i, (name, transfer, teacher, students) in enumerate(CASES):
         r = audit(name, transfer, teacher, students, args.root, args.root / "audit" / f"case{i}") or kept.get(name)

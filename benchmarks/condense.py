@@ -31,7 +31,7 @@ from typing import Any
 
 from benchmarks.baselines import REPO, fmt, run, summarize
 from benchmarks.calls import call
-from benchmarks.readme import publish, update_section
+from benchmarks.readme import publish, published, update_section
 from datafree.bench.runner import finished_run, set_args
 from datafree.bench.suites import FMNIST_COND
 from datafree.condense import METHODS as REGISTERED
@@ -230,13 +230,9 @@ def run_method(method: str, ipc: int, protocols: list[str], root: Path, data: li
             print(f"  {method} ipc {ipc} it {iterations} {protocol}: {fmt(summarize(result['accuracies']))}", flush=True)
 
 
-PUBLISHED_JSON = REPO / "benchmarks" / "results" / "condense.json"
-
-
 def _published() -> dict[str, Any]:
-    """The last published condense.json: its rows stand in for evaluations whose files are gone (another
-    machine, a cleaned ``--root``), so a report does not silently drop them."""
-    return json.loads(PUBLISHED_JSON.read_text()) if PUBLISHED_JSON.is_file() else {}
+    """The last published condense.json (:func:`benchmarks.readme.published`)."""
+    return published("condense")
 
 
 def collect(root: Path) -> list[dict[str, Any]]:

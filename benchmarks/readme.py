@@ -6,6 +6,7 @@ docs/results.md between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,13 @@ def update_section(name: str, text: str, readme: Path = RESULTS_DOC) -> None:
     head, rest = content.split(start, 1)
     _, tail = rest.split(end, 1)
     readme.write_text(f"{head}{start}\n{text}\n{end}{tail}")
+
+
+def published(stem: str) -> dict[str, Any]:
+    """The last published ``results/STEM.json`` ({} if none). Its rows stand in for runs whose files are gone
+    (another machine, a cleaned ``--root``), so a regenerated report does not silently drop them."""
+    path = README.parent / "benchmarks" / "results" / f"{stem}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def publish(stem: str, md: str, data: dict[str, Any], *, section: str | None = None) -> None:
