@@ -27,7 +27,7 @@ from typing import Any
 
 from benchmarks.baselines import REPO, fmt, run, summarize
 from benchmarks.calls import call
-from benchmarks.readme import README, publish, update_section
+from benchmarks.readme import README, publish, published, update_section
 from datafree.bench.runner import set_args
 from datafree.data.transfer import read_manifest
 
@@ -98,13 +98,12 @@ def run_lever(root: Path, lever: str, seed: int, teacher: Path, data: list[str])
     tset = make_set(root, lever, seed, teacher, data)
     argv = [STUDENT[0], "--teacher", str(teacher), "--transfer", str(tset), *STUDENT[1:], *LEVERS[lever].student,
             "--seed", str(seed), *data]
-    result = run(argv, root / "levers" / f"{lever}-seed{seed}")
-    result["synthesis_time_s"] = read_manifest(tset).get("synthesis_time_s", 0.0)
-    return result
+    return run(argv, root / "levers" / f"{lever}-seed{seed}")
 
 
 def finished(root: Path) -> dict[str, dict[int, dict[str, Any]]]:
-    """Finished runs by row ("kd" or a lever) and seed."""
+    """Finished runs by row ("kd" or a lever) and seed: those under ``root`` over the published ones (a row
+    found under ``root`` replaces its published runs as a whole), so a clean ``--root`` keeps the table."""
     rows: dict[str, dict[int, dict[str, Any]]] = {}
     for path in sorted((root / "levers").glob("*-seed*/result.json")):
         name, seed = path.parent.name.rsplit("-seed", 1)
@@ -114,7 +113,9 @@ def finished(root: Path) -> dict[str, dict[int, dict[str, Any]]]:
                 tset = Path(result.get("transfer") or set_dir(root, name, int(seed)))
                 result["synthesis_time_s"] = read_manifest(tset).get("synthesis_time_s", 0.0)
             rows.setdefault(name, {})[int(seed)] = result
-    return rows
+    kept = {name: {int(seed): r for seed, r in by_seed.items()}
+            for name, by_seed in published("datafree_levers").get("runs", {}).items()}
+    return {**kept, **rows}
 
 
 def acc(result: dict[str, Any]) -> float:

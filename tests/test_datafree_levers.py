@@ -26,3 +26,10 @@ def test_student_only_levers_share_the_base_set(tmp_path):
     assert set_dir(tmp_path, "real-dsa", 1) == set_dir(tmp_path, "real", 1)
     assert set_dir(tmp_path, "dirichlet", 1) != set_dir(tmp_path, "base", 1)
     assert all(not lv.real or not lv.synthesis for lv in LEVERS.values())
+
+
+def test_a_clean_root_keeps_the_published_rows(tmp_path, monkeypatch):
+    import benchmarks.datafree_levers as levers
+
+    monkeypatch.setattr(levers, "published", lambda stem: {"runs": {"base": {"0": _run(70.0)}}})
+    assert levers.finished(tmp_path) == {"base": {0: _run(70.0)}}
