@@ -205,8 +205,8 @@ def test_fmnist_suites_plan(tmp_path):
                                          "cond:random:10:hard", "cond:teacher:10:soft", "cond:random:10:soft",
                                          "cond:teacher:10:hard"]  # + each condensed set's controls
     grown = " ".join(next(r for r in quick if r.source == "df:deepinversion+adi").argv[-1])
-    # the main job's data-free recipe: BN statistics + adversarial competition, one ADI batch per 50 student steps
-    assert "--method adi" in grown and "student_steps=50" in grown and "--augment crop-flip" in grown
+    # the main job's data-free recipe: BN statistics + adversarial competition, one ADI batch per 100 student steps
+    assert "--method adi" in grown and "student_steps=100" in grown and "--augment crop-flip" in grown
     assert [r.run_id for r in quick][1] == "lenet-bn/kd/seed0"
     assert not skipped_sources(get_suite("quick"))  # the main job's teacher has BatchNorm: every source runs
     full = get_suite("full")

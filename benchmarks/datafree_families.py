@@ -1,0 +1,100 @@
+"""The ResNet pair's best data-free recipe, unchanged, on BatchNorm teachers of other families.
+
+Issue 17 asks whether the recipe generalises without tuning per teacher. For each teacher family
+(``FMNIST_FAMILY_PAIRS``: WRN-16-1, MobileNetV2 at width 0.5) this trains the teacher with the
+ResNet-14 teacher's recipe, a real-data KD student and a scratch student (``benchmarks.baselines``),
+then the data-free student with ``benchmarks.datafree_kd``'s recipe (default fast5-stored) into the
+same student, ResNet-8 (width 8). Nothing is chosen per teacher. The table gives the gap to real KD
+and the data-free time (synthesis + distillation) as a multiple of KD's training time; the ResNet-14
+row is the published one of ``benchmarks.datafree_kd``.
+
+    python -m benchmarks.datafree_families --seeds 0
+    python -m benchmarks.datafree_families --report-only --update-readme
+
+Runs are reused when their command is unchanged. Accuracy is the last epoch's on the test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchmarks.baselines import REPO, fmt, run_pair, summarize
+from benchmarks.datafree_kd import run_method
+from benchmarks.readme import publish, published
+from datafree.bench.suites import FMNIST_FAMILY_PAIRS
+
+METHOD = "fast5-stored"  # the best recipe on the ResNet pair (benchmarks/datafree_kd)
+REFERENCE = "resnet"  # the pair the recipe was chosen on
+
+
+def row(name: str, teacher: float | None, kd: list[dict[str, Any]], df: list[dict[str, Any]]) -> str:
+    """One table row: accuracies over seeds, the paired-by-seed gap, and the time ratio."""
+    kd_acc = summarize([r["metrics"]["test_accuracy"] for r in kd])
+    df_acc = summarize([r["metrics"]["test_accuracy"] for r in df]) if df else None
+    gaps = [d["metrics"]["test_accuracy"] - k["metrics"]["test_accuracy"] for k, d in zip(kd, df)]
+    kd_time = statistics.fmean(r["metrics"]["train_time_total_s"] for r in kd)
+    if df_acc is None:
+        return f"| {name} | {teacher or 0:.2f} | {fmt(kd_acc)} | not run | | | |"
+    synth = statistics.fmean(r["synthesis_time_s"] for r in df)
+    distill = statistics.fmean(r["metrics"]["wall_time_s"] for r in df)
+    return (f"| {name} | {teacher:.2f} | {fmt(kd_acc)} | {fmt(df_acc)} | {fmt(summarize(gaps))} "
+            f"| {synth:.0f} + {distill:.0f} vs {kd_time:.0f} ({(synth + distill) / kd_time:.1f}x) | {len(df)} |")
+
+
+def report(method: str, families: dict[str, dict[str, Any]]) -> str:
+    """The table: the reference pair's published rows, then each family's baselines and data-free runs."""
+    reference = {p["key"]: p for p in published("baselines-full").get("pairs", [])}.get(REFERENCE)
+    lines = ["| teacher -> student | teacher | real-data KD | data-free | gap (paired) | data-free time vs KD (s) "
+             "| seeds |", "|---|---|---|---|---|---|---|"]
+    if reference is not None:
+        df = published("datafree_kd").get("runs", {}).get(f"{REFERENCE}/{method}", [])
+        kd = reference["students"]["kd"][:len(df)] if df else reference["students"]["kd"]
+        lines.append(row(reference["pair"] + " (where the recipe was chosen)",
+                         reference["teacher"]["metrics"]["test_accuracy"], kd, df))
+    for fam in families.values():
+        base = fam["baselines"]
+        lines.append(row(base["pair"], base["teacher"]["metrics"]["test_accuracy"], base["students"]["kd"],
+                         fam["datafree"]))
+    return (f"Fashion-MNIST, top-1 test accuracy (%) after the last epoch. The data-free recipe is {method} "
+            "(benchmarks/datafree_kd), unchanged for every teacher; every student is ResNet-8 (width 8). The gap is "
+            "data-free minus real-data KD, paired by seed. Times: synthesis + distillation of the data-free student "
+            "against the KD student's training epochs, one thread per run, two runs at a time on the 2-core "
+            "machine.\n\n" + "\n".join(lines) +
+            "\n\nProduced by `python -m benchmarks.datafree_families --seeds ...` (then `--report-only`).")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--families", nargs="+", choices=FMNIST_FAMILY_PAIRS, default=list(FMNIST_FAMILY_PAIRS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--method", default=METHOD, help="a datafree_kd method (default: %(default)s)")
+    parser.add_argument("--root", type=Path, default=Path("artifacts"))
+    parser.add_argument("--device")
+    parser.add_argument("--report-only", action="store_true", help="only tabulate finished runs (none are started)")
+    parser.add_argument("--update-readme", action="store_true", help="write the table into docs/results.md")
+    args = parser.parse_args(argv)
+    os.chdir(REPO)
+    data = ["--dataset", "fashion-mnist"] + (["--device", args.device] if args.device else [])
+    families: dict[str, dict[str, Any]] = {}
+    for key in [] if args.report_only else args.families:
+        base = run_pair(key, tuple(args.seeds), args.root, data)
+        families[key] = {"baselines": base, "datafree": []}
+        for seed in args.seeds:
+            result = run_method(key, args.method, seed, args.root, data)
+            families[key]["datafree"].append(result)
+            print(f"{base['pair']:48s} {args.method} seed {seed}: {result['metrics']['test_accuracy']:.2f}", flush=True)
+    # read at the end: a family run by a parallel process may have been published meanwhile
+    families = {**published("datafree_families").get("families", {}), **families}
+    md = report(args.method, families)
+    publish("datafree_families", md, {"method": args.method, "families": families},
+            section="datafree-families" if args.update_readme else None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""benchmarks.datafree_families: the same recipe on other teacher families, gap paired by seed, time ratio."""
+
+from benchmarks.baselines import PAIRS
+from benchmarks.datafree_families import report
+from datafree.bench.suites import FMNIST_FAMILY_PAIRS, FMNIST_PAIRS
+
+
+def _run(accuracy: float, train_s: float = 100.0, wall_s: float = 300.0, synth_s: float = 200.0) -> dict:
+    return {"metrics": {"test_accuracy": accuracy, "train_time_total_s": train_s, "wall_time_s": wall_s},
+            "synthesis_time_s": synth_s}
+
+
+def _baselines(name: str, teacher: float, kd: list[float]) -> dict:
+    return {"pair": name, "teacher": {"metrics": {"test_accuracy": teacher}}, "students": {"kd": [_run(a) for a in kd]}}
+
+
+def test_report_pairs_the_gap_by_seed_and_divides_times_by_kd(monkeypatch):
+    import benchmarks.datafree_families as families
+
+    monkeypatch.setattr(families, "published", lambda stem: {})  # no reference pair: only the families' rows
+    fams = {"wrn": {"baselines": _baselines("WRN", 92.0, [90.0, 91.0]), "datafree": [_run(86.0), _run(89.0)]},
+            "mobilenet": {"baselines": _baselines("MBV2", 91.0, [89.0]), "datafree": []}}
+    text = report("fast5-stored", fams)
+    wrn = next(line for line in text.splitlines() if line.startswith("| WRN |"))
+    cells = [c.strip() for c in wrn.strip("|").split("|")]
+    assert cells[1:5] == ["92.00", "90.50 ± 0.71", "87.50 ± 2.12", "-3.00 ± 1.41"]  # gaps -4 and -2
+    assert cells[5] == "200 + 300 vs 100 (5.0x)" and cells[6] == "2"
+    assert "| MBV2 | 91.00 | 89.00 | not run |" in text
+
+
+def test_family_pairs_keep_the_resnet_pairs_student_and_recipes():
+    resnet = FMNIST_PAIRS["resnet"]
+    for key, pair in FMNIST_FAMILY_PAIRS.items():
+        assert key in PAIRS and key not in FMNIST_PAIRS
+        assert pair["teacher"] != resnet["teacher"]
+        for field in ("student", "student_kwargs", "teacher_args", "student_args"):
+            assert pair[field] == resnet[field], field
