@@ -33,3 +33,32 @@ def test_a_clean_root_keeps_the_published_rows(tmp_path, monkeypatch):
 
     monkeypatch.setattr(levers, "published", lambda stem: {"runs": {"base": {"0": _run(70.0)}}})
     assert levers.finished(tmp_path) == {"base": {0: _run(70.0)}}
+
+
+def test_levers_are_compared_on_the_selection_split_too():
+    def run(test: float, chosen: float | None) -> dict:
+        return {**_run(test), "selection_accuracy": chosen}
+
+    runs = {"base": {0: run(70.0, 75.0), 1: run(74.0, 77.0)},
+            "dsa": {0: run(73.0, 74.0), 1: run(76.0, None)},  # seed 1's model is gone: only seed 0 pairs
+            "real": {0: run(84.0, 90.0)}}
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in table(runs, compact=True).splitlines()[2:]}
+    assert rows["dsa"][5] == "-1.00"  # 74 - 75, on the selection split
+    assert rows["real"][5] == ""  # a real-image control trains on training images: not comparable there
+
+
+def test_the_selection_split_is_seeded_and_disjoint_from_test(monkeypatch):
+    import torch
+    from torch.utils.data import TensorDataset
+
+    import benchmarks.selection as selection
+
+    train = TensorDataset(torch.arange(50_000).float(), torch.zeros(50_000))
+    monkeypatch.setattr(selection, "load_dataset", lambda name, split: train if split == "train" else None)
+    selection.selection_split.cache_clear()
+    first = selection.selection_split("toy").indices
+    selection.selection_split.cache_clear()
+    assert selection.selection_split("toy").indices == first  # the same images every time
+    assert len(set(first)) == selection.SELECTION_SIZE and max(first) < 50_000
+    selection.selection_split.cache_clear()
