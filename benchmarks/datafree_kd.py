@@ -183,7 +183,12 @@ def same_synthesis(manifest: dict[str, Any], config: SynthesisConfig, count: int
 
     A changed recipe must not silently reuse a set made by the old one.
     """
-    return manifest.get("config") == json.loads(json.dumps(config.to_dict())) and manifest["count"] <= count
+    saved = manifest.get("config")
+    if not isinstance(saved, dict):
+        return False
+    # through from_dict, so a field added later with its old behaviour as default does not redo every set
+    saved = SynthesisConfig.from_dict(saved).to_dict()
+    return json.loads(json.dumps(saved)) == json.loads(json.dumps(config.to_dict())) and manifest["count"] <= count
 
 
 @functools.cache

@@ -60,6 +60,11 @@ LEVERS: dict[str, Lever] = {
     "no-synthesis-augment": Lever("synthesis: no random crop/flip before the teacher", synthesis={"augment": False}),
     "pixel-scale-2": Lever("synthesis: pixels optimised 2x coarser, upsampled (a smoothness prior)",
                            synthesis={"pixel_scale": 2}),
+    # DeepInversion's and SRe2L's recovery decay the pixel lr within each batch; the engine kept it constant
+    "cosine": Lever("synthesis: pixel lr on a cosine decay within each batch (lr_schedule=cosine)",
+                    synthesis={"lr_schedule": "cosine"}),
+    "cosine-lr0.25": Lever("synthesis: cosine decay from SRe2L's lr 0.25 (DeepInversion's preset: 0.1)",
+                           synthesis={"lr_schedule": "cosine", "lr": 0.25}),
     "dsa": Lever("student: DSA views (the teacher relabels every view)", student=("--augment", "dsa")),
     "adi-grown": Lever("student: 3000 steps, the set grown by an ADI batch (100 pixel steps, against the student) "
                        "every 50 steps", student=GROWN),

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import resource
 import time
 from collections.abc import Callable, Iterable
@@ -44,6 +43,7 @@ from datafree.errors import DatafreeError
 from datafree.hooks import FeatureHooks, InputHooks, penultimate_module
 from datafree.io import atomic_write
 from datafree.losses import hint_mse, jacobian_match, kd_kl, rkd_angle, rkd_distance
+from datafree.schedules import cosine_decay
 
 STATE_FILE = "state.pt"
 AUGMENTS = ("none", "crop", "crop-flip", "dsa")  # batch augmentations (TrainConfig.augment)
@@ -134,7 +134,7 @@ class TrainConfig:
 
 def _lr_lambda(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
     if config.schedule == "cosine":
-        return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+        return lambda step: cosine_decay(step, total_steps)
     if config.schedule == "step":
         marks = [m * total_steps for m in config.milestones]
         return lambda step: config.gamma ** sum(step >= m for m in marks)

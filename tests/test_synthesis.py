@@ -383,3 +383,32 @@ def test_generator_fields_live_with_their_generator_and_the_flat_form_is_kept():
         preset("dfad", pixel_scale=2)
     with pytest.raises(DatafreeError, match="takes a PixelConfig"):
         SynthesisConfig(generator="pixels", generator_config=DCGANConfig())
+
+
+def test_cosine_lr_schedule_decays_within_each_pool_round(monkeypatch):
+    from datafree.schedules import cosine_decay
+
+    seen: list[float] = []
+    step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    config = preset("deepinversion", batch_size=4, iterations=4, lr=0.2, lr_schedule="cosine")
+    synth = Synthesizer(tiny_bn_teacher(), SPEC, config, seed=0)
+    synth.synthesize()
+    synth.synthesize()  # a new round starts again at the full lr
+    assert seen == pytest.approx([0.2 * cosine_decay(s, 4) for s in range(4)] * 2)
+    assert seen[0] == pytest.approx(0.2) and seen[3] < 0.2 * 0.2
+    seen.clear()
+    Synthesizer(tiny_bn_teacher(), SPEC, preset("deepinversion", batch_size=4, iterations=3, lr=0.2), seed=0).synthesize()
+    assert seen == [0.2] * 3  # the default keeps the lr constant
+
+
+def test_cosine_lr_schedule_needs_a_pool_schedule():
+    with pytest.raises(DatafreeError, match="schedule=pool"):
+        preset("fast5", lr_schedule="cosine")
+    with pytest.raises(DatafreeError, match="lr_schedule"):
+        preset("deepinversion", lr_schedule="linear")

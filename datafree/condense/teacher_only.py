@@ -12,7 +12,6 @@ No real image is ever read.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from datafree.condense.base import Condenser
 from datafree.condense.config import CondenseConfig, check
 from datafree.condense.relabel import CROP_LABELS, relabel
 from datafree.errors import DatafreeError
+from datafree.schedules import cosine_decay
 from datafree.synthesis import SynthesisConfig, Synthesizer
 from datafree.synthesis.augment import apply_crops, crop_params
 
@@ -75,7 +75,7 @@ class TeacherOnly(Condenser):
 
     def step(self) -> dict[str, float]:
         c = self.config
-        lr = 0.5 * c.lr_img * (1 + math.cos(math.pi * min(self.iteration, c.iterations) / max(c.iterations, 1)))
+        lr = c.lr_img * cosine_decay(self.iteration, c.iterations)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         n = len(self.images)

@@ -31,6 +31,7 @@ from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
 from datafree.hooks import BatchNormStatistics, InputHooks, penultimate_module
 from datafree.losses import activation_norm, class_balance, disagreement, info_nce, input_statistics, l2_prior, total_variation
+from datafree.schedules import cosine_decay
 from datafree.seeding import draw_seed
 from datafree.synthesis.augment import random_resized_crop_flip
 from datafree.synthesis.generators import (
@@ -67,6 +68,9 @@ class SynthesisConfig:
     batch_size: int = 256
     iterations: int = 200  # generator steps per call (pool: per round; meta: per batch; online: per call)
     lr: float = 1e-3  # generator (or pixel) learning rate, Adam
+    # constant | cosine: within each pool round, lr decays to 0 over its iterations (DeepInversion's and
+    # SRe2L's recovery), so the last steps refine the images instead of jittering at full lr
+    lr_schedule: str = "constant"
     betas: tuple[float, float] = (0.5, 0.999)
     meta_lr: float = 0.1  # Reptile step towards the adapted generator (meta schedule)
     # loss weights
@@ -108,6 +112,10 @@ class SynthesisConfig:
                                 f"not a {type(self.generator_config).__name__}")
         if kind.schedules is not None and self.schedule not in kind.schedules:
             raise DatafreeError(f"the {self.generator} generator only works with the {', '.join(kind.schedules)} schedule")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise DatafreeError(f"unknown lr_schedule {self.lr_schedule!r} (constant, cosine)")
+        if self.lr_schedule == "cosine" and self.schedule != "pool":
+            raise DatafreeError("lr_schedule=cosine decays within a pool round: it needs schedule=pool")
         if self.adv_kind not in ("l1", "kl", "js", "cmi"):
             raise DatafreeError(f"unknown adversarial term {self.adv_kind!r} (l1, kl, js, cmi)")
         if isinstance(self.dirichlet, list):
@@ -303,7 +311,10 @@ class Synthesizer:
         student_state = self._freeze_student()
         terms: dict[str, torch.Tensor] = {}
         try:
-            for _ in range(steps):
+            for step in range(steps):
+                if self.config.lr_schedule == "cosine":
+                    for group in optimizer.param_groups:
+                        group["lr"] = self.config.lr * cosine_decay(step, steps)
                 z, y, soft = fixed if fixed is not None else self._draw()
                 x = generator(z, y)
                 terms = self.loss_terms(x, y, soft)
