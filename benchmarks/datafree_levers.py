@@ -65,6 +65,8 @@ LEVERS: dict[str, Lever] = {
                     synthesis={"lr_schedule": "cosine"}),
     "cosine-lr0.25": Lever("synthesis: cosine decay from SRe2L's lr 0.25 (DeepInversion's preset: 0.1)",
                            synthesis={"lr_schedule": "cosine", "lr": 0.25}),
+    # the control of cosine-lr0.25: is it the schedule or the larger lr?
+    "lr0.25": Lever("synthesis: pixel lr 0.25, constant", synthesis={"lr": 0.25}),
     "dsa": Lever("student: DSA views (the teacher relabels every view)", student=("--augment", "dsa")),
     "adi-grown": Lever("student: 3000 steps, the set grown by an ADI batch (100 pixel steps, against the student) "
                        "every 50 steps", student=GROWN),

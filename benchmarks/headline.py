@@ -4,7 +4,8 @@
 
 Data-free against real-data KD per teacher/student pair (benchmarks/results/baselines-full.json for
 KD, datafree_kd.json for the data-free students: the best data-free source of each pair, the
-control on real images left out), and condensation per images-per-class
+control on real images left out; datafree_families.json: that recipe, unchanged, on teachers of other
+families), and condensation per images-per-class
 (condense.json: hard labels, the 300-epoch ConvNet-128 protocol, each method's longest run).
 """
 
@@ -44,6 +45,25 @@ def datafree_rows() -> list[str]:
     return rows
 
 
+def family_rows() -> list[str]:
+    """The ResNet pair's recipe run unchanged on other teacher families (datafree_families.json), where run."""
+    path = RESULTS / "datafree_families.json"
+    if not path.is_file():
+        return []
+    published = json.loads(path.read_text())
+    rows = []
+    for family in published["families"].values():
+        kd = [r["metrics"]["test_accuracy"] for r in family["baselines"]["students"]["kd"]]
+        df = [r["metrics"]["test_accuracy"] for r in family["datafree"]]
+        if not df:
+            continue
+        n = "" if len(df) > 1 else " (1 seed)"
+        rows.append(f"| {family['baselines']['pair']} | {_fmt(kd) if len(kd) > 1 else f'{kd[0]:.2f}'} "
+                    f"| {published['method']}, unchanged | {_fmt(df) if len(df) > 1 else f'{df[0]:.2f}'}{n} "
+                    f"| {statistics.fmean(df) / statistics.fmean(kd):.2f} |")
+    return rows
+
+
 def condensation_rows() -> list[str]:
     rows = [r for r in json.loads((RESULTS / "condense.json").read_text())["rows"] if r["protocol"] == "dc"]
     longest: dict[tuple[str, int], dict] = {}
@@ -66,6 +86,7 @@ def render() -> str:
         "| pair | real-data KD (%) | best data-free source | data-free (%) | of KD |",
         "|---|---|---|---|---|",
         *datafree_rows(),
+        *family_rows(),
         "",
         "| images per class | best condensation method | its accuracy (%) | random real images (%) |",
         "|---|---|---|---|",

@@ -35,3 +35,16 @@ def test_family_pairs_keep_the_resnet_pairs_student_and_recipes():
         assert pair["teacher"] != resnet["teacher"]
         for field in ("student", "student_kwargs", "teacher_args", "student_args"):
             assert pair[field] == resnet[field], field
+
+
+def test_headline_lists_a_family_only_once_it_has_a_data_free_run(tmp_path, monkeypatch):
+    import json
+
+    import benchmarks.headline as headline
+
+    monkeypatch.setattr(headline, "RESULTS", tmp_path)
+    assert headline.family_rows() == []  # nothing published yet
+    fams = {"wrn": {"baselines": _baselines("WRN", 92.0, [90.0]), "datafree": [_run(85.5)]},
+            "mobilenet": {"baselines": _baselines("MBV2", 91.0, [89.0]), "datafree": []}}
+    (tmp_path / "datafree_families.json").write_text(json.dumps({"method": "fast5-stored", "families": fams}))
+    assert headline.family_rows() == ["| WRN | 90.00 | fast5-stored, unchanged | 85.50 (1 seed) | 0.95 |"]
