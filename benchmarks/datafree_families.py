@@ -63,7 +63,7 @@ def report(method: str, families: dict[str, dict[str, Any]]) -> str:
     return (f"Fashion-MNIST, top-1 test accuracy (%) after the last epoch. The data-free recipe is {method} "
             "(benchmarks/datafree_kd), unchanged for every teacher; every student is ResNet-8 (width 8). The gap is "
             "data-free minus real-data KD, paired by seed. Times: synthesis + distillation of the data-free student "
-            "against the KD student's training epochs, one thread per run, two runs at a time on the 2-core "
+            "against the KD student's training epochs, one thread per run, two to four runs at a time on the 2-core "
             "machine.\n\n" + "\n".join(lines) +
             "\n\nProduced by `python -m benchmarks.datafree_families --seeds ...` (then `--report-only`).")
 
