@@ -32,14 +32,14 @@ METHOD = "fast5-stored"  # the best recipe on the ResNet pair (benchmarks/datafr
 REFERENCE = "resnet"  # the pair the recipe was chosen on
 
 
-def row(name: str, teacher: float | None, kd: list[dict[str, Any]], df: list[dict[str, Any]]) -> str:
+def row(name: str, teacher: float, kd: list[dict[str, Any]], df: list[dict[str, Any]]) -> str:
     """One table row: accuracies over seeds, the paired-by-seed gap, and the time ratio."""
     kd_acc = summarize([r["metrics"]["test_accuracy"] for r in kd])
-    df_acc = summarize([r["metrics"]["test_accuracy"] for r in df]) if df else None
+    if not df:
+        return f"| {name} | {teacher:.2f} | {fmt(kd_acc)} | not run | | | |"
+    df_acc = summarize([r["metrics"]["test_accuracy"] for r in df])
     gaps = [d["metrics"]["test_accuracy"] - k["metrics"]["test_accuracy"] for k, d in zip(kd, df)]
     kd_time = statistics.fmean(r["metrics"]["train_time_total_s"] for r in kd)
-    if df_acc is None:
-        return f"| {name} | {teacher or 0:.2f} | {fmt(kd_acc)} | not run | | | |"
     synth = statistics.fmean(r["synthesis_time_s"] for r in df)
     distill = statistics.fmean(r["metrics"]["wall_time_s"] for r in df)
     return (f"| {name} | {teacher:.2f} | {fmt(kd_acc)} | {fmt(df_acc)} | {fmt(summarize(gaps))} "

@@ -27,7 +27,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def _fmt(values: list[float]) -> str:
     mean, std = _mean_std(values)
-    return f"{mean:.2f} ± {std:.2f}"
+    return f"{mean:.2f} ± {std:.2f}" if len(values) > 1 else f"{mean:.2f}"
 
 
 def datafree_rows() -> list[str]:
@@ -58,8 +58,7 @@ def family_rows() -> list[str]:
         if not df:
             continue
         n = "" if len(df) > 1 else " (1 seed)"
-        rows.append(f"| {family['baselines']['pair']} | {_fmt(kd) if len(kd) > 1 else f'{kd[0]:.2f}'} "
-                    f"| {published['method']}, unchanged | {_fmt(df) if len(df) > 1 else f'{df[0]:.2f}'}{n} "
+        rows.append(f"| {family['baselines']['pair']} | {_fmt(kd)} | {published['method']}, unchanged | {_fmt(df)}{n} "
                     f"| {statistics.fmean(df) / statistics.fmean(kd):.2f} |")
     return rows
 

@@ -42,7 +42,7 @@ SUITE = Suite(
     description=(
         "Fashion-MNIST, LeNet-5 with BatchNorm -> LeNet-5-half, seed 0: teacher (trained once, reused if present), "
         "real-data KD, scratch, data-free deepinversion+adi (2560 DeepInversion images, 100 steps a batch, grown "
-        "by ADI batches made against the student, one per 50 of its 3000 steps on crop-flip views), "
+        "by ADI batches made against the student, one per 100 of its 3000 steps on crop-flip views), "
         "DM at 10 images per class (100 iterations "
         "on ConvNet-32, hard labels) and teacher-only condensation at 10 images per class (200 iterations, the "
         "teacher's soft labels); condensed-set students 150 epochs. Runs in about 10 minutes "
