@@ -75,6 +75,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
 # DeepInversion set; measured: 83.75 against crop-flip's 84.97 (seed 0; docs/datafree_recipes.md, "Third round")
 VARIANTS["fast5-stored-dsa"] = {**VARIANTS["fast5-stored"], "set_of": "fast5-stored",
                                 "student": (*VARIANTS["fast5-stored"]["student"], "--augment", "dsa")}
+# NAYER's noisy-layer generator in fast5-stored's place, everything else equal (images, student; adv 0 so the set
+# can be stored). 10 steps a batch, not NAYER's 30: at 30 the synthesis alone would take 3x fast5-stored's on this
+# CPU. nayer10-stored keeps one generator throughout; nayer10-life20-stored renews it every 20 batches (NAYER's)
+VARIANTS["nayer10-stored"] = {**VARIANTS["fast5-stored"], "method": "nayer",
+                              "overrides": {"adv": 0.0, "iterations": 10, "life": 0}}
+VARIANTS["nayer10-life20-stored"] = {**VARIANTS["fast5-stored"], "method": "nayer",
+                                     "overrides": {"adv": 0.0, "iterations": 10}}
 # Not data-free: a control for the stored-set rows. The stored-set student's own recipe on as many random
 # real training images (640 per class, 'datafree condense --method random'), labelled by the teacher, shows
 # what that student would reach if its synthetic images were real ones.

@@ -51,6 +51,7 @@ class Lever:
     synthesis: dict[str, Any] = field(default_factory=dict)  # --set overrides of the DeepInversion set
     student: tuple[str, ...] = ()  # flags appended to STUDENT (a later flag wins)
     real: bool = False  # control: random real training images instead of a synthetic set
+    method: str = "deepinversion"  # another preset: its own recipe with ``synthesis`` overrides, same image count
 
 
 LEVERS: dict[str, Lever] = {
@@ -67,6 +68,10 @@ LEVERS: dict[str, Lever] = {
                            synthesis={"lr_schedule": "cosine", "lr": 0.25}),
     # the control of cosine-lr0.25: is it the schedule or the larger lr?
     "lr0.25": Lever("synthesis: pixel lr 0.25, constant", synthesis={"lr": 0.25}),
+    # NAYER's generator (docs/datafree_recipes.md, "Fifth round"): 2560 images are 20 batches of 128, one generator
+    # throughout, its 30 steps a batch; no student, so no adversarial term (as every set of this table)
+    "nayer": Lever("synthesis: NAYER's noisy-layer generator (30 steps a batch) instead of DeepInversion's pixels",
+                   synthesis={"adv": 0.0, "ngf": 16, "batch_size": 128}, method="nayer"),
     "dsa": Lever("student: DSA views (the teacher relabels every view)", student=("--augment", "dsa")),
     "adi-grown": Lever("student: 3000 steps, the set grown by an ADI batch (100 pixel steps, against the student) "
                        "every 50 steps", student=GROWN),
@@ -95,6 +100,9 @@ def make_set(root: Path, lever: str, seed: int, teacher: Path, data: list[str]) 
     lv = LEVERS[lever]
     if lv.real:
         argv = ["condense", "--method", "random", "--ipc", str(COUNT // 10)]
+    elif lv.method != "deepinversion":
+        argv = ["synthesize", "--teacher", str(teacher), "--method", lv.method, "--count", str(COUNT),
+                *set_args(lv.synthesis)]
     else:
         argv = [*SYNTHESIS[:1], "--teacher", str(teacher), *SYNTHESIS[1:], *set_args(lv.synthesis)]
     print(f"  make   {tset}", flush=True)

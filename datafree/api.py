@@ -32,12 +32,13 @@ from datafree.data import FASHION_MNIST, KNOWN_SPECS, load_dataset
 from datafree.data.spec import DataSpec, check_compatible
 from datafree.data.transfer import TransferSet
 from datafree.errors import DatafreeError
-from datafree.synthesis import DCGANConfig, PixelConfig, SynthesisConfig, preset
+from datafree.synthesis import DCGANConfig, NoisyLayerConfig, PixelConfig, SynthesisConfig, preset
 from datafree.train import TrainConfig
 
 # what a script needs besides the calls: configs, loaders, the transfer-set reader
 __all__ = ["FASHION_MNIST", "KNOWN_SPECS", "AuditConfig", "AuditResult", "DCGANConfig", "DatafreeError", "EvalProtocol",
-           "ModelInfo", "PixelConfig", "Evaluation", "RunResult", "SetEvaluation", "SetResult", "SynthesisConfig", "TrainConfig",
+           "ModelInfo", "NoisyLayerConfig", "PixelConfig", "Evaluation", "RunResult", "SetEvaluation", "SetResult",
+           "SynthesisConfig", "TrainConfig",
            "TransferSet", "audit", "compress", "condense", "distill", "evaluate", "evaluate_set", "load_dataset", "load_model",
            "load_teacher", "method_config", "preset", "quantize", "synthesize", "train_teacher"]
 

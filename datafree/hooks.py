@@ -67,6 +67,12 @@ def penultimate_module(model: nn.Module) -> str:
     return linears[-1]
 
 
+def class_weights(model: nn.Module) -> torch.Tensor:
+    """The weight of ``model``'s last ``nn.Linear`` (one row per class: the classes' prototypes), detached."""
+    final = dict(model.named_modules())[penultimate_module(model)]
+    return final.weight.detach()
+
+
 class InputHooks(FeatureHooks):
     """Like :class:`FeatureHooks` but records each module's (first) input instead of its output."""
 

@@ -19,6 +19,7 @@ CALLS = ("load_teacher", "train_teacher", "synthesize", "distill", "condense", "
 RESULTS = ("RunResult", "SetResult", "SetEvaluation", "Evaluation", "AuditResult")
 CONFIGS = (("TrainConfig", "datafree.train"), ("SynthesisConfig", "datafree.synthesis"),
            ("DCGANConfig", "datafree.synthesis"), ("PixelConfig", "datafree.synthesis"),
+           ("NoisyLayerConfig", "datafree.synthesis"),
            ("EvalProtocol", "datafree.condense"), ("AuditConfig", "datafree.audit"))
 
 

@@ -62,3 +62,16 @@ def test_the_selection_split_is_seeded_and_disjoint_from_test(monkeypatch):
     assert selection.selection_split("toy").indices == first  # the same images every time
     assert len(set(first)) == selection.SELECTION_SIZE and max(first) < 50_000
     selection.selection_split.cache_clear()
+
+
+def test_a_lever_of_another_preset_makes_its_own_set_with_that_preset(tmp_path, monkeypatch):
+    import benchmarks.datafree_levers as levers
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(levers, "call", lambda argv: calls.append(argv))
+    levers.make_set(tmp_path, "nayer", 2, tmp_path / "teacher", [])
+    levers.make_set(tmp_path, "lr0.25", 2, tmp_path / "teacher", [])
+    nayer, pixels = (" ".join(argv) for argv in calls)
+    assert "--method nayer --count 2560" in nayer and "iterations=100" not in nayer and "--set adv=0.0" in nayer
+    assert "--method deepinversion" in pixels and "--set lr=0.25" in pixels
+    assert set_dir(tmp_path, "nayer", 2) != set_dir(tmp_path, "base", 2)

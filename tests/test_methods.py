@@ -69,9 +69,9 @@ def test_a_registered_synthesis_method_is_everywhere():
 
 def test_batchnorm_and_live_flags_come_from_the_configs():
     assert {n for n, m in SYNTHESIS.items() if m.needs_batchnorm} == {"deepinversion", "adi", "cmi", "fast", "fast2",
-                                                                       "fast5", "fast10"}
+                                                                       "fast5", "fast10", "nayer"}
     assert {n for n, m in SYNTHESIS.items() if m.runs_live} == {"adi", "dafl", "dfad", "zskt", "cmi", "fast", "fast2",
-                                                                 "fast5", "fast10"}
+                                                                 "fast5", "fast10", "nayer"}
     assert [n for n, m in CONDENSATION.items() if not m.reads_data] == ["teacher"]
     assert CONDENSATION["teacher"].needs_batchnorm
     # the teacher-only method is SRe2L's recovery (CE + bn x BN statistics): no copy of DeepInversion's weights

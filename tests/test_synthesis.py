@@ -179,7 +179,7 @@ def param_snapshot(module):
 def test_each_preset_runs_and_changes_its_generator(name):
     teacher = tiny_bn_teacher()
     student = build_model("lenet5_half", SPEC, seed=1)
-    small = {"nz": 8, "ngf": 4} if PRESETS[name]["generator"] == "dcgan" else {}
+    small = {"nz": 8, "ngf": 4} if PRESETS[name]["generator"] in ("dcgan", "noisy") else {}
     config = preset(name, batch_size=8, iterations=2, bank_size=16, **small)
     synth = Synthesizer(teacher, SPEC, config, student=student, seed=0)
     if config.schedule == "pool":  # the pool schedule builds a fresh generator per round
@@ -412,3 +412,106 @@ def test_cosine_lr_schedule_needs_a_pool_schedule():
         preset("fast5", lr_schedule="cosine")
     with pytest.raises(DatafreeError, match="lr_schedule"):
         preset("deepinversion", lr_schedule="linear")
+
+
+# ------------------------------------------------------------------ NAYER's noisy-layer generator
+def test_noisy_layer_input_is_the_class_embedding_through_one_noisy_layer_per_copy_of_the_class_set():
+    from datafree.synthesis import NoisyLayerGenerator
+
+    embedding = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    g = NoisyLayerGenerator(SPEC, embedding, batch_size=6, nz=5, ngf=4)
+    assert g.noise_weight.shape == (2, 3, 5)  # ceil(6 / 4 classes) layers
+    g.decoder = torch.nn.Identity()  # look at the decoder's input
+    y = torch.tensor([0, 1, 0, 2, 1, 3])
+    v = g(None, y)
+    e = F.batch_norm(embedding[y], None, None, training=True)  # the embedding BN, batch statistics
+    k = torch.tensor([0, 0, 1, 0, 1, 0])  # earlier samples of the same class
+    expected = torch.stack([e[i] @ g.noise_weight[k[i]] + g.noise_bias[k[i]] for i in range(6)])
+    assert torch.allclose(v, expected, atol=1e-5)
+    assert len(torch.unique(v, dim=0)) == 6  # no two samples share an input
+    with pytest.raises(ValueError, match="3 samples of one class but 2 noisy layers"):
+        g(None, torch.tensor([0, 0, 0, 1]))
+
+
+def test_nayer_carries_its_generator_over_batches_and_redraws_the_noisy_layers():
+    config = preset("nayer", adv=0.0, nz=8, ngf=4, batch_size=8, iterations=2, life=0)
+    synth = Synthesizer(tiny_bn_teacher(), SPEC, config, seed=0)
+    noise, body = synth.generator.noise_weight.clone(), param_snapshot(synth.generator.decoder)
+    (x, y, _), terms = synth.synthesize()
+    assert set(terms) == {"bn", "oh"} and x.shape == (8, *SPEC.shape)
+    moved = param_snapshot(synth.generator.decoder)
+    assert all(not torch.equal(a, b) for a, b in zip(body, moved) if a.ndim > 1)  # the body learnt
+    assert not torch.equal(noise, synth.generator.noise_weight)  # fresh noisy layers (then adapted)
+    synth.synthesize()
+    # meta_lr 1: the body continues from where the last batch left it, it is not re-initialised
+    again = Synthesizer(tiny_bn_teacher(), SPEC, config, seed=0)
+    assert not all(torch.equal(a, b) for a, b in zip(param_snapshot(again.generator.decoder),
+                                                      param_snapshot(synth.generator.decoder)))
+
+
+def test_nayer_gradient_reaches_the_noisy_layers_the_embedding_norm_and_the_body():
+    config = preset("nayer", adv=0.0, nz=8, ngf=4, batch_size=8)
+    synth = Synthesizer(tiny_bn_teacher(), SPEC, config, seed=0)
+    z, y = synth._noise()
+    sum(synth.loss_terms(synth.generator(z, y), y).values()).backward()
+    g = synth.generator
+    for p in (g.noise_weight, g.embed_norm.weight, g.decoder.project.weight):
+        assert p.grad is not None and p.grad.abs().sum() > 0
+    assert "embedding" not in dict(g.named_parameters())  # the class embedding is fixed
+
+
+def test_nayer_life_reinitialises_the_generator_every_life_batches():
+    def bodies(life, calls):
+        synth = Synthesizer(tiny_bn_teacher(), SPEC, preset("nayer", adv=0.0, nz=8, ngf=4, batch_size=4,
+                                                            iterations=1, life=life), seed=0)
+        out = []
+        for _ in range(calls):
+            synth.synthesize()
+            out.append(param_snapshot(synth.generator.decoder))
+        return out
+
+    kept, renewed = bodies(0, 3), bodies(2, 3)
+    assert all(torch.equal(a, b) for a, b in zip(kept[1], renewed[1]))  # same until the life ends
+    assert not all(torch.equal(a, b) for a, b in zip(kept[2], renewed[2]))  # call 3: a fresh generator
+
+
+def test_nayer_label_embedding_is_the_teachers_class_weights_or_seeded_random_rows():
+    from datafree.hooks import class_weights
+
+    teacher = tiny_bn_teacher()
+    synth = Synthesizer(teacher, SPEC, preset("nayer", adv=0.0, nz=8, ngf=4, batch_size=4), seed=0)
+    assert torch.equal(synth.generator.embedding, class_weights(synth.teacher).float())
+    random_rows = [Synthesizer(teacher, SPEC, preset("nayer", adv=0.0, nz=8, ngf=4, batch_size=4,
+                                                     label_embedding="random"), seed=s).generator.embedding
+                   for s in (0, 0, 1)]
+    assert random_rows[0].shape == (4, 8) and torch.equal(random_rows[0], random_rows[1])
+    assert not torch.equal(random_rows[0], random_rows[2])
+    wide = build_model("lenet5_half", DataSpec(1, 12, 12, 6, (0.5,), (0.25,)), seed=0)  # 6 outputs, 4 classes
+    with pytest.raises(DatafreeError, match="6 outputs, not one per class .*label_embedding=random"):
+        preset("nayer", bn=0.0, adv=0.0).generator_config.build(SPEC, 8, 0, wide)
+
+
+def test_nayer_settings_are_checked_and_round_trip_through_the_flat_form():
+    nayer = preset("nayer", ngf=16, label_embedding="random")
+    assert SynthesisConfig.from_dict(nayer.to_dict()) == nayer
+    assert "label_embedding" not in preset("fast5").to_dict()  # older records keep their keys
+    with pytest.raises(DatafreeError, match="label_embedding is not a setting of the dcgan generator"):
+        preset("fast5", label_embedding="random")
+    with pytest.raises(DatafreeError, match="only works with the meta schedule"):
+        preset("nayer", schedule="pool")
+    with pytest.raises(DatafreeError, match="unknown label_embedding"):
+        preset("nayer", label_embedding="text")
+    with pytest.raises(DatafreeError, match="life must be >= 0"):
+        preset("nayer", life=-1)
+
+
+def test_nayer_resumes_bit_exactly_across_a_generator_renewal():
+    config = preset("nayer", adv=0.0, nz=8, ngf=4, batch_size=4, iterations=1, life=2)
+    whole = Synthesizer(tiny_bn_teacher(), SPEC, config, seed=3)
+    expected = [whole.synthesize()[0][0] for _ in range(4)]
+    first = Synthesizer(tiny_bn_teacher(), SPEC, config, seed=3)
+    first.synthesize()
+    first.synthesize()
+    resumed = Synthesizer(tiny_bn_teacher(), SPEC, config, seed=99)
+    resumed.load_state_dict(first.state_dict())
+    assert torch.equal(resumed.synthesize()[0][0], expected[2]) and torch.equal(resumed.synthesize()[0][0], expected[3])

@@ -1,8 +1,17 @@
 """Data-free synthesis: generators, the composable engine, and the published methods as presets."""
 
 from datafree.synthesis.engine import LiveStream, SynthesisConfig, Synthesizer
-from datafree.synthesis.generators import GENERATORS, DCGANConfig, Generator, PixelConfig, PixelGenerator
+from datafree.synthesis.generators import (
+    GENERATORS,
+    DCGANConfig,
+    Generator,
+    NoisyLayerConfig,
+    NoisyLayerGenerator,
+    PixelConfig,
+    PixelGenerator,
+)
 from datafree.synthesis.presets import KD_TEMPERATURE, METHODS, PRESETS, SynthesisMethod, preset, register
 
-__all__ = ["GENERATORS", "KD_TEMPERATURE", "METHODS", "PRESETS", "DCGANConfig", "Generator", "LiveStream", "PixelConfig",
-           "PixelGenerator", "SynthesisConfig", "SynthesisMethod", "Synthesizer", "preset", "register"]
+__all__ = ["GENERATORS", "KD_TEMPERATURE", "METHODS", "PRESETS", "DCGANConfig", "Generator", "LiveStream",
+           "NoisyLayerConfig", "NoisyLayerGenerator", "PixelConfig", "PixelGenerator", "SynthesisConfig", "SynthesisMethod",
+           "Synthesizer", "preset", "register"]

@@ -9,7 +9,8 @@ gets there:
 - ``pool`` (DeepInversion, ADI, CMI): each call starts from a freshly initialised generator (or
   fresh pixels) and optimises it for ``iterations`` steps; batches accumulate into a transfer set.
 - ``meta`` (Fast-DFKD): each call starts from a meta-learned initialisation, takes only a few
-  steps, and moves the initialisation towards the result (Reptile, first order).
+  steps, and moves the initialisation towards the result (Reptile, first order). At ``meta_lr=1``
+  the generator simply carries on from batch to batch (NAYER, with its noisy layers redrawn per call).
 
 The generator loss is a weighted sum of named terms (see :meth:`Synthesizer.loss_terms`); every
 weight is a field of :class:`SynthesisConfig`, so presets are just configs.
@@ -29,7 +30,7 @@ from torch.nn import functional as F
 from datafree.config import config_from_dict
 from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
-from datafree.hooks import BatchNormStatistics, InputHooks, penultimate_module
+from datafree.hooks import BatchNormStatistics, InputHooks, class_weights, penultimate_module
 from datafree.losses import activation_norm, class_balance, disagreement, info_nce, input_statistics, l2_prior, total_variation
 from datafree.schedules import cosine_decay
 from datafree.seeding import draw_seed
@@ -37,6 +38,7 @@ from datafree.synthesis.augment import random_resized_crop_flip
 from datafree.synthesis.generators import (
     GENERATORS,
     GeneratorConfig,
+    NoisyLayerGenerator,
     PixelGenerator,
     flat_fields,
     generator_config,
@@ -165,8 +167,7 @@ class SynthesisConfig:
 def class_similarity(teacher: nn.Module) -> torch.Tensor:
     """ZSKD's class-similarity matrix: cosine similarity of the final layer's class weight vectors,
     min-max scaled to [0, 1] per row (floored at 1e-3 so every Dirichlet concentration is positive)."""
-    final = dict(teacher.named_modules())[penultimate_module(teacher)]
-    w = F.normalize(final.weight.detach().float().cpu(), dim=1)
+    w = F.normalize(class_weights(teacher).float().cpu(), dim=1)
     sim = w @ w.t()
     low, high = sim.min(1, keepdim=True).values, sim.max(1, keepdim=True).values
     return ((sim - low) / (high - low).clamp_min(1e-12)).clamp_min(1e-3)
@@ -233,7 +234,7 @@ class Synthesizer:
         seed = draw_seed(self.rng)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            g = c.generator_config.build(self.spec, c.batch_size, seed)  # type: ignore[union-attr]
+            g = c.generator_config.build(self.spec, c.batch_size, seed, self.teacher)  # type: ignore[union-attr]
         return g.to(self.device)
 
     def _new_optimizer(self, generator: nn.Module) -> torch.optim.Optimizer:
@@ -378,6 +379,11 @@ class Synthesizer:
             generator = self._new_generator()
             terms = self._optimise(generator, self._new_optimizer(generator), c.iterations, fixed)
         else:  # meta: adapt a copy of the meta initialisation, then move it towards the result
+            life = getattr(c.generator_config, "life", 0)
+            if life and self.calls > 1 and (self.calls - 1) % life == 0:
+                self.generator = self._new_generator()
+            if isinstance(self.generator, NoisyLayerGenerator):
+                self.generator.reset_noise(self.rng)
             generator = copy.deepcopy(self.generator)
             terms = self._optimise(generator, self._new_optimizer(generator), c.iterations, fixed)
             with torch.no_grad():

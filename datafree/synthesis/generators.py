@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
+from datafree.hooks import class_weights
 
 OUTPUTS = ("sigmoid", "tanh-bn")
 
@@ -109,6 +110,53 @@ class PixelGenerator(nn.Module):
         return F.interpolate(self.images, size=(self.spec.height, self.spec.width), mode="bilinear", align_corners=False)
 
 
+class NoisyLayerGenerator(nn.Module):
+    """NAYER's generator (Tran et al., CVPR 2024): a class embedding through a *noisy layer*, then the DCGAN body.
+
+    Input of sample ``i``: ``BN(embedding[y_i]) @ W[k_i] + b[k_i]``, where ``k_i`` counts the earlier samples of
+    the same class in the batch. So every noisy layer sees each class at most once and no two images of a batch
+    share an input (NAYER groups 100 samples per layer, which on a 10-class problem gives ten identical inputs
+    per class and layer). :meth:`reset_noise` redraws the noisy layers, ``W ~ N(0, 1)``, before each batch,
+    while the body persists from batch to batch: the noise supplies the diversity, the body what it already
+    learnt about the teacher, so a few steps per batch suffice. ``z`` is ignored.
+    """
+
+    def __init__(self, spec: DataSpec, embedding: torch.Tensor, batch_size: int, nz: int = 256, ngf: int = 64,
+                 output: str = "sigmoid", generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        if embedding.ndim != 2 or len(embedding) != spec.num_classes:
+            raise DatafreeError(f"the class embedding must have one row per class ({spec.num_classes}), "
+                                f"not shape {tuple(embedding.shape)}")
+        self.spec, self.nz = spec, nz
+        self.register_buffer("embedding", embedding.detach().float().clone())
+        self.embed_norm = nn.BatchNorm1d(embedding.shape[1])
+        layers = -(-batch_size // spec.num_classes)  # the engine's batches hold at most this many of a class
+        self.noise_weight = nn.Parameter(torch.empty(layers, embedding.shape[1], nz))
+        self.noise_bias = nn.Parameter(torch.empty(layers, nz))
+        self.decoder = Generator(spec, nz, ngf, conditional=False, output=output)
+        self.reset_noise(generator or torch.Generator().manual_seed(0))
+
+    @torch.no_grad()
+    def reset_noise(self, generator: torch.Generator) -> None:
+        """Redraw the noisy layers from ``generator`` (NAYER: before every batch)."""
+        weight = torch.randn(self.noise_weight.shape, generator=generator)
+        self.noise_weight.copy_(weight.to(self.noise_weight.device))
+        self.noise_bias.zero_()
+
+    def forward(self, z: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
+        if y is None:
+            raise ValueError("the noisy-layer generator needs class labels")
+        # k_i: how many samples of class y_i come before sample i (vectorised with a cumulative one-hot count)
+        onehot = F.one_hot(y, self.spec.num_classes)
+        k = (onehot.cumsum(0) - 1).gather(1, y.unsqueeze(1)).squeeze(1)
+        if int(k.max()) >= len(self.noise_weight):
+            raise ValueError(f"{int(k.max()) + 1} samples of one class but {len(self.noise_weight)} noisy layers "
+                             "(one per copy of the class set in the batch size it was built for)")
+        e = self.embed_norm(self.embedding[y])
+        v = torch.einsum("bi,bio->bo", e, self.noise_weight[k]) + self.noise_bias[k]
+        return self.decoder(v)
+
+
 @dataclass(frozen=True)
 class DCGANConfig:
     """The DCGAN generator's fields (DAFL, DFAD, ZSKT, CMI, Fast-DFKD)."""
@@ -132,7 +180,7 @@ class DCGANConfig:
         """The one-hot term aims at the sampled classes (else at the teacher's argmax)."""
         return self.conditional
 
-    def build(self, spec: DataSpec, batch_size: int, seed: int) -> nn.Module:
+    def build(self, spec: DataSpec, batch_size: int, seed: int, teacher: nn.Module | None = None) -> nn.Module:
         return Generator(spec, self.nz, self.ngf, self.conditional, self.output)
 
 
@@ -157,12 +205,63 @@ class PixelConfig:
     def targets_sampled(self) -> bool:
         return True
 
-    def build(self, spec: DataSpec, batch_size: int, seed: int) -> nn.Module:
+    def build(self, spec: DataSpec, batch_size: int, seed: int, teacher: nn.Module | None = None) -> nn.Module:
         return PixelGenerator(spec, batch_size, torch.Generator().manual_seed(seed), self.pixel_scale)
 
 
-GeneratorConfig = DCGANConfig | PixelConfig
-GENERATORS: dict[str, type[GeneratorConfig]] = {"dcgan": DCGANConfig, "pixels": PixelConfig}
+EMBEDDINGS = ("teacher", "random")
+
+
+@dataclass(frozen=True)
+class NoisyLayerConfig:
+    """NAYER's noisy-layer generator's fields (:class:`NoisyLayerGenerator`).
+
+    NAYER embeds class names with a text encoder; a data-free library has no such encoder for a user's
+    classes, so ``label_embedding=teacher`` uses what the teacher knows about its classes: the rows of its
+    last ``nn.Linear`` (similar classes get similar inputs). ``random``: a fixed Gaussian row per class.
+    """
+
+    label_embedding: str = "teacher"
+    life: int = 0  # a fresh generator every this many batches (NAYER's g_life); 0 = the same one throughout
+    output: str = "sigmoid"
+    nz: int = 256
+    ngf: int = 64
+    # the body persists from batch to batch (meta schedule at meta_lr 1 continues it; Reptile blends it)
+    schedules: ClassVar[tuple[str, ...] | None] = ("meta",)
+
+    def __post_init__(self) -> None:
+        if self.output not in OUTPUTS:
+            raise DatafreeError(f"unknown generator output {self.output!r} ({', '.join(OUTPUTS)})")
+        if self.label_embedding not in EMBEDDINGS:
+            raise DatafreeError(f"unknown label_embedding {self.label_embedding!r} ({', '.join(EMBEDDINGS)})")
+        if self.life < 0:
+            raise DatafreeError("life must be >= 0 (0 = never re-initialise the generator)")
+
+    @property
+    def noise_dim(self) -> int:
+        return 1  # the noisy layers are the noise: z is not used
+
+    @property
+    def targets_sampled(self) -> bool:
+        return True
+
+    def build(self, spec: DataSpec, batch_size: int, seed: int, teacher: nn.Module | None = None) -> nn.Module:
+        rng = torch.Generator().manual_seed(seed)
+        if self.label_embedding == "random":
+            embedding = torch.randn(spec.num_classes, self.nz, generator=rng)
+        else:
+            if teacher is None:
+                raise DatafreeError("label_embedding=teacher needs the teacher; use --set label_embedding=random")
+            embedding = class_weights(teacher).float().cpu()
+            if len(embedding) != spec.num_classes:
+                raise DatafreeError(
+                    f"the teacher's last Linear has {len(embedding)} outputs, not one per class ({spec.num_classes}); "
+                    "use --set label_embedding=random")
+        return NoisyLayerGenerator(spec, embedding, batch_size, self.nz, self.ngf, self.output, rng)
+
+
+GeneratorConfig = DCGANConfig | PixelConfig | NoisyLayerConfig
+GENERATORS: dict[str, type[GeneratorConfig]] = {"dcgan": DCGANConfig, "pixels": PixelConfig, "noisy": NoisyLayerConfig}
 # the flat keys SynthesisConfig.to_dict has always written, in its order, whatever the generator (a
 # generator added later writes only its own keys besides these, so older records still compare equal)
 FLAT_ORDER = ("conditional", "pixel_scale", "output", "nz", "ngf")

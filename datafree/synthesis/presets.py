@@ -3,7 +3,7 @@
 Each preset follows its paper's recipe (loss terms, schedule, generator), scaled to a
 CPU-sized benchmark (batch size, iterations); every field can be overridden. References:
 DeepInversion/ADI (Yin et al. 2020), ZSKD (Nayak et al. 2019), DAFL (Chen et al. 2019), DFAD (Fang et al. 2019),
-ZSKT (Micaelli & Storkey 2019), CMI (Fang et al. 2021), Fast-DFKD (Fang et al. 2022).
+ZSKT (Micaelli & Storkey 2019), CMI (Fang et al. 2021), Fast-DFKD (Fang et al. 2022), NAYER (Tran et al. 2024).
 """
 
 from __future__ import annotations
@@ -112,6 +112,12 @@ register(M("fast", FAST, kd_temperature=20.0, summary="Fast-DFKD (Fang et al. 20
 register(M("fast2", {**FAST, "iterations": 2}, kd_temperature=20.0, summary="Fast-DFKD, 2 steps per batch"))
 register(M("fast5", dict(FAST), kd_temperature=20.0, summary="Fast-DFKD, 5 steps per batch"))
 register(M("fast10", {**FAST, "iterations": 10}, kd_temperature=20.0, summary="Fast-DFKD, 10 steps per batch"))
+# NAYER (Tran et al. 2024): one generator carried from batch to batch (meta at meta_lr 1), fed the teacher's class
+# embeddings through noisy layers redrawn every batch, re-initialised every 20 batches (its CIFAR-10 g_life 10 x
+# g_loops 2); Fast-DFKD's loss at NAYER's CIFAR-10 weights and its 30 steps per batch
+register(M("nayer", dict(schedule="meta", generator="noisy", life=20, meta_lr=1.0, lr=4e-3, iterations=30, batch_size=256,
+                         bn=10.0, bn_momentum=0.9, oh=0.5, adv=1.33, adv_kind="cmi", augment=True, student_steps=5),
+           kd_temperature=20.0, summary="NAYER (Tran et al. 2024)"))
 
 # the older names, derived: preset fields and the KD temperature of each method
 PRESETS: Mapping[str, dict[str, Any]] = _View("preset")
