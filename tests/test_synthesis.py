@@ -489,6 +489,9 @@ def test_nayer_label_embedding_is_the_teachers_class_weights_or_seeded_random_ro
     wide = build_model("lenet5_half", DataSpec(1, 12, 12, 6, (0.5,), (0.25,)), seed=0)  # 6 outputs, 4 classes
     with pytest.raises(DatafreeError, match="6 outputs, not one per class .*label_embedding=random"):
         preset("nayer", bn=0.0, adv=0.0).generator_config.build(SPEC, 8, 0, wide)
+    no_linear = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 12), torch.nn.Flatten())
+    with pytest.raises(DatafreeError, match="has no nn.Linear.*label_embedding=random"):
+        preset("nayer", bn=0.0, adv=0.0).generator_config.build(SPEC, 8, 0, no_linear)
 
 
 def test_nayer_settings_are_checked_and_round_trip_through_the_flat_form():

@@ -252,7 +252,11 @@ class NoisyLayerConfig:
         else:
             if teacher is None:
                 raise DatafreeError("label_embedding=teacher needs the teacher; use --set label_embedding=random")
-            embedding = class_weights(teacher).float().cpu()
+            try:
+                embedding = class_weights(teacher).float().cpu()
+            except DatafreeError as e:  # e.g. a TorchScript teacher: its layers are not nn.Linear
+                raise DatafreeError(f"label_embedding=teacher reads the teacher's last nn.Linear: {e}; "
+                                    "use --set label_embedding=random") from None
             if len(embedding) != spec.num_classes:
                 raise DatafreeError(
                     f"the teacher's last Linear has {len(embedding)} outputs, not one per class ({spec.num_classes}); "
