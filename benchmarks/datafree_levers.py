@@ -52,6 +52,7 @@ class Lever:
     student: tuple[str, ...] = ()  # flags appended to STUDENT (a later flag wins)
     real: bool = False  # control: random real training images instead of a synthetic set
     method: str = "deepinversion"  # another preset: its own recipe with ``synthesis`` overrides, same image count
+    set_of: str = ""  # a student-only lever on another lever's sets (default: the base set)
 
 
 LEVERS: dict[str, Lever] = {
@@ -72,6 +73,8 @@ LEVERS: dict[str, Lever] = {
     # throughout, its 30 steps a batch; no student, so no adversarial term (as every set of this table)
     "nayer": Lever("synthesis: NAYER's noisy-layer generator (30 steps a batch) instead of DeepInversion's pixels",
                    synthesis={"adv": 0.0, "ngf": 16, "batch_size": 128}, method="nayer"),
+    "nayer-adi-grown-100": Lever("student: adi-grown-100 on the nayer set", student=(*GROWN, "--set", "student_steps=100"),
+                                 set_of="nayer"),
     "dsa": Lever("student: DSA views (the teacher relabels every view)", student=("--augment", "dsa")),
     "adi-grown": Lever("student: 3000 steps, the set grown by an ADI batch (100 pixel steps, against the student) "
                        "every 50 steps", student=GROWN),
@@ -89,6 +92,8 @@ LEVERS: dict[str, Lever] = {
 def set_dir(root: Path, lever: str, seed: int) -> Path:
     """The transfer set a lever's student reads; student-only levers share the base (or real) set."""
     lv = LEVERS[lever]
+    if lv.set_of:
+        return set_dir(root, lv.set_of, seed)
     name = "real" if lv.real else (lever if lv.synthesis else "base")
     return root / "levers" / "sets" / f"{name}-seed{seed}"
 
@@ -98,6 +103,8 @@ def make_set(root: Path, lever: str, seed: int, teacher: Path, data: list[str]) 
     if (tset / "manifest.json").is_file():
         return tset
     lv = LEVERS[lever]
+    if lv.set_of:
+        return make_set(root, lv.set_of, seed, teacher, data)
     if lv.real:
         argv = ["condense", "--method", "random", "--ipc", str(COUNT // 10)]
     elif lv.method != "deepinversion":

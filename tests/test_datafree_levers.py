@@ -75,3 +75,4 @@ def test_a_lever_of_another_preset_makes_its_own_set_with_that_preset(tmp_path, 
     assert "--method nayer --count 2560" in nayer and "iterations=100" not in nayer and "--set adv=0.0" in nayer
     assert "--method deepinversion" in pixels and "--set lr=0.25" in pixels
     assert set_dir(tmp_path, "nayer", 2) != set_dir(tmp_path, "base", 2)
+    assert set_dir(tmp_path, "nayer-adi-grown-100", 2) == set_dir(tmp_path, "nayer", 2)  # a student on its sets
