@@ -3,8 +3,8 @@
     python -m benchmarks.headline
 
 Data-free against real-data KD per teacher/student pair (benchmarks/results/baselines-full.json for
-KD, datafree_kd.json for the data-free students: the best data-free source of each pair, the
-control on real images left out; datafree_families.json: that recipe, unchanged, on teachers of other
+KD, datafree_kd.json for the data-free students: the best data-free source of each pair among those
+run on 3 seeds, the control on real images left out; datafree_families.json: that recipe, unchanged, on teachers of other
 families), and condensation per images-per-class
 (condense.json: hard labels, the 300-epoch ConvNet-128 protocol, each method's longest run).
 """
@@ -19,6 +19,9 @@ from benchmarks.readme import README, update_section
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONTROLS = ("real-images-6400",)  # real images, not data-free
+# a source enters the "best" race only with this many seeds (where any source of the pair has them): a one-seed trial
+# that lands above a three-seed mean is not the best source yet
+MIN_SEEDS = 3
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -36,10 +39,11 @@ def datafree_rows() -> list[str]:
     rows = []
     for pair in baselines["pairs"]:
         kd = [r["metrics"]["test_accuracy"] for r in pair["students"]["kd"]]
-        best = max(((source.split("/", 1)[1], [r["metrics"]["test_accuracy"] for r in runs])
-                    for source, runs in datafree.items()
-                    if source.startswith(pair["key"] + "/") and source.split("/", 1)[1] not in CONTROLS),
-                   key=lambda item: statistics.fmean(item[1]))
+        sources = [(source.split("/", 1)[1], [r["metrics"]["test_accuracy"] for r in runs])
+                   for source, runs in datafree.items()
+                   if source.startswith(pair["key"] + "/") and source.split("/", 1)[1] not in CONTROLS]
+        seeded = [item for item in sources if len(item[1]) >= MIN_SEEDS]
+        best = max(seeded or sources, key=lambda item: statistics.fmean(item[1]))
         rows.append(f"| {pair['pair']} | {_fmt(kd)} | {best[0]} | {_fmt(best[1])} | "
                     f"{statistics.fmean(best[1]) / statistics.fmean(kd):.2f} |")
     return rows

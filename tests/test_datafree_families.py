@@ -48,3 +48,25 @@ def test_headline_lists_a_family_only_once_it_has_a_data_free_run(tmp_path, monk
             "mobilenet": {"baselines": _baselines("MBV2", 91.0, [89.0]), "datafree": []}}
     (tmp_path / "datafree_families.json").write_text(json.dumps({"method": "fast5-stored", "families": fams}))
     assert headline.family_rows() == ["| WRN | 90.00 | fast5-stored, unchanged | 85.50 (1 seed) | 0.95 |"]
+
+
+def test_headline_best_source_needs_three_seeds_when_the_pair_has_any(tmp_path, monkeypatch):
+    import json
+
+    import benchmarks.headline as headline
+
+    def runs(*accs):
+        return [{"metrics": {"test_accuracy": a}} for a in accs]
+
+    baselines = {"pairs": [{"key": "p", "pair": "P", "students": {"kd": runs(90.0, 90.0, 90.0)}}]}
+    (tmp_path / "baselines-full.json").write_text(json.dumps(baselines))
+    monkeypatch.setattr(headline, "RESULTS", tmp_path)
+
+    def best(datafree):
+        (tmp_path / "datafree_kd.json").write_text(json.dumps({"runs": datafree}))
+        return headline.datafree_rows()[0].split("|")[3].strip()
+
+    three, one = runs(85.0, 85.2, 85.1), runs(85.4)
+    assert best({"p/three": three, "p/one": one}) == "three"  # a one-seed trial does not win the race
+    assert best({"p/one": one, "p/other": runs(80.0)}) == "one"  # no source has 3 seeds: the best mean
+    assert best({"p/three": three, "p/one": one, "p/real-images-6400": runs(89.0, 89.0, 89.0)}) == "three"
