@@ -19,10 +19,11 @@ from datafree.errors import DatafreeError
 
 # options without a value; the options given more than once collect a list
 SWITCHES = {"--resume", "--overwrite", "--no-progress", "--calibration-real", "--no-calibration", "--soft-labels",
-            "--no-test", "--allow-float", "--no-dsa", "--crop-labels", "--live-teacher", "--fair", "--json"}
+            "--no-test", "--allow-float", "--no-dsa", "--crop-labels", "--live-teacher", "--fair", "--json",
+            "--inherit"}
 REPEATED = {"--transfer", "--student", "--set", "--calibration"}
 # the options of each command that are not training flags (TrainConfig fields)
-NOT_TRAINING = {"--arch", "--arch-kwargs", "--teacher", "--student", "--student-kwargs", "--student-init",
+NOT_TRAINING = {"--arch", "--arch-kwargs", "--teacher", "--student", "--student-kwargs", "--student-init", "--inherit",
                 "--transfer", "--method", "--set", "--out", "--dataset", "--data-root", "--device", "--seed"}
 DEFAULT_DATASET = "fashion-mnist"
 
@@ -163,7 +164,8 @@ def _distill(argv: list[str], _: list[str], o: dict[str, Any]) -> None:
     api.distill(o["--out"], student, config, teacher=teacher, teacher_info=info, train=train, method=method,
                 synthesis=preset(method, **_settings(o)) if method else None, test=test,
                 student_kwargs=_json(o, "--student-kwargs", {}), student_info=student_info, resume="--resume" in o,
-                overwrite="--overwrite" in o, extra={"argv": argv, "dataset": _dataset(o, spec), **source})
+                overwrite="--overwrite" in o, extra={"argv": argv, "dataset": _dataset(o, spec), **source},
+                inherit="--inherit" in o)
 
 
 def _synthesize(_: list[str], __: list[str], o: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +192,7 @@ def distill(out: str | Path, student: str | nn.Module, config: TrainConfig, *, t
             teacher_info: ModelInfo | None = None, train: Dataset | None = None, method: str | None = None,
             synthesis: Any = None, test: Dataset | None = None, student_kwargs: dict[str, Any] | None = None,
             student_info: ModelInfo | None = None, save_transfer: str | Path | None = None, resume: bool = False,
-            overwrite: bool = False, extra: dict[str, Any] | None = None) -> RunResult:
+            overwrite: bool = False, extra: dict[str, Any] | None = None, inherit: bool = False) -> RunResult:
     """Distill ``teacher`` into ``student`` from one of three sources.
 
     - ``train`` alone: real data or a stored transfer set (its stored teacher logits stand in for
@@ -203,6 +203,8 @@ def distill(out: str | Path, student: str | nn.Module, config: TrainConfig, *, t
       the student (ADI's two stages).
 
     ``student`` is an architecture name (built with ``config.seed``) or a model with ``student_info``.
+    ``inherit`` starts it from a consistent selection of the teacher's weights
+    (:func:`datafree.models.inherit_weights`), not from random ones.
     ``save_transfer`` keeps every live batch as a transfer set.
     """
     from datafree.models import build_model
@@ -226,6 +228,12 @@ def distill(out: str | Path, student: str | nn.Module, config: TrainConfig, *, t
         check_compatible(student_info.spec, spec, "student")
         info = ModelInfo(student_info.arch, spec, student_info.arch_kwargs)
     extra = dict(extra or {})
+    if inherit:
+        from datafree.models import inherit_weights
+
+        if teacher is None:
+            raise DatafreeError("inherit starts the student from the teacher's weights: pass the teacher")
+        extra["student_inherit"] = asdict(inherit_weights(student, teacher))
     if method is None:
         record = train_run(out, student, info, config, train, test, teacher=teacher, resume=resume,
                            overwrite=overwrite, extra=extra)

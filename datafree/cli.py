@@ -341,7 +341,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
     result = api.distill(args.out, student, config, teacher=teacher, teacher_info=teacher_info, train=train,
                          method=args.method, synthesis=_synthesis_config(args) if args.method else None, test=test,
                          student_kwargs=args.student_kwargs, student_info=student_info,
-                         save_transfer=args.save_transfer, resume=args.resume, overwrite=args.overwrite, extra=extra)
+                         save_transfer=args.save_transfer, resume=args.resume, overwrite=args.overwrite, extra=extra,
+                         inherit=args.inherit)
     _print_result("student", result.record, args.out)
     return 0
 
@@ -725,6 +726,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student-init", metavar="CKPT",
                    help="start the student from this checkpoint's architecture and weights instead of --student "
                         "(e.g. a compressed teacher from 'datafree compress')")
+    p.add_argument("--inherit", action="store_true",
+                   help="start the student from a consistent selection of the teacher's weights (weight selection: "
+                        "each layer keeps evenly spaced channels of the matching teacher layer; the student must be "
+                        "a shallower or thinner version of the teacher's architecture)")
     g = p.add_argument_group("source (default: the real training set)")
     g.add_argument("--transfer", action="append", help="a transfer-set directory made by 'datafree synthesize' "
                    "(repeat to train on several sets as one); with a pool "

@@ -83,6 +83,8 @@ def test_every_recorded_command_makes_the_cli_call(files, tmp_path, monkeypatch)
          "--clip-grad-norm", "5", "--out", o, "--no-progress", *data],
         ["distill", "--teacher", t, "--method", "dfad", "--set", "ngf=8", "--student", "lenet5_half", "--lr", "0.05",
          "--steps-per-epoch", "3", "--out", o, "--no-progress", *data],
+        ["distill", "--teacher", t, "--transfer", s, "--student", "lenet5_half", "--inherit", "--epochs", "1",
+         "--out", o, "--no-progress", *data],
         ["distill", "--teacher", t, "--student-init", t, "--transfer", s, "--epochs", "2", "--eval-every", "1",
          "--out", o, "--no-progress", "--dataset", "fashion-mnist", "--data-root", data[3]],
         ["synthesize", "--teacher", t, "--method", "zskd", "--set", "pixel_scale=4", "--set", "dirichlet=[1.0, 0.1]",

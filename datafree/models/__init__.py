@@ -2,10 +2,11 @@
 
 from datafree.models.convnet import ConvNet
 from datafree.models.dcnets import MLP, VGG, AlexNetDC
+from datafree.models.inherit import Inheritance, fold_batchnorm, inherit_weights
 from datafree.models.lenet import LeNet5
 from datafree.models.registry import EVAL_POOL, available_models, build_model, count_parameters
 from datafree.models.resnet import ResNet
 from datafree.models.wrn import WideResNet
 
-__all__ = ["EVAL_POOL", "MLP", "VGG", "AlexNetDC", "ConvNet", "LeNet5", "ResNet", "WideResNet", "available_models",
-           "build_model", "count_parameters"]
+__all__ = ["EVAL_POOL", "MLP", "VGG", "AlexNetDC", "ConvNet", "Inheritance", "LeNet5", "ResNet", "WideResNet",
+           "available_models", "build_model", "count_parameters", "fold_batchnorm", "inherit_weights"]

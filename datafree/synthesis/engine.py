@@ -38,7 +38,6 @@ from datafree.synthesis.augment import random_resized_crop_flip
 from datafree.synthesis.generators import (
     GENERATORS,
     GeneratorConfig,
-    NoisyLayerGenerator,
     PixelGenerator,
     flat_fields,
     generator_config,
@@ -379,11 +378,10 @@ class Synthesizer:
             generator = self._new_generator()
             terms = self._optimise(generator, self._new_optimizer(generator), c.iterations, fixed)
         else:  # meta: adapt a copy of the meta initialisation, then move it towards the result
-            life = getattr(c.generator_config, "life", 0)
-            if life and self.calls > 1 and (self.calls - 1) % life == 0:
+            kind = c.generator_config
+            if kind.renew_every and self.calls > 1 and (self.calls - 1) % kind.renew_every == 0:
                 self.generator = self._new_generator()
-            if isinstance(self.generator, NoisyLayerGenerator):
-                self.generator.reset_noise(self.rng)
+            kind.begin_batch(self.generator, self.rng)
             generator = copy.deepcopy(self.generator)
             terms = self._optimise(generator, self._new_optimizer(generator), c.iterations, fixed)
             with torch.no_grad():

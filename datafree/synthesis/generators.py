@@ -166,6 +166,7 @@ class DCGANConfig:
     nz: int = 256
     ngf: int = 64
     schedules: ClassVar[tuple[str, ...] | None] = None  # every schedule
+    renew_every: ClassVar[int] = 0  # the meta schedule keeps one generator throughout
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUTS:
@@ -180,6 +181,9 @@ class DCGANConfig:
         """The one-hot term aims at the sampled classes (else at the teacher's argmax)."""
         return self.conditional
 
+    def begin_batch(self, generator: nn.Module, rng: torch.Generator) -> None:
+        """Before each meta-schedule batch: nothing to redraw."""
+
     def build(self, spec: DataSpec, batch_size: int, seed: int, teacher: nn.Module | None = None) -> nn.Module:
         return Generator(spec, self.nz, self.ngf, self.conditional, self.output)
 
@@ -190,6 +194,7 @@ class PixelConfig:
 
     pixel_scale: int = 1  # optimise images this many times coarser, upsampled (a smoothness prior)
     schedules: ClassVar[tuple[str, ...] | None] = ("pool",)  # a fresh batch per call: pool only
+    renew_every: ClassVar[int] = 0  # the meta schedule keeps one generator throughout
 
     def __post_init__(self) -> None:
         if self.pixel_scale < 1:
@@ -204,6 +209,9 @@ class PixelConfig:
     @property
     def targets_sampled(self) -> bool:
         return True
+
+    def begin_batch(self, generator: nn.Module, rng: torch.Generator) -> None:
+        """Before each meta-schedule batch: nothing to redraw."""
 
     def build(self, spec: DataSpec, batch_size: int, seed: int, teacher: nn.Module | None = None) -> nn.Module:
         return PixelGenerator(spec, batch_size, torch.Generator().manual_seed(seed), self.pixel_scale)
@@ -240,6 +248,14 @@ class NoisyLayerConfig:
     @property
     def noise_dim(self) -> int:
         return 1  # the noisy layers are the noise: z is not used
+
+    @property
+    def renew_every(self) -> int:
+        return self.life
+
+    def begin_batch(self, generator: nn.Module, rng: torch.Generator) -> None:
+        """NAYER's noisy layers are drawn afresh for every batch, from the engine's random stream."""
+        generator.reset_noise(rng)
 
     @property
     def targets_sampled(self) -> bool:

@@ -1,0 +1,137 @@
+"""Start a small student from a selection of its teacher's weights (weight selection).
+
+A student trained from random weights on synthetic images learns only what those images show; a student
+that starts from the teacher's own filters starts from what the teacher learned on its real data. Weight
+selection (Xu et al., "Initializing Models with Larger Ones", ICLR 2024) builds that start without any
+data: each student layer takes a subset of the matching teacher layer's weights. The subset is *consistent*:
+a channel count of ``t`` cut to ``s`` always keeps the same evenly spaced channels, so the channels a layer
+keeps are the ones the next layer's kept inputs read. Spatial kernel dimensions keep their centre.
+
+Layers are matched by name (a shallower or thinner network of the same family: ResNet-8 from ResNet-14
+shares the names of each stage's first block) or, when no weight layer's name matches, by position (the
+same sequence of convolutions and linear layers, as LeNet-5-half and LeNet-5-BN). BatchNorm layers the
+student lacks are folded into the teacher layer before them first, so the selected filters keep the
+teacher's scale.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from datafree.errors import DatafreeError
+
+WEIGHTED = (nn.Conv2d, nn.Linear)
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+@dataclass(frozen=True)
+class Inheritance:
+    """What :func:`inherit_weights` did: how the layers were paired, and how many tensors it copied."""
+
+    matched_by: str  # "name" or "position"
+    layers: int  # student layers (conv, linear, BatchNorm) that took teacher weights
+    tensors: int  # parameters and buffers copied
+    parameters: int  # student parameters (elements) that were set from the teacher
+    total_parameters: int  # all of the student's parameters (elements)
+
+
+def evenly_spaced(teacher_size: int, student_size: int) -> torch.Tensor:
+    """The indices a dimension of ``teacher_size`` keeps for ``student_size``: evenly spaced, from 0."""
+    return (torch.arange(student_size) * teacher_size) // student_size
+
+
+def centred(teacher_size: int, student_size: int) -> torch.Tensor:
+    start = (teacher_size - student_size) // 2
+    return torch.arange(start, start + student_size)
+
+
+def select(teacher: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
+    """The consistent selection of ``teacher`` with ``shape`` (None: a dimension is larger in the student)."""
+    if teacher.dim() != len(shape) or any(s > t for s, t in zip(shape, teacher.shape)):
+        return None
+    out = teacher
+    for dim, (t, s) in enumerate(zip(teacher.shape, shape)):
+        if t != s:
+            pick = centred if dim >= 2 else evenly_spaced  # kernels keep their centre, channels spread out
+            out = out.index_select(dim, pick(t, s).to(out.device))
+    return out
+
+
+def _layers(model: nn.Module, kinds: tuple[type, ...]) -> list[tuple[str, nn.Module]]:
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, kinds)]
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every BatchNorm folded into the conv or linear layer registered just before it
+    (which must produce its channels); the BatchNorm becomes an identity. For inference weights only."""
+    model = copy.deepcopy(model).eval()
+    previous: nn.Module | None = None
+    for name, module in list(model.named_modules()):
+        if isinstance(module, WEIGHTED):
+            previous = module
+        elif isinstance(module, NORMS) and module.track_running_stats and module.running_var is not None:
+            width = None if previous is None else previous.weight.shape[0]
+            if width != module.num_features:
+                raise DatafreeError(f"cannot fold BatchNorm {name!r}: no layer with {module.num_features} outputs "
+                                    "just before it")
+            with torch.no_grad():
+                scale = module.running_var.add(module.eps).rsqrt()
+                if module.affine:
+                    scale = scale * module.weight
+                shift = -module.running_mean * scale + (module.bias if module.affine else 0.0)
+                previous.weight.mul_(scale.reshape(-1, *[1] * (previous.weight.dim() - 1)))
+                bias = previous.bias if previous.bias is not None else torch.zeros_like(shift)
+                previous.bias = nn.Parameter(bias * scale + shift)
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child, nn.Identity())
+    return model
+
+
+def inherit_weights(student: nn.Module, teacher: nn.Module) -> Inheritance:
+    """Set ``student``'s weights (in place) to a consistent selection of ``teacher``'s; returns what it did.
+
+    Raises a one-line :class:`DatafreeError` when the two cannot be paired (different families): weight
+    selection needs the student to be a shallower or thinner version of the teacher.
+    """
+    student_norms, teacher_norms = _layers(student, NORMS), _layers(teacher, NORMS)
+    if teacher_norms and not student_norms:
+        teacher = fold_batchnorm(teacher)
+        teacher_norms = []
+    s_layers, t_layers = _layers(student, WEIGHTED), _layers(teacher, WEIGHTED)
+    t_by_name = dict(t_layers)
+    pairs: list[tuple[nn.Module, nn.Module]]
+    if s_layers and all(name in t_by_name for name, _ in s_layers):
+        matched_by = "name"
+        t_norms = dict(teacher_norms)
+        pairs = [(m, t_by_name[n]) for n, m in s_layers] + [(m, t_norms[n]) for n, m in student_norms if n in t_norms]
+    elif [type(m) for _, m in s_layers] == [type(m) for _, m in t_layers]:
+        matched_by = "position"
+        pairs = list(zip([m for _, m in s_layers], [m for _, m in t_layers]))
+        if [type(m) for _, m in student_norms] == [type(m) for _, m in teacher_norms]:
+            pairs += list(zip([m for _, m in student_norms], [m for _, m in teacher_norms]))
+    else:
+        raise DatafreeError("cannot inherit the teacher's weights: the student's conv/linear layers match the "
+                            "teacher's neither by name nor in sequence (weight selection needs a shallower or "
+                            "thinner version of the teacher's architecture); leave --inherit off")
+    chosen: dict[str, torch.Tensor] = {}
+    ids = {id(m): n for n, m in student.named_modules()}
+    for s_mod, t_mod in pairs:
+        t_state = t_mod.state_dict()
+        for key, value in s_mod.state_dict().items():
+            if key not in t_state:
+                continue
+            picked = select(t_state[key], value.shape) if value.dim() else t_state[key]
+            if picked is None:
+                raise DatafreeError(f"cannot inherit the teacher's weights: student layer {ids[id(s_mod)]!r} "
+                                    f"({key} {tuple(value.shape)}) is larger than its teacher layer "
+                                    f"({tuple(t_state[key].shape)})")
+            chosen[f"{ids[id(s_mod)]}.{key}"] = picked.to(value.dtype)
+    student.load_state_dict(chosen, strict=False)
+    names = dict(student.named_parameters())
+    set_elements = sum(names[k].numel() for k in chosen if k in names)
+    return Inheritance(matched_by, len(pairs), len(chosen), set_elements,
+                       sum(p.numel() for p in student.parameters()))

@@ -1,0 +1,112 @@
+"""Weight selection (datafree.models.inherit): a student started from a consistent selection of its teacher."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from datafree.cli import main
+from datafree.data.spec import FASHION_MNIST
+from datafree.errors import DatafreeError
+from datafree.models import build_model, fold_batchnorm, inherit_weights
+from datafree.models.inherit import select
+
+
+def test_select_spreads_channels_and_keeps_the_kernel_centre():
+    w = torch.arange(6 * 4 * 5 * 5, dtype=torch.float32).reshape(6, 4, 5, 5)
+    picked = select(w, torch.Size([3, 2, 3, 3]))
+    torch.testing.assert_close(picked, w[[0, 2, 4]][:, [0, 2]][:, :, 1:4, 1:4])
+    assert select(w, torch.Size([7, 4, 5, 5])) is None  # larger than the teacher: nothing to select
+    assert select(w, torch.Size([6, 4, 25])) is None  # another layout
+
+
+def _zero_unselected(model: nn.Module) -> None:
+    """Zero every hidden layer's odd output channels (and the inputs they feed): what a half-width student drops."""
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        for layer in layers[:-1]:
+            layer.weight[1::2] = 0
+            layer.bias[1::2] = 0
+
+
+def test_a_half_width_student_of_a_teacher_without_its_dropped_channels_computes_the_teacher():
+    """LeNet-5 -> LeNet-5-half (matched by name): if the channels the selection drops are dead in the teacher,
+    the selection is the teacher's function exactly (consistency: each layer keeps the inputs the last one kept)."""
+    teacher = build_model("lenet5", FASHION_MNIST, seed=0).eval()
+    _zero_unselected(teacher)
+    student = build_model("lenet5_half", FASHION_MNIST, seed=1).eval()
+    report = inherit_weights(student, teacher)
+    assert report.matched_by == "name" and report.parameters == report.total_parameters
+    x = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(student(x), teacher(x))
+
+
+def test_folding_batchnorm_keeps_the_function_and_position_matching_uses_it():
+    teacher = build_model("lenet5_bn", FASHION_MNIST, seed=0)
+    with torch.no_grad():  # running statistics and affine parameters that are not the identity
+        for m in teacher.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    teacher.eval()
+    x = torch.randn(4, 1, 28, 28)
+    folded = fold_batchnorm(teacher)
+    torch.testing.assert_close(folded(x), teacher(x), atol=1e-5, rtol=1e-5)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in folded.modules())
+    student = build_model("lenet5_half", FASHION_MNIST, seed=1)
+    report = inherit_weights(student, teacher)  # LeNet-5-BN's layer names are shifted by its BatchNorms
+    assert report.matched_by == "position" and report.layers == 5
+    first = folded.features[0]
+    torch.testing.assert_close(student.features[0].weight, first.weight[[0, 2, 4]])
+    torch.testing.assert_close(student.features[0].bias, first.bias[[0, 2, 4]])
+    torch.testing.assert_close(student.classifier.weight, folded.classifier.weight[:, ::2])
+
+
+def test_a_shallower_resnet_takes_each_stage_s_first_block_by_name():
+    teacher = build_model("resnet14", FASHION_MNIST, seed=0, width=8)
+    student = build_model("resnet8", FASHION_MNIST, seed=1, width=4)
+    report = inherit_weights(student, teacher)
+    assert report.matched_by == "name" and report.parameters == report.total_parameters
+    torch.testing.assert_close(student.layers[1][0].conv1.weight, teacher.layers[1][0].conv1.weight[::2, ::2])
+    torch.testing.assert_close(student.layers[2][0].bn2.running_var, teacher.layers[2][0].bn2.running_var[::2])
+    # the same architecture inherits the teacher itself
+    twin = build_model("resnet14", FASHION_MNIST, seed=2, width=8)
+    inherit_weights(twin, teacher)
+    x = torch.randn(2, 1, 28, 28)
+    torch.testing.assert_close(twin.eval()(x), teacher.eval()(x))
+
+
+def test_students_that_are_not_a_selection_of_the_teacher_get_a_one_line_error():
+    teacher = build_model("resnet8", FASHION_MNIST, seed=0, width=4)
+    with pytest.raises(DatafreeError, match="neither by name nor in sequence"):
+        inherit_weights(build_model("lenet5_half", FASHION_MNIST, seed=0), teacher)
+    with pytest.raises(DatafreeError, match="larger than its teacher layer"):
+        inherit_weights(build_model("resnet8", FASHION_MNIST, seed=0, width=8), teacher)
+
+
+def test_cli_distill_inherit_records_it_and_trains_from_the_teacher_s_weights(fmnist_root, tmp_path, capsys):
+    teacher = tmp_path / "teacher"
+    assert main(["train-teacher", "--arch", "lenet5", "--epochs", "1", "--batch-size", "64",
+                 "--data-root", str(fmnist_root), "--out", str(teacher), "--no-progress"]) == 0
+    student = tmp_path / "student"
+    assert main(["distill", "--teacher", str(teacher), "--student", "lenet5_half", "--inherit", "--epochs", "1",
+                 "--lr", "1e-9", "--batch-size", "64", "--data-root", str(fmnist_root), "--out", str(student),
+                 "--no-progress"]) == 0
+    record = json.loads((student / "result.json").read_text())
+    assert record["student_inherit"]["matched_by"] == "name"
+    from datafree.checkpoint import load_model
+
+    trained, _ = load_model(student)
+    source, _ = load_model(teacher)
+    # lr 1e-9: the saved student is the selection itself
+    torch.testing.assert_close(trained.features[3].weight, source.features[3].weight[::2, ::2])
+    assert main(["distill", "--teacher", str(teacher), "--student", "resnet8", "--inherit", "--epochs", "1",
+                 "--data-root", str(fmnist_root), "--out", str(tmp_path / "other"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot inherit the teacher's weights" in err and "Traceback" not in err
+    assert not (tmp_path / "other" / "result.json").exists()
