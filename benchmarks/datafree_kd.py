@@ -85,6 +85,10 @@ VARIANTS["nayer10-life20-stored"] = {**VARIANTS["fast5-stored"], "method": "naye
 # at fast5-stored's cost: 5 steps a batch, one generator throughout
 VARIANTS["nayer5-stored"] = {**VARIANTS["fast5-stored"], "method": "nayer",
                              "overrides": {"adv": 0.0, "iterations": 5, "life": 0}}
+# Weight selection (datafree.models.inherit): the best stored recipe of each pair with its student started from a
+# selection of the teacher's weights (distill --inherit), everything else equal
+VARIANTS["fast5-stored-inherit"] = {**VARIANTS["fast5-stored"], "set_of": "fast5-stored", "inherit": True}
+VARIANTS["zskd+augment-inherit"] = {**VARIANTS["zskd+augment"], "inherit": True}
 # Not data-free: a control for the stored-set rows. The stored-set student's own recipe on as many random
 # real training images (640 per class, 'datafree condense --method random'), labelled by the teacher, shows
 # what that student would reach if its synthetic images were real ones.
@@ -114,6 +118,8 @@ def describe_variant(name: str) -> str:
         changes.append(f"the student also trains on the {', '.join(v['with_sets'])} set of the same seed")
     if v["student"]:
         changes.append(f"student {' '.join(v['student'])}")
+    if v.get("inherit"):
+        changes.append("the student starts from a selection of the teacher's weights (--inherit)")
     return f"{name}: {v['method']} with {', '.join(changes)}."
 
 
@@ -149,6 +155,8 @@ def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str
     if not (teacher / "model.safetensors").is_file():
         raise SystemExit(f"no teacher at {teacher}: run 'python -m benchmarks.baselines' first")
     student = ["--student", pair.student, *kwargs_args("--student-kwargs", pair.student_kwargs)]
+    if VARIANTS.get(method, {}).get("inherit"):
+        student.append("--inherit")
     out = root / "datafree" / pair_key / f"{method}-seed{seed}"
     if method == REAL_CONTROL:  # the stored-set student, on real images labelled by the teacher
         tsets, stored_student = [real_images_set(pair_key, seed, root, data)], list(RECIPES.df_stored_student)

@@ -53,6 +53,7 @@ class Lever:
     real: bool = False  # control: random real training images instead of a synthetic set
     method: str = "deepinversion"  # another preset: its own recipe with ``synthesis`` overrides, same image count
     set_of: str = ""  # a student-only lever on another lever's sets (default: the base set)
+    full_kd: bool = False  # control: the kd row's real-data KD (all training images) with ``student``'s flags
 
 
 LEVERS: dict[str, Lever] = {
@@ -75,6 +76,15 @@ LEVERS: dict[str, Lever] = {
                    synthesis={"adv": 0.0, "ngf": 16, "batch_size": 128}, method="nayer"),
     "nayer-adi-grown-100": Lever("student: adi-grown-100 on the nayer set", student=(*GROWN, "--set", "student_steps=100"),
                                  set_of="nayer"),
+    # weight selection (datafree.models.inherit): the student starts from the teacher's own filters, not random ones
+    "inherit": Lever("student: starts from a selection of the teacher's weights (`--inherit`), not random ones",
+                     student=("--inherit",)),
+    # twice the pixel steps a batch (one point without inherit, docs/datafree_recipes.md), for an inherited student
+    "inherit-iter200": Lever("synthesis: 200 pixel steps a batch; student: inherit", synthesis={"iterations": 200},
+                             student=("--inherit",)),
+    # the student's lr, from the teacher's start (base: 0.01)
+    **{f"inherit-lr{lr}": Lever(f"student: inherit, lr {lr}", student=("--inherit", "--lr", lr))
+       for lr in ("0.003", "0.03")},
     "dsa": Lever("student: DSA views (the teacher relabels every view)", student=("--augment", "dsa")),
     "adi-grown": Lever("student: 3000 steps, the set grown by an ADI batch (100 pixel steps, against the student) "
                        "every 50 steps", student=GROWN),
@@ -83,7 +93,15 @@ LEVERS: dict[str, Lever] = {
     # half the growth's synthesis cost: the main job's critical path is this student (docs/datafree_recipes.md)
     "adi-grown-100": Lever("student: adi-grown with one ADI batch every 100 steps (half the synthesis)",
                            student=(*GROWN, "--set", "student_steps=100")),
+    # the main job's recipe (adi-grown-100) with the student started from the teacher's weights
+    "inherit-adi-grown-100": Lever("student: adi-grown-100, started from a selection of the teacher's weights",
+                                   student=(*GROWN, "--set", "student_steps=100", "--inherit")),
     "real": Lever("control: 2560 random real training images, base student", real=True),
+    # does the teacher's start help because the images are synthetic, or on real images too?
+    "real-inherit": Lever("control: 2560 random real training images, inherit student", student=("--inherit",),
+                          real=True),
+    "kd-inherit": Lever("control: real-data KD (60,000 training images) started from the teacher's weights",
+                        student=("--inherit",), real=True, full_kd=True),
     "real-dsa": Lever("control: 2560 random real training images, DSA student", student=("--augment", "dsa"),
                       real=True),
 }
@@ -118,6 +136,9 @@ def make_set(root: Path, lever: str, seed: int, teacher: Path, data: list[str]) 
 
 
 def run_lever(root: Path, lever: str, seed: int, teacher: Path, data: list[str]) -> dict[str, Any]:
+    if LEVERS[lever].full_kd:
+        return run([KD[0], "--teacher", str(teacher), *KD[1:], *LEVERS[lever].student, "--seed", str(seed), *data],
+                   root / "levers" / f"{lever}-seed{seed}")
     tset = make_set(root, lever, seed, teacher, data)
     argv = [STUDENT[0], "--teacher", str(teacher), "--transfer", str(tset), *STUDENT[1:], *LEVERS[lever].student,
             "--seed", str(seed), *data]

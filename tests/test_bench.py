@@ -207,6 +207,9 @@ def test_fmnist_suites_plan(tmp_path):
     grown = " ".join(next(r for r in quick if r.source == "df:deepinversion+adi").argv[-1])
     # the main job's data-free recipe: BN statistics + adversarial competition, one ADI batch per 100 student steps
     assert "--method adi" in grown and "student_steps=100" in grown and "--augment crop-flip" in grown
+    assert "--inherit" in grown  # the student starts from a selection of the teacher's weights
+    kd = " ".join(next(r for r in quick if r.source == "kd").argv[-1])
+    assert "--inherit" not in kd  # the real-data references start from random weights, as published
     assert [r.run_id for r in quick][1] == "lenet-bn/kd/seed0"
     assert not skipped_sources(get_suite("quick"))  # the main job's teacher has BatchNorm: every source runs
     full = get_suite("full")
@@ -353,6 +356,7 @@ def test_every_planned_job_is_the_command_it_records(name, tmp_path):
             assert (args.student, args.student_kwargs, args.method) == (p["student"], p["student_kwargs"], p["method"])
             assert (args.transfer or [None]) == [p["transfer"]]
             assert args.teacher == (p["teacher"] or {}).get("path")
+            assert args.inherit == p.get("inherit", False)
         elif step.job.name == "buffer":
             fields = jobs.buffer_fields(p["flags"])
             assert fields == {k: getattr(args, k) for k in fields}

@@ -228,4 +228,4 @@ def _distill(p: dict[str, Any], argv: list[str], out: Path, resume: bool, overwr
     api.distill(out, p["student"], config, teacher=teacher, teacher_info=info, train=train, method=method,
                 synthesis=preset(method, **p["overrides"]) if method else None, test=test,
                 student_kwargs=p["student_kwargs"], resume=resume, overwrite=overwrite,
-                extra={"argv": argv, "dataset": p["dataset"], **source})
+                extra={"argv": argv, "dataset": p["dataset"], **source}, inherit=p.get("inherit", False))

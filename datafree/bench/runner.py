@@ -248,6 +248,8 @@ def _source_steps(suite: Suite, pair: PairSpec, src: Source, seed: int, out: Pat
         return [Step("train", ["distill", *teacher, *student, *flags, *tail], student_dir,
                      job=Job("distill", {**learner, "flags": flags}))]
     if src.kind == "df":
+        if r.df_inherit:  # the student starts from the teacher's weights
+            student, learner = [*student, "--inherit"], {**learner, "inherit": True}
         scale = df_overrides(r, src.method)
         config = preset(src.method, **scale)
         overrides = set_args(scale)

@@ -84,6 +84,7 @@ class Recipes:
     df_count: int = FMNIST_DF_COUNT  # images synthesized for a stored set
     df_stored_student: tuple[str, ...] = FMNIST_DF_STORED_STUDENT
     df_grown_student: tuple[str, ...] = FMNIST_DF_GROWN_STUDENT  # df:<stored>+<live>: the student as the set grows
+    df_inherit: bool = False  # data-free students start from a selection of the teacher's weights (distill --inherit)
     cond: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method: --set overrides
     cond_by_ipc: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)  # per method and IPC, on top
     cond_student: tuple[str, ...] = FMNIST_COND_STUDENT
