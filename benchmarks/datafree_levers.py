@@ -85,6 +85,17 @@ LEVERS: dict[str, Lever] = {
     # the student's lr, from the teacher's start (base: 0.01)
     **{f"inherit-lr{lr}": Lever(f"student: inherit, lr {lr}", student=("--inherit", "--lr", lr))
        for lr in ("0.003", "0.03")},
+    # what else moves an inherited student: its KD temperature, twice the steps, mixing synthetic images
+    "inherit-T2": Lever("student: inherit, KD temperature 2 (base: 4)", student=("--inherit", "--temperature", "2")),
+    "inherit-T8": Lever("student: inherit, KD temperature 8", student=("--inherit", "--temperature", "8")),
+    "inherit-long": Lever("student: inherit, 4000 steps (base: 2000)", student=("--inherit", "--epochs", "200",
+                                                                                 "--eval-every", "50")),
+    "inherit-mixup": Lever("student: inherit, mixup of synthetic images (the teacher labels the mix)",
+                           student=("--inherit", "--mix", "mixup")),
+    "inherit-long-mixup": Lever("student: inherit, 4000 steps, mixup", student=("--inherit", "--epochs", "200",
+                                                                              "--eval-every", "50", "--mix", "mixup")),
+    "inherit-cutmix": Lever("student: inherit, cutmix of synthetic images (the teacher labels the mix)",
+                            student=("--inherit", "--mix", "cutmix")),
     "dsa": Lever("student: DSA views (the teacher relabels every view)", student=("--augment", "dsa")),
     "adi-grown": Lever("student: 3000 steps, the set grown by an ADI batch (100 pixel steps, against the student) "
                        "every 50 steps", student=GROWN),
@@ -96,6 +107,8 @@ LEVERS: dict[str, Lever] = {
     # the main job's recipe (adi-grown-100) with the student started from the teacher's weights
     "inherit-adi-grown-100": Lever("student: adi-grown-100, started from a selection of the teacher's weights",
                                    student=(*GROWN, "--set", "student_steps=100", "--inherit")),
+    "inherit-adi-grown-100-mixup": Lever("student: inherit-adi-grown-100 with mixup of the pool's images",
+                                         student=(*GROWN, "--set", "student_steps=100", "--inherit", "--mix", "mixup")),
     "real": Lever("control: 2560 random real training images, base student", real=True),
     # does the teacher's start help because the images are synthetic, or on real images too?
     "real-inherit": Lever("control: 2560 random real training images, inherit student", student=("--inherit",),
