@@ -232,7 +232,7 @@ def distill(out: str | Path, student: str | nn.Module, config: TrainConfig, *, t
         from datafree.models import inherit_weights
 
         if teacher is None:
-            raise DatafreeError("inherit starts the student from the teacher's weights: pass the teacher")
+            raise DatafreeError("inherit (--inherit) starts the student from the teacher's weights: give the teacher (--teacher)")
         extra["student_inherit"] = asdict(inherit_weights(student, teacher))
     if method is None:
         record = train_run(out, student, info, config, train, test, teacher=teacher, resume=resume,

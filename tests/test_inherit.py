@@ -110,3 +110,14 @@ def test_cli_distill_inherit_records_it_and_trains_from_the_teacher_s_weights(fm
     err = capsys.readouterr().err
     assert "cannot inherit the teacher's weights" in err and "Traceback" not in err
     assert not (tmp_path / "other" / "result.json").exists()
+
+
+def test_inherit_without_a_teacher_is_a_one_line_error(tmp_path):
+    from datafree import api
+    from datafree.data.datasets import TensorImageDataset
+    from datafree.train import TrainConfig
+
+    data = TensorImageDataset(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.zeros(4), FASHION_MNIST)
+    with pytest.raises(DatafreeError, match="give the teacher"):
+        api.distill(tmp_path / "s", "lenet5_half", TrainConfig(epochs=1), train=data, inherit=True)
+    assert not (tmp_path / "s").exists()
