@@ -118,6 +118,20 @@ def test_report_writes_tables_and_plots(smoke_out, capsys):
                                                                          "tiny_df-zskd.png"]
 
 
+def test_report_finds_sets_recorded_relative_to_where_the_suite_ran(smoke_out, tmp_path, monkeypatch):
+    """bash scripts/main.sh records set paths relative to the repository; a report made from another directory
+    (benchmarks/bench_readme.py copying a fresh clone's report) must still show the sets, not "none"."""
+    from datafree.bench.report import synthetic_grid
+
+    row = next(r for r in _rows(smoke_out) if r["source"].startswith("cond:dm"))
+    relative = Path(row["set_dir"]).resolve().relative_to(smoke_out.resolve().parent)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    groups = [{"pair": "tiny", "kind": "cond", "method": "dm", "ipc": 2, "set_dir": str(relative)}]
+    assert synthetic_grid(groups, smoke_out, tmp_path / "grid.png") == ["tiny cond:dm:2"]
+
+
 def test_report_of_an_empty_directory_is_a_one_line_error(tmp_path, capsys):
     assert main(["bench", "report", str(tmp_path)]) == 2
     err = capsys.readouterr().err

@@ -359,6 +359,22 @@ def _first_per_class(directory: Path, per_class: int, max_classes: int = 10, sca
     return torch.cat(xs), torch.cat(ys), spec
 
 
+def set_path(recorded: str, out_dir: Path) -> Path:
+    """A stored set's directory as a row records it, found wherever the report runs.
+
+    The bench records paths as it was given them: relative to the directory the suite ran from (``bash
+    scripts/main.sh`` runs from the repository), which is an ancestor of ``out_dir``. Those ancestors are tried
+    first, nearest first, then the working directory, so a report made from elsewhere still finds the sets.
+    """
+    path = Path(recorded)
+    if path.is_absolute():
+        return path
+    for base in Path(out_dir).resolve().parents:
+        if (base / path / "manifest.json").is_file():
+            return base / path
+    return path
+
+
 def synthetic_grid(groups: list[dict[str, Any]], out_dir: Path, path: Path, per_class: int = 4) -> list[str]:
     """One class grid per stored set (datafree.viz) under ``grids/``, composed into one figure; returns its labels."""
     import matplotlib.image as mpimg
@@ -369,7 +385,7 @@ def synthetic_grid(groups: list[dict[str, Any]], out_dir: Path, path: Path, per_
     for g in groups:
         if g.get("set_dir") and g["kind"] in ("df", "cond"):
             label = f"{g['pair']} {g['kind']}:{g['method']}" + (f":{g['ipc']}" if g["kind"] == "cond" else "")
-            sets.setdefault(label, Path(g["set_dir"]))
+            sets.setdefault(label, set_path(g["set_dir"], out_dir))
     tiles = []
     for label, directory in sets.items():
         if not (directory / "manifest.json").is_file():
