@@ -157,8 +157,18 @@ class NoisyLayerGenerator(nn.Module):
         return self.decoder(v)
 
 
+class KeepsItsGenerator:
+    """What the meta schedule asks a generator config (NAYER's overrides both): when to build a fresh generator
+    (never: ``renew_every`` 0) and what to redraw before each batch (nothing)."""
+
+    renew_every: ClassVar[int] = 0
+
+    def begin_batch(self, generator: nn.Module, rng: torch.Generator) -> None:
+        """Before each meta-schedule batch: nothing to redraw."""
+
+
 @dataclass(frozen=True)
-class DCGANConfig:
+class DCGANConfig(KeepsItsGenerator):
     """The DCGAN generator's fields (DAFL, DFAD, ZSKT, CMI, Fast-DFKD)."""
 
     conditional: bool = False  # sample target classes and condition the noise on them
@@ -166,7 +176,6 @@ class DCGANConfig:
     nz: int = 256
     ngf: int = 64
     schedules: ClassVar[tuple[str, ...] | None] = None  # every schedule
-    renew_every: ClassVar[int] = 0  # the meta schedule keeps one generator throughout
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUTS:
@@ -181,20 +190,16 @@ class DCGANConfig:
         """The one-hot term aims at the sampled classes (else at the teacher's argmax)."""
         return self.conditional
 
-    def begin_batch(self, generator: nn.Module, rng: torch.Generator) -> None:
-        """Before each meta-schedule batch: nothing to redraw."""
-
     def build(self, spec: DataSpec, batch_size: int, seed: int, teacher: nn.Module | None = None) -> nn.Module:
         return Generator(spec, self.nz, self.ngf, self.conditional, self.output)
 
 
 @dataclass(frozen=True)
-class PixelConfig:
+class PixelConfig(KeepsItsGenerator):
     """The pixel 'generator's fields (DeepInversion, ADI, ZSKD): the batch itself is optimised."""
 
     pixel_scale: int = 1  # optimise images this many times coarser, upsampled (a smoothness prior)
     schedules: ClassVar[tuple[str, ...] | None] = ("pool",)  # a fresh batch per call: pool only
-    renew_every: ClassVar[int] = 0  # the meta schedule keeps one generator throughout
 
     def __post_init__(self) -> None:
         if self.pixel_scale < 1:
@@ -209,9 +214,6 @@ class PixelConfig:
     @property
     def targets_sampled(self) -> bool:
         return True
-
-    def begin_batch(self, generator: nn.Module, rng: torch.Generator) -> None:
-        """Before each meta-schedule batch: nothing to redraw."""
 
     def build(self, spec: DataSpec, batch_size: int, seed: int, teacher: nn.Module | None = None) -> nn.Module:
         return PixelGenerator(spec, batch_size, torch.Generator().manual_seed(seed), self.pixel_scale)
