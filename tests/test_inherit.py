@@ -55,16 +55,16 @@ def test_folding_batchnorm_keeps_the_function_and_position_matching_uses_it():
                 m.bias.uniform_(-0.5, 0.5)
     teacher.eval()
     x = torch.randn(4, 1, 28, 28)
-    folded = fold_batchnorm(teacher, purpose="this test", instead="-")
+    folded = fold_batchnorm(teacher)
     torch.testing.assert_close(folded(x), teacher(x), atol=1e-5, rtol=1e-5)
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in folded.modules())
     student = build_model("lenet5_half", FASHION_MNIST, seed=1)
     report = inherit_weights(student, teacher)  # LeNet-5-BN's layer names are shifted by its BatchNorms
     assert report.matched_by == "position" and report.layers == 5
-    first = folded.get_submodule("features.0")
+    first = folded.features[0]
     torch.testing.assert_close(student.features[0].weight, first.weight[[0, 2, 4]])
     torch.testing.assert_close(student.features[0].bias, first.bias[[0, 2, 4]])
-    torch.testing.assert_close(student.classifier.weight, folded.get_submodule("classifier").weight[:, ::2])
+    torch.testing.assert_close(student.classifier.weight, folded.classifier.weight[:, ::2])
 
 
 def test_a_shallower_resnet_takes_each_stage_s_first_block_by_name():

@@ -33,7 +33,7 @@ from datafree.quantize import (
     save_int8,
 )
 from datafree.quantize import calibration as cal
-from datafree.quantize.qat import WeightFakeQuant, fold_for_qat
+from datafree.quantize.qat import WeightFakeQuant, fold_batchnorm
 from tests.test_hostile_inputs import snapshot, temp_files, write_malicious, write_sidecar
 
 
@@ -149,7 +149,7 @@ def test_weight_fake_quant_is_what_onnx_runtime_stores(bn_model, trained):
         if node.op_type == "DequantizeLinear" and init.get(node.input[0]) is not None and init[node.input[0]].ndim == 4:
             q, scale = init[node.input[0]], init[node.input[1]]
             stored[q.shape] = stored.get(q.shape, []) + [torch.tensor(q.astype("float32") * scale.reshape(-1, 1, 1, 1))]
-    folded = fold_for_qat(model)
+    folded = fold_batchnorm(model)
     convs = [m.weight.detach() for m in folded.modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) == sum(len(v) for v in stored.values()) == 9
     for w in convs:

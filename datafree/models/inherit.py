@@ -7,22 +7,22 @@ data: each student layer takes a subset of the matching teacher layer's weights.
 a channel count of ``t`` cut to ``s`` always keeps the same evenly spaced channels, so the channels a layer
 keeps are the ones the next layer's kept inputs read. Spatial kernel dimensions keep their centre.
 
-Layers are matched by name when every student conv/linear name is in the teacher (a shallower or thinner
-network of the same family: ResNet-8 from ResNet-14 shares the names of each stage's first block), else by
-position (the same sequence of convolutions and linear layers, as LeNet-5-half and LeNet-5-BN). BatchNorm
-layers the student lacks are folded into the teacher layer before them first
-(:func:`datafree.models.fold.fold_batchnorm`), so the selected filters keep the teacher's scale.
+Layers are matched by name (a shallower or thinner network of the same family: ResNet-8 from ResNet-14
+shares the names of each stage's first block) or, when no weight layer's name matches, by position (the
+same sequence of convolutions and linear layers, as LeNet-5-half and LeNet-5-BN). BatchNorm layers the
+student lacks are folded into the teacher layer before them first, so the selected filters keep the
+teacher's scale.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from datafree.errors import DatafreeError
-from datafree.models.fold import fold_batchnorm
 
 WEIGHTED = (nn.Conv2d, nn.Linear)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -65,6 +65,32 @@ def _layers(model: nn.Module, kinds: tuple[type, ...]) -> list[tuple[str, nn.Mod
     return [(name, m) for name, m in model.named_modules() if isinstance(m, kinds)]
 
 
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every BatchNorm folded into the conv or linear layer registered just before it
+    (which must produce its channels); the BatchNorm becomes an identity. For inference weights only."""
+    model = copy.deepcopy(model).eval()
+    previous: nn.Module | None = None
+    for name, module in list(model.named_modules()):
+        if isinstance(module, WEIGHTED):
+            previous = module
+        elif isinstance(module, NORMS) and module.track_running_stats and module.running_var is not None:
+            width = None if previous is None else previous.weight.shape[0]
+            if width != module.num_features:
+                raise DatafreeError(f"cannot fold BatchNorm {name!r}: no layer with {module.num_features} outputs "
+                                    "just before it")
+            with torch.no_grad():
+                scale = module.running_var.add(module.eps).rsqrt()
+                if module.affine:
+                    scale = scale * module.weight
+                shift = -module.running_mean * scale + (module.bias if module.affine else 0.0)
+                previous.weight.mul_(scale.reshape(-1, *[1] * (previous.weight.dim() - 1)))
+                bias = previous.bias if previous.bias is not None else torch.zeros_like(shift)
+                previous.bias = nn.Parameter(bias * scale + shift)
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child, nn.Identity())
+    return model
+
+
 def inherit_weights(student: nn.Module, teacher: nn.Module) -> Inheritance:
     """Set ``student``'s weights (in place) to a consistent selection of ``teacher``'s; returns what it did.
 
@@ -73,8 +99,7 @@ def inherit_weights(student: nn.Module, teacher: nn.Module) -> Inheritance:
     """
     student_norms, teacher_norms = _layers(student, NORMS), _layers(teacher, NORMS)
     if teacher_norms and not student_norms:
-        teacher = fold_batchnorm(teacher, purpose="inheriting a BatchNorm teacher's weights into a student without "
-                                 "BatchNorm", instead="leave --inherit off")
+        teacher = fold_batchnorm(teacher)
         teacher_norms = []
     s_layers, t_layers = _layers(student, WEIGHTED), _layers(teacher, WEIGHTED)
     t_by_name = dict(t_layers)

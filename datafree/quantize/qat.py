@@ -30,7 +30,6 @@ from torch.utils.data import Dataset
 
 from datafree.data.loader import iterate_batches
 from datafree.errors import DatafreeError
-from datafree.models.fold import fold_batchnorm
 
 QUANTIZED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -59,9 +58,16 @@ class WeightFakeQuant(nn.Module):
         return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -127, 127)
 
 
-def fold_for_qat(model: nn.Module) -> nn.Module:
-    """``model`` with its BatchNorms folded, as the ONNX export folds them (an fx GraphModule)."""
-    return fold_batchnorm(model, purpose="quantization-aware fine-tuning", instead="quantize without --qat-epochs")
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` in eval mode with every Conv->BatchNorm pair folded (an fx GraphModule)."""
+    from torch.fx.experimental.optimization import fuse
+
+    model = copy.deepcopy(model).cpu().float().eval()
+    try:
+        return fuse(model, inplace=True)
+    except Exception as e:  # symbolic tracing fails on data-dependent control flow
+        raise DatafreeError(f"quantization-aware fine-tuning needs a model torch.fx can trace ({str(e).splitlines()[0][:120]}); "
+                            "quantize without --qat-epochs") from None
 
 
 @torch.no_grad()
@@ -105,7 +111,7 @@ def finetune(model: nn.Module, data: Dataset, config: QATConfig, *, teacher: nn.
     if config.epochs < 1:
         raise DatafreeError("quantization-aware fine-tuning needs --qat-epochs >= 1")
     dev = torch.device(device)
-    folded = fold_for_qat(model).to(dev).requires_grad_(True)  # synthesis froze the model it ran against
+    folded = fold_batchnorm(model).to(dev).requires_grad_(True)  # synthesis froze the model it ran against
     ranges = input_ranges(folded, data, config.batch_size, dev)
     handles = []
     for name, module in folded.named_modules():
