@@ -7,9 +7,9 @@ data: each student layer takes a subset of the matching teacher layer's weights.
 a channel count of ``t`` cut to ``s`` always keeps the same evenly spaced channels, so the channels a layer
 keeps are the ones the next layer's kept inputs read. Spatial kernel dimensions keep their centre.
 
-Layers are matched by name (a shallower or thinner network of the same family: ResNet-8 from ResNet-14
-shares the names of each stage's first block) or, when no weight layer's name matches, by position (the
-same sequence of convolutions and linear layers, as LeNet-5-half and LeNet-5-BN). BatchNorm layers the
+Layers are matched by name when every student conv/linear name is in the teacher (a shallower or thinner
+network of the same family: ResNet-8 from ResNet-14 shares the names of each stage's first block), else by
+position (the same sequence of convolutions and linear layers, as LeNet-5-half and LeNet-5-BN). BatchNorm layers the
 student lacks are folded into the teacher layer before them first, so the selected filters keep the
 teacher's scale.
 """
