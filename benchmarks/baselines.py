@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.calls import call
-from benchmarks.readme import publish
+from benchmarks.readme import publish, published
 from datafree.bench.runner import finished_run, kwargs_args, merge_args, resumable_run
 from datafree.bench.suites import FMNIST_DF_LIVE_LR, FMNIST_FAMILY_PAIRS, FMNIST_PAIRS, PairSpec, make_pairs
 from datafree.io import write_json
@@ -132,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     pairs = [run_pair(k, seeds, args.root, data) for k in keys]
     wall = time.perf_counter() - start
+    # a pair this call did not run keeps its published rows (``--pairs lenet`` regenerates one pair only)
+    kept = [p for p in published(f"baselines-{args.profile}").get("pairs", []) if p["key"] not in keys]
+    pairs = sorted([*pairs, *kept], key=lambda p: list(PAIRS).index(p["key"]))
     md = (f"Fashion-MNIST, top-1 test accuracy (%) after the last epoch; students mean ± std over seeds "
           f"{', '.join(map(str, seeds))}.\n\n{table(pairs)}\n\nProduced by `python -m benchmarks.baselines "
           f"--profile {args.profile}` (machine: 2 CPU cores; times are per run, training epochs only, "

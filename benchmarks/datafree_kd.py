@@ -243,13 +243,19 @@ def finished_runs(root: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
     return {**published_runs(), **runs}
 
 
+def teacher_ids(results: list[dict[str, Any]]) -> str:
+    """The teachers a row's runs distilled from, as the first 8 hex digits of their files' sha256."""
+    shas = sorted({(r.get("teacher") or {}).get("sha256", "")[:8] for r in results} - {""})
+    return ", ".join(shas) or "-"  # scratch: no teacher
+
+
 def report(root: Path, pair_keys: list[str]) -> str:
     """Markdown table of all finished runs beside the real-data baselines of the same pairs."""
     baselines_file = REPO / "benchmarks" / "results" / "baselines-full.json"
     baselines = {p["key"]: p for p in json.loads(baselines_file.read_text())["pairs"]} if baselines_file.is_file() else {}
     runs = finished_runs(root)
-    lines = ["| pair | source | student accuracy | synthesis (s) | distillation (s) | peak memory (MB) | seeds |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| pair | source | student accuracy | synthesis (s) | distillation (s) | peak memory (MB) | seeds | teacher |",
+             "|---|---|---|---|---|---|---|---|"]
     for key in pair_keys:
         name = PAIRS[key].name
         if key in baselines:
@@ -257,18 +263,20 @@ def report(root: Path, pair_keys: list[str]) -> str:
             for label, rows in (("real data, KD", b["students"]["kd"]), ("real data, scratch", b["students"]["scratch"])):
                 acc = summarize([r["metrics"]["test_accuracy"] for r in rows])
                 lines.append(f"| {name} | {label} | {fmt(acc)} | - | "
-                             f"{statistics.fmean(r['metrics']['train_time_total_s'] for r in rows):.0f} | - | {len(rows)} |")
+                             f"{statistics.fmean(r['metrics']['train_time_total_s'] for r in rows):.0f} | - | {len(rows)} "
+                             f"| {teacher_ids(rows)} |")
         for method in METHODS:
             results = runs.get((key, method))
             if not results:
                 if needs_missing_batchnorm(key, method, root):
-                    lines.append(f"| {name} | {method} | n/a: matches BN statistics, teacher has none | | | | |")
+                    lines.append(f"| {name} | {method} | n/a: matches BN statistics, teacher has none | | | | | |")
                 continue
             acc = summarize([r["metrics"]["test_accuracy"] for r in results])
             lines.append(f"| {name} | {method} | {fmt(acc)} "
                          f"| {statistics.fmean(r['synthesis_time_s'] for r in results):.0f} "
                          f"| {statistics.fmean(r['metrics']['wall_time_s'] for r in results):.0f} "
-                         f"| {max(r['metrics']['peak_memory_mb'] for r in results):.0f} | {len(results)} |")
+                         f"| {max(r['metrics']['peak_memory_mb'] for r in results):.0f} | {len(results)} "
+                         f"| {teacher_ids(results)} |")
     seed0 = sorted(" ".join(r["argv"]) for rs in runs.values() for r in rs if "--seed 0 " in " ".join(r.get("argv", [])))
     return ("Fashion-MNIST, top-1 test accuracy (%) of the student after the last epoch, mean ± std over seeds; "
             "the student never sees a real training image, except in the control row " + REAL_CONTROL + ": "
@@ -277,7 +285,9 @@ def report(root: Path, pair_keys: list[str]) -> str:
             "what that student reaches when its images are real. Live methods (dafl, dfad, zskt, adi, cmi, fast, fast2, "
             "fast5, fast10) synthesize inside distillation, so their synthesis time is part of the distillation "
             "column. " + "".join(f"{describe_variant(name)} " for name in sorted(VARIANTS)) +
-            "Each run used one thread, two to four runs at a time on the 2-core machine (loaded times).\n\n"
+            "Each run used one thread, two to four runs at a time on the 2-core machine (loaded times). The teacher "
+            "column is the start of the sha256 of the teacher file the row's runs distilled from: rows of one pair on "
+            "different teachers are not paired comparisons.\n\n"
             + "\n".join(lines)
             + "\n\nProduced by `python -m benchmarks.datafree_kd --pairs ... --methods ... --seeds ...` "
             "(then `--report-only --update-readme`). Student commands (seed 0):\n\n```\n" + "\n".join(seed0) + "\n```")

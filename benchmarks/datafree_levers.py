@@ -54,6 +54,7 @@ class Lever:
     method: str = "deepinversion"  # another preset: its own recipe with ``synthesis`` overrides, same image count
     set_of: str = ""  # a student-only lever on another lever's sets (default: the base set)
     full_kd: bool = False  # control: the kd row's real-data KD (all training images) with ``student``'s flags
+    count: int = COUNT  # images in the lever's own set (synthesis levers)
 
 
 LEVERS: dict[str, Lever] = {
@@ -94,6 +95,15 @@ LEVERS: dict[str, Lever] = {
                            student=("--inherit", "--mix", "mixup")),
     "inherit-long-mixup": Lever("student: inherit, 4000 steps, mixup", student=("--inherit", "--epochs", "200",
                                                                               "--eval-every", "50", "--mix", "mixup")),
+    # Jacobian matching (the second round's best student lever from a random start: +3.2, one seed), from the teacher's
+    "inherit-jacobian": Lever("student: inherit, Jacobian matching (`--jacobian-weight 1`, about 3x a step)",
+                              student=("--inherit", "--jacobian-weight", "1")),
+    # fewer images, more pixel steps each, at the base set's synthesis cost: 1000 steps a batch turn blobs into
+    # recognisable trousers, dresses and bags (docs/datafree_recipes.md, "Seventh round")
+    **{f"inherit-n{n}-i{i}": Lever(f"synthesis: {n} images at {i} pixel steps each (the base's cost); student: inherit",
+                                   synthesis={"iterations": i}, count=n,
+                                   student=("--inherit", "--epochs", str(100 * COUNT // n), "--eval-every", "50"))
+       for n, i in ((1280, 200), (640, 400))},
     "inherit-cutmix": Lever("student: inherit, cutmix of synthetic images (the teacher labels the mix)",
                             student=("--inherit", "--mix", "cutmix")),
     "dsa": Lever("student: DSA views (the teacher relabels every view)", student=("--augment", "dsa")),
@@ -139,10 +149,11 @@ def make_set(root: Path, lever: str, seed: int, teacher: Path, data: list[str]) 
     if lv.real:
         argv = ["condense", "--method", "random", "--ipc", str(COUNT // 10)]
     elif lv.method != "deepinversion":
-        argv = ["synthesize", "--teacher", str(teacher), "--method", lv.method, "--count", str(COUNT),
+        argv = ["synthesize", "--teacher", str(teacher), "--method", lv.method, "--count", str(lv.count),
                 *set_args(lv.synthesis)]
     else:
         argv = [*SYNTHESIS[:1], "--teacher", str(teacher), *SYNTHESIS[1:], *set_args(lv.synthesis)]
+        argv += ["--count", str(lv.count)] if lv.count != COUNT else []  # a later flag wins
     print(f"  make   {tset}", flush=True)
     call([*argv, "--seed", str(seed), "--out", str(tset), "--no-progress", *data])
     return tset

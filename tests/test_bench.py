@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from datafree.bench import SUITES, check_plan, get_suite, parse_source, plan, read_rows, run_suite, skipped_sources
-from datafree.bench.runner import same_inputs
+from datafree.bench.runner import finished_run, same_inputs
 from datafree.cli import main
 from datafree.errors import DatafreeError
 
@@ -293,6 +293,19 @@ def test_records_without_a_method_fingerprint_are_judged_without_it():
     assert same_inputs({"teacher": "abc"}, now)  # written before the fingerprint existed
     assert not same_inputs({"teacher": "abc", "method_config": "4567"}, now)
     assert not same_inputs({"teacher": "xyz"}, now)
+
+
+def test_a_finished_run_of_a_teacher_since_retrained_in_place_is_not_reused(tmp_path):
+    teacher, out = tmp_path / "teacher", tmp_path / "run"
+    teacher.mkdir(), out.mkdir()
+    (teacher / "model.json").write_text(json.dumps({"sha256": "aaa"}))
+    argv = ["distill", "--teacher", str(teacher)]
+    result = {"argv": ["datafree", *argv], "teacher": {"path": str(teacher), "sha256": "aaa"}}
+    (out / "result.json").write_text(json.dumps(result))
+    assert finished_run(out, argv) == result
+    assert finished_run(out, [*argv, "--seed", "1"]) is None  # another command
+    (teacher / "model.json").write_text(json.dumps({"sha256": "bbb"}))  # the teacher was retrained
+    assert finished_run(out, argv) is None
 
 
 def test_run_suite_rejects_an_unknown_pair(tmp_path):

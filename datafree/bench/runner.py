@@ -338,12 +338,16 @@ def inputs_of(job: Job) -> dict[str, Any]:
         text = json.dumps(config, sort_keys=True, default=str)
         inputs["method_config"] = hashlib.sha256(text.encode()).hexdigest()[:16]
     if job.params.get("teacher"):
-        teacher = Path(job.params["teacher"]["path"])
-        inputs["teacher"] = (_read_json(teacher / "model.json") or {}).get("sha256") or _weights_sha256(teacher)
+        inputs["teacher"] = teacher_sha256(Path(job.params["teacher"]["path"]))
     if job.params.get("transfer"):
         manifest = _read_json(Path(job.params["transfer"]) / "manifest.json") or {}
         inputs["transfer"] = [s.get("sha256") for s in manifest.get("shards", [])]
     return inputs
+
+
+def teacher_sha256(teacher: Path) -> str | None:
+    """The sha256 of a teacher's weights as they are now: its sidecar's, else hashed (None when it is not there)."""
+    return (_read_json(teacher / "model.json") or {}).get("sha256") or _weights_sha256(teacher)
 
 
 def _weights_sha256(teacher: Path) -> str | None:
@@ -432,7 +436,18 @@ def finished_run(out: Path, argv: list[str]) -> dict[str, Any] | None:
     """The result.json of a training run in ``out`` that finished with exactly the command ``argv`` (without
     ``datafree``), else None: the one "reuse a finished run" check (the bench's steps, benchmarks/ scripts)."""
     result = _read_json(out / "result.json")
-    return result if result is not None and result.get("argv") == ["datafree", *argv] else None
+    if result is None or result.get("argv") != ["datafree", *argv]:
+        return None
+    return result if _same_teacher(result.get("teacher")) else None
+
+
+def _same_teacher(recorded: Any) -> bool:
+    """Whether the teacher a run recorded still has the weights it had: a teacher retrained in place (same path,
+    new weights) must not let the runs distilled from the old one count as finished."""
+    if not isinstance(recorded, dict) or not recorded.get("sha256") or not recorded.get("path"):
+        return True  # nothing recorded to compare (no teacher, or an older result)
+    current = teacher_sha256(Path(recorded["path"]))
+    return current is None or current == recorded["sha256"]  # a teacher that is gone fails its own command
 
 
 def resumable_run(out: Path) -> bool:
