@@ -104,6 +104,10 @@ LEVERS: dict[str, Lever] = {
                                    synthesis={"iterations": i}, count=n,
                                    student=("--inherit", "--epochs", str(100 * COUNT // n), "--eval-every", "50"))
        for n, i in ((1280, 200), (640, 400))},
+    # pixels that start near the teacher's input mean (dark on Fashion-MNIST) instead of uniform noise: garment
+    # silhouettes within 100 steps (docs/datafree_recipes.md, "Seventh round")
+    "inherit-init-mean": Lever("synthesis: pixels start near the teacher's input mean (pixel_init=mean); student: inherit",
+                               synthesis={"pixel_init": "mean"}, student=("--inherit",)),
     "inherit-cutmix": Lever("student: inherit, cutmix of synthetic images (the teacher labels the mix)",
                             student=("--inherit", "--mix", "cutmix")),
     "dsa": Lever("student: DSA views (the teacher relabels every view)", student=("--augment", "dsa")),
@@ -117,6 +121,11 @@ LEVERS: dict[str, Lever] = {
     # the main job's recipe (adi-grown-100) with the student started from the teacher's weights
     "inherit-adi-grown-100": Lever("student: adi-grown-100, started from a selection of the teacher's weights",
                                    student=(*GROWN, "--set", "student_steps=100", "--inherit")),
+    # the growth's 30 ADI batches spread over twice the student's steps (one per 200), with mixup: the synthesis cost
+    # of inherit-adi-grown-100, the steps and mixup of inherit-long-mixup
+    "inherit-adi-grown-200-long-mixup": Lever("student: inherit, 6000 steps, one ADI batch every 200 of them, mixup",
+                                              student=(*GROWN, "--epochs", "30", "--eval-every", "10", "--set",
+                                                       "student_steps=200", "--inherit", "--mix", "mixup")),
     "inherit-adi-grown-100-mixup": Lever("student: inherit-adi-grown-100 with mixup of the pool's images",
                                          student=(*GROWN, "--set", "student_steps=100", "--inherit", "--mix", "mixup")),
     "real": Lever("control: 2560 random real training images, base student", real=True),
@@ -141,11 +150,12 @@ def set_dir(root: Path, lever: str, seed: int) -> Path:
 
 def make_set(root: Path, lever: str, seed: int, teacher: Path, data: list[str]) -> Path:
     tset = set_dir(root, lever, seed)
-    if (tset / "manifest.json").is_file():
-        return tset
     lv = LEVERS[lever]
     if lv.set_of:
         return make_set(root, lv.set_of, seed, teacher, data)
+    started = (tset / "manifest.json").is_file()
+    if started and (lv.real or read_manifest(tset).get("count", 0) >= lv.count):
+        return tset
     if lv.real:
         argv = ["condense", "--method", "random", "--ipc", str(COUNT // 10)]
     elif lv.method != "deepinversion":
@@ -154,8 +164,8 @@ def make_set(root: Path, lever: str, seed: int, teacher: Path, data: list[str]) 
     else:
         argv = [*SYNTHESIS[:1], "--teacher", str(teacher), *SYNTHESIS[1:], *set_args(lv.synthesis)]
         argv += ["--count", str(lv.count)] if lv.count != COUNT else []  # a later flag wins
-    print(f"  make   {tset}", flush=True)
-    call([*argv, "--seed", str(seed), "--out", str(tset), "--no-progress", *data])
+    print(f"  {'resume' if started else 'make':6s} {tset}", flush=True)  # a set cut short by a kill is resumed
+    call([*argv, "--seed", str(seed), "--out", str(tset), "--no-progress", *(["--resume"] if started else []), *data])
     return tset
 
 

@@ -1,6 +1,9 @@
 """benchmarks.datafree_levers: paired differences against the base row, and the fraction of KD."""
 
+import json
+
 from benchmarks.datafree_levers import LEVERS, set_dir, table
+from datafree.data.transfer import FORMAT
 
 
 def _run(accuracy: float) -> dict:
@@ -76,3 +79,19 @@ def test_a_lever_of_another_preset_makes_its_own_set_with_that_preset(tmp_path, 
     assert "--method deepinversion" in pixels and "--set lr=0.25" in pixels
     assert set_dir(tmp_path, "nayer", 2) != set_dir(tmp_path, "base", 2)
     assert set_dir(tmp_path, "nayer-adi-grown-100", 2) == set_dir(tmp_path, "nayer", 2)  # a student on its sets
+
+
+def test_a_set_cut_short_is_resumed_and_a_lever_can_set_its_image_count(tmp_path, monkeypatch):
+    import benchmarks.datafree_levers as levers
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(levers, "call", lambda argv: calls.append(argv))
+    tset = set_dir(tmp_path, "inherit-n640-i400", 0)
+    tset.mkdir(parents=True)
+    (tset / "manifest.json").write_text(json.dumps({"format": FORMAT, "count": 512}))
+    levers.make_set(tmp_path, "inherit-n640-i400", 0, tmp_path / "teacher", [])
+    argv = calls[0]
+    assert "--resume" in argv and argv[len(argv) - 1 - argv[::-1].index("--count") + 1] == "640"  # the last wins
+    (tset / "manifest.json").write_text(json.dumps({"format": FORMAT, "count": 640}))
+    levers.make_set(tmp_path, "inherit-n640-i400", 0, tmp_path / "teacher", [])
+    assert len(calls) == 1  # finished: reused

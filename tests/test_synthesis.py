@@ -125,6 +125,18 @@ def test_coarse_pixels_are_upsampled_smoothly_and_stay_in_range():
     assert out.shape == (4, *SPEC.shape)
 
 
+def test_pixels_can_start_near_the_teachers_input_mean():
+    dark = DataSpec(1, 12, 12, 4, (0.2,), (0.3,), name="dark")  # a dataset of dark images, as Fashion-MNIST
+    uniform = dark.denormalize(PixelGenerator(dark, 64, torch.Generator().manual_seed(0))(None))
+    mean = dark.denormalize(PixelGenerator(dark, 64, torch.Generator().manual_seed(0), init="mean")(None))
+    assert abs(uniform.mean().item() - 0.5) < 0.02  # uniform in [0, 1]
+    assert abs(mean.mean().item() - 0.2) < 0.02 and mean.std() < 0.5 * uniform.std()
+    assert mean.min() >= -1e-5 and mean.max() <= 1 + 1e-5
+    assert preset("deepinversion", pixel_init="mean").generator_config.pixel_init == "mean"
+    with pytest.raises(DatafreeError, match="unknown pixel_init 'dark'"):
+        preset("deepinversion", pixel_init="dark")
+
+
 def test_tanh_bn_generator_batches_have_normalised_statistics():
     g = Generator(SPEC, nz=8, ngf=4, output="tanh-bn")
     x = g(torch.randn(64, 8, generator=torch.Generator().manual_seed(0)))

@@ -80,13 +80,16 @@ class PixelGenerator(nn.Module):
     ``scale > 1`` the learnable tensor is ``scale`` times coarser and is upsampled bilinearly, a
     smoothness prior: without BatchNorm statistics to match, full-resolution pixels turn into
     high-frequency patterns that the teacher labels confidently but that teach a student little.
-    Images start as uniform noise in [0, 1] pixel space. After every optimiser step the engine
+    Images start as uniform noise in [0, 1] pixel space (``init="uniform"``), or (``init="mean"``) close to the
+    teacher's input mean: normal noise of std 0.2 in normalised units, so every image starts as the average
+    intensity of the data the teacher was normalised for, a prior the checkpoint itself carries (its DataSpec).
+    On Fashion-MNIST that start is dark, like the garments' background. After every optimiser step the engine
     calls :meth:`clamp_`, which keeps each pixel inside that range, as DeepInversion does:
     unclamped pixels drift far outside it and earn the teacher's confidence with extreme values.
     """
 
     def __init__(self, spec: DataSpec, batch_size: int, generator: torch.Generator | None = None,
-                 scale: int = 1) -> None:
+                 scale: int = 1, init: str = "uniform") -> None:
         super().__init__()
         if scale < 1:
             raise ValueError("pixel scale must be >= 1")
@@ -96,8 +99,15 @@ class PixelGenerator(nn.Module):
         size = (-(-spec.height // scale), -(-spec.width // scale))
         self.register_buffer("low", spec.normalize(torch.zeros(1, spec.channels, 1, 1)), persistent=False)
         self.register_buffer("high", spec.normalize(torch.ones(1, spec.channels, 1, 1)), persistent=False)
-        uniform = torch.rand(batch_size, spec.channels, *size, generator=generator)
-        self.images = nn.Parameter(self.low + uniform * (self.high - self.low))
+        if init == "uniform":
+            uniform = torch.rand(batch_size, spec.channels, *size, generator=generator)
+            images = self.low + uniform * (self.high - self.low)
+        elif init == "mean":
+            images = 0.2 * torch.randn(batch_size, spec.channels, *size, generator=generator)
+            images = torch.maximum(torch.minimum(images, self.high), self.low)
+        else:
+            raise DatafreeError(f"unknown pixel init {init!r} (uniform, mean)")
+        self.images = nn.Parameter(images)
 
     @torch.no_grad()
     def clamp_(self) -> None:
@@ -199,11 +209,14 @@ class PixelConfig(KeepsItsGenerator):
     """The pixel 'generator's fields (DeepInversion, ADI, ZSKD): the batch itself is optimised."""
 
     pixel_scale: int = 1  # optimise images this many times coarser, upsampled (a smoothness prior)
+    pixel_init: str = "uniform"  # uniform in [0, 1] | mean: near the teacher's input mean (PixelGenerator)
     schedules: ClassVar[tuple[str, ...] | None] = ("pool",)  # a fresh batch per call: pool only
 
     def __post_init__(self) -> None:
         if self.pixel_scale < 1:
             raise DatafreeError("pixel_scale must be >= 1")
+        if self.pixel_init not in ("uniform", "mean"):
+            raise DatafreeError(f"unknown pixel_init {self.pixel_init!r} (uniform, mean)")
 
     @property
     def noise_dim(self) -> int:
@@ -216,7 +229,7 @@ class PixelConfig(KeepsItsGenerator):
         return True
 
     def build(self, spec: DataSpec, batch_size: int, seed: int, teacher: nn.Module | None = None) -> nn.Module:
-        return PixelGenerator(spec, batch_size, torch.Generator().manual_seed(seed), self.pixel_scale)
+        return PixelGenerator(spec, batch_size, torch.Generator().manual_seed(seed), self.pixel_scale, self.pixel_init)
 
 
 EMBEDDINGS = ("teacher", "random")
