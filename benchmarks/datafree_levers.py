@@ -104,6 +104,9 @@ LEVERS: dict[str, Lever] = {
                                    synthesis={"iterations": i}, count=n,
                                    student=("--inherit", "--epochs", str(100 * COUNT // n), "--eval-every", "50"))
        for n, i in ((1280, 200), (640, 400))},
+    # the other way: twice the images at the base's pixel steps (twice its synthesis), the same 2000 student steps
+    "inherit-n5120": Lever("synthesis: 5120 images (twice the base's, and its cost); student: inherit, 2000 steps",
+                           count=5120, student=("--inherit", "--epochs", "50", "--eval-every", "25")),
     # pixels that start near the teacher's input mean (dark on Fashion-MNIST) instead of uniform noise: garment
     # silhouettes within 100 steps (docs/datafree_recipes.md, "Seventh round")
     "inherit-init-mean": Lever("synthesis: pixels start near the teacher's input mean (pixel_init=mean); student: inherit",
@@ -144,7 +147,7 @@ def set_dir(root: Path, lever: str, seed: int) -> Path:
     lv = LEVERS[lever]
     if lv.set_of:
         return set_dir(root, lv.set_of, seed)
-    name = "real" if lv.real else (lever if lv.synthesis else "base")
+    name = "real" if lv.real else (lever if lv.synthesis or lv.count != COUNT else "base")
     return root / "levers" / "sets" / f"{name}-seed{seed}"
 
 

@@ -219,8 +219,10 @@ def test_fmnist_suites_plan(tmp_path):
                                          "cond:random:10:hard", "cond:teacher:10:soft", "cond:random:10:soft",
                                          "cond:teacher:10:hard"]  # + each condensed set's controls
     grown = " ".join(next(r for r in quick if r.source == "df:deepinversion+adi").argv[-1])
-    # the main job's data-free recipe: BN statistics + adversarial competition, one ADI batch per 100 student steps
-    assert "--method adi" in grown and "student_steps=100" in grown and "--augment crop-flip" in grown
+    # the main job's data-free recipe: BN statistics + adversarial competition, one ADI batch per 200 of 6000
+    # student steps, on crop-flip views mixed by mixup
+    assert "--method adi" in grown and "student_steps=200" in grown and "--augment crop-flip" in grown
+    assert "--epochs 30 --steps-per-epoch 200" in grown and "--mix mixup" in grown
     assert "--inherit" in grown  # the student starts from a selection of the teacher's weights
     kd = " ".join(next(r for r in quick if r.source == "kd").argv[-1])
     assert "--inherit" not in kd  # the real-data references start from random weights, as published
