@@ -111,6 +111,11 @@ LEVERS: dict[str, Lever] = {
     # silhouettes within 100 steps (docs/datafree_recipes.md, "Seventh round")
     "inherit-init-mean": Lever("synthesis: pixels start near the teacher's input mean (pixel_init=mean); student: inherit",
                                synthesis={"pixel_init": "mean"}, student=("--inherit",)),
+    # the main job's student (inherit-adi-grown-200-long-mixup) on the mean-start set, its ADI batches from that start
+    "inherit-init-mean-adi-grown-200-long-mixup": Lever(
+        "synthesis: pixel_init=mean (set and growth); student: inherit-adi-grown-200-long-mixup",
+        student=(*GROWN, "--epochs", "30", "--eval-every", "10", "--set", "student_steps=200", "--set", "pixel_init=mean",
+                 "--inherit", "--mix", "mixup"), set_of="inherit-init-mean"),
     "inherit-cutmix": Lever("student: inherit, cutmix of synthetic images (the teacher labels the mix)",
                             student=("--inherit", "--mix", "cutmix")),
     "dsa": Lever("student: DSA views (the teacher relabels every view)", student=("--augment", "dsa")),
