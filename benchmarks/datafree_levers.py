@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from benchmarks.baselines import REPO, fmt, run, summarize
 from benchmarks.calls import call
 from benchmarks.readme import README, publish, published, update_section
 from benchmarks.selection import SELECTION_SIZE, selection_accuracy
-from datafree.bench.runner import set_args
+from datafree.bench.runner import set_args, teacher_sha256
 from datafree.data.transfer import read_manifest
 
 TEACHER = ("train-teacher", "--arch", "lenet5_bn", "--epochs", "10", "--lr", "0.05", "--seed", "0")
@@ -162,6 +163,10 @@ def make_set(root: Path, lever: str, seed: int, teacher: Path, data: list[str]) 
     if lv.set_of:
         return make_set(root, lv.set_of, seed, teacher, data)
     started = (tset / "manifest.json").is_file()
+    if started and not lv.real and (read_manifest(tset).get("teacher") or {}).get("sha256") != teacher_sha256(teacher):
+        print(f"  redo   {tset}: made from another teacher", flush=True)  # retrained in place
+        shutil.rmtree(tset)
+        started = False
     if started and (lv.real or read_manifest(tset).get("count", 0) >= lv.count):
         return tset
     if lv.real:

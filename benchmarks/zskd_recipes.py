@@ -79,8 +79,8 @@ def run_recipe(name: str, count: int, seeds: list[int], root: Path, data: list[s
     teacher = root / TEACHER
     tset = out / "transfer"
     if (tset / "manifest.json").is_file() and not same_synthesis(read_manifest(tset), preset("zskd", **RECIPES[name]),
-                                                                  count):
-        print(f"  redo   {out}: its set was made with another synthesis config or count", flush=True)
+                                                                  count, teacher):
+        print(f"  redo   {out}: its set was made with another synthesis config or count, or teacher", flush=True)
         shutil.rmtree(out)  # the students trained on it too
     if not (tset / "manifest.json").is_file() or read_manifest(tset)["count"] < count:
         argv = ["synthesize", "--teacher", str(teacher), "--method", "zskd", *set_args(RECIPES[name]), "--count",

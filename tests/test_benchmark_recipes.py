@@ -242,3 +242,19 @@ def test_synthesis_speed_times_every_part_of_a_step() -> None:
     for row in (di, fast):
         assert row["s_per_step"] > 0 and all(v > 0 for v in row["parts_s_per_step"].values())
         assert row["s_per_batch"] == pytest.approx(row["s_per_step"] * row["iterations_per_batch"])
+
+
+def test_a_stored_set_counts_as_the_same_synthesis_only_from_the_same_teacher(tmp_path) -> None:
+    from benchmarks.datafree_kd import same_synthesis
+    from datafree.synthesis import preset
+
+    config = preset("zskd")
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "model.json").write_text(json.dumps({"sha256": "abc"}))
+    manifest = {"config": config.to_dict(), "count": 10, "teacher": {"sha256": "abc"}}
+    assert same_synthesis(manifest, config, 10, teacher) and same_synthesis(manifest, config, 10)
+    assert not same_synthesis(manifest, config, 5, teacher)  # more images than asked for
+    assert not same_synthesis(manifest, preset("zskd", iterations=7), 10, teacher)  # another recipe
+    (teacher / "model.json").write_text(json.dumps({"sha256": "retrained"}))
+    assert not same_synthesis(manifest, config, 10, teacher)

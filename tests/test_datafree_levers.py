@@ -95,3 +95,21 @@ def test_a_set_cut_short_is_resumed_and_a_lever_can_set_its_image_count(tmp_path
     (tset / "manifest.json").write_text(json.dumps({"format": FORMAT, "count": 640}))
     levers.make_set(tmp_path, "inherit-n640-i400", 0, tmp_path / "teacher", [])
     assert len(calls) == 1  # finished: reused
+
+
+def test_a_set_from_a_teacher_retrained_in_place_is_made_again(tmp_path, monkeypatch):
+    import benchmarks.datafree_levers as levers
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(levers, "call", lambda argv: calls.append(argv))
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "model.json").write_text(json.dumps({"sha256": "new"}))
+    tset = set_dir(tmp_path, "inherit", 0)
+    tset.mkdir(parents=True)
+    (tset / "manifest.json").write_text(json.dumps({"format": FORMAT, "count": 2560, "teacher": {"sha256": "new"}}))
+    levers.make_set(tmp_path, "inherit", 0, teacher, [])
+    assert calls == []  # same teacher, finished: reused
+    (teacher / "model.json").write_text(json.dumps({"sha256": "retrained"}))
+    levers.make_set(tmp_path, "inherit", 0, teacher, [])
+    assert len(calls) == 1 and "--resume" not in calls[0] and not tset.exists()  # removed, made from scratch
