@@ -135,6 +135,13 @@ LEVERS: dict[str, Lever] = {
     "inherit-adi-grown-200-long-mixup": Lever("student: inherit, 6000 steps, one ADI batch every 200 of them, mixup",
                                               student=(*GROWN, "--epochs", "30", "--eval-every", "10", "--set",
                                                        "student_steps=200", "--inherit", "--mix", "mixup")),
+    # twice the DeepInversion images (inherit-n5120's sets) under the main job's student: with 4000 steps and 20 ADI
+    # batches the job's synthesis + student time is unchanged; with its 6000 steps and 30 batches, one set's more
+    **{f"inherit-n5120-adi-grown-200-{tag}mixup": Lever(
+        f"synthesis: 5120 images; student: inherit, {steps} steps, one ADI batch every 200 of them, mixup",
+        student=(*GROWN, "--epochs", str(steps // 200), "--eval-every", "10", "--set", "student_steps=200", "--inherit",
+                 "--mix", "mixup"), set_of="inherit-n5120")
+       for tag, steps in (("", 4000), ("long-", 6000))},
     "inherit-adi-grown-100-mixup": Lever("student: inherit-adi-grown-100 with mixup of the pool's images",
                                          student=(*GROWN, "--set", "student_steps=100", "--inherit", "--mix", "mixup")),
     "real": Lever("control: 2560 random real training images, base student", real=True),
