@@ -63,8 +63,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # (12800 images; 320 epochs keep the 32000 student steps)
     "zskd+augment": dict(method="zskd", overrides={}, count=FMNIST_DF_COUNT, with_sets=("zskd-augment",),
                          student=("--epochs", "320", "--eval-every", "32")),
-    # zskd+augment's student on DSA views. Tried because DSA won one seed on one ZSKD set; measured: 78.79 against
-    # zskd+augment's 81.13 ± 0.58 (seed 0, a retrained teacher; docs/datafree_recipes.md, "Third round")
+    # zskd+augment's student on DSA views. Tried because DSA won one seed on one ZSKD set; seed 0 on the retrained
+    # teacher: 78.79 against zskd+augment's 74.98 on the same teacher and seed (docs/datafree_recipes.md, "Seventh
+    # round"; the "Third round" set it against 81.13, which came from another teacher file)
     "zskd+augment-dsa": dict(method="zskd", overrides={}, count=FMNIST_DF_COUNT, with_sets=("zskd-augment",),
                              student=("--epochs", "320", "--eval-every", "32", "--augment", "dsa")),
     # no flips: a horizontal flip changes the teacher's answer on 80% of the zskd images (28% of test images;
@@ -90,7 +91,8 @@ VARIANTS["nayer5-stored"] = {**VARIANTS["fast5-stored"], "method": "nayer",
 VARIANTS["fast5-stored-inherit"] = {**VARIANTS["fast5-stored"], "set_of": "fast5-stored", "inherit": True}
 VARIANTS["zskd+augment-inherit"] = {**VARIANTS["zskd+augment"], "inherit": True}
 # the levers' best student change on the BN pair (inherit-mixup: +1.4 over inherit, 3 seeds), tried on the BN-free
-# pair: the teacher labels mixes of two synthetic images
+# pair: the teacher labels mixes of two synthetic images. Measured: 76.24 ± 1.10, -2.75 ± 0.50 paired against
+# zskd+augment-inherit (docs/datafree_recipes.md, "Seventh round")
 VARIANTS["zskd+augment-inherit-mixup"] = {**VARIANTS["zskd+augment-inherit"],
                                           "student": (*VARIANTS["zskd+augment"]["student"], "--mix", "mixup")}
 # Not data-free: a control for the stored-set rows. The stored-set student's own recipe on as many random
