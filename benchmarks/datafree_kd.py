@@ -29,7 +29,7 @@ from torch import nn
 from benchmarks.baselines import PAIRS, REPO, fmt, run, summarize
 from benchmarks.calls import call
 from benchmarks.readme import publish, published
-from datafree.bench.runner import df_overrides, kwargs_args, merge_args, set_args, teacher_sha256
+from datafree.bench.runner import df_overrides, kwargs_args, made_from_teacher, merge_args, set_args
 from datafree.bench.suites import FMNIST_DF_COUNT, FMNIST_PAIRS, FMNIST_RECIPES
 from datafree.checkpoint import load_model
 from datafree.data.transfer import read_manifest
@@ -211,7 +211,7 @@ def same_synthesis(manifest: dict[str, Any], config: SynthesisConfig, count: int
     saved = manifest.get("config")
     if not isinstance(saved, dict):
         return False
-    if teacher is not None and (manifest.get("teacher") or {}).get("sha256") != teacher_sha256(teacher):
+    if teacher is not None and not made_from_teacher(manifest, teacher):
         return False
     # through from_dict, so a field added later with its old behaviour as default does not redo every set
     saved = SynthesisConfig.from_dict(saved).to_dict()

@@ -30,7 +30,7 @@ from benchmarks.baselines import REPO, fmt, run, summarize
 from benchmarks.calls import call
 from benchmarks.readme import README, publish, published, update_section
 from benchmarks.selection import SELECTION_SIZE, selection_accuracy
-from datafree.bench.runner import set_args, teacher_sha256
+from datafree.bench.runner import made_from_teacher, set_args
 from datafree.data.transfer import read_manifest
 
 TEACHER = ("train-teacher", "--arch", "lenet5_bn", "--epochs", "10", "--lr", "0.05", "--seed", "0")
@@ -169,12 +169,13 @@ def make_set(root: Path, lever: str, seed: int, teacher: Path, data: list[str]) 
     lv = LEVERS[lever]
     if lv.set_of:
         return make_set(root, lv.set_of, seed, teacher, data)
-    started = (tset / "manifest.json").is_file()
-    if started and not lv.real and (read_manifest(tset).get("teacher") or {}).get("sha256") != teacher_sha256(teacher):
+    manifest = read_manifest(tset) if (tset / "manifest.json").is_file() else None
+    if manifest is not None and not lv.real and not made_from_teacher(manifest, teacher):
         print(f"  redo   {tset}: made from another teacher", flush=True)  # retrained in place
         shutil.rmtree(tset)
-        started = False
-    if started and (lv.real or read_manifest(tset).get("count", 0) >= lv.count):
+        manifest = None
+    started = manifest is not None
+    if started and (lv.real or manifest.get("count", 0) >= lv.count):
         return tset
     if lv.real:
         argv = ["condense", "--method", "random", "--ipc", str(COUNT // 10)]

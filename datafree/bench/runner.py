@@ -350,6 +350,12 @@ def teacher_sha256(teacher: Path) -> str | None:
     return (_read_json(teacher / "model.json") or {}).get("sha256") or _weights_sha256(teacher)
 
 
+def made_from_teacher(manifest: dict[str, Any], teacher: Path) -> bool:
+    """Whether a stored set's manifest names ``teacher``'s weights as they are now: a set synthesized from a
+    teacher since retrained in place must be made again, not reused."""
+    return (manifest.get("teacher") or {}).get("sha256") == teacher_sha256(teacher)
+
+
 def _weights_sha256(teacher: Path) -> str | None:
     """sha256 of a teacher without a sidecar (a foreign state_dict), or None when it is not there."""
     path = teacher / "model.safetensors" if teacher.is_dir() else teacher
