@@ -20,7 +20,9 @@ from datafree.errors import DatafreeError
 # options without a value; the options given more than once collect a list
 SWITCHES = {"--resume", "--overwrite", "--no-progress", "--calibration-real", "--no-calibration", "--soft-labels",
             "--no-test", "--allow-float", "--no-dsa", "--crop-labels", "--live-teacher", "--fair", "--json",
-            "--inherit"}
+            "--inherit", "--standardize-logits"}
+# switches that set a TrainConfig field to true
+TRAINING_SWITCHES = {"--standardize-logits"}
 REPEATED = {"--transfer", "--student", "--set", "--calibration"}
 # the options of each command that are not training flags (TrainConfig fields)
 NOT_TRAINING = {"--arch", "--arch-kwargs", "--teacher", "--student", "--student-kwargs", "--student-init", "--inherit",
@@ -65,8 +67,9 @@ def _settings(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _training_flags(options: dict[str, Any]) -> list[str]:
-    return [a for flag, value in options.items() if flag not in NOT_TRAINING and flag not in SWITCHES
-            for a in (flag, value)]
+    return [a for flag, value in options.items()
+            if flag not in NOT_TRAINING and (flag not in SWITCHES or flag in TRAINING_SWITCHES)
+            for a in (flag, "true" if flag in TRAINING_SWITCHES else value)]
 
 
 def _device(options: dict[str, Any]) -> str:

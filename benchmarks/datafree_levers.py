@@ -117,6 +117,19 @@ LEVERS: dict[str, Lever] = {
         "synthesis: pixel_init=mean (set and growth); student: inherit-adi-grown-200-long-mixup",
         student=(*GROWN, "--epochs", "30", "--eval-every", "10", "--set", "student_steps=200", "--set", "pixel_init=mean",
                  "--inherit", "--mix", "mixup"), set_of="inherit-init-mean"),
+    # FitNets hints from the teacher's start: each synthetic image also teaches a layer's features, not only the
+    # logits (a regressor maps the student's channels to the teacher's); the penultimate layer and the last conv's
+    **{f"inherit-hint-{layer}-w{w}": Lever(f"student: inherit, FitNets hint on `{layer}` (weight {w})",
+                                           student=("--inherit", "--hint", f"{layer}:{layer}", "--hint-weight", w))
+       for layer in ("fc", "features") for w in ("0.1", "1")},
+    # relational KD (distances and angles between the penultimate features of a batch), RKD's weights 25 / 50
+    "inherit-rkd": Lever("student: inherit, RKD distance (25) and angle (50) on the penultimate features",
+                         student=("--inherit", "--rkd-distance", "25", "--rkd-angle", "50")),
+    # logit standardisation (z-scored logits on both sides before the KD softmax), and no weight decay: from the
+    # teacher's start, decay pulls the weights away from the teacher's without a data signal to replace them
+    "inherit-standardize": Lever("student: inherit, logit standardisation (`--standardize-logits`)",
+                                 student=("--inherit", "--standardize-logits")),
+    "inherit-wd0": Lever("student: inherit, no weight decay (base: 5e-4)", student=("--inherit", "--weight-decay", "0")),
     "inherit-cutmix": Lever("student: inherit, cutmix of synthetic images (the teacher labels the mix)",
                             student=("--inherit", "--mix", "cutmix")),
     "dsa": Lever("student: DSA views (the teacher relabels every view)", student=("--augment", "dsa")),

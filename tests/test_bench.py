@@ -427,3 +427,16 @@ def test_paired_comparison_and_intervals_across_seeds():
     table = comparison_table(kd_comparisons(rows, groups))
     assert "| P | df:zskd | 3 | -8.53 |" in table and "kd better" in table
     assert compare(rows[:2], "p", "df:zskd", "kd").verdict == "too few seeds to tell"
+
+
+def test_recipe_flags_named_unlike_their_field_build_the_cli_config():
+    """--hint, --rkd-distance, --rkd-angle and --relation-layers: the recipe reads them as the CLI does."""
+    from datafree.bench import jobs
+    from datafree.cli import _distill_config, build_parser
+
+    flags = ["--hint", "fc:fc", "--hint-weight", "0.5", "--rkd-distance", "25", "--rkd-angle", "50",
+             "--relation-layers", "features:features", "--alpha", "0"]
+    args = build_parser().parse_args(["distill", "--teacher", "t", "--out", "o", "--seed", "0", "--no-progress", *flags])
+    assert jobs.train_config("distill", flags, seed=0, device="cpu", method=None) == _distill_config(args)
+    with pytest.raises(DatafreeError, match="STUDENT_MODULE:TEACHER_MODULE"):
+        jobs.train_fields(["--hint", "fc"])

@@ -59,6 +59,11 @@ def key_value(text: str) -> tuple[str, Any]:
         return key, value
 
 
+# distill's flags that are not named after the TrainConfig field they set
+FLAG_FIELDS = {"--hint": "hint_layers", "--rkd-distance": "rkd_distance_weight", "--rkd-angle": "rkd_angle_weight"}
+LAYER_PAIRS = ("hint_layers", "relation_layers")  # given as STUDENT_MODULE:TEACHER_MODULE
+
+
 def train_fields(flags: Sequence[str]) -> dict[str, Any]:
     """TrainConfig fields from recipe flag/value pairs: ``--eval-every 5`` is ``eval_every=5``."""
     hints = _field_types()
@@ -66,10 +71,16 @@ def train_fields(flags: Sequence[str]) -> dict[str, Any]:
         raise DatafreeError(f"recipe flags come in flag/value pairs: {' '.join(flags)}")
     out: dict[str, Any] = {}
     for flag, value in zip(flags[::2], flags[1::2]):
-        name = flag.removeprefix("--").replace("-", "_")
+        name = FLAG_FIELDS.get(flag, flag.removeprefix("--").replace("-", "_"))
         if not flag.startswith("--") or name not in hints:
             raise DatafreeError(f"recipe flag {flag} is not a training setting (TrainConfig field)")
-        out[name] = _parse(flag, value, hints[name])
+        if name in LAYER_PAIRS:
+            pair = tuple(value.split(":"))
+            if len(pair) != 2 or not all(pair):
+                raise DatafreeError(f"recipe flag {flag}: expected STUDENT_MODULE:TEACHER_MODULE, got {value!r}")
+            out[name] = pair
+        else:
+            out[name] = _parse(flag, value, hints[name])
     return out
 
 
