@@ -125,6 +125,9 @@ LEVERS: dict[str, Lever] = {
     # relational KD (distances and angles between the penultimate features of a batch), RKD's weights 25 / 50
     "inherit-rkd": Lever("student: inherit, RKD distance (25) and angle (50) on the penultimate features",
                          student=("--inherit", "--rkd-distance", "25", "--rkd-angle", "50")),
+    # each half alone: the angle term costs O(batch^3) a step, the distance term O(batch^2)
+    "inherit-rkd-distance": Lever("student: inherit, RKD distance (25) alone", student=("--inherit", "--rkd-distance", "25")),
+    "inherit-rkd-angle": Lever("student: inherit, RKD angle (50) alone", student=("--inherit", "--rkd-angle", "50")),
     # logit standardisation (z-scored logits on both sides before the KD softmax), and no weight decay: from the
     # teacher's start, decay pulls the weights away from the teacher's without a data signal to replace them
     "inherit-standardize": Lever("student: inherit, logit standardisation (`--standardize-logits`)",
@@ -148,6 +151,13 @@ LEVERS: dict[str, Lever] = {
     "inherit-adi-grown-200-long-mixup": Lever("student: inherit, 6000 steps, one ADI batch every 200 of them, mixup",
                                               student=(*GROWN, "--epochs", "30", "--eval-every", "10", "--set",
                                                        "student_steps=200", "--inherit", "--mix", "mixup")),
+    # the main job's student with RKD (both terms, or the distance term alone)
+    **{f"inherit-adi-grown-200-long-mixup-{tag}": Lever(
+        f"student: inherit-adi-grown-200-long-mixup with {what}",
+        student=(*GROWN, "--epochs", "30", "--eval-every", "10", "--set", "student_steps=200", "--inherit", "--mix",
+                 "mixup", *flags))
+       for tag, what, flags in (("rkd", "RKD distance (25) and angle (50)", ("--rkd-distance", "25", "--rkd-angle", "50")),
+                                ("rkd-distance", "RKD distance (25)", ("--rkd-distance", "25")))},
     # twice the DeepInversion images (inherit-n5120's sets) under the main job's student: with 4000 steps and 20 ADI
     # batches the job's synthesis + student time is unchanged; with its 6000 steps and 30 batches, one set's more
     **{f"inherit-n5120-adi-grown-200-{tag}mixup": Lever(
