@@ -223,9 +223,18 @@ def run_lever(root: Path, lever: str, seed: int, teacher: Path, data: list[str])
     return run(argv, root / "levers" / f"{lever}-seed{seed}")
 
 
+def recipe(result: dict[str, Any]) -> list[str]:
+    """A run's recorded command without what differs from seed to seed (its seed, output and set paths)."""
+    argv, out = list(result.get("argv", [])), []
+    for i, token in enumerate(argv):
+        out.append("*" if i and argv[i - 1] in ("--seed", "--out", "--transfer") else token)
+    return out
+
+
 def finished(root: Path) -> dict[str, dict[int, dict[str, Any]]]:
-    """Finished runs by row ("kd" or a lever) and seed: those under ``root`` over the published ones (a row
-    found under ``root`` replaces its published runs as a whole), so a clean ``--root`` keeps the table."""
+    """Finished runs by row ("kd" or a lever) and seed: those under ``root`` over the published ones, so a clean
+    ``--root`` keeps the table. A row found under ``root`` adds its seeds to the published ones when every run of
+    both has the same recipe (more seeds of the same row), and replaces them as a whole when it does not."""
     rows: dict[str, dict[int, dict[str, Any]]] = {}
     for path in sorted((root / "levers").glob("*-seed*/result.json")):
         name, seed = path.parent.name.rsplit("-seed", 1)
@@ -238,7 +247,10 @@ def finished(root: Path) -> dict[str, dict[int, dict[str, Any]]]:
             rows.setdefault(name, {})[int(seed)] = result
     kept = {name: {int(seed): r for seed, r in by_seed.items()}
             for name, by_seed in published("datafree_levers").get("runs", {}).items()}
-    return {**kept, **rows}
+    for name, local in rows.items():
+        recipes = {json.dumps(recipe(r)) for r in [*kept.get(name, {}).values(), *local.values()]}
+        kept[name] = {**kept.get(name, {}), **local} if len(recipes) == 1 else local
+    return kept
 
 
 def acc(result: dict[str, Any]) -> float:

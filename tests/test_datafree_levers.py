@@ -113,3 +113,21 @@ def test_a_set_from_a_teacher_retrained_in_place_is_made_again(tmp_path, monkeyp
     (teacher / "model.json").write_text(json.dumps({"sha256": "retrained"}))
     levers.make_set(tmp_path, "inherit", 0, teacher, [])
     assert len(calls) == 1 and "--resume" not in calls[0] and not tset.exists()  # removed, made from scratch
+
+
+def test_more_seeds_of_the_same_recipe_join_the_published_row(tmp_path, monkeypatch):
+    import benchmarks.datafree_levers as levers
+
+    def run(seed: int, accuracy: float, lr: str = "0.01") -> dict:
+        argv = ["datafree", "distill", "--transfer", f"sets/base-seed{seed}", "--lr", lr, "--seed", str(seed),
+                "--out", f"levers/base-seed{seed}"]
+        return {**_run(accuracy), "argv": argv}
+
+    monkeypatch.setattr(levers, "published", lambda stem: {"runs": {"base": {"0": run(0, 70.0), "1": run(1, 71.0)}}})
+    monkeypatch.setattr(levers, "selection_accuracy", lambda path: None)
+    monkeypatch.setattr(levers, "read_manifest", lambda path: {})
+    (tmp_path / "levers" / "base-seed2").mkdir(parents=True)
+    (tmp_path / "levers" / "base-seed2" / "result.json").write_text(json.dumps(run(2, 72.0)))
+    assert sorted(levers.finished(tmp_path)["base"]) == [0, 1, 2]  # seed 2 added to the published seeds 0-1
+    (tmp_path / "levers" / "base-seed2" / "result.json").write_text(json.dumps(run(2, 72.0, "0.03")))
+    assert sorted(levers.finished(tmp_path)["base"]) == [2]  # another recipe: the local row replaces the published
