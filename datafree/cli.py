@@ -36,10 +36,12 @@ def _json_dict(text: str) -> dict[str, Any]:
 
 
 def _layer_pair(text: str) -> tuple[str, str]:
-    parts = text.split(":")
-    if len(parts) != 2 or not all(parts):
-        raise argparse.ArgumentTypeError(f"expected STUDENT_MODULE:TEACHER_MODULE, got {text!r}")
-    return parts[0], parts[1]
+    from datafree.bench.jobs import layer_pair
+
+    try:
+        return layer_pair(text)
+    except DatafreeError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _key_value(text: str) -> tuple[str, Any]:

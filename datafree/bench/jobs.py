@@ -59,6 +59,14 @@ def key_value(text: str) -> tuple[str, Any]:
         return key, value
 
 
+def layer_pair(text: str) -> tuple[str, str]:
+    """``STUDENT_MODULE:TEACHER_MODULE`` of a hint or relation flag."""
+    parts = text.split(":")
+    if len(parts) != 2 or not all(parts):
+        raise DatafreeError(f"expected STUDENT_MODULE:TEACHER_MODULE, got {text!r}")
+    return parts[0], parts[1]
+
+
 # distill's flags that are not named after the TrainConfig field they set
 FLAG_FIELDS = {"--hint": "hint_layers", "--rkd-distance": "rkd_distance_weight", "--rkd-angle": "rkd_angle_weight"}
 LAYER_PAIRS = ("hint_layers", "relation_layers")  # given as STUDENT_MODULE:TEACHER_MODULE
@@ -75,10 +83,10 @@ def train_fields(flags: Sequence[str]) -> dict[str, Any]:
         if not flag.startswith("--") or name not in hints:
             raise DatafreeError(f"recipe flag {flag} is not a training setting (TrainConfig field)")
         if name in LAYER_PAIRS:
-            pair = tuple(value.split(":"))
-            if len(pair) != 2 or not all(pair):
-                raise DatafreeError(f"recipe flag {flag}: expected STUDENT_MODULE:TEACHER_MODULE, got {value!r}")
-            out[name] = pair
+            try:
+                out[name] = layer_pair(value)
+            except DatafreeError as e:
+                raise DatafreeError(f"recipe flag {flag}: {e}") from None
         else:
             out[name] = _parse(flag, value, hints[name])
     return out
