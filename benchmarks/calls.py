@@ -18,11 +18,11 @@ from typing import Any
 from datafree.errors import DatafreeError
 
 # options without a value; the options given more than once collect a list
-SWITCHES = {"--resume", "--overwrite", "--no-progress", "--calibration-real", "--no-calibration", "--soft-labels",
-            "--no-test", "--allow-float", "--no-dsa", "--crop-labels", "--live-teacher", "--fair", "--json",
-            "--inherit", "--standardize-logits"}
 # switches that set a TrainConfig field to true
 TRAINING_SWITCHES = {"--standardize-logits"}
+SWITCHES = {"--resume", "--overwrite", "--no-progress", "--calibration-real", "--no-calibration", "--soft-labels",
+            "--no-test", "--allow-float", "--no-dsa", "--crop-labels", "--live-teacher", "--fair", "--json",
+            "--inherit", *TRAINING_SWITCHES}
 REPEATED = {"--transfer", "--student", "--set", "--calibration"}
 # the options of each command that are not training flags (TrainConfig fields)
 NOT_TRAINING = {"--arch", "--arch-kwargs", "--teacher", "--student", "--student-kwargs", "--student-init", "--inherit",

@@ -44,6 +44,9 @@ STUDENT = ("distill", "--student", "lenet5_half", "--epochs", "100", "--eval-eve
 # the quick suite's growth (datafree.bench.suites.quick): ADI batches made against the student as it trains
 GROWN = ("--method", "adi", "--set", "batch_size=128", "--set", "iterations=100", "--set", "student_steps=50",
          "--epochs", "15", "--steps-per-epoch", "200", "--eval-every", "5")
+# the main job's data-free student (datafree.bench.suites.quick without RKD): 6000 steps, one ADI batch every 200, mixup
+MAIN_JOB_STUDENT = (*GROWN, "--epochs", "30", "--eval-every", "10", "--set", "student_steps=200", "--inherit", "--mix",
+                    "mixup")
 
 
 @dataclass(frozen=True)
@@ -149,13 +152,10 @@ LEVERS: dict[str, Lever] = {
     # the growth's 30 ADI batches spread over twice the student's steps (one per 200), with mixup: the synthesis cost
     # of inherit-adi-grown-100, the steps and mixup of inherit-long-mixup
     "inherit-adi-grown-200-long-mixup": Lever("student: inherit, 6000 steps, one ADI batch every 200 of them, mixup",
-                                              student=(*GROWN, "--epochs", "30", "--eval-every", "10", "--set",
-                                                       "student_steps=200", "--inherit", "--mix", "mixup")),
+                                              student=MAIN_JOB_STUDENT),
     # the main job's student with RKD (both terms, or the distance term alone)
     **{f"inherit-adi-grown-200-long-mixup-{tag}": Lever(
-        f"student: inherit-adi-grown-200-long-mixup with {what}",
-        student=(*GROWN, "--epochs", "30", "--eval-every", "10", "--set", "student_steps=200", "--inherit", "--mix",
-                 "mixup", *flags))
+        f"student: inherit-adi-grown-200-long-mixup with {what}", student=(*MAIN_JOB_STUDENT, *flags))
        for tag, what, flags in (("rkd", "RKD distance (25) and angle (50)", ("--rkd-distance", "25", "--rkd-angle", "50")),
                                 ("rkd-distance", "RKD distance (25)", ("--rkd-distance", "25")))},
     # twice the DeepInversion images (inherit-n5120's sets) under the main job's student: with 4000 steps and 20 ADI

@@ -83,7 +83,7 @@ class DC(Condenser):
                 xr, xs = self.augment_pair(real[k], self.images[k * ipc:(k + 1) * ipc])
                 with self.first_order_precision():
                     g_real = torch.autograd.grad(self._first_order_loss(net, xr, target_real), params)
-                g_real = [g.detach().float() for g in g_real]
+                g_real = [g.detach() for g in g_real]
                 g_syn = torch.autograd.grad(F.cross_entropy(net(xs), target_syn), params, create_graph=True)
                 loss = loss + gradient_match_distance(g_real, g_syn)
             total += self.update_images(loss)
