@@ -220,3 +220,22 @@ def test_each_method_has_its_own_settings_and_the_flat_record_is_kept(fmnist_roo
                  "--device", "cpu", "--out", str(tmp_path / "set"), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "bn: not a setting of dm" in err
+
+
+@pytest.mark.parametrize("setting, message", [("bf16=maybe", "bf16: expected true/false, got 'maybe'"),
+                                              ("iterations=abc", "iterations: expected int, got 'abc'"),
+                                              ("lr_img=x", "lr_img: expected float, got 'x'"),
+                                              ("dsa=1", "dsa: expected true/false, got 1")])
+def test_a_setting_of_the_wrong_kind_is_one_line_and_writes_nothing(setting, message, fmnist_root, tmp_path, capsys):
+    from datafree.cli import main
+
+    code = main(["condense", "--method", "dsa", "--ipc", "1", "--set", setting, "--data-root", str(fmnist_root),
+                 "--device", "cpu", "--out", str(tmp_path / "set"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"condensation option {message}" in err
+    assert not (tmp_path / "set").exists()
+    assert method_config("dsa", lr_img=1).lr_img == 1  # an int is a float, as in JSON
+    with pytest.raises(DatafreeError, match="synthesis option augment: expected true/false, got 'no'"):
+        from datafree.synthesis import preset
+
+        preset("deepinversion", augment="no")
