@@ -95,6 +95,22 @@ VARIANTS["zskd+augment-inherit"] = {**VARIANTS["zskd+augment"], "inherit": True}
 # zskd+augment-inherit (docs/datafree_recipes.md, "Seventh round")
 VARIANTS["zskd+augment-inherit-mixup"] = {**VARIANTS["zskd+augment-inherit"],
                                           "student": (*VARIANTS["zskd+augment"]["student"], "--mix", "mixup")}
+# RKD (relational KD: distance 25 + angle 50 on the penultimate features), the levers' best student term on the BN
+# LeNet pair (inherit-rkd: +1.34 test, +1.84 selection over inherit, every seed; docs/datafree_recipes.md, "Eighth
+# round"), unchanged on the best stored recipe of the other pairs
+RKD = ("--rkd-distance", "25", "--rkd-angle", "50")
+VARIANTS["fast5-stored-inherit-rkd"] = {**VARIANTS["fast5-stored-inherit"],
+                                        "student": (*VARIANTS["fast5-stored"]["student"], *RKD)}
+VARIANTS["zskd+augment-inherit-rkd"] = {**VARIANTS["zskd+augment-inherit"],
+                                        "student": (*VARIANTS["zskd+augment"]["student"], *RKD)}
+# ADI's scheme on the BN-free pair: the main job grows its stored set with batches made against the student (+1.2 to
+# +1.9 on the BN pair, benchmarks/datafree_levers); here the stored zskd+augment sets grow by ZSKD batches (the pair's
+# zskd recipe, with crop/flip) that also maximise the teacher-student Jensen-Shannon divergence (ADI's competition
+# term), one batch per 400 of the student's 32000 steps (zskd+augment-inherit's), 80 batches in all
+VARIANTS["zskd+augment-inherit-grown"] = {
+    **VARIANTS["zskd+augment-inherit"],
+    "grow": ("zskd", {"augment": True, "adv": 1.0, "adv_kind": "js", "adv_temperature": 3.0, "student_steps": 400}),
+    "student": ("--epochs", "80", "--steps-per-epoch", "400", "--eval-every", "16")}
 # Not data-free: a control for the stored-set rows. The stored-set student's own recipe on as many random
 # real training images (640 per class, 'datafree condense --method random'), labelled by the teacher, shows
 # what that student would reach if its synthetic images were real ones.
@@ -126,6 +142,10 @@ def describe_variant(name: str) -> str:
         changes.append(f"student {' '.join(v['student'])}")
     if v.get("inherit"):
         changes.append("the student starts from a selection of the teacher's weights (--inherit)")
+    if v.get("grow"):
+        grow, overrides = v["grow"]
+        changes.append(f"the set grows by {grow} batches made against the student (--method {grow} "
+                       f"{' '.join(set_args(overrides))} over the pair's {grow} recipe)")
     return f"{name}: {v['method']} with {', '.join(changes)}."
 
 
@@ -177,8 +197,12 @@ def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str
             return result
         tsets = [stored_set(pair_key, m, seed, root, teacher)
                  for m in (method, *VARIANTS.get(method, {}).get("with_sets", ()))]
-    argv = ["distill", "--teacher", str(teacher), *(a for t in tsets for a in ("--transfer", str(t))), *student,
-            *stored_student, "--seed", str(seed), *data]
+    grow: list[str] = []
+    if VARIANTS.get(method, {}).get("grow"):  # a live preset grows the stored sets against the student
+        grow_method, grow_overrides = VARIANTS[method]["grow"]
+        grow = ["--method", grow_method, *set_args({**df_overrides(RECIPES, grow_method), **grow_overrides})]
+    argv = ["distill", "--teacher", str(teacher), *(a for t in tsets for a in ("--transfer", str(t))), *grow,
+            *student, *stored_student, "--seed", str(seed), *data]
     result = run(argv, out / "student")
     result["synthesis_time_s"] = synthesis_time(tsets)
     return result

@@ -227,6 +227,29 @@ def test_variant_with_sets_trains_on_its_own_and_the_other_variants_sets(tmp_pat
     assert "also trains on the zskd-augment set" in bench.describe_variant("zskd+augment")
 
 
+def test_grown_variant_grows_its_stored_sets_against_the_student(tmp_path, monkeypatch) -> None:
+    import benchmarks.datafree_kd as bench
+    from datafree.cli import build_parser
+
+    monkeypatch.setattr(bench, "stored_set", lambda pair, method, seed, root, teacher: tmp_path / f"{method}-{seed}")
+    monkeypatch.setattr(bench, "read_manifest", lambda path: {"synthesis_time_s": 10.0})
+    monkeypatch.setattr(bench, "run", lambda argv, out: {"argv": argv, "metrics": {}})
+    teacher = tmp_path / "teachers" / "fashion-mnist-lenet5"
+    teacher.mkdir(parents=True)
+    (teacher / "model.safetensors").write_bytes(b"")
+    argv = bench.run_method("lenet", "zskd+augment-inherit-grown", 0, tmp_path, [])["argv"]
+    args = build_parser().parse_args([*argv, "--out", "s"])  # a command the CLI takes as it stands (run adds --out)
+    assert args.method == "zskd" and args.inherit and len(args.transfer) == 2
+    overrides = dict(args.set)
+    assert overrides["adv"] == 1.0 and overrides["student_steps"] == 400 and overrides["augment"] is True
+    assert overrides["pixel_scale"] == 2 and overrides["iterations"] == 300  # the pair's zskd recipe underneath
+    assert args.epochs * args.steps_per_epoch == 32000  # zskd+augment-inherit's student steps
+    rkd_argv = bench.run_method("lenet", "zskd+augment-inherit-rkd", 0, tmp_path, [])["argv"]
+    rkd = build_parser().parse_args([*rkd_argv, "--out", "s"])
+    assert (rkd.rkd_distance, rkd.rkd_angle, rkd.method) == (25.0, 50.0, None) and rkd.inherit
+    assert "grows by zskd batches" in bench.describe_variant("zskd+augment-inherit-grown")
+
+
 def test_synthesis_speed_times_every_part_of_a_step() -> None:
     """The speed table's split names the parts each preset runs: the student only with an adversarial term."""
     from benchmarks.synthesis_speed import time_case
