@@ -638,6 +638,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
             print(f"{suite.name}: {suite.dataset}; {pairs}; {len(suite.all_sources())} sources; seeds "
                   f"{' '.join(map(str, suite.seeds))}\n    {suite.description}")
         return 0
+    if args.bench_command == "audit":
+        from datafree.bench.audit import audit_suite
+
+        audits = audit_suite(args.directory, data_root=args.data_root, device=args.device)
+        print(f"bench audit: {len(audits)} stored data-free sets audited (report: datafree bench report "
+              f"{args.directory})")
+        return 0
     if args.bench_command == "report":
         report(args.directory)
         print(f"report: {Path(args.directory) / 'report.md'}, report.csv, accuracy_vs_time.png, condensation_ipc.png, "
@@ -998,6 +1005,16 @@ def build_parser() -> argparse.ArgumentParser:
                                      "their ratio to KD's, peak memory) and accuracy_vs_time.png, condensation_ipc.png "
                                      "and synthetic_grid.png.")
     q.add_argument("directory", help="a suite's output directory (the --out of 'datafree bench run')")
+    q.set_defaults(func=cmd_bench)
+    q = bench.add_parser("audit", help="privacy-audit every stored data-free set of a suite (for the report)",
+                         description="For each data-free run with a stored set in DIR: 'datafree audit' of the set, "
+                                     "its student and the real-data KD student of the same pair and seed, into "
+                                     "runs/PAIR/SOURCE/seedN/audit/ (reused while those runs are unchanged). "
+                                     "'datafree bench report' then adds a privacy table. Reads the real training and "
+                                     "test data: the data owner's check.")
+    q.add_argument("directory", help="a suite's output directory (the --out of 'datafree bench run')")
+    q.add_argument("--data-root", help="directory holding the dataset files (default: $DATAFREE_DATA, then the system copy)")
+    q.add_argument("--device", default="cpu", help="torch device of the audit (default: %(default)s)")
     q.set_defaults(func=cmd_bench)
     q = bench.add_parser("list", help="list the suites", description="Print every suite with its description.")
     q.set_defaults(func=cmd_bench)

@@ -118,6 +118,30 @@ def test_report_writes_tables_and_plots(smoke_out, capsys):
                                                                          "tiny_df-zskd.png"]
 
 
+def test_audit_adds_a_privacy_table_and_is_reused_until_its_runs_change(smoke_out, capsys):
+    from datafree.bench.audit import AUDIT_JSON, audit_dir
+
+    data_root = str(smoke_out.parent / "fmnist")
+    assert main(["bench", "audit", str(smoke_out), "--data-root", data_root]) == 0
+    row = next(r for r in _rows(smoke_out) if r["source"] == "df:zskd")
+    audit = json.loads((audit_dir(smoke_out, row) / AUDIT_JSON).read_text())
+    assert audit["protocol"]["synthetic_count"] == row["synthetic_images"]
+    students = [s["student"] for s in audit["membership_inference"]["students"]]
+    assert students == ["data-free student", "real-data KD student"]
+    assert main(["bench", "report", str(smoke_out)]) == 0
+    md = (smoke_out / "report.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("| tiny | df:zskd | 0 |"))
+    assert f"| {row['synthetic_images']} |" in line and line.endswith(("| yes |", "| no |"))
+    capsys.readouterr()
+    assert main(["bench", "audit", str(smoke_out), "--data-root", data_root]) == 0
+    assert "reuse" in capsys.readouterr().out
+    stale = audit_dir(smoke_out, row) / AUDIT_JSON  # a run redone since: the audit is redone too
+    audit["protocol"]["bench_inputs"]["finished_at"] = 0
+    stale.write_text(json.dumps(audit))
+    assert main(["bench", "audit", str(smoke_out), "--data-root", data_root]) == 0
+    assert "audit  tiny/df:zskd/seed0" in capsys.readouterr().out
+
+
 def test_report_finds_sets_recorded_relative_to_where_the_suite_ran(smoke_out, tmp_path, monkeypatch):
     """bash scripts/main.sh records set paths relative to the repository; a report made from another directory
     (benchmarks/bench_readme.py copying a fresh clone's report) must still show the sets, not "none"."""
