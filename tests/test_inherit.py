@@ -67,6 +67,62 @@ def test_folding_batchnorm_keeps_the_function_and_position_matching_uses_it():
     torch.testing.assert_close(student.classifier.weight, folded.classifier.weight[:, ::2])
 
 
+def _randomise_batchnorm(model: nn.Module) -> nn.Module:
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                for t, (lo, hi) in ((m.running_mean, (-1, 1)), (m.running_var, (0.5, 2)), (m.weight, (0.5, 1.5)),
+                                    (m.bias, (-0.5, 0.5))):
+                    t.copy_(torch.rand(t.shape, generator=g) * (hi - lo) + lo)
+    return model.eval()
+
+
+class _RegisteredOutOfOrder(nn.Module):
+    """Both BatchNorms registered after both convolutions: registration order says nothing about what feeds what."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.bn1, self.bn2 = nn.BatchNorm2d(4), nn.BatchNorm2d(4)
+        self.fc, self.bn3 = nn.Linear(4, 3), nn.BatchNorm1d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))))
+        return self.bn3(self.fc(x.mean((2, 3))))
+
+
+class _PreActivation(nn.Module):
+    """A pre-activation residual block: the BatchNorm reads the sum of a convolution and the shortcut."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2, self.bn = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        return self.conv2(torch.relu(self.bn(x + self.conv2(x))))
+
+
+def test_folding_follows_the_graph_not_the_registration_order():
+    model = _randomise_batchnorm(_RegisteredOutOfOrder())
+    x = torch.randn(5, 1, 8, 8)
+    folded = fold_batchnorm(model)
+    torch.testing.assert_close(folded(x), model(x), atol=1e-5, rtol=1e-5)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in folded.modules())
+    assert isinstance(model.bn1, nn.BatchNorm2d)  # the caller's model is untouched
+
+
+def test_a_batchnorm_that_follows_no_layer_is_refused_or_left_in_place():
+    model = _randomise_batchnorm(_PreActivation())
+    with pytest.raises(DatafreeError, match="cannot fold BatchNorm 'bn'.*pre-activation"):
+        fold_batchnorm(model)
+    kept = fold_batchnorm(model, strict=False)  # what quantization-aware fine-tuning uses
+    assert isinstance(kept.bn, nn.BatchNorm2d)
+    x = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(kept(x), model(x))
+
+
 def test_a_shallower_resnet_takes_each_stage_s_first_block_by_name():
     teacher = build_model("resnet14", FASHION_MNIST, seed=0, width=8)
     student = build_model("resnet8", FASHION_MNIST, seed=1, width=4)

@@ -21,6 +21,7 @@ from datafree.cli import main
 from datafree.data import FASHION_MNIST, DataSpec, TensorImageDataset, load_dataset
 from datafree.data.transfer import TransferSet, TransferSetWriter
 from datafree.errors import DatafreeError
+from datafree.models import fold_batchnorm
 from datafree.quantize import (
     Int8Info,
     Int8Model,
@@ -33,7 +34,7 @@ from datafree.quantize import (
     save_int8,
 )
 from datafree.quantize import calibration as cal
-from datafree.quantize.qat import WeightFakeQuant, fold_batchnorm
+from datafree.quantize.qat import WeightFakeQuant
 from tests.test_hostile_inputs import snapshot, temp_files, write_malicious, write_sidecar
 
 

@@ -2,7 +2,8 @@
 
 from datafree.models.convnet import ConvNet
 from datafree.models.dcnets import MLP, VGG, AlexNetDC
-from datafree.models.inherit import Inheritance, fold_batchnorm, inherit_weights
+from datafree.models.fold import fold_batchnorm
+from datafree.models.inherit import Inheritance, inherit_weights
 from datafree.models.lenet import LeNet5
 from datafree.models.registry import EVAL_POOL, available_models, build_model, count_parameters
 from datafree.models.resnet import ResNet

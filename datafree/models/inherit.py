@@ -10,19 +10,19 @@ keeps are the ones the next layer's kept inputs read. Spatial kernel dimensions 
 Layers are matched by name when every student conv/linear name is in the teacher (a shallower or thinner
 network of the same family: ResNet-8 from ResNet-14 shares the names of each stage's first block), else by
 position (the same sequence of convolutions and linear layers, as LeNet-5-half and LeNet-5-BN). BatchNorm layers the
-student lacks are folded into the teacher layer before them first, so the selected filters keep the
-teacher's scale.
+student lacks are folded into the teacher layer that feeds them first (:func:`datafree.models.fold_batchnorm`),
+so the selected filters keep the teacher's scale.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from datafree.errors import DatafreeError
+from datafree.models.fold import fold_batchnorm
 
 WEIGHTED = (nn.Conv2d, nn.Linear)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -63,32 +63,6 @@ def select(teacher: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
 
 def _layers(model: nn.Module, kinds: tuple[type, ...]) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, kinds)]
-
-
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with every BatchNorm folded into the conv or linear layer registered just before it
-    (which must produce its channels); the BatchNorm becomes an identity. For inference weights only."""
-    model = copy.deepcopy(model).eval()
-    previous: nn.Module | None = None
-    for name, module in list(model.named_modules()):
-        if isinstance(module, WEIGHTED):
-            previous = module
-        elif isinstance(module, NORMS) and module.track_running_stats and module.running_var is not None:
-            width = None if previous is None else previous.weight.shape[0]
-            if width != module.num_features:
-                raise DatafreeError(f"cannot fold BatchNorm {name!r}: no layer with {module.num_features} outputs "
-                                    "just before it")
-            with torch.no_grad():
-                scale = module.running_var.add(module.eps).rsqrt()
-                if module.affine:
-                    scale = scale * module.weight
-                shift = -module.running_mean * scale + (module.bias if module.affine else 0.0)
-                previous.weight.mul_(scale.reshape(-1, *[1] * (previous.weight.dim() - 1)))
-                bias = previous.bias if previous.bias is not None else torch.zeros_like(shift)
-                previous.bias = nn.Parameter(bias * scale + shift)
-            parent, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent) if parent else model, child, nn.Identity())
-    return model
 
 
 def inherit_weights(student: nn.Module, teacher: nn.Module) -> Inheritance:

@@ -3,8 +3,8 @@
 The fp32 model (or a teacher) distils into a fake-quantized copy of itself on the calibration
 images, synthetic ones in the data-free case. The copy mirrors what ONNX Runtime will do to it:
 
-- BatchNorm is folded into the convolutions first (``torch.fx.experimental.optimization.fuse``),
-  as the ONNX export folds it, so the weights that are fake-quantized are the ones that get
+- BatchNorm is folded into the convolutions first (:func:`datafree.models.fold_batchnorm`), as the
+  ONNX export folds it, so the weights that are fake-quantized are the ones that get
   quantized;
 - every Conv/Linear weight is fake-quantized per output channel, symmetric int8, scale
   max|w| / 127 (ONNX Runtime's per-channel formula), with the straight-through estimator of
@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 
 from datafree.data.loader import iterate_batches
 from datafree.errors import DatafreeError
+from datafree.models.fold import fold_batchnorm
 
 QUANTIZED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -56,18 +57,6 @@ class WeightFakeQuant(nn.Module):
         scale = (w.detach().abs().amax(dim=dims) / 127.0).clamp_min(1e-12).float()
         zero = torch.zeros(w.shape[0], dtype=torch.int32, device=w.device)
         return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -127, 127)
-
-
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` in eval mode with every Conv->BatchNorm pair folded (an fx GraphModule)."""
-    from torch.fx.experimental.optimization import fuse
-
-    model = copy.deepcopy(model).cpu().float().eval()
-    try:
-        return fuse(model, inplace=True)
-    except Exception as e:  # symbolic tracing fails on data-dependent control flow
-        raise DatafreeError(f"quantization-aware fine-tuning needs a model torch.fx can trace ({str(e).splitlines()[0][:120]}); "
-                            "quantize without --qat-epochs") from None
 
 
 @torch.no_grad()
@@ -111,7 +100,10 @@ def finetune(model: nn.Module, data: Dataset, config: QATConfig, *, teacher: nn.
     if config.epochs < 1:
         raise DatafreeError("quantization-aware fine-tuning needs --qat-epochs >= 1")
     dev = torch.device(device)
-    folded = fold_batchnorm(model).to(dev).requires_grad_(True)  # synthesis froze the model it ran against
+    try:  # BatchNorm that follows no conv/linear stays: the ONNX export cannot fold it either
+        folded = fold_batchnorm(model, strict=False).float().to(dev).requires_grad_(True)  # synthesis froze the model
+    except DatafreeError as e:
+        raise DatafreeError(f"quantization-aware fine-tuning: {e}; quantize without --qat-epochs") from None
     ranges = input_ranges(folded, data, config.batch_size, dev)
     handles = []
     for name, module in folded.named_modules():
