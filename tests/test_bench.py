@@ -130,8 +130,9 @@ def test_audit_adds_a_privacy_table_and_is_reused_until_its_runs_change(smoke_ou
     assert students == ["data-free student", "real-data KD student"]
     assert main(["bench", "report", str(smoke_out)]) == 0
     md = (smoke_out / "report.md").read_text()
-    line = next(x for x in md.splitlines() if x.startswith("| tiny | df:zskd | 0 |"))
+    line = next(x for x in md.splitlines() if x.startswith(f"| {row['pair_name']} | df:zskd | 0 |"))
     assert f"| {row['synthetic_images']} |" in line and line.endswith(("| yes |", "| no |"))
+    assert line.count("|") == md.splitlines()[md.splitlines().index(line) - 1].count("|")  # one cell per column
     capsys.readouterr()
     assert main(["bench", "audit", str(smoke_out), "--data-root", data_root]) == 0
     assert "reuse" in capsys.readouterr().out

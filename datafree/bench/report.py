@@ -430,8 +430,8 @@ def privacy_table(rows: list[dict[str, Any]], out_dir: Path) -> str:
         auc = [students.get(k) for k in ("data-free student", "real-data KD student")]
         private = (max(near[space]["fraction_below_baseline_q05"] for space in near) <= 0.01
                    and (auc[1] is None or (auc[0] is not None and auc[0]["auc_loss"] <= auc[1]["auc_loss"])))
-        lines.append(f"| {row['pair']} | {row['source']} | {row['seed']} | {audit['protocol']['synthetic_count']} "
-                     f"| {closer} ({' / '.join(near)}) "
+        lines.append(f"| {row.get('pair_name', row['pair'])} | {row['source']} | {row['seed']} "
+                     f"| {audit['protocol']['synthetic_count']} | {closer} ({' / '.join(near)}) | "
                      + " | ".join(f"{a['auc_loss']:.3f} / {a['auc_calibrated']:.3f}" if a else "-" for a in auc)
                      + f" | {'yes' if private else 'no'} |")
     if not lines:
@@ -499,8 +499,8 @@ def report(out_dir: str | Path) -> str:
     if privacy:
         lines += ["Privacy (`datafree bench audit`): each stored data-free set's nearest training image against the "
                   "test split's (the fraction of its images closer to a training image than 95% of real test images "
-                  "are; real held-out images give 5%), and a membership-inference attack (2,000 training members "
-                  "against 2,000 test images; AUC 0.5 = no signal) on the data-free student and on the real-data KD "
+                  "are; real held-out images give 5%), and a membership-inference attack (training images against as "
+                  "many test images, 2,000 each; AUC 0.5 = no signal) on the data-free student and on the real-data KD "
                   "student of the same seed. *private*: at most 1% closer in every space, and the data-free "
                   "student's loss AUC no higher than the KD student's. Details in each run's `audit/audit.json`.",
                   "", privacy, ""]
