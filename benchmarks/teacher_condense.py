@@ -25,6 +25,38 @@ from datafree.data.transfer import read_manifest
 ARCHS = {"convnet": "{}", "resnet8": "{}"}  # ConvNet-128 (the protocol's network) and ResNet-8
 
 
+@torch.no_grad()
+def bn_fit(teacher_path: str, set_dir: Path, ipc: int, data_root: str) -> dict[str, float]:
+    """How far a set sits from the teacher's BatchNorm statistics, against as many random real training images.
+
+    The recovery's own BN term (first layer x10, every BN layer, whole images in one batch) evaluated on the
+    final images, and the teacher's mean top-1 probability on them. Needs no test image: this is the
+    diagnostic that chose ``bn`` (docs/condensation.md).
+    """
+    from datafree.api import load_dataset, load_teacher
+    from datafree.data.transfer import TransferSet
+    from datafree.hooks import BatchNormStatistics
+
+    teacher, _ = load_teacher(teacher_path)
+    teacher.eval()
+    images = TransferSet(set_dir).get_batch(torch.arange(len(TransferSet(set_dir))))[0]
+    train = load_dataset("fashion-mnist", "train", data_root)
+    labels = train.get_batch(torch.arange(len(train)))[1]
+    g = torch.Generator().manual_seed(0)
+    pick = torch.cat([torch.nonzero(labels == c).flatten()[torch.randperm(int((labels == c).sum()), generator=g)[:ipc]]
+                      for c in range(int(labels.max()) + 1)])
+    real = train.get_batch(pick)[0]
+    stats = BatchNormStatistics(teacher, first_layer_weight=10.0)
+    out = {}
+    for name, x in (("set", images), ("real", real)):
+        with stats.recording():
+            probs = teacher(x).softmax(1)
+        out[f"bn_distance_{name}"] = float(stats.loss())
+        out[f"top_prob_{name}"] = float(probs.max(1).values.mean())
+    stats.remove()
+    return out
+
+
 def run(args: argparse.Namespace, ipc: int) -> dict:
     out = Path(args.out)
     set_dir = out / f"teacher-ipc{ipc}"
@@ -37,7 +69,12 @@ def run(args: argparse.Namespace, ipc: int) -> dict:
     manifest = read_manifest(set_dir)
     row = {"ipc": ipc, "condense_argv": ["datafree", *argv], "condensation_time_s": manifest["condensation_time_s"],
            "iterations": manifest["iterations_done"], "image_bytes": manifest.get("image_bytes"),
-           "crop_label_bytes": manifest.get("crop_label_bytes"), "students": {}}
+           "crop_label_bytes": manifest.get("crop_label_bytes"),
+           **bn_fit(args.teacher, set_dir, ipc, args.data_root), "students": {}}
+    print(f"IPC {ipc}: BN distance {row['bn_distance_set']:.2f} (random real images {row['bn_distance_real']:.2f}), "
+          f"teacher's top-1 probability {row['top_prob_set']:.3f} (real {row['top_prob_real']:.3f})", flush=True)
+    if args.diagnose_only:
+        return row
     for arch, kwargs in ARCHS.items():
         result = out / f"eval-ipc{ipc}-{arch}.json"
         eval_argv = ["evaluate-set", str(set_dir), "--protocol", "kd", "--crop-labels", "--temperature", "20",
@@ -66,6 +103,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32, help="student batch (256: one step an epoch at IPC 10)")
     p.add_argument("--data-root", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--out", default="artifacts/teacher-condense")
+    p.add_argument("--diagnose-only", action="store_true",
+                   help="condense and print the BN-statistics fit, without training students (no test image read)")
     args = p.parse_args()
     torch.set_num_threads(1)
     Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -73,7 +112,7 @@ def main() -> None:
     summary = Path(args.out) / "summary.json"
     summary.write_text(json.dumps(rows, indent=1))
     for r in rows:
-        for arch, s in r["students"].items():
+        for arch, s in r.get("students", {}).items():
             rnd = sum(s["random_accuracies"]) / len(s["random_accuracies"])
             print(f"IPC {r['ipc']} {arch}: {s['accuracy_mean']:.2f} +- {s['accuracy_std']:.2f} (random subset, same "
                   f"crop labels: {rnd:.2f}; IOR {s['ior']['mean']:+.2f}); condensation {r['condensation_time_s']:.0f}s; "
