@@ -82,14 +82,14 @@ def audit_suite(out_dir: str | Path, *, data_root: str | Path | None = None, dev
                                     load_dataset(row["dataset"], "test", data_root))
         train, test = data[row["dataset"]]
         pair = next(p for p in get_suite(row["suite"]).pairs if p.key == row["pair"])
-        teacher_path = Path(row["teacher_dir"])
+        teacher_path = set_path(row["teacher_dir"], out, "")  # a run directory, or a foreign checkpoint file
         foreign = is_foreign(teacher_path)
         teacher, info = api.load_teacher(teacher_path, arch=pair.teacher if foreign else None,
                                          arch_kwargs=pair.teacher_kwargs if foreign else None,
                                          spec=dataset_spec(train) if foreign else None)
-        students = [(label, *load_model(path)) for label, path in
-                    (("data-free student", row["student_dir"]), ("real-data KD student", kd and kd["student_dir"]))
-                    if path and (Path(path) / "model.safetensors").is_file()]
+        paths = [(label, set_path(path, out, "model.safetensors")) for label, path in
+                 (("data-free student", row["student_dir"]), ("real-data KD student", kd and kd["student_dir"])) if path]
+        students = [(label, *load_model(path)) for label, path in paths if (path / "model.safetensors").is_file()]
         log(f"  audit  {row['run_id']} -> {directory}")
         api.audit(directory, TransferSet(set_path(row["set_dir"], out)), train, test, teacher=teacher,
                   teacher_info=info, students=students, config=AuditConfig(device=device), overwrite=True,

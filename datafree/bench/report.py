@@ -359,8 +359,8 @@ def _first_per_class(directory: Path, per_class: int, max_classes: int = 10, sca
     return torch.cat(xs), torch.cat(ys), spec
 
 
-def set_path(recorded: str, out_dir: Path) -> Path:
-    """A stored set's directory as a row records it, found wherever the report runs.
+def set_path(recorded: str, out_dir: Path, marker: str = "manifest.json") -> Path:
+    """A directory a row records (a stored set; with another ``marker`` file, a run), found wherever the report runs.
 
     The bench records paths as it was given them: relative to the directory the suite ran from (``bash
     scripts/main.sh`` runs from the repository), which is an ancestor of ``out_dir``. Those ancestors are tried
@@ -370,7 +370,7 @@ def set_path(recorded: str, out_dir: Path) -> Path:
     if path.is_absolute():
         return path
     for base in Path(out_dir).resolve().parents:
-        if (base / path / "manifest.json").is_file():
+        if (base / path / marker).exists():
             return base / path
     return path
 
@@ -428,12 +428,15 @@ def privacy_table(rows: list[dict[str, Any]], out_dir: Path) -> str:
         closer = " / ".join(f"{100 * near[space]['fraction_below_baseline_q05']:.1f}%" for space in near)
         students = {s["student"]: s for s in (audit.get("membership_inference") or {}).get("students", [])}
         auc = [students.get(k) for k in ("data-free student", "real-data KD student")]
-        private = (max(near[space]["fraction_below_baseline_q05"] for space in near) <= 0.01
-                   and (auc[1] is None or (auc[0] is not None and auc[0]["auc_loss"] <= auc[1]["auc_loss"])))
+        close = max(near[space]["fraction_below_baseline_q05"] for space in near) <= 0.01
+        if auc[0] is None or auc[1] is None:  # nothing to compare the attack with: the distances alone
+            private = f"{'yes' if close else 'no'} (images only)"
+        else:
+            private = "yes" if close and auc[0]["auc_loss"] <= auc[1]["auc_loss"] else "no"
         lines.append(f"| {row.get('pair_name', row['pair'])} | {row['source']} | {row['seed']} "
                      f"| {audit['protocol']['synthetic_count']} | {closer} ({' / '.join(near)}) | "
                      + " | ".join(f"{a['auc_loss']:.3f} / {a['auc_calibrated']:.3f}" if a else "-" for a in auc)
-                     + f" | {'yes' if private else 'no'} |")
+                     + f" | {private} |")
     if not lines:
         return ""
     return "\n".join([
