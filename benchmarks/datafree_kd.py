@@ -97,7 +97,8 @@ VARIANTS["zskd+augment-inherit-mixup"] = {**VARIANTS["zskd+augment-inherit"],
                                           "student": (*VARIANTS["zskd+augment"]["student"], "--mix", "mixup")}
 # RKD (relational KD: distance 25 + angle 50 on the penultimate features), the levers' best student term on the BN
 # LeNet pair (inherit-rkd: +1.34 test, +1.84 selection over inherit, every seed; docs/datafree_recipes.md, "Eighth
-# round"), unchanged on the best stored recipe of the other pairs
+# round"), unchanged on the best stored recipe of the other pairs. Measured on the BN-free pair: 78.09 against
+# zskd+augment-inherit's 79.81 (seed 0; seeds 1-2 stopped below the base; docs/datafree_recipes.md, "Ninth round")
 RKD = ("--rkd-distance", "25", "--rkd-angle", "50")
 VARIANTS["fast5-stored-inherit-rkd"] = {**VARIANTS["fast5-stored-inherit"],
                                         "student": (*VARIANTS["fast5-stored"]["student"], *RKD)}
@@ -106,7 +107,8 @@ VARIANTS["zskd+augment-inherit-rkd"] = {**VARIANTS["zskd+augment-inherit"],
 # ADI's scheme on the BN-free pair: the main job grows its stored set with batches made against the student (+1.2 to
 # +1.9 on the BN pair, benchmarks/datafree_levers); here the stored zskd+augment sets grow by ZSKD batches (the pair's
 # zskd recipe, with crop/flip) that also maximise the teacher-student Jensen-Shannon divergence (ADI's competition
-# term), one batch per 400 of the student's 32000 steps (zskd+augment-inherit's), 80 batches in all
+# term), one batch per 400 of the student's 32000 steps (zskd+augment-inherit's), 80 batches in all. Measured:
+# 80.39 ± 1.22, +1.40 ± 0.59 paired on test and +0.95 ± 0.62 on the selection split, every seed positive ("Ninth round")
 VARIANTS["zskd+augment-inherit-grown"] = {
     **VARIANTS["zskd+augment-inherit"],
     "grow": ("zskd", {"augment": True, "adv": 1.0, "adv_kind": "js", "adv_temperature": 3.0, "student_steps": 400}),
