@@ -39,7 +39,8 @@ def bn_fit(teacher_path: str, set_dir: Path, ipc: int, data_root: str) -> dict[s
 
     teacher, _ = load_teacher(teacher_path)
     teacher.eval()
-    images = TransferSet(set_dir).get_batch(torch.arange(len(TransferSet(set_dir))))[0]
+    recovered = TransferSet(set_dir)
+    images = recovered.get_batch(torch.arange(len(recovered)))[0]
     train = load_dataset("fashion-mnist", "train", data_root)
     labels = train.get_batch(torch.arange(len(train)))[1]
     g = torch.Generator().manual_seed(0)

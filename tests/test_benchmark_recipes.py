@@ -209,15 +209,20 @@ def test_teacher_view_measures_confidence_and_flip_stability() -> None:
     assert 0 <= view["same_after_shift"] <= 100 and 1 / 3 <= view["top_prob"] <= 1
 
 
-def test_variant_with_sets_trains_on_its_own_and_the_other_variants_sets(tmp_path, monkeypatch) -> None:
-    import benchmarks.datafree_kd as bench
-
+def _stub_stored_runs(bench, tmp_path: Path, monkeypatch) -> None:
+    """datafree_kd without synthesis or training: sets are named paths, runs return their command."""
     monkeypatch.setattr(bench, "stored_set", lambda pair, method, seed, root, teacher: tmp_path / f"{method}-{seed}")
     monkeypatch.setattr(bench, "read_manifest", lambda path: {"synthesis_time_s": 10.0})
     monkeypatch.setattr(bench, "run", lambda argv, out: {"argv": argv, "metrics": {}})
     teacher = tmp_path / "teachers" / "fashion-mnist-lenet5"
     teacher.mkdir(parents=True)
     (teacher / "model.safetensors").write_bytes(b"")
+
+
+def test_variant_with_sets_trains_on_its_own_and_the_other_variants_sets(tmp_path, monkeypatch) -> None:
+    import benchmarks.datafree_kd as bench
+
+    _stub_stored_runs(bench, tmp_path, monkeypatch)
     result = bench.run_method("lenet", "zskd+augment", 1, tmp_path, [])
     argv = result["argv"]
     sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--transfer"]
@@ -231,12 +236,7 @@ def test_grown_variant_grows_its_stored_sets_against_the_student(tmp_path, monke
     import benchmarks.datafree_kd as bench
     from datafree.cli import build_parser
 
-    monkeypatch.setattr(bench, "stored_set", lambda pair, method, seed, root, teacher: tmp_path / f"{method}-{seed}")
-    monkeypatch.setattr(bench, "read_manifest", lambda path: {"synthesis_time_s": 10.0})
-    monkeypatch.setattr(bench, "run", lambda argv, out: {"argv": argv, "metrics": {}})
-    teacher = tmp_path / "teachers" / "fashion-mnist-lenet5"
-    teacher.mkdir(parents=True)
-    (teacher / "model.safetensors").write_bytes(b"")
+    _stub_stored_runs(bench, tmp_path, monkeypatch)
     argv = bench.run_method("lenet", "zskd+augment-inherit-grown", 0, tmp_path, [])["argv"]
     args = build_parser().parse_args([*argv, "--out", "s"])  # a command the CLI takes as it stands (run adds --out)
     assert args.method == "zskd" and args.inherit and len(args.transfer) == 2

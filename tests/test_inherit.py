@@ -44,16 +44,20 @@ def test_a_half_width_student_of_a_teacher_without_its_dropped_channels_computes
     torch.testing.assert_close(student(x), teacher(x))
 
 
-def test_folding_batchnorm_keeps_the_function_and_position_matching_uses_it():
-    teacher = build_model("lenet5_bn", FASHION_MNIST, seed=0)
-    with torch.no_grad():  # running statistics and affine parameters that are not the identity
-        for m in teacher.modules():
+def _randomise_batchnorm(model: nn.Module) -> nn.Module:
+    """Seeded running statistics and affine parameters that are not the identity; eval mode."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-1, 1)
-                m.running_var.uniform_(0.5, 2)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
-    teacher.eval()
+                for t, (lo, hi) in ((m.running_mean, (-1, 1)), (m.running_var, (0.5, 2)), (m.weight, (0.5, 1.5)),
+                                    (m.bias, (-0.5, 0.5))):
+                    t.copy_(torch.rand(t.shape, generator=g) * (hi - lo) + lo)
+    return model.eval()
+
+
+def test_folding_batchnorm_keeps_the_function_and_position_matching_uses_it():
+    teacher = _randomise_batchnorm(build_model("lenet5_bn", FASHION_MNIST, seed=0))
     x = torch.randn(4, 1, 28, 28)
     folded = fold_batchnorm(teacher)
     torch.testing.assert_close(folded(x), teacher(x), atol=1e-5, rtol=1e-5)
@@ -65,17 +69,6 @@ def test_folding_batchnorm_keeps_the_function_and_position_matching_uses_it():
     torch.testing.assert_close(student.features[0].weight, first.weight[[0, 2, 4]])
     torch.testing.assert_close(student.features[0].bias, first.bias[[0, 2, 4]])
     torch.testing.assert_close(student.classifier.weight, folded.classifier.weight[:, ::2])
-
-
-def _randomise_batchnorm(model: nn.Module) -> nn.Module:
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                for t, (lo, hi) in ((m.running_mean, (-1, 1)), (m.running_var, (0.5, 2)), (m.weight, (0.5, 1.5)),
-                                    (m.bias, (-0.5, 0.5))):
-                    t.copy_(torch.rand(t.shape, generator=g) * (hi - lo) + lo)
-    return model.eval()
 
 
 class _RegisteredOutOfOrder(nn.Module):
