@@ -5,7 +5,8 @@ runs where it stands, its network, DiffAugment and loop unchanged: this script o
 ``main_DM`` / ``main`` module, wraps the module's ``get_network`` with a clock (the loop draws one
 fresh network per iteration, so the time between two draws is one iteration) and stops it after
 ``--iterations`` draws, and makes DiffAugment's output contiguous (on this torch it can return a
-batch the reference network's ``view`` refuses). Ours is :class:`datafree.condense` 's condenser for the same method and
+batch the reference network's ``view`` refuses). DSA runs with the augmentation strategy of the reference's
+readme command (``main.py``'s own default is none). Ours is :class:`datafree.condense` 's condenser for the same method and
 settings, timed step by step. Both run in this process with the same thread count, alternately,
 ``--rounds`` times, so machine load hits both alike; the first ``--warmup`` iterations are dropped.
 
@@ -52,12 +53,16 @@ def reference_times(ref: Path, method: str, ipc: int, batch_real: int, iteration
     # ``out.view(out.size(0), -1)`` refuses (strides (784, 1, 28, 1)); a copy of its output (one 256-image copy per
     # class, well under 1% of an iteration) with standard strides lets the reference run unchanged otherwise
     augment = module.DiffAugment
-    module.DiffAugment = lambda *a, **k: augment(*a, **k).clone(memory_format=torch.contiguous_format)
+    contiguous = lambda *a, **k: augment(*a, **k).clone(memory_format=torch.contiguous_format)  # noqa: E731
+    utils = sys.modules["utils"]  # the reference's utils: its inner loop's ``epoch`` augments through its own name
+    module.DiffAugment = utils.DiffAugment = contiguous
     argv = ["--dataset", "FashionMNIST", "--model", "ConvNet", "--ipc", str(ipc), "--eval_mode", "M",
             "--num_exp", "1", "--num_eval", "1", "--Iteration", str(iterations + 5), "--batch_real", str(batch_real),
             "--data_path", str(data), "--save_path", str(data / "result"), "--init", "real"]
     if method in ("dc", "dsa"):
         argv += ["--method", "DSA" if method == "dsa" else "DC"]
+    if method == "dsa":  # main.py's own default strategy is 'None' (no augmentation); its readme's DSA command names it
+        argv += ["--dsa_strategy", "color_crop_cutout_flip_scale_rotate"]
     sys.argv = ["main", *argv]
     cwd = os.getcwd()
     os.chdir(ref)
@@ -67,7 +72,7 @@ def reference_times(ref: Path, method: str, ipc: int, batch_real: int, iteration
         pass
     finally:
         os.chdir(cwd)
-        module.get_network, module.DiffAugment = original, augment
+        module.get_network, module.DiffAugment, utils.DiffAugment = original, augment, augment
     return [b - a for a, b in zip(stamps, stamps[1:])]
 
 

@@ -34,6 +34,8 @@ def bn_fit(teacher_path: str, set_dir: Path, ipc: int, data_root: str) -> dict[s
     diagnostic that chose ``bn`` (docs/condensation.md).
     """
     from datafree.api import load_dataset, load_teacher
+    from datafree.condense import ClassPool
+    from datafree.data import dataset_spec
     from datafree.data.transfer import TransferSet
     from datafree.hooks import BatchNormStatistics
 
@@ -42,11 +44,7 @@ def bn_fit(teacher_path: str, set_dir: Path, ipc: int, data_root: str) -> dict[s
     recovered = TransferSet(set_dir)
     images = recovered.get_batch(torch.arange(len(recovered)))[0]
     train = load_dataset("fashion-mnist", "train", data_root)
-    labels = train.get_batch(torch.arange(len(train)))[1]
-    g = torch.Generator().manual_seed(0)
-    pick = torch.cat([torch.nonzero(labels == c).flatten()[torch.randperm(int((labels == c).sum()), generator=g)[:ipc]]
-                      for c in range(int(labels.max()) + 1)])
-    real = train.get_batch(pick)[0]
+    real = ClassPool.from_dataset(train, dataset_spec(train)).sample(ipc, torch.Generator().manual_seed(0)).flatten(0, 1)
     stats = BatchNormStatistics(teacher, first_layer_weight=10.0)
     out = {}
     for name, x in (("set", images), ("real", real)):

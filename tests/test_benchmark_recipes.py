@@ -247,6 +247,13 @@ def test_grown_variant_grows_its_stored_sets_against_the_student(tmp_path, monke
     rkd_argv = bench.run_method("lenet", "zskd+augment-inherit-rkd", 0, tmp_path, [])["argv"]
     rkd = build_parser().parse_args([*rkd_argv, "--out", "s"])
     assert (rkd.rkd_distance, rkd.rkd_angle, rkd.method) == (25.0, 50.0, None) and rkd.inherit
+    resnet = tmp_path / "teachers" / "fashion-mnist-resnet14"
+    resnet.mkdir()
+    (resnet / "model.safetensors").write_bytes(b"")
+    rkdd = build_parser().parse_args([*bench.run_method("resnet", "fast5-stored-inherit-rkdd", 0, tmp_path, [])["argv"],
+                                      "--out", "s"])
+    assert (rkdd.rkd_distance, rkdd.rkd_angle, rkdd.epochs, len(rkdd.transfer)) == (25.0, 0.0, 40, 1) and rkdd.inherit
+    assert bench.transfer_dir(tmp_path, "resnet", "fast5-stored-inherit-rkdd", 0).parent.name == "fast5-stored-seed0"
     assert "grows by zskd batches" in bench.describe_variant("zskd+augment-inherit-grown")
 
 

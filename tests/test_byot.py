@@ -348,6 +348,11 @@ def test_bench_runs_on_a_foreign_state_dict_and_refuses_a_whole_model(tmp_path, 
                  "--teachers", str(teachers)]) == 0
     rows = [json.loads(line) for line in (tmp_path / "o" / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 8 and all(r["accuracy"] is not None for r in rows if r["source"] != "teacher")
+    # the privacy audit of that suite loads the same foreign teacher (its architecture from the pair)
+    assert main(["bench", "audit", str(tmp_path / "o"), "--data-root", str(root)]) == 0
+    audit = json.loads(next((tmp_path / "o" / "runs").glob("tiny/*/seed0/audit/audit.json")).read_text())
+    assert audit["protocol"]["teacher"] == str(teachers / "tiny.pt")
+    assert len(audit["membership_inference"]["students"]) == 2
     capsys.readouterr()
     (teachers / "tiny.pt").unlink()
     model = build_model("resnet8", FASHION_MNIST, seed=0, width=4).eval()

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from datafree.bench.runner import is_foreign, read_rows
+from datafree.bench.jobs import load_job_teacher
+from datafree.bench.runner import is_foreign, read_rows, teacher_ref
 from datafree.bench.suites import get_suite, parse_source
 from datafree.errors import DatafreeError
 
@@ -56,7 +57,7 @@ def audit_suite(out_dir: str | Path, *, data_root: str | Path | None = None, dev
     from datafree.audit import AuditConfig
     from datafree.bench.report import set_path
     from datafree.checkpoint import load_model
-    from datafree.data import dataset_spec, load_dataset
+    from datafree.data import load_dataset
     from datafree.data.transfer import TransferSet
 
     out = Path(out_dir)
@@ -83,10 +84,7 @@ def audit_suite(out_dir: str | Path, *, data_root: str | Path | None = None, dev
         train, test = data[row["dataset"]]
         pair = next(p for p in get_suite(row["suite"]).pairs if p.key == row["pair"])
         teacher_path = set_path(row["teacher_dir"], out, "")  # a run directory, or a foreign checkpoint file
-        foreign = is_foreign(teacher_path)
-        teacher, info = api.load_teacher(teacher_path, arch=pair.teacher if foreign else None,
-                                         arch_kwargs=pair.teacher_kwargs if foreign else None,
-                                         spec=dataset_spec(train) if foreign else None)
+        teacher, info = load_job_teacher(teacher_ref(teacher_path, pair, is_foreign(teacher_path)), row["dataset"])
         paths = [(label, set_path(path, out, "model.safetensors")) for label, path in
                  (("data-free student", row["student_dir"]), ("real-data KD student", kd and kd["student_dir"])) if path]
         students = [(label, *load_model(path)) for label, path in paths if (path / "model.safetensors").is_file()]

@@ -154,13 +154,19 @@ def _split(p: dict[str, Any], split: str):
     return load_dataset(p["dataset"], split, p["data_root"])
 
 
-def _teacher(p: dict[str, Any]):
-    """The job's teacher, loaded as the command would: the suite's dataset names its input spec."""
+def load_job_teacher(ref: dict[str, Any], dataset: str):
+    """A bench teacher (``runner.teacher_ref``: a run directory, or a foreign state_dict with its architecture),
+    loaded as the command would: the suite's dataset names its input spec. Returns ``(model, info)``."""
     from datafree.teacher import load_teacher, resolve_spec
 
-    t = p["teacher"]
-    spec, source = resolve_spec(dataset=p["dataset"])  # type: ignore[misc]
-    return load_teacher(t["path"], arch=t.get("arch"), arch_kwargs=t.get("kwargs"), spec=spec, spec_source=source)
+    spec, source = resolve_spec(dataset=dataset)  # type: ignore[misc]
+    return load_teacher(ref["path"], arch=ref.get("arch"), arch_kwargs=ref.get("kwargs"), spec=spec,
+                        spec_source=source)
+
+
+def _teacher(p: dict[str, Any]):
+    """The job's teacher."""
+    return load_job_teacher(p["teacher"], p["dataset"])
 
 
 def execute(job: Job, argv: list[str], *, out: Path, resume: bool, overwrite: bool) -> None:
