@@ -80,8 +80,15 @@ def test_condense_protocols_map_to_evaluate_set_and_back(tmp_path, monkeypatch) 
     assert plain[plain.index("--augment") + 1] == "none" and plain[plain.index("--epochs") + 1] == "300"
     assert dsa[dsa.index("--augment") + 1] == "dsa" and dsa[dsa.index("--epochs") + 1] == "1000"
     assert dsa[dsa.index("--protocol") + 1] == "dc"
+    assert (plain[plain.index("--models") + 1], dsa[dsa.index("--models") + 1]) == ("5", "3")  # 1000 epochs: 3 models
     bench.evaluate(set_dir, 10, "dc-dsa", set_dir.parent / "eval-dc-dsa-it500.json", tmp_path, [])
     assert len(calls) == 2  # a finished evaluation with the same command is reused
+    more = set_dir.parent / "eval-dc-dsa-it500.json"  # ... and one made with more models than asked for now
+    record = json.loads(more.read_text())
+    more.write_text(json.dumps({**record, "argv": [a if a != "3" else "5" for a in record["argv"]],
+                                "accuracies": [80.0, 82.0, 81.0, 80.0, 82.0]}))
+    assert len(bench.evaluate(set_dir, 10, "dc-dsa", more, tmp_path, [])["accuracies"]) == 5 and len(calls) == 2
+    more.write_text(json.dumps(record))
     rows = {r["protocol"]: r for r in bench.collect(tmp_path)}
     assert set(rows) == {"dc", "dc-dsa"} and rows["dc-dsa"]["iterations"] == 500
     # columns: hard labels, soft labels (not run), hard labels with DSA for 1000 epochs, published
