@@ -114,7 +114,8 @@ VARIANTS["zskd+augment-inherit-grown"] = {
     "grow": ("zskd", {"augment": True, "adv": 1.0, "adv_kind": "js", "adv_temperature": 3.0, "student_steps": 400}),
     "student": ("--epochs", "80", "--steps-per-epoch", "400", "--eval-every", "16")}
 # The main job's RKD (distance term only: it ties distance + angle there at no extra cost per step; docs/datafree_recipes.md,
-# "Eighth round") on the BN pair's best stored recipe, everything else equal
+# "Eighth round") on the BN pair's best stored recipe, everything else equal. Measured: 85.57 ± 0.30, -0.14 ± 1.00 paired
+# against fast5-stored-inherit on test (-1.29, +0.30, +0.56): a tie, not adopted ("Tenth round")
 VARIANTS["fast5-stored-inherit-rkdd"] = {**VARIANTS["fast5-stored-inherit"],
                                          "student": (*VARIANTS["fast5-stored"]["student"], "--rkd-distance", "25")}
 # Not data-free: a control for the stored-set rows. The stored-set student's own recipe on as many random
