@@ -92,6 +92,8 @@ DC_DSA_MODELS = {1: 5, 10: 3, 50: 3}
 def eval_models(protocol: str, ipc: int) -> int:
     """How many evaluation models a set of ``ipc`` images per class gets under ``protocol``."""
     return DC_DSA_MODELS[ipc] if protocol == "dc-dsa" else EVAL["models"][ipc]
+
+
 # Best published numbers at IPC 1 / 10 / 50 (../shared/anchors.md), for the report
 PUBLISHED = {"random": (51.4, 73.8, 82.5), "herding": (67.0, 71.1, 71.9), "dc": (70.5, 82.3, 83.6),
              "dsa": (70.6, 84.6, 88.7), "dm": (71.5, 83.6, 88.2), "mtt": (75.1, 87.2, 88.3)}
