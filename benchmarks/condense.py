@@ -318,13 +318,16 @@ def fair_caption(real: dict[str, Any] | None) -> str:
             "**DDRS** = (e^a - e^-1) / (e - e^-1), a = 0.5 IOR - 0.5 HLR on fractions, in [0, 1]. The published "
             "evaluations kept only their means, so IOR and HLR are differences of means (equal to the means "
             "of the per-model differences) and DDRS is that of the mean IOR and HLR; rows evaluated since "
-            "keep their per-model accuracies and are paired model by model (mean ± std).")
+            "keep their per-model accuracies and are paired model by model (mean ± std; model i has evaluation "
+            "seed i in every evaluation, so where a row ran fewer models, e.g. 3 under dc-dsa beside 5 under dc, "
+            "its IOR, HLR and DDRS pair the first n models of each and are marked (n=...)).")
 
 
-def _pairable(*rows: dict[str, Any]) -> bool:
-    """Whether the rows kept their per-model accuracies, as many each (model i: evaluation seed + i)."""
+def _paired_models(*rows: dict[str, Any]) -> int:
+    """How many models pair up across ``rows``: model i is evaluation seed + i in every evaluation, so the
+    first n of each pair, n the fewest any row kept; 0 when a row kept only its mean (a published row)."""
     lists = [r.get("accuracies") for r in rows]
-    return all(lists) and len({len(a) for a in lists}) == 1  # type: ignore[arg-type]
+    return min(len(a) for a in lists) if all(lists) else 0  # type: ignore[arg-type]
 
 
 def fair_rows(rows: list[dict[str, Any]], real_hard: float | None) -> list[dict[str, Any]]:
@@ -332,8 +335,9 @@ def fair_rows(rows: list[dict[str, Any]], real_hard: float | None) -> list[dict[
 
     IOR pairs a set with the ``random`` row of the same IPC and protocol; HLR uses the set's ``dc``
     accuracy (hard labels, no augmentation, as the real-data reference ``real_hard`` was trained).
-    Evaluations that kept their per-model accuracies are paired model by model; the others (published
-    before they were kept) by their means, which gives the same IOR and HLR means but no spread.
+    Evaluations that kept their per-model accuracies are paired model by model, over the first n models
+    of each where they ran different counts (3 under dc-dsa at IPC 10/50 beside 5 under dc); the others
+    (published before they were kept) by their means, which gives the same IOR and HLR means but no spread.
     """
     final: dict[tuple[str, int], int] = {}
     for r in rows:
@@ -354,12 +358,15 @@ def fair_rows(rows: list[dict[str, Any]], real_hard: float | None) -> list[dict[
                 fair = {"ior": None, "hlr": {"mean": hlr(real_hard, hard["accuracy"]["mean"]), "std": 0.0},
                         "ddrs": None, "paired": False}
             if control is not None:
-                paired = _pairable(row, control, *([hard] if hard else []))
-                syn, rnd = [row["accuracies"], control["accuracies"]] if paired else [
+                used = [row, control, *([hard] if hard else [])]
+                n = _paired_models(*used)
+                paired = n > 1
+                syn, rnd = [row["accuracies"][:n], control["accuracies"][:n]] if paired else [
                     [row["accuracy"]["mean"]], [control["accuracy"]["mean"]]]
-                syn_hard = None if hard is None else hard["accuracies"] if paired else [hard["accuracy"]["mean"]]
+                syn_hard = None if hard is None else hard["accuracies"][:n] if paired else [hard["accuracy"]["mean"]]
                 fair = fair_metrics(syn_any=syn, random_any=rnd, syn_hard=syn_hard, real_hard=real_hard)
-                fair["paired"] = paired
+                fair.update(paired=paired, models=n if paired else None,
+                            first_n=paired and any(len(r["accuracies"]) > n for r in used))
             out.append({"method": method, "ipc": ipc, "protocol": protocol, "iterations": it,
                         "accuracy": row["accuracy"], "random": control["accuracy"] if control else None, "fair": fair})
     return out
@@ -368,10 +375,10 @@ def fair_rows(rows: list[dict[str, Any]], real_hard: float | None) -> list[dict[
 def fair_report(rows: list[dict[str, Any]], real: dict[str, Any] | None) -> str:
     """One fair-metrics table per IPC (method, protocol, accuracy, random subset, IOR, HLR, DDRS)."""
 
-    def cell(m: dict[str, float] | None, paired: bool, digits: int = 2, sign: str = "") -> str:
+    def cell(m: dict[str, float] | None, paired: bool, digits: int = 2, sign: str = "", note: str = "") -> str:
         if m is None:
             return "-"
-        return f"{m['mean']:{sign}.{digits}f}" + (f" ± {m['std']:.{digits}f}" if paired else "")
+        return f"{m['mean']:{sign}.{digits}f}" + (f" ± {m['std']:.{digits}f}" if paired else "") + note
 
     fair = fair_rows(rows, real["accuracy"] if real else None)
     blocks = []
@@ -382,10 +389,11 @@ def fair_report(rows: list[dict[str, Any]], real: dict[str, Any] | None) -> str:
         for f in (f for f in fair if f["ipc"] == ipc):
             m = f["fair"] or {}
             paired = bool(m.get("paired"))
+            note = f" (n={m['models']})" if m.get("first_n") else ""
             rnd = fmt(f["random"]) if f["random"] else "no control run"
             lines.append(f"| {f['method']} | {f['protocol']} | {fmt(f['accuracy'])} | {rnd} "
-                         f"| {cell(m.get('ior'), paired, sign='+')} | {cell(m.get('hlr'), paired)} "
-                         f"| {cell(m.get('ddrs'), paired, digits=3)} |")
+                         f"| {cell(m.get('ior'), paired, sign='+', note=note)} | {cell(m.get('hlr'), paired, note=note)} "
+                         f"| {cell(m.get('ddrs'), paired, digits=3, note=note)} |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 

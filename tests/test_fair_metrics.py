@@ -111,7 +111,7 @@ def test_condense_report_fair_columns_match_fair_metrics():
     # dm, soft labels: IOR 80-70, 84-70; HLR from its hard-label accuracies 90-70, 90-72
     kd = fair[("dm", "kd")]["fair"]
     assert kd == fair_metrics(syn_any=[80.0, 84.0], random_any=[70.0, 70.0], syn_hard=[70.0, 72.0], real_hard=90.0) | {
-        "paired": True}
+        "paired": True, "models": 2, "first_n": False}
     assert kd["ior"]["mean"] == 12.0 and kd["hlr"]["mean"] == 19.0
     assert kd["ddrs"]["mean"] == pytest.approx((by_hand(20, 10) + by_hand(18, 14)) / 2)
     dc = fair[("dm", "dc")]["fair"]
@@ -122,6 +122,13 @@ def test_condense_report_fair_columns_match_fair_metrics():
     assert fair[("dm", "dc-dsa")]["fair"]["ior"] is None  # no random row under dc-dsa: HLR only
     assert fair[("dm", "dc-dsa")]["fair"]["hlr"]["mean"] == 19.0
     assert fair_rows(rows, None)[0]["fair"]["hlr"] is None  # no real-data reference: IOR only
+    # a 3-model evaluation beside 2-model ones (model i: seed i in each) pairs the first 2 of every row
+    three = [*rows, row("random", "dc-dsa", [50.0, 52.0, 99.0]), row("dm", "dc-dsa", [75.0, 78.0, 0.0], 100)]
+    three = [r for r in three if (r["method"], r["protocol"], len(r.get("accuracies", []))) != ("dm", "dc-dsa", 1)]
+    dsa_fair = {(f["method"], f["protocol"]): f for f in fair_rows(three, 90.0)}[("dm", "dc-dsa")]["fair"]
+    assert dsa_fair == fair_metrics(syn_any=[75.0, 78.0], random_any=[50.0, 52.0], syn_hard=[70.0, 72.0],
+                                    real_hard=90.0) | {"paired": True, "models": 2, "first_n": True}
+    assert "| dm | dc-dsa | 51.00 ± 44.19 | 67.00 ± 27.73 | +25.50 ± 0.71 (n=2) |" in fair_report(three, {"accuracy": 90.0})
 
     table = fair_report(rows, {"accuracy": 90.0})
     ddrs_kd = kd["ddrs"]
