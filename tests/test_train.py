@@ -241,3 +241,23 @@ def test_mixing_distills_from_the_live_teacher_only(data):
         res = Trainer(student, cfg(alpha=0.0, epochs=1, mix=mode), teacher=teacher).fit(train, test)
         assert math.isfinite(res["train_kd"]) and res["train_kd"] > 0
         assert not torch.equal(student.classifier.weight, plain.classifier.weight)  # the mixed batches were used
+
+
+def test_bf16_trains_in_bfloat16_and_tests_in_float32(data):
+    """--bf16: the training steps run under bfloat16 autocast on the CPU, the test pass stays float32, the
+    model still learns; evaluate-set's protocol passes the flag on (and records it)."""
+    from datafree.condense.evaluate import EvalProtocol
+
+    train, test = data
+    model = build_model("lenet5", train.spec, seed=0)
+    seen = {True: set(), False: set()}
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    first.register_forward_hook(lambda m, i, o: seen[m.training].add(o.dtype))
+    before = evaluate(model, test)["accuracy"]
+    seen[False].clear()
+    result = Trainer(model, cfg(epochs=4, lr=0.05, bf16=True)).fit(train, test)
+    assert seen == {True: {torch.bfloat16}, False: {torch.float32}}
+    assert result["test_accuracy"] > max(before + 30, 60)
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast: the weights stay float32
+    protocol = EvalProtocol(bf16=True)
+    assert protocol.train_config(0, "cpu").bf16 and protocol.to_dict()["bf16"]

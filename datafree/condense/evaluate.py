@@ -51,6 +51,9 @@ class EvalProtocol:
     # kd only: train on the set's stored FKD crop labels (the stored crops replace the augmentation;
     # targets from the stored top-k logits, or from the live teacher on the same crops if one is given)
     crop_labels: bool = False
+    # bfloat16 autocast for the training steps (the trainer's ``bf16``; testing stays float32). Opt-in: part of
+    # the recorded protocol, since it can move the accuracy (docs/condensation.md, "bfloat16 evaluation")
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         if self.name not in PROTOCOLS:
@@ -69,7 +72,7 @@ class EvalProtocol:
                            momentum=self.momentum, nesterov=False, weight_decay=self.weight_decay, schedule="step",
                            milestones=(0.5,), gamma=0.1, alpha=0.0 if kd else 1.0, temperature=self.temperature,
                            augment=self.augment, seed=seed, device=device, progress=False,
-                           steps_per_epoch=steps_per_epoch)
+                           steps_per_epoch=steps_per_epoch, bf16=self.bf16)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
