@@ -19,7 +19,7 @@ from datafree.errors import DatafreeError
 
 # options without a value; the options given more than once collect a list
 # switches that set a TrainConfig field to true
-TRAINING_SWITCHES = {"--standardize-logits"}
+TRAINING_SWITCHES = {"--standardize-logits", "--bf16"}
 SWITCHES = {"--resume", "--overwrite", "--no-progress", "--calibration-real", "--no-calibration", "--soft-labels",
             "--no-test", "--allow-float", "--no-dsa", "--crop-labels", "--live-teacher", "--fair", "--json",
             "--inherit", *TRAINING_SWITCHES}
@@ -219,7 +219,7 @@ def _evaluate_set(argv: list[str], positional: list[str], o: dict[str, Any]) -> 
                             augment="none" if crop_labels is not None else o.get("--augment", "dsa"),
                             epochs=int(o.get("--epochs", 0)) or (crop_labels.epochs if crop_labels is not None else 0),
                             temperature=float(o.get("--temperature", 4.0)), batch_size=int(o.get("--batch-size", 256)),
-                            seed=int(o.get("--seed", 0)), crop_labels=crop_labels is not None)
+                            seed=int(o.get("--seed", 0)), crop_labels=crop_labels is not None, bf16="--bf16" in o)
     live = None if crop_labels is not None and "--live-teacher" not in o else teacher
     real = o.get("--real-accuracy")
     api.evaluate_set(train, test, protocol, teacher=live, device=_device(o), progress="--no-progress" not in o,

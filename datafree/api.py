@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -412,7 +412,9 @@ def _earlier_evaluation(out: str | Path | None, protocol: Any,
         return [], {}
     try:
         earlier = json.loads(path.read_text())
-        same = ({**earlier["protocol"], "models": protocol.models} == protocol.to_dict()
+        # a field added to the protocol since (e.g. bf16) is absent from older records: its default is what they ran
+        defaults = {f.name: f.default for f in fields(protocol) if f.default is not MISSING}
+        same = ({**defaults, **earlier["protocol"], "models": protocol.models} == protocol.to_dict()
                 and earlier.get("set_shards") == shards)
         done = list(zip(earlier["accuracies"], earlier["train_times_s"], strict=True))
     except (OSError, ValueError, KeyError, TypeError) as e:

@@ -63,7 +63,15 @@ def test_evaluate_set_resume_extends_to_more_models(fmnist_root, tmp_path, capsy
     assert main([*base[:models], "3", *base[models + 1:], "--out", str(grown), "--resume"]) == 0
     a, b = json.loads(once.read_text()), json.loads(grown.read_text())
     assert a["accuracies"] == b["accuracies"] and b["complete"] and len(b["accuracies"]) == 3
+    # a record written before the protocol had its bf16 field still resumes (the field's default is what it ran),
+    # and a bf16 evaluation cannot extend a float32 one
+    del a["protocol"]["bf16"]
+    once.write_text(json.dumps(a))
+    assert main([*base[:models], "3", *base[models + 1:], "--out", str(once), "--resume"]) == 0
+    assert json.loads(once.read_text())["accuracies"] == b["accuracies"]
     capsys.readouterr()
+    assert main([*base[:models], "3", *base[models + 1:], "--bf16", "--out", str(once), "--resume"]) == 2
+    assert "another set or protocol" in capsys.readouterr().err
     # another protocol cannot extend it, and a corrupted file is one line, not a traceback
     assert main([*base[:models], "3", *base[models + 1:], "--epochs", "3", "--out", str(grown), "--resume"]) == 2
     assert "another set or protocol" in capsys.readouterr().err

@@ -136,3 +136,17 @@ def test_condense_report_fair_columns_match_fair_metrics():
             f"| {ddrs_kd['mean']:.3f} ± {ddrs_kd['std']:.3f} |") in table
     assert f"| herding | dc | 66.00 ± 0.00 | 61.00 ± 1.41 | +5.00 | 24.00 | {by_hand(24, 5):.3f} |" in table
     assert "| dm | dc-dsa | 75.00 | no control run | - | 19.00 | - |" in table
+
+
+def test_eval_bf16_report_pairs_models_and_times():
+    """benchmarks.eval_bf16's table: per-model differences (bf16 - fp32), their mean ± std, speed-up per round."""
+    from benchmarks.baselines import summarize as summary
+    from benchmarks.eval_bf16 import report
+
+    result = {"set": "S", "models": 2, "epochs": 1000, "argv": ["python", "-m", "benchmarks.eval_bf16"],
+              "accuracy": {"fp32": [70.0, 72.0], "bf16": [71.0, 71.0], "difference": summary([1.0, -1.0])},
+              "timing": {"epochs": 100, "threads": 2, "fp32_s": [40.0], "bf16_s": [25.0]}}
+    text = report(result)
+    assert "| 0 | 70.00 | 71.00 | +1.00 |" in text and "| 1 | 72.00 | 71.00 | -1.00 |" in text
+    assert "| mean ± std | 71.00 | 71.00 | +0.00 ± 1.41 |" in text
+    assert "| 0 | 40.0 | 25.0 | 1.60x |" in text
