@@ -22,8 +22,7 @@ import torch
 
 from benchmarks.baselines import summarize
 from benchmarks.calls import call
-
-RESULTS = Path(__file__).parent / "results"
+from benchmarks.readme import publish
 
 
 def evaluate(set_dir: str, out: Path, *, models: int, epochs: int, bf16: bool, resume: bool) -> dict[str, Any]:
@@ -50,7 +49,7 @@ def report(result: dict[str, Any]) -> str:
               "| round | float32 (s) | bfloat16 (s) | speed-up |", "|---|---|---|---|"]
     for i, (f, b) in enumerate(zip(t["fp32_s"], t["bf16_s"], strict=True)):
         lines.append(f"| {i} | {f:.1f} | {b:.1f} | {f / b:.2f}x |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -80,10 +79,7 @@ def main() -> None:
                            "difference": summarize([b - f for f, b in zip(fp32, bf16, strict=True)])},
               "timing": {"epochs": args.timing_epochs, "threads": args.threads, **timing},
               "protocols": {v: r["protocol"] for v, r in runs.items()}}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "eval_bf16.json").write_text(json.dumps(result, indent=1) + "\n")
-    (RESULTS / "eval_bf16.md").write_text(report(result))
-    print(report(result))
+    publish("eval_bf16", report(result), result)
 
 
 if __name__ == "__main__":
