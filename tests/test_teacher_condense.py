@@ -70,6 +70,21 @@ def test_recovery_gradient_reaches_every_pixel_and_lowers_the_loss():
     assert last < 0.9 * first, (first, last)
 
 
+def test_recovery_image_priors_are_terms_of_the_loss():
+    """--set tv=... / l2=... reach the recovery (they were once accepted and silently dropped)."""
+    def first_step(**priors):
+        config = method_config("teacher", ipc=2, iterations=4, bn=1.0, relabel_epochs=0, **priors)
+        cond = METHODS["teacher"].condenser(config, SPEC, torch.Generator().manual_seed(0), teacher=bn_teacher())
+        terms = cond.step()
+        cond.close()
+        return terms, cond.images.detach()
+
+    plain, x0 = first_step()
+    smooth, x1 = first_step(tv=1.0, l2=0.1)
+    assert set(smooth) - set(plain) == {"tv", "l2"} and smooth["tv"] > 0 and smooth["l2"] > 0
+    assert not torch.equal(x0, x1)  # the same draws, so the priors' gradient moved the pixels
+
+
 def test_teacher_condense_writes_crop_labels_and_trains_on_them(tmp_path):
     teacher = bn_teacher()
     config = method_config("teacher", ipc=2, iterations=4, relabel_epochs=3, top_k=3)

@@ -30,7 +30,8 @@ from datafree.synthesis.augment import apply_crops, crop_params
 @dataclass
 class TeacherConfig(CondenseConfig):
     """SRe2L/CDA recover + relabel: CE (oh) + bn x BN statistics (first BN layer x bn_first) on ``crops``
-    random-resized crops (area in [crop_scale, 1]) of every image at every step; then FKD crop labels."""
+    random-resized crops (area in [crop_scale, 1]) of every image at every step, plus DeepInversion's image priors
+    (tv, l2; off, as in SRe2L); then FKD crop labels."""
 
     # SRe2L's weight. 1.0 fits the teacher's BN statistics twice as closely (benchmarks/teacher_condense
     # --diagnose-only) and lifts the ResNet-14 teacher's sets under the kd protocol (45 -> 60), but the main job's
@@ -65,7 +66,7 @@ class TeacherOnly(Condenser):
         c = self.config
         # the engine's BN + CE terms only; the crops are drawn here, so the engine does not augment
         synth_config = SynthesisConfig(schedule="pool", generator="pixels", bn=c.bn, bn_first=c.bn_first, oh=c.oh,
-                                       batch_size=len(self.labels) * c.crops, augment=False)
+                                       tv=c.tv, l2=c.l2, batch_size=len(self.labels) * c.crops, augment=False)
         self.synth = Synthesizer(self.teacher, self.spec, synth_config, device=self.device)
         self.synth.rng = self.rng  # one generator for every draw of the run (resumable)
         self.low = self.spec.normalize(torch.zeros(1, self.spec.channels, 1, 1)).to(self.device)
