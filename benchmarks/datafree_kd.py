@@ -118,6 +118,10 @@ VARIANTS["zskd+augment-inherit-grown"] = {
 # against fast5-stored-inherit on test (-1.29, +0.30, +0.56): a tie, not adopted ("Tenth round")
 VARIANTS["fast5-stored-inherit-rkdd"] = {**VARIANTS["fast5-stored-inherit"],
                                          "student": (*VARIANTS["fast5-stored"]["student"], "--rkd-distance", "25")}
+# The BatchNorm LeNet's best student change over inherit (inherit-mixup: +1.44 over inherit, 3 seeds; the teacher
+# labels mixes of two synthetic images) on the ResNet pair's best stored recipe, everything else equal
+VARIANTS["fast5-stored-inherit-mixup"] = {**VARIANTS["fast5-stored-inherit"],
+                                          "student": (*VARIANTS["fast5-stored"]["student"], "--mix", "mixup")}
 # Not data-free: a control for the stored-set rows. The stored-set student's own recipe on as many random
 # real training images (640 per class, 'datafree condense --method random'), labelled by the teacher, shows
 # what that student would reach if its synthetic images were real ones.
