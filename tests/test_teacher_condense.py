@@ -85,6 +85,24 @@ def test_recovery_image_priors_are_terms_of_the_loss():
     assert not torch.equal(x0, x1)  # the same draws, so the priors' gradient moved the pixels
 
 
+def test_crop_curriculum_goes_from_whole_images_to_crop_scale():
+    config = method_config("teacher", ipc=1, iterations=10, crop_scale=0.25, crop_curriculum=0.5, relabel_epochs=0)
+    cond = METHODS["teacher"].condenser(config, SPEC, torch.Generator().manual_seed(0), teacher=bn_teacher())
+    smallest = []
+    for _ in range(10):
+        smallest.append(cond.smallest_crop())
+        cond.step()
+    cond.close()
+    assert smallest[0] == 1.0 and all(a >= b for a, b in zip(smallest, smallest[1:]))
+    assert 0.25 < smallest[4] < 1.0 and smallest[5:] == [0.25] * 5  # half the iterations, then SRe2L's range
+    off = METHODS["teacher"].condenser(method_config("teacher", ipc=1, iterations=10, relabel_epochs=0), SPEC,
+                                       torch.Generator().manual_seed(0), teacher=bn_teacher())
+    assert off.smallest_crop() == off.config.crop_scale
+    off.close()
+    with pytest.raises(DatafreeError, match="crop_curriculum"):
+        method_config("teacher", ipc=1, crop_curriculum=1.5)
+
+
 def test_teacher_condense_writes_crop_labels_and_trains_on_them(tmp_path):
     teacher = bn_teacher()
     config = method_config("teacher", ipc=2, iterations=4, relabel_epochs=3, top_k=3)

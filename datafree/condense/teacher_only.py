@@ -44,6 +44,10 @@ class TeacherConfig(CondenseConfig):
     l2: float = 0.0
     crops: int = 2
     crop_scale: float = 0.25
+    # CDA's easy-to-hard curriculum: over this fraction of the iterations the smallest crop area falls from the whole
+    # image to crop_scale on a cosine, so the images first form as wholes, then are refined through small crops
+    # (0: off, SRe2L's fixed range)
+    crop_curriculum: float = 0.0
     relabel_epochs: int = 300  # FKD-style crop labels stored for this many student epochs (0: none)
     top_k: int = 10  # teacher logits kept per crop
     mix_prob: float = 0.5  # CutMix probability of a stored crop
@@ -51,6 +55,7 @@ class TeacherConfig(CondenseConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check([(self.crops >= 1 and 0 < self.crop_scale <= 1, "crops must be >= 1 and crop_scale in (0, 1]"),
+               (0 <= self.crop_curriculum <= 1, "crop_curriculum must be in [0, 1] (a fraction of the iterations)"),
                (self.relabel_epochs >= 0 and self.top_k >= 1 and 0 <= self.mix_prob <= 1,
                 "relabel_epochs must be >= 0, top_k >= 1 and mix_prob in [0, 1]")])
 
@@ -84,7 +89,7 @@ class TeacherOnly(Condenser):
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         n = len(self.images)
-        params = crop_params(n * c.crops, self.rng, (c.crop_scale, 1.0), flip=True)
+        params = crop_params(n * c.crops, self.rng, (self.smallest_crop(), 1.0), flip=True)
         views = apply_crops(self.images.repeat(c.crops, 1, 1, 1), params)
         terms = self.synth.loss_terms(views, self.labels.to(self.device).repeat(c.crops))
         self.update_images(sum(terms.values()))
@@ -92,6 +97,14 @@ class TeacherOnly(Condenser):
             self.images.copy_(torch.maximum(torch.minimum(self.images, self.high), self.low))
         self.iteration += 1
         return {k: v.item() for k, v in terms.items()}
+
+    def smallest_crop(self) -> float:
+        """The smallest crop area of this iteration: crop_scale, or on CDA's curriculum from 1 down to it."""
+        c = self.config
+        span = c.crop_curriculum * c.iterations
+        if span <= 0 or self.iteration >= span:
+            return c.crop_scale
+        return c.crop_scale + (1.0 - c.crop_scale) * cosine_decay(self.iteration, int(span))
 
     def finish(self, out: Path, seed: int) -> dict[str, Any]:
         """Relabel the final images (FKD-style crop labels, beside the set); returns the storage costs."""
