@@ -107,12 +107,15 @@ class BatchNormStatistics:
     with ``w_0 = first_layer_weight`` (DeepInversion's first-BN multiplier) and 1 elsewhere.
     With ``momentum > 0`` the batch statistics are blended with those of earlier batches
     (``m * previous.detach() + (1 - m) * current``, as Fast-DFKD does), so a few small batches
-    jointly match the running statistics.
+    jointly match the running statistics. With ``groups > 1`` the batch is ``groups`` equal consecutive
+    slices, each matched on its own and the distances averaged (SRe2L recovers one image per class per
+    batch, so every such batch, not only the whole set, has to look like the data).
     """
 
-    def __init__(self, model: nn.Module, first_layer_weight: float = 1.0, momentum: float = 0.0) -> None:
+    def __init__(self, model: nn.Module, first_layer_weight: float = 1.0, momentum: float = 0.0,
+                 groups: int = 1) -> None:
         self.layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        self.first_layer_weight, self.momentum = first_layer_weight, momentum
+        self.first_layer_weight, self.momentum, self.groups = first_layer_weight, momentum, groups
         self._terms: list[torch.Tensor] = []
         self.active = False  # record only inside `with stats.recording():`
         self._blended: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -128,6 +131,16 @@ class BatchNormStatistics:
             if not self.active:
                 return
             x = inputs[0]
+            weight = self.first_layer_weight if index == 0 else 1.0
+            if self.groups > 1:
+                if x.shape[0] % self.groups:
+                    raise DatafreeError(f"a batch of {x.shape[0]} does not split into {self.groups} equal groups")
+                x = x.unflatten(0, (self.groups, -1))
+                dims = [1] + list(range(3, x.dim()))
+                mean, var = x.mean(dims), x.var(dims, unbiased=False)  # (groups, channels)
+                self._terms.append(weight * bn_stat_distance(mean, var, module.running_mean, module.running_var,
+                                                             per_row=True).mean())
+                return
             dims = [0] + list(range(2, x.dim()))
             mean, var = x.mean(dims), x.var(dims, unbiased=False)
             if self.momentum > 0:
@@ -136,7 +149,6 @@ class BatchNormStatistics:
                     mean = self.momentum * prev_mean + (1 - self.momentum) * mean
                     var = self.momentum * prev_var + (1 - self.momentum) * var
                 self._blended[index] = (mean.detach(), var.detach())
-            weight = self.first_layer_weight if index == 0 else 1.0
             self._terms.append(weight * bn_stat_distance(mean, var, module.running_mean, module.running_var))
         return hook
 

@@ -103,6 +103,42 @@ def test_crop_curriculum_goes_from_whole_images_to_crop_scale():
         method_config("teacher", ipc=1, crop_curriculum=1.5)
 
 
+def test_grouped_bn_statistics_average_each_group_on_its_own():
+    from datafree.hooks import BatchNormStatistics
+
+    teacher, x = bn_teacher(), torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    whole = BatchNormStatistics(teacher, first_layer_weight=3.0)
+    halves = []
+    for part in (x[:3], x[3:]):
+        with whole.recording():
+            teacher(part)
+        halves.append(whole.loss())
+    grouped = BatchNormStatistics(teacher, first_layer_weight=3.0, groups=2)
+    with grouped.recording():
+        teacher(x)
+    assert torch.allclose(grouped.loss(), (halves[0] + halves[1]) / 2)
+    with whole.recording():
+        teacher(x)
+    assert not torch.allclose(whole.loss(), (halves[0] + halves[1]) / 2)  # the whole batch's is another number
+    grouped.groups = 4
+    with pytest.raises(DatafreeError, match="equal groups"), grouped.recording():
+        teacher(x)
+    whole.remove()
+    grouped.remove()
+
+
+def test_bn_per_slot_matches_one_image_of_every_class_at_a_time():
+    config = method_config("teacher", ipc=3, iterations=4, bn=1.0, crops=2, bn_per_slot=True, relabel_epochs=0)
+    cond = METHODS["teacher"].condenser(config, SPEC, torch.Generator().manual_seed(0), teacher=bn_teacher())
+    classes = SPEC.num_classes
+    slots = cond.labels[cond.slot_order.cpu()].view(3, classes)
+    assert torch.equal(slots, torch.arange(classes).expand(3, classes))  # each slot: every class once
+    assert cond.synth.bn_stats.groups == 3 * 2
+    cond.step()
+    cond.close()
+    assert (cond.images.grad != 0).float().mean() > 0.9  # every image still gets its gradient
+
+
 def test_teacher_condense_writes_crop_labels_and_trains_on_them(tmp_path):
     teacher = bn_teacher()
     config = method_config("teacher", ipc=2, iterations=4, relabel_epochs=3, top_k=3)

@@ -48,6 +48,9 @@ class TeacherConfig(CondenseConfig):
     # image to crop_scale on a cosine, so the images first form as wholes, then are refined through small crops
     # (0: off, SRe2L's fixed range)
     crop_curriculum: float = 0.0
+    # SRe2L's batches: BatchNorm statistics matched by each slot (one image of every class; ipc x crops of them)
+    # on its own, not only by the whole set, so no slot can lean on the others to look like the data
+    bn_per_slot: bool = False
     relabel_epochs: int = 300  # FKD-style crop labels stored for this many student epochs (0: none)
     top_k: int = 10  # teacher logits kept per crop
     mix_prob: float = 0.5  # CutMix probability of a stored crop
@@ -74,6 +77,11 @@ class TeacherOnly(Condenser):
                                        tv=c.tv, l2=c.l2, batch_size=len(self.labels) * c.crops, augment=False)
         self.synth = Synthesizer(self.teacher, self.spec, synth_config, device=self.device)
         self.synth.rng = self.rng  # one generator for every draw of the run (resumable)
+        classes, ipc = self.spec.num_classes, c.ipc
+        # the images are class-major; slot-major order puts one image of every class in each consecutive group
+        self.slot_order = (torch.arange(classes)[None, :] * ipc + torch.arange(ipc)[:, None]).flatten().to(self.device)
+        if c.bn_per_slot:
+            self.synth.bn_stats.groups = ipc * c.crops
         self.low = self.spec.normalize(torch.zeros(1, self.spec.channels, 1, 1)).to(self.device)
         self.high = self.spec.normalize(torch.ones(1, self.spec.channels, 1, 1)).to(self.device)
         self.iteration = 0
@@ -90,8 +98,9 @@ class TeacherOnly(Condenser):
             group["lr"] = lr
         n = len(self.images)
         params = crop_params(n * c.crops, self.rng, (self.smallest_crop(), 1.0), flip=True)
-        views = apply_crops(self.images.repeat(c.crops, 1, 1, 1), params)
-        terms = self.synth.loss_terms(views, self.labels.to(self.device).repeat(c.crops))
+        order = self.slot_order if c.bn_per_slot else slice(None)
+        views = apply_crops(self.images[order].repeat(c.crops, 1, 1, 1), params)
+        terms = self.synth.loss_terms(views, self.labels.to(self.device)[order].repeat(c.crops))
         self.update_images(sum(terms.values()))
         with torch.no_grad():
             self.images.copy_(torch.maximum(torch.minimum(self.images, self.high), self.low))
