@@ -116,6 +116,8 @@ class BatchNormStatistics:
                  groups: int = 1) -> None:
         self.layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         self.first_layer_weight, self.momentum, self.groups = first_layer_weight, momentum, groups
+        if groups > 1 and momentum > 0:
+            raise DatafreeError("BN statistics are blended across batches (momentum) or matched per group, not both")
         self._terms: list[torch.Tensor] = []
         self.active = False  # record only inside `with stats.recording():`
         self._blended: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -138,8 +140,8 @@ class BatchNormStatistics:
                 x = x.unflatten(0, (self.groups, -1))
                 dims = [1] + list(range(3, x.dim()))
                 mean, var = x.mean(dims), x.var(dims, unbiased=False)  # (groups, channels)
-                self._terms.append(weight * bn_stat_distance(mean, var, module.running_mean, module.running_var,
-                                                             per_row=True).mean())
+                self._terms.append(weight * bn_stat_distance(mean, var, module.running_mean,
+                                                             module.running_var).mean())
                 return
             dims = [0] + list(range(2, x.dim()))
             mean, var = x.mean(dims), x.var(dims, unbiased=False)

@@ -70,12 +70,11 @@ def jacobian_match(student_grad: torch.Tensor, teacher_grad: torch.Tensor) -> to
 
 # ---------------------------------------------------------------- synthesis terms
 def bn_stat_distance(mean: torch.Tensor, var: torch.Tensor, running_mean: torch.Tensor,
-                     running_var: torch.Tensor, per_row: bool = False) -> torch.Tensor:
-    """DeepInversion's per-layer term ``||mu - mu_BN||_2 + ||var - var_BN||_2``; ``per_row``: one distance
-    per row of ``(groups, channels)`` statistics."""
-    dim = -1 if per_row else None
-    return (torch.linalg.vector_norm(mean - running_mean, dim=dim)
-            + torch.linalg.vector_norm(var - running_var, dim=dim))
+                     running_var: torch.Tensor) -> torch.Tensor:
+    """DeepInversion's per-layer term ``||mu - mu_BN||_2 + ||var - var_BN||_2`` (one per row of
+    ``(groups, channels)`` statistics)."""
+    return (torch.linalg.vector_norm(mean - running_mean, dim=-1)
+            + torch.linalg.vector_norm(var - running_var, dim=-1))
 
 
 def class_balance(logits: torch.Tensor) -> torch.Tensor:
