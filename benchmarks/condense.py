@@ -489,13 +489,18 @@ def main(argv: list[str] | None = None) -> int:
                 run_method(method, ipc, args.protocols, args.root, data)
     rows = finished_rows(args.root)
 
+    bf16_ipcs = sorted(ipc for protocol, ipc in BF16_EVALUATIONS if protocol == "dc-dsa")
+    bf16_note = (f" (at IPC {', '.join(map(str, bf16_ipcs))} under bfloat16 autocast, `evaluate-set --bf16`, every "
+                 f"row and its random control alike)") if bf16_ipcs else ""
+
     def md(figure: str) -> str:
         return (
             f"Fashion-MNIST, test accuracy (%) of fresh ConvNet-128 (instance norm) networks trained on each "
             f"condensed set: {EVAL['epochs']} epochs, augmentation '{EVAL['augment']}', SGD 0.01 momentum 0.9 "
             f"wd 5e-4, lr x0.1 at half; last epoch; mean ± std over n evaluation models. 'kd' trains on the "
             f"ResNet-14 teacher's soft labels (T = 4). 'dc-dsa' is the papers' protocol for DSA/DM/MTT: hard labels, "
-            f"DSA augmentation, 1000 epochs, run where the CPU allowed. Condensation seed 0, one thread per process. "
+            f"DSA augmentation, 1000 epochs, run where the CPU allowed{bf16_note}. Condensation seed 0, one "
+            f"thread per process. "
             f"'condensed through': the network the set was matched on (evaluation is always ConvNet-128); "
             f"MTT's time includes its expert buffer ({' '.join(BUFFER[:4])}, ConvNet-32), shared by its IPCs.\n\n"
             f"{report(rows)}\n\nProduced by `python -m benchmarks.condense` (commands in "
