@@ -131,7 +131,7 @@ def test_bn_per_slot_matches_one_image_of_every_class_at_a_time():
     config = method_config("teacher", ipc=3, iterations=4, bn=1.0, crops=2, bn_per_slot=True, relabel_epochs=0)
     cond = METHODS["teacher"].condenser(config, SPEC, torch.Generator().manual_seed(0), teacher=bn_teacher())
     classes = SPEC.num_classes
-    slots = cond.labels[cond.slot_order.cpu()].view(3, classes)
+    slots = cond.labels[cond.order.cpu()].view(3, classes)
     assert torch.equal(slots, torch.arange(classes).expand(3, classes))  # each slot: every class once
     assert cond.synth.bn_stats.groups == 3 * 2
     cond.step()

@@ -77,10 +77,12 @@ class TeacherOnly(Condenser):
                                        tv=c.tv, l2=c.l2, batch_size=len(self.labels) * c.crops, augment=False)
         self.synth = Synthesizer(self.teacher, self.spec, synth_config, device=self.device)
         self.synth.rng = self.rng  # one generator for every draw of the run (resumable)
-        classes, ipc = self.spec.num_classes, c.ipc
-        # the images are class-major; slot-major order puts one image of every class in each consecutive group
-        self.slot_order = (torch.arange(classes)[None, :] * ipc + torch.arange(ipc)[:, None]).flatten().to(self.device)
+        # the order the images go through the teacher in: as stored (class-major), or with bn_per_slot slot-major,
+        # so each consecutive group of the batch holds one image of every class
+        self.order: torch.Tensor | slice = slice(None)
         if c.bn_per_slot:
+            classes, ipc = self.spec.num_classes, c.ipc
+            self.order = (torch.arange(classes)[None, :] * ipc + torch.arange(ipc)[:, None]).flatten().to(self.device)
             self.synth.bn_stats.groups = ipc * c.crops
         self.low = self.spec.normalize(torch.zeros(1, self.spec.channels, 1, 1)).to(self.device)
         self.high = self.spec.normalize(torch.ones(1, self.spec.channels, 1, 1)).to(self.device)
@@ -98,9 +100,8 @@ class TeacherOnly(Condenser):
             group["lr"] = lr
         n = len(self.images)
         params = crop_params(n * c.crops, self.rng, (self.smallest_crop(), 1.0), flip=True)
-        order = self.slot_order if c.bn_per_slot else slice(None)
-        views = apply_crops(self.images[order].repeat(c.crops, 1, 1, 1), params)
-        terms = self.synth.loss_terms(views, self.labels.to(self.device)[order].repeat(c.crops))
+        views = apply_crops(self.images[self.order].repeat(c.crops, 1, 1, 1), params)
+        terms = self.synth.loss_terms(views, self.labels.to(self.device)[self.order].repeat(c.crops))
         self.update_images(sum(terms.values()))
         with torch.no_grad():
             self.images.copy_(torch.maximum(torch.minimum(self.images, self.high), self.low))
