@@ -124,11 +124,17 @@ VARIANTS["fast5-stored-inherit-rkdd"] = {**VARIANTS["fast5-stored-inherit"],
 # (docs/datafree_recipes.md, "Eleventh round")
 VARIANTS["fast5-stored-inherit-mixup"] = {**VARIANTS["fast5-stored-inherit"],
                                           "student": (*VARIANTS["fast5-stored"]["student"], "--mix", "mixup")}
-# Not data-free: a control for the stored-set rows. The stored-set student's own recipe on as many random
-# real training images (640 per class, 'datafree condense --method random'), labelled by the teacher, shows
-# what that student would reach if its synthetic images were real ones.
-REAL_CONTROL = "real-images-6400"
-METHODS = sorted([*PRESETS, *VARIANTS, REAL_CONTROL])
+# Not data-free: controls for the stored-set rows. A stored-set student's own recipe on as many random real
+# training images ('datafree condense --method random'), labelled by the teacher, shows what that student would
+# reach if its synthetic images were real ones: name -> (images, student flags over FMNIST_DF_STORED_STUDENT).
+# real-images-6400 is the zskd sets' control; real-images-51200 is fast5-stored's (its 51200 images, 5120 per class
+# of Fashion-MNIST's 6000, and its student), which splits the BN pair's gap to real-data KD into what the images
+# and what the student recipe cost.
+REAL_CONTROLS: dict[str, tuple[int, tuple[str, ...]]] = {
+    "real-images-6400": (RECIPES.df_count, ()),
+    "real-images-51200": (VARIANTS["fast5-stored"]["count"], VARIANTS["fast5-stored"]["student"]),
+}
+METHODS = sorted([*PRESETS, *VARIANTS, *REAL_CONTROLS])
 
 
 def method_recipe(method: str) -> tuple[str, dict[str, Any], int, list[str]]:
@@ -173,11 +179,11 @@ def transfer_dir(root: Path, pair_key: str, method: str, seed: int) -> Path:
     return root / "datafree" / pair_key / f"{method}-seed{seed}" / "transfer"
 
 
-def real_images_set(pair_key: str, seed: int, root: Path, data: list[str]) -> Path:
-    """The real-image control's set: as many random real training images as a stored set holds."""
-    tset = root / "datafree" / pair_key / f"{REAL_CONTROL}-seed{seed}" / "transfer"
+def real_images_set(pair_key: str, control: str, seed: int, root: Path, data: list[str]) -> Path:
+    """A real-image control's set: as many random real training images as its stored set holds."""
+    tset = root / "datafree" / pair_key / f"{control}-seed{seed}" / "transfer"
     if not (tset / "manifest.json").is_file():
-        argv = ["condense", "--method", "random", "--ipc", str(RECIPES.df_count // 10), "--seed", str(seed),
+        argv = ["condense", "--method", "random", "--ipc", str(REAL_CONTROLS[control][0] // 10), "--seed", str(seed),
                 "--out", str(tset), "--no-progress", *data]
         call(argv)
     return tset
@@ -197,8 +203,9 @@ def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str
     if VARIANTS.get(method, {}).get("inherit"):
         student.append("--inherit")
     out = root / "datafree" / pair_key / f"{method}-seed{seed}"
-    if method == REAL_CONTROL:  # the stored-set student, on real images labelled by the teacher
-        tsets, stored_student = [real_images_set(pair_key, seed, root, data)], list(RECIPES.df_stored_student)
+    if method in REAL_CONTROLS:  # a stored-set student, on real images labelled by the teacher
+        tsets = [real_images_set(pair_key, method, seed, root, data)]
+        stored_student = merge_args(RECIPES.df_stored_student, REAL_CONTROLS[method][1])
     else:
         base, scale, _, stored_student = method_recipe(method)
         config = preset(base, **scale)
@@ -264,7 +271,7 @@ def teacher_has_batchnorm(pair_key: str, root: Path) -> bool:
 
 def needs_missing_batchnorm(pair_key: str, method: str, root: Path) -> bool:
     """True when ``method`` (a preset or variant) matches BN statistics and the pair's teacher has no BatchNorm."""
-    if method == REAL_CONTROL:
+    if method in REAL_CONTROLS:
         return False
     base, scale, _, _ = method_recipe(method)
     return preset(base, **scale).needs_batchnorm and not teacher_has_batchnorm(pair_key, root)
@@ -325,10 +332,10 @@ def report(root: Path, pair_keys: list[str]) -> str:
                          f"| {teacher_ids(results)} |")
     seed0 = sorted(" ".join(r["argv"]) for rs in runs.values() for r in rs if "--seed 0 " in " ".join(r.get("argv", [])))
     return ("Fashion-MNIST, top-1 test accuracy (%) of the student after the last epoch, mean ± std over seeds; "
-            "the student never sees a real training image, except in the control row " + REAL_CONTROL + ": "
-            f"{RECIPES.df_count} random real training images ({RECIPES.df_count // 10} per class, 'datafree condense "
-            "--method random'), labelled by the teacher, distilled with the stored-set student's recipe (zskd's): "
-            "what that student reaches when its images are real. Live methods (dafl, dfad, zskt, adi, cmi, fast, fast2, "
+            "the student never sees a real training image, except in the control rows real-images-N: N random real "
+            "training images ('datafree condense --method random'), labelled by the teacher, distilled with a "
+            "stored-set student's recipe (real-images-6400: zskd's; real-images-51200: fast5-stored's): what that "
+            "student reaches when its images are real. Live methods (dafl, dfad, zskt, adi, cmi, fast, fast2, "
             "fast5, fast10) synthesize inside distillation, so their synthesis time is part of the distillation "
             "column. " + "".join(f"{describe_variant(name)} " for name in sorted(VARIANTS)) +
             "Each run used one thread, two to four runs at a time on the 2-core machine (loaded times). The teacher "

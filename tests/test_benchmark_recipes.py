@@ -172,7 +172,12 @@ def test_student_only_variant_shares_its_presets_sets(tmp_path) -> None:
     assert "the preset's own sets" in describe_variant("zskd-dsa") and "--set adv=0" in describe_variant("fast5-stored")
 
 
-def test_real_image_control_condenses_random_images_and_uses_the_stored_set_student(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize(("control", "per_class", "student"), [
+    ("real-images-6400", 640, "--epochs 640 --eval-every 64 --batch-size 128 --alpha 0 --lr 0.01"),
+    ("real-images-51200", 5120, "--epochs 40 --eval-every 4 --batch-size 128 --alpha 0 --lr 0.05"),
+])
+def test_real_image_control_condenses_random_images_and_uses_its_stored_set_student(
+        tmp_path, monkeypatch, control, per_class, student) -> None:
     import benchmarks.datafree_kd as bench
 
     calls: list[list[str]] = []
@@ -189,14 +194,15 @@ def test_real_image_control_condenses_random_images_and_uses_the_stored_set_stud
     teacher = tmp_path / "teachers" / "fashion-mnist-lenet5"
     teacher.mkdir(parents=True)
     (teacher / "model.safetensors").write_bytes(b"")
-    result = bench.run_method("lenet", bench.REAL_CONTROL, 2, tmp_path, ["--dataset", "fashion-mnist"])
+    result = bench.run_method("lenet", control, 2, tmp_path, ["--dataset", "fashion-mnist"])
     condense = calls[0]
     assert condense[:3] == ["condense", "--method", "random"]
-    assert condense[condense.index("--ipc") + 1] == str(bench.RECIPES.df_count // 10)
+    assert condense[condense.index("--ipc") + 1] == str(per_class)
+    assert f"{control}-seed2" in condense[condense.index("--out") + 1]
     argv = result["argv"]
     assert argv[argv.index("--teacher") + 1] == str(teacher)  # the teacher labels the real images
-    assert " ".join(bench.RECIPES.df_stored_student) in " ".join(argv) and result["synthesis_time_s"] == 0.0
-    assert not bench.needs_missing_batchnorm("lenet", bench.REAL_CONTROL, tmp_path)
+    assert student in " ".join(argv) and argv.count("--epochs") == 1 and result["synthesis_time_s"] == 0.0
+    assert not bench.needs_missing_batchnorm("lenet", control, tmp_path)
 
 
 def test_teacher_view_measures_confidence_and_flip_stability() -> None:
