@@ -165,3 +165,18 @@ def test_identical_models_save_identical_bytes(tmp_path):
     path = save_model(tmp_path / "m.safetensors", model, info)
     with safe_open(str(path), "pt") as f:
         assert len(f.metadata()) == 1
+    # the property itself: two processes with different hash seeds write the same bytes
+    import hashlib
+    import subprocess
+    import sys
+
+    script = ("import sys; from datafree.checkpoint import ModelInfo, save_model; from datafree.data import "
+              "FASHION_MNIST; from datafree.models import build_model; save_model(sys.argv[1], build_model("
+              "'lenet5_half', FASHION_MNIST, seed=0), ModelInfo('lenet5_half', FASHION_MNIST))")
+    digests = set()
+    for hash_seed in ("1", "2"):
+        out = tmp_path / f"p{hash_seed}.safetensors"
+        subprocess.run([sys.executable, "-c", script, str(out)], check=True,
+                       env={**os.environ, "PYTHONHASHSEED": hash_seed, "OMP_NUM_THREADS": "1"})
+        digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
+    assert digests == {hashlib.sha256(path.read_bytes()).hexdigest()}

@@ -141,11 +141,16 @@ def test_batches_cover_every_sample_once_and_are_seeded(fmnist_root):
 
 def test_batches_split_disjointly_across_ranks(fmnist_root):
     ds = load_dataset("fashion-mnist", "test", fmnist_root)
-    seen = []
+    seen = []  # each sample by its image (the labels repeat)
     for rank in range(2):
-        idx = [b[1] for b in iterate_batches(ds, 16, shuffle=True, generator=epoch_generator(0, 0), rank=rank, world_size=2)]
-        seen.append(torch.cat(idx))
+        rows = [b[0].flatten(1) for b in iterate_batches(ds, 16, shuffle=True, generator=epoch_generator(0, 0),
+                                                         rank=rank, world_size=2)]
+        seen.append(torch.cat(rows))
     assert len(seen[0]) == len(seen[1]) == 64
+    every = torch.cat([b[0].flatten(1) for b in iterate_batches(ds, 128, shuffle=False)])
+    assert len(torch.unique(every, dim=0)) == 128  # the test's data has no duplicate image
+    # together the ranks hold every sample once: no sample on both, none left out
+    assert torch.equal(torch.unique(torch.cat(seen), dim=0), torch.unique(every, dim=0))
 
 
 def test_random_crop_flip_is_seeded_and_shifts_content():

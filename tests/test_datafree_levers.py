@@ -63,7 +63,9 @@ def test_the_selection_split_is_seeded_and_disjoint_from_test(monkeypatch):
     first = selection.selection_split("toy").indices
     selection.selection_split.cache_clear()
     assert selection.selection_split("toy").indices == first  # the same images every time
-    assert len(set(first)) == selection.SELECTION_SIZE and max(first) < 50_000
+    assert len(first) == selection.SELECTION_SIZE
+    # pinned: the published levers' selection accuracies were measured on exactly these images (seed 17's draw)
+    assert first[:5] == [26559, 45200, 43909, 24314, 41322]
     selection.selection_split.cache_clear()
 
 

@@ -29,6 +29,11 @@ def test_bf16_first_order_passes_give_nearly_the_float32_step(method):
 
 
 def test_compiled_first_order_passes_give_the_eager_step():
+    from datafree.condense.dc import _class_loss
+
     _, eager = _one_step("dc")
     _, compiled = _one_step("dc", compile=True)
     assert torch.allclose(compiled, eager, atol=1e-5), (compiled - eager).abs().max()
+    config = method_config("dc", ipc=2, batch_real=8, compile=True, **SMALL_NET)  # the compiled loss is the one used
+    assert METHODS["dc"].condenser(config, SPEC, torch.Generator().manual_seed(0), pool=tiny_pool())._first_order_loss \
+        is not _class_loss

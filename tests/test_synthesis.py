@@ -203,6 +203,8 @@ def test_each_preset_runs_and_changes_its_generator(name):
         after = param_snapshot(synth.generator)
         assert any(not torch.equal(a, b) for a, b in zip(before, after))
     assert x.shape == (8, *SPEC.shape) and y.shape == (8,) and logits.shape == (8, 4)
+    with torch.no_grad():  # the labels are the teacher's own answers on the images it returns
+        assert torch.allclose(logits, teacher(x), atol=1e-5)
     assert torch.equal(y, logits.argmax(1))
 
 

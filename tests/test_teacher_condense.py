@@ -152,9 +152,19 @@ def test_teacher_condense_writes_crop_labels_and_trains_on_them(tmp_path):
     protocol = EvalProtocol(name="kd", arch="convnet", arch_kwargs={"width": 8, "depth": 1}, models=1, epochs=3,
                             augment="none", temperature=20.0, crop_labels=True)
     train = TransferSet(tmp_path / "t")
-    stored = evaluate_set(train, SPEC, test, protocol, progress=False, crop_labels=labels)
-    live = evaluate_set(train, SPEC, test, protocol, progress=False, crop_labels=labels, teacher=teacher)
+    served = []  # the stored views are what the students train on: one pass over the stored epochs per model
+    batches = CropLabels.batches
+
+    def counted(self, *args, **kwargs):
+        served.append(1)
+        return batches(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(CropLabels, "batches", counted)
+        stored = evaluate_set(train, SPEC, test, protocol, progress=False, crop_labels=labels)
+        live = evaluate_set(train, SPEC, test, protocol, progress=False, crop_labels=labels, teacher=teacher)
     assert stored["complete"] and live["complete"] and stored["protocol"]["crop_labels"]
+    assert len(served) == 2, "each evaluation's one model must train on the stored crop views"
     with pytest.raises(DatafreeError, match="fewer than the 5"):
         evaluate_set(train, SPEC, test, EvalProtocol(name="kd", epochs=5, augment="none", crop_labels=True),
                      progress=False, crop_labels=labels)

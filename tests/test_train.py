@@ -67,11 +67,18 @@ def test_hint_and_relation_terms_train(data):
     student = build_model("lenet5_half", train.spec, seed=0)
     trainer = Trainer(student, cfg(epochs=1, alpha=0.5, hint_weight=1.0, hint_layers=("features.5", "layers.1"),
                                    rkd_distance_weight=1.0, rkd_angle_weight=2.0), teacher=teacher, spec=train.spec)
+    regressor = [p.detach().clone() for p in trainer.regressor.parameters()]
     result = trainer.fit(train, test)
     for k in ("train_hint", "train_rkd_distance", "train_rkd_angle", "train_kd", "train_ce"):
         assert math.isfinite(result[k]) and result[k] > 0
     trainer.close()
     assert not student._forward_hooks and not teacher.get_submodule("layers.1")._forward_hooks
+    # the terms are in the optimised loss: the hint's regressor learns, and the student differs from the same
+    # seed trained without them
+    assert any(not torch.equal(a, b) for a, b in zip(regressor, trainer.regressor.parameters()))
+    plain = build_model("lenet5_half", train.spec, seed=0)
+    Trainer(plain, cfg(epochs=1, alpha=0.5), teacher=teacher, spec=train.spec).fit(train, test)
+    assert not torch.allclose(plain.classifier.weight, student.classifier.weight, atol=1e-6)
 
 
 def test_jacobian_term_is_zero_for_a_copy_and_trains_the_student(data):
