@@ -578,11 +578,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = dataclasses.asdict(evaluate(model, data, batch_size=args.batch_size, device=args.device))
     record = {"model": str(args.model), "arch": info.arch, "parameters": count_parameters(model),
               "dataset": _dataset(args), "split": args.split, **metrics}
+    return _print_evaluation(args, record, info.arch, f" ({record['parameters']:,} parameters)")
+
+
+def _print_evaluation(args: argparse.Namespace, record: dict, model: str, suffix: str = "") -> int:
+    """'datafree evaluate''s output: the record as one JSON line with --json, else one sentence."""
     if args.json:
         print(json.dumps(record))
     else:
-        print(f"{info.arch} on {_dataset(args)} {args.split}: accuracy {metrics['accuracy']:.2f}%, "
-              f"loss {metrics['loss']:.4f} ({record['parameters']:,} parameters)")
+        print(f"{model} on {record['dataset']} {record['split']}: accuracy {record['accuracy']:.2f}%, "
+              f"loss {record['loss']:.4f}{suffix}")
     return 0
 
 
@@ -624,12 +629,7 @@ def _evaluate_int8(args: argparse.Namespace) -> int:
     dataset = args.dataset or dataset_spec(data).name
     record = {"model": str(args.model), "arch": model.info.arch, "precision": "int8", "dataset": dataset,
               "split": args.split, **metrics}
-    if args.json:
-        print(json.dumps(record))
-    else:
-        print(f"{model.info.arch} (int8) on {dataset} {args.split}: accuracy {metrics['accuracy']:.2f}%, "
-              f"loss {metrics['loss']:.4f}")
-    return 0
+    return _print_evaluation(args, record, f"{model.info.arch} (int8)")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
