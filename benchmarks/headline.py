@@ -15,10 +15,11 @@ import json
 import statistics
 from pathlib import Path
 
+from benchmarks.datafree_kd import REAL_CONTROLS
 from benchmarks.readme import README, update_section
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CONTROLS = ("real-images-6400",)  # real images, not data-free
+CONTROLS = tuple(REAL_CONTROLS)  # real images, not data-free
 # a source enters the "best" race only with this many seeds (where any source of the pair has them): a one-seed trial
 # that lands above a three-seed mean is not the best source yet
 MIN_SEEDS = 3

@@ -70,3 +70,4 @@ def test_headline_best_source_needs_three_seeds_when_the_pair_has_any(tmp_path, 
     assert best({"p/three": three, "p/one": one}) == "three"  # a one-seed trial does not win the race
     assert best({"p/one": one, "p/other": runs(80.0)}) == "one"  # no source has 3 seeds: the best mean
     assert best({"p/three": three, "p/one": one, "p/real-images-6400": runs(89.0, 89.0, 89.0)}) == "three"
+    assert best({"p/three": three, "p/real-images-51200": runs(90.0, 90.0, 90.0)}) == "three"  # real images
