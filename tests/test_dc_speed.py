@@ -9,9 +9,13 @@ from datafree.condense import METHODS, method_config
 from tests.test_condense import SMALL_NET, SPEC, tiny_pool
 
 
-def _one_step(method: str, **levers) -> tuple[dict[str, float], torch.Tensor]:
+def _condenser(method: str, **levers):
     config = method_config(method, ipc=2, batch_real=8, outer_loop=2, inner_loop=2, **SMALL_NET, **levers)
-    condenser = METHODS[method].condenser(config, SPEC, torch.Generator().manual_seed(0), pool=tiny_pool())
+    return METHODS[method].condenser(config, SPEC, torch.Generator().manual_seed(0), pool=tiny_pool())
+
+
+def _one_step(method: str, **levers) -> tuple[dict[str, float], torch.Tensor]:
+    condenser = _condenser(method, **levers)
     start = condenser.images.detach().clone()
     logs = condenser.step()
     return logs, condenser.images.detach() - start
@@ -34,6 +38,4 @@ def test_compiled_first_order_passes_give_the_eager_step():
     _, eager = _one_step("dc")
     _, compiled = _one_step("dc", compile=True)
     assert torch.allclose(compiled, eager, atol=1e-5), (compiled - eager).abs().max()
-    config = method_config("dc", ipc=2, batch_real=8, compile=True, **SMALL_NET)  # the compiled loss is the one used
-    assert METHODS["dc"].condenser(config, SPEC, torch.Generator().manual_seed(0), pool=tiny_pool())._first_order_loss \
-        is not _class_loss
+    assert _condenser("dc", compile=True)._first_order_loss is not _class_loss  # the compiled loss is the one used
