@@ -39,3 +39,33 @@ def test_compiled_first_order_passes_give_the_eager_step():
     _, compiled = _one_step("dc", compile=True)
     assert torch.allclose(compiled, eager, atol=1e-5), (compiled - eager).abs().max()
     assert _condenser("dc", compile=True)._first_order_loss is not _class_loss  # the compiled loss is the one used
+
+
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=3, padding=3), dict(kernel_size=3, stride=2, padding=1, dilation=2),
+                                    dict(kernel_size=(3, 5), padding=(0, 2), bias=False)])
+def test_im2col_conv_is_the_convolution_and_its_gradients(kwargs):
+    from datafree.models.im2col import Im2colConv2d, im2col_single_channel_convs
+
+    conv = torch.nn.Conv2d(1, 6, **kwargs)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 1, 1), conv, torch.nn.ReLU())
+    keys, weight = list(net.state_dict()), conv.weight
+    x = torch.randn(4, 3, 11, 9, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    reference = net(x)
+    grads = torch.autograd.grad(reference.square().sum(), [x, *net.parameters()])
+    assert im2col_single_channel_convs(net) == 1  # the 3-channel convolution is left alone
+    assert type(net[1]) is Im2colConv2d and type(net[0]) is torch.nn.Conv2d
+    assert list(net.state_dict()) == keys and net[1].weight is weight  # same parameters, same checkpoint
+    out = net(x)
+    assert torch.allclose(out, reference, atol=1e-5), (out - reference).abs().max()
+    for got, want in zip(torch.autograd.grad(out.square().sum(), [x, *net.parameters()]), grads):
+        assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
+def test_compile_swaps_the_matching_networks_grayscale_convolutions():
+    from datafree.models.im2col import Im2colConv2d
+
+    def first_conv(condenser):
+        return next(m for m in condenser.fresh_net().modules() if isinstance(m, torch.nn.Conv2d))
+
+    assert type(first_conv(_condenser("dsa", compile=True))) is Im2colConv2d
+    assert type(first_conv(_condenser("dsa"))) is torch.nn.Conv2d

@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from datafree.condense.base import Condenser
 from datafree.condense.config import CondenseConfig
 from datafree.losses import gradient_match_distance
+from datafree.models.im2col import im2col_single_channel_convs
 
 
 @dataclass
@@ -37,7 +38,8 @@ class DCConfig(CondenseConfig):
     # stays float32. Off by default: only faster where the CPU or GPU has native bfloat16 (docs/condensation.md)
     bf16: bool = False
     # torch.compile of the first-order passes' loss (inductor fuses norm, ReLU and pooling; one compilation serves
-    # every fresh network); the second-order pass stays eager (compiled graphs have no double backward)
+    # every fresh network); the second-order pass stays eager (compiled graphs have no double backward). Grayscale
+    # input convolutions then run as unfold + matmul (datafree.models.im2col), which compiles to a faster step
     compile: bool = False
 
     @property
@@ -60,6 +62,12 @@ class DC(Condenser):
         super().__init__(*args, **kwargs)
         self._first_order_loss: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] = (
             torch.compile(_class_loss, dynamic=False) if self.config.compile else _class_loss)
+
+    def fresh_net(self) -> torch.nn.Module:
+        net = super().fresh_net()
+        if self.config.compile:
+            im2col_single_channel_convs(net)
+        return net
 
     def step(self) -> dict[str, float]:
         cfg = self.config
