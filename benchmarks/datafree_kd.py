@@ -124,6 +124,14 @@ VARIANTS["fast5-stored-inherit-rkdd"] = {**VARIANTS["fast5-stored-inherit"],
 # (docs/datafree_recipes.md, "Eleventh round")
 VARIANTS["fast5-stored-inherit-mixup"] = {**VARIANTS["fast5-stored-inherit"],
                                           "student": (*VARIANTS["fast5-stored"]["student"], "--mix", "mixup")}
+# ADI's scheme (the main job's and the BN-free pair's growth) on the BN pair's best stored recipe: the fast5-stored
+# sets grow by Fast-DFKD batches made against the student (its own live recipe: 5 generator steps, the
+# agreement-masked adversarial term at weight 1), one batch per 50 of the student's 16000 steps (320 batches, 40960
+# images). Tried because the real-image control (real-images-51200: 91.49) puts the whole gap in the images, and
+# growth targets what the student has not yet learnt; on this pair it had never been run
+VARIANTS["fast5-stored-inherit-grown"] = {
+    **VARIANTS["fast5-stored-inherit"], "grow": ("fast5", {"student_steps": 50}),
+    "student": (*VARIANTS["fast5-stored"]["student"], "--steps-per-epoch", "400")}
 # Not data-free: controls for the stored-set rows. A stored-set student's own recipe on as many random real
 # training images ('datafree condense --method random'), labelled by the teacher, shows what that student would
 # reach if its synthetic images were real ones: name -> (images, student flags over FMNIST_DF_STORED_STUDENT).
