@@ -132,6 +132,13 @@ VARIANTS["fast5-stored-inherit-mixup"] = {**VARIANTS["fast5-stored-inherit"],
 VARIANTS["fast5-stored-inherit-grown"] = {
     **VARIANTS["fast5-stored-inherit"], "grow": ("fast5", {"student_steps": 50}),
     "student": (*VARIANTS["fast5-stored"]["student"], "--steps-per-epoch", "400")}
+# More diverse generators (one of the issue's levers): the student of fast5-stored-inherit, with its 16000 steps, on the
+# stored sets of two synthesis seeds (seed and seed + 1: two meta-generators trained independently, 102400 images,
+# twice the synthesis). A diagnostic of fast5-stored-inherit's seed-0 student (docs/datafree_recipes.md, "Thirteenth
+# round") found the teacher's confident test images misread by the student (94% agreement, against 100% on
+# synthetic ones): real modes the one generator did not cover
+VARIANTS["fast5-stored-inherit-2gen"] = {**VARIANTS["fast5-stored-inherit"], "with_seed_offsets": (1,),
+                                         "student": (*VARIANTS["fast5-stored"]["student"], "--steps-per-epoch", "400")}
 # Not data-free: controls for the stored-set rows. A stored-set student's own recipe on as many random real
 # training images ('datafree condense --method random'), labelled by the teacher, shows what that student would
 # reach if its synthetic images were real ones: name -> (images, student flags over FMNIST_DF_STORED_STUDENT).
@@ -165,6 +172,9 @@ def describe_variant(name: str) -> str:
         changes += [f"{v['count']} stored images"] if v["overrides"] else ["the preset's own sets"]
     if v.get("with_sets"):
         changes.append(f"the student also trains on the {', '.join(v['with_sets'])} set of the same seed")
+    if v.get("with_seed_offsets"):
+        changes.append("the student also trains on the sets of synthesis seeds "
+                       f"{', '.join(f'seed+{k}' for k in v['with_seed_offsets'])} (other generators)")
     if v["student"]:
         changes.append(f"student {' '.join(v['student'])}")
     if v.get("inherit"):
@@ -225,6 +235,9 @@ def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str
             return result
         tsets = [stored_set(pair_key, m, seed, root, teacher)
                  for m in (method, *VARIANTS.get(method, {}).get("with_sets", ()))]
+        # sets of the same recipe from other synthesis seeds: independently trained generators
+        tsets += [stored_set(pair_key, method, seed + k, root, teacher)
+                  for k in VARIANTS.get(method, {}).get("with_seed_offsets", ())]
     grow: list[str] = []
     if VARIANTS.get(method, {}).get("grow"):  # a live preset grows the stored sets against the student
         grow_method, grow_overrides = VARIANTS[method]["grow"]
