@@ -2,8 +2,11 @@
 
 Explains the gap between a data-free student and the same student on real images: for each set,
 the teacher's mean top logit and top probability, how often its answer survives a horizontal flip
-and a 2-pixel shift (both part of the students' augmentation), and the per-class test accuracy of
-the students distilled from those sets.
+and a 2-pixel shift (both part of the students' augmentation), the per-class test accuracy of
+the students distilled from those sets, and how often each student gives the teacher's answer: on
+its own set, and on the test images the teacher is sure of (top probability > 0.9) and the rest.
+A student that agrees on its own images but not on test images the teacher finds easy has learnt
+the synthetic images, not the teacher's view of real ones: the set misses some of the data's modes.
 
     python -m benchmarks.teacher_view --pair lenet --methods zskd real-images-6400 [--update-readme]
 """
@@ -16,6 +19,7 @@ import os
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -47,9 +51,32 @@ def teacher_view(teacher: nn.Module, images: torch.Tensor, batch_size: int = 100
 
 
 @torch.no_grad()
+def agreement(teacher: nn.Module, student: nn.Module, images: torch.Tensor, sure: float = 0.9,
+              batch_size: int = 1000) -> dict[str, float]:
+    """How often ``student`` gives ``teacher``'s answer (%), over all ``images`` and split by whether the
+    teacher's top probability exceeds ``sure``; ``sure_share`` is the share (%) of images it is sure of."""
+    same, confident = [], []
+    for x in images.split(batch_size):
+        logits = teacher(x)
+        same.append((student(x).argmax(1) == logits.argmax(1)).float())
+        confident.append(logits.softmax(1).max(1).values > sure)
+    same_all, sure_mask = torch.cat(same), torch.cat(confident)
+    pct = lambda v: 100 * v.mean().item() if len(v) else float("nan")  # noqa: E731
+    return {"all": pct(same_all), "sure": pct(same_all[sure_mask]), "unsure": pct(same_all[~sure_mask]),
+            "sure_share": pct(sure_mask.float())}
+
+
+@torch.no_grad()
 def per_class_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, classes: int) -> list[float]:
     pred = torch.cat([model(x).argmax(1) for x in images.split(1000)])
     return [100 * (pred[labels == c] == c).float().mean().item() for c in range(classes)]
+
+
+def subset(images: torch.Tensor, count: int, seed: int = 0) -> torch.Tensor:
+    """``count`` images drawn without replacement by a seeded generator (all of them when count is 0)."""
+    if not count or count >= len(images):
+        return images
+    return images[torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:count]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pair", choices=PAIRS, default="lenet")
     parser.add_argument("--methods", nargs="+", default=["zskd", "real-images-6400"],
                         help="benchmarks.datafree_kd methods whose stored sets and students to read")
+    parser.add_argument("--max-images", type=int, default=0,
+                        help="look at this many images of each stored set (a seeded draw; 0: all)")
     parser.add_argument("--root", type=Path, default=Path("artifacts"))
     parser.add_argument("--update-readme", action="store_true", help="write the tables into docs/results.md")
     args = parser.parse_args(argv)
@@ -69,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     x_test, y_test = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
     views = {"real test split": teacher_view(teacher, x_test)}
     students: dict[str, list[list[float]]] = {}
+    agreements: dict[str, dict[str, Any]] = {}
     for method in args.methods:
         for run in sorted((args.root / "datafree" / args.pair).glob(f"{method}-seed*")):
             result = json.loads((run / "student" / "result.json").read_text()) if (
@@ -76,11 +106,14 @@ def main(argv: list[str] | None = None) -> int:
             if result is None or not result.get("transfer"):
                 continue
             tset = TransferSet(result["transfer"])
-            views[f"{method} ({Path(result['transfer']).parent.name})"] = teacher_view(
-                teacher, tset.get_batch(torch.arange(len(tset)))[0])
+            own = subset(tset.get_batch(torch.arange(len(tset)))[0], args.max_images)
+            views[f"{method} ({Path(result['transfer']).parent.name})"] = teacher_view(teacher, own)
             student, _ = load_model(run / "student")
-            students.setdefault(method, []).append(per_class_accuracy(student.eval(), x_test, y_test,
-                                                                      info.spec.num_classes))
+            student.eval()
+            students.setdefault(method, []).append(per_class_accuracy(student, x_test, y_test, info.spec.num_classes))
+            agreements[run.name] = {"own_set": agreement(teacher, student, own)["all"],
+                                    "test": agreement(teacher, student, x_test),
+                                    "test_accuracy": result["metrics"]["test_accuracy"]}
     names = list(info.spec.class_names) or [str(c) for c in range(info.spec.num_classes)]
     lines = ["| images | count | teacher's mean top logit | mean top probability | same answer after a flip (%) "
              "| after a 2-pixel shift (%) |", "|---|---|---|---|---|---|"]
@@ -93,13 +126,22 @@ def main(argv: list[str] | None = None) -> int:
         for seed, row in enumerate(rows):
             lines.append(f"| {method}, seed {seed} | " + " | ".join(f"{a:.1f}" for a in row) + " |")
         lines.append(f"| {method}, mean | " + " | ".join(f"{statistics.fmean(col):.1f}" for col in zip(*rows)) + " |")
-    md = (f"Fashion-MNIST, {pair.name}: the teacher on each stored set of benchmarks.datafree_kd and on the "
+    sure_share = next(iter(agreements.values()))["test"]["sure_share"] if agreements else float("nan")
+    lines += ["", "| student | test accuracy | gives the teacher's answer: on its own set (%) | on the test split | "
+              f"on test images the teacher is sure of ({sure_share:.0f}%) | on the others |", "|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {a['test_accuracy']:.2f} | {a['own_set']:.1f} | {a['test']['all']:.1f} | "
+              f"{a['test']['sure']:.1f} | {a['test']['unsure']:.1f} |" for name, a in agreements.items()]
+    drawn = f" ({args.max_images} seeded images of each set)" if args.max_images else ""
+    md = (f"Fashion-MNIST, {pair.name}: the teacher on each stored set of benchmarks.datafree_kd{drawn} and on the "
           "test split (shifts wrap around; the students train with 2-pixel crops and flips), then the per-class "
-          "test accuracy (%) of the teacher and of each set's student.\n\n" + "\n".join(lines)
+          "test accuracy (%) of the teacher and of each set's student, then how often each student gives the "
+          "teacher's answer (sure: top probability > 0.9).\n\n" + "\n".join(lines)
           + f"\n\nProduced by `python -m benchmarks.teacher_view --pair {args.pair} --methods "
-          + " ".join(args.methods) + "` (then `--update-readme`).")
-    publish("teacher_view", md, {"views": views, "students": students, "classes": names},
-            section="teacher-view" if args.update_readme else None)
+          + " ".join(args.methods) + (f" --max-images {args.max_images}" if args.max_images else "")
+          + "` (then `--update-readme`).")
+    publish(f"teacher_view_{args.pair}", md, {"views": views, "students": students, "agreement": agreements,
+                                              "classes": names},
+            section=f"teacher-view-{args.pair}" if args.update_readme else None)
     return 0
 
 

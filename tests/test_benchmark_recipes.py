@@ -224,6 +224,32 @@ def test_teacher_view_measures_confidence_and_flip_stability() -> None:
     assert teacher_view(teacher, constant)["same_after_shift"] == 100.0
 
 
+def test_agreement_splits_by_the_teachers_confidence() -> None:
+    from benchmarks.teacher_view import agreement, subset
+
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    with torch.no_grad():
+        teacher[1].weight.copy_(torch.randn(3, 16, generator=g))
+        student[1].weight.copy_(torch.randn(3, 16, generator=g))
+    x = 3 * torch.randn(40, 1, 4, 4, generator=g)
+    a = agreement(teacher, student, x, sure=0.9, batch_size=7)
+    with torch.no_grad():
+        t, s = teacher(x), student(x)
+    same = t.argmax(1) == s.argmax(1)
+    sure = t.softmax(1).max(1).values > 0.9
+    assert 0 < sure.sum() < len(x) and 0 < same.sum() < len(x)  # both splits and both answers occur
+    assert a["all"] == pytest.approx(100 * same.float().mean().item())
+    assert a["sure"] == pytest.approx(100 * same[sure].float().mean().item())
+    assert a["unsure"] == pytest.approx(100 * same[~sure].float().mean().item())
+    assert a["sure_share"] == pytest.approx(100 * sure.float().mean().item())
+    assert agreement(teacher, teacher, x)["all"] == 100.0
+    drawn = subset(x, 10, seed=1)
+    assert len(drawn) == 10 and torch.equal(drawn, subset(x, 10, seed=1)) and subset(x, 0) is x
+    assert all(any(torch.equal(d, e) for e in x) for d in drawn)  # drawn from x, no new images
+
+
 def _stub_stored_runs(bench, tmp_path: Path, monkeypatch) -> None:
     """datafree_kd without synthesis or training: sets are named paths, runs return their command."""
     monkeypatch.setattr(bench, "stored_set", lambda pair, method, seed, root, teacher: tmp_path / f"{method}-{seed}")
