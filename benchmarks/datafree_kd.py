@@ -128,15 +128,17 @@ VARIANTS["fast5-stored-inherit-mixup"] = {**VARIANTS["fast5-stored-inherit"],
 # sets grow by Fast-DFKD batches made against the student (its own live recipe: 5 generator steps, the
 # agreement-masked adversarial term at weight 1), one batch per 50 of the student's 16000 steps (320 batches, 40960
 # images). Tried because the real-image control (real-images-51200: 91.49) puts the whole gap in the images, and
-# growth targets what the student has not yet learnt; on this pair it had never been run
+# growth targets what the student has not yet learnt; on this pair it had never been run. Measured: 86.37, 85.51
+# (seeds 0-1), -0.05 paired against fast5-stored-inherit: a tie, not adopted (docs/datafree_recipes.md, "Thirteenth round")
 VARIANTS["fast5-stored-inherit-grown"] = {
     **VARIANTS["fast5-stored-inherit"], "grow": ("fast5", {"student_steps": 50}),
     "student": (*VARIANTS["fast5-stored"]["student"], "--steps-per-epoch", "400")}
 # More diverse generators (one of the issue's levers): the student of fast5-stored-inherit, with its 16000 steps, on the
 # stored sets of two synthesis seeds (seed and seed + 1: two meta-generators trained independently, 102400 images,
-# twice the synthesis). A diagnostic of fast5-stored-inherit's seed-0 student (docs/datafree_recipes.md, "Thirteenth
-# round") found the teacher's confident test images misread by the student (94% agreement, against 100% on
-# synthetic ones): real modes the one generator did not cover
+# twice the synthesis). Tried because the data-free students misread test images the teacher is sure of (94-95%
+# agreement there, against 99.7% for the real-image student; benchmarks/teacher_view, docs/datafree_recipes.md,
+# "Thirteenth round"): modes of the data that one generator may not cover. Measured: 86.29, 85.50 (seeds 0-1),
+# -0.10 paired against fast5-stored-inherit: a tie, not adopted ("Thirteenth round")
 VARIANTS["fast5-stored-inherit-2gen"] = {**VARIANTS["fast5-stored-inherit"], "with_seed_offsets": (1,),
                                          "student": (*VARIANTS["fast5-stored"]["student"], "--steps-per-epoch", "400")}
 # Not data-free: controls for the stored-set rows. A stored-set student's own recipe on as many random real
