@@ -26,6 +26,7 @@ from torch import nn
 
 from benchmarks.baselines import PAIRS, REPO
 from benchmarks.readme import publish
+from datafree.audit import draw, gather
 from datafree.checkpoint import load_model
 from datafree.data import iterate_batches, load_dataset
 from datafree.data.transfer import TransferSet
@@ -51,32 +52,22 @@ def teacher_view(teacher: nn.Module, images: torch.Tensor, batch_size: int = 100
 
 
 @torch.no_grad()
-def agreement(teacher: nn.Module, student: nn.Module, images: torch.Tensor, sure: float = 0.9,
-              batch_size: int = 1000) -> dict[str, float]:
-    """How often ``student`` gives ``teacher``'s answer (%), over all ``images`` and split by whether the
+def logits_of(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    return torch.cat([model(x) for x in images.split(batch_size)])
+
+
+def agreement(teacher_logits: torch.Tensor, student_answers: torch.Tensor, sure: float = 0.9) -> dict[str, float]:
+    """How often the student's answers are the teacher's (%), over all images and split by whether the
     teacher's top probability exceeds ``sure``; ``sure_share`` is the share (%) of images it is sure of."""
-    same, confident = [], []
-    for x in images.split(batch_size):
-        logits = teacher(x)
-        same.append((student(x).argmax(1) == logits.argmax(1)).float())
-        confident.append(logits.softmax(1).max(1).values > sure)
-    same_all, sure_mask = torch.cat(same), torch.cat(confident)
+    same = (student_answers == teacher_logits.argmax(1)).float()
+    sure_mask = teacher_logits.softmax(1).max(1).values > sure
     pct = lambda v: 100 * v.mean().item() if len(v) else float("nan")  # noqa: E731
-    return {"all": pct(same_all), "sure": pct(same_all[sure_mask]), "unsure": pct(same_all[~sure_mask]),
+    return {"all": pct(same), "sure": pct(same[sure_mask]), "unsure": pct(same[~sure_mask]),
             "sure_share": pct(sure_mask.float())}
 
 
-@torch.no_grad()
-def per_class_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, classes: int) -> list[float]:
-    pred = torch.cat([model(x).argmax(1) for x in images.split(1000)])
-    return [100 * (pred[labels == c] == c).float().mean().item() for c in range(classes)]
-
-
-def subset(images: torch.Tensor, count: int, seed: int = 0) -> torch.Tensor:
-    """``count`` images drawn without replacement by a seeded generator (all of them when count is 0)."""
-    if not count or count >= len(images):
-        return images
-    return images[torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:count]]
+def per_class_accuracy(answers: torch.Tensor, labels: torch.Tensor, classes: int) -> list[float]:
+    return [100 * (answers[labels == c] == c).float().mean().item() for c in range(classes)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=["zskd", "real-images-6400"],
                         help="benchmarks.datafree_kd methods whose stored sets and students to read")
     parser.add_argument("--max-images", type=int, default=0,
-                        help="look at this many images of each stored set (a seeded draw; 0: all)")
+                        help="look at this many images of each stored set (a seeded draw, datafree.audit.draw; 0: all)")
     parser.add_argument("--root", type=Path, default=Path("artifacts"))
     parser.add_argument("--update-readme", action="store_true", help="write the tables into docs/results.md")
     args = parser.parse_args(argv)
@@ -97,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     batches = list(iterate_batches(test, 1000))
     x_test, y_test = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
     views = {"real test split": teacher_view(teacher, x_test)}
+    teacher_test = logits_of(teacher, x_test)
     students: dict[str, list[list[float]]] = {}
     agreements: dict[str, dict[str, Any]] = {}
     for method in args.methods:
@@ -106,13 +98,14 @@ def main(argv: list[str] | None = None) -> int:
             if result is None or not result.get("transfer"):
                 continue
             tset = TransferSet(result["transfer"])
-            own = subset(tset.get_batch(torch.arange(len(tset)))[0], args.max_images)
+            own = gather(tset, draw(len(tset), args.max_images or len(tset), seed=0, stream=0))[0]
             views[f"{method} ({Path(result['transfer']).parent.name})"] = teacher_view(teacher, own)
             student, _ = load_model(run / "student")
             student.eval()
-            students.setdefault(method, []).append(per_class_accuracy(student, x_test, y_test, info.spec.num_classes))
-            agreements[run.name] = {"own_set": agreement(teacher, student, own)["all"],
-                                    "test": agreement(teacher, student, x_test),
+            student_test = logits_of(student, x_test).argmax(1)
+            students.setdefault(method, []).append(per_class_accuracy(student_test, y_test, info.spec.num_classes))
+            agreements[run.name] = {"own_set": agreement(logits_of(teacher, own), logits_of(student, own).argmax(1))["all"],
+                                    "test": agreement(teacher_test, student_test),
                                     "test_accuracy": result["metrics"]["test_accuracy"]}
     names = list(info.spec.class_names) or [str(c) for c in range(info.spec.num_classes)]
     lines = ["| images | count | teacher's mean top logit | mean top probability | same answer after a flip (%) "
@@ -120,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"| {k} | {v['images']} | {v['top_logit']:.1f} | {v['top_prob']:.3f} | {v['same_after_flip']:.1f} "
               f"| {v['same_after_shift']:.1f} |" for k, v in views.items()]
     lines += ["", "| students of | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    lines.append("| teacher | " + " | ".join(f"{a:.1f}" for a in per_class_accuracy(teacher, x_test, y_test,
+    lines.append("| teacher | " + " | ".join(f"{a:.1f}" for a in per_class_accuracy(teacher_test.argmax(1), y_test,
                                                                                         info.spec.num_classes)) + " |")
     for method, rows in students.items():
         for seed, row in enumerate(rows):
