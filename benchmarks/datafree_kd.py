@@ -141,6 +141,12 @@ VARIANTS["fast5-stored-inherit-grown"] = {
 # -0.10 paired against fast5-stored-inherit: a tie, not adopted ("Thirteenth round")
 VARIANTS["fast5-stored-inherit-2gen"] = {**VARIANTS["fast5-stored-inherit"], "with_seed_offsets": (1,),
                                          "student": (*VARIANTS["fast5-stored"]["student"], "--steps-per-epoch", "400")}
+# A synthesis objective aimed at the teacher's sure regions: fast5-stored's sets made with four times the class term
+# (oh 2.0 against Fast-DFKD's 0.5; BN weight 10 unchanged), fast5-stored-inherit's student. Tried because the teacher
+# finds fast5-stored's images ambiguous (mean top probability 0.72-0.76, against 0.94 on real images) and the students
+# misread test images it is sure of (benchmarks/teacher_view; docs/datafree_recipes.md, "Thirteenth round")
+VARIANTS["fast5-stored-oh2-inherit"] = {**VARIANTS["fast5-stored-inherit"], "set_of": "",
+                                        "overrides": {"adv": 0.0, "oh": 2.0}}
 # Not data-free: controls for the stored-set rows. A stored-set student's own recipe on as many random real
 # training images ('datafree condense --method random'), labelled by the teacher, shows what that student would
 # reach if its synthetic images were real ones: name -> (images, student flags over FMNIST_DF_STORED_STUDENT).
