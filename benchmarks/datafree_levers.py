@@ -120,6 +120,14 @@ LEVERS: dict[str, Lever] = {
         "synthesis: pixel_init=mean (set and growth); student: inherit-adi-grown-200-long-mixup",
         student=(*GROWN, "--epochs", "30", "--eval-every", "10", "--set", "student_steps=200", "--set", "pixel_init=mean",
                  "--inherit", "--mix", "mixup"), set_of="inherit-init-mean"),
+    # Fourier pixels (pixel_param=fourier): each image's spectrum, scaled by 1/|f|, so shapes form before detail; 100
+    # steps give garment silhouettes where raw pixels give blobs (benchmarks/synthesis_look, "Fourteenth round")
+    "inherit-fourier": Lever("synthesis: Fourier pixels (`pixel_param=fourier`); student: inherit",
+                             synthesis={"pixel_param": "fourier"}, student=("--inherit",)),
+    # the main job's student (inherit-adi-grown-200-long-mixup-rkd-distance) on the Fourier set, its ADI batches Fourier too
+    "fourier-adi-grown-200-long-mixup-rkd-distance": Lever(
+        "synthesis: Fourier pixels (set and growth); student: inherit-adi-grown-200-long-mixup-rkd-distance",
+        student=(*MAIN_JOB_STUDENT, "--set", "pixel_param=fourier", "--rkd-distance", "25"), set_of="inherit-fourier"),
     # FitNets hints from the teacher's start: each synthetic image also teaches a layer's features, not only the
     # logits (a regressor maps the student's channels to the teacher's); the penultimate layer and the last conv's
     **{f"inherit-hint-{layer}-w{w}": Lever(f"student: inherit, FitNets hint on `{layer}` (weight {w})",
