@@ -137,6 +137,56 @@ def test_pixels_can_start_near_the_teachers_input_mean():
         preset("deepinversion", pixel_init="dark")
 
 
+def test_fourier_pixels_start_at_the_input_mean_and_stay_in_range():
+    dark = DataSpec(1, 12, 12, 4, (0.2,), (0.3,), name="dark")
+    pixels = PixelGenerator(dark, 8, torch.Generator().manual_seed(0), param="fourier")
+    raw = dark.denormalize(pixels(None))
+    assert raw.shape == (8, *dark.shape)
+    assert abs(raw.mean().item() - 0.2) < 0.01 and raw.std() < 0.05  # a flat start at the data's mean intensity
+    with torch.no_grad():
+        pixels.spectrum.mul_(1e4)  # far outside any useful range: the sigmoid still bounds every pixel
+    raw = dark.denormalize(pixels(None))
+    assert raw.min() >= -1e-5 and raw.max() <= 1 + 1e-5 and (raw < 1e-3).any() and (raw > 1 - 1e-3).any()
+    before = pixels.spectrum.clone()
+    pixels.clamp_()  # nothing to project
+    assert torch.equal(pixels.spectrum, before)
+    assert preset("deepinversion", pixel_param="fourier").generator_config.pixel_param == "fourier"
+    with pytest.raises(DatafreeError, match="leave pixel_scale and pixel_init"):
+        preset("deepinversion", pixel_param="fourier", pixel_scale=2)
+    with pytest.raises(DatafreeError, match="unknown pixel_param 'wavelet'"):
+        preset("deepinversion", pixel_param="wavelet")
+
+
+def test_fourier_pixels_move_low_frequencies_first():
+    """One Adam step on a loss that pulls every pixel towards independent noise: raw pixels take the noise's flat
+    spectrum, the Fourier form a change whose energy sits in the low frequencies (the 1/|f| prior), and the gradient
+    reaches every coefficient."""
+    target = torch.randn(4, *SPEC.shape, generator=torch.Generator().manual_seed(1))
+
+    def step_change(param):
+        pixels = PixelGenerator(SPEC, 4, torch.Generator().manual_seed(0), param=param)
+        start = pixels(None).detach().clone()  # raw pixels: the parameter itself, changed in place
+        opt = torch.optim.Adam(pixels.parameters(), lr=0.01)
+        F.mse_loss(pixels(None), target).backward()
+        grad = next(pixels.parameters()).grad
+        assert grad is not None and (grad != 0).float().mean() > 0.9
+        opt.step()
+        return pixels(None).detach() - start
+
+    def low_share(change):
+        power = torch.fft.rfft2(change).abs() ** 2
+        freq = (torch.fft.fftfreq(SPEC.height)[:, None] ** 2 + torch.fft.rfftfreq(SPEC.width)[None, :] ** 2).sqrt()
+        return (power[..., freq <= 0.25].sum() / power.sum()).item()
+
+    # a fifth of the coefficients are at |f| <= 0.25: raw pixels put about that share of the change there (0.22)
+    fourier, pixels = low_share(step_change("fourier")), low_share(step_change("pixels"))
+    assert fourier > 0.6 and pixels < 0.3, (fourier, pixels)
+    config = preset("deepinversion", batch_size=4, iterations=2, pixel_param="fourier")
+    (out, _, _), _ = Synthesizer(tiny_bn_teacher(), SPEC, config, seed=0).synthesize()
+    raw = SPEC.denormalize(out)
+    assert out.shape == (4, *SPEC.shape) and raw.min() >= -1e-5 and raw.max() <= 1 + 1e-5
+
+
 def test_tanh_bn_generator_batches_have_normalised_statistics():
     g = Generator(SPEC, nz=8, ngf=4, output="tanh-bn")
     x = g(torch.randn(64, 8, generator=torch.Generator().manual_seed(0)))
