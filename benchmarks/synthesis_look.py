@@ -5,8 +5,9 @@ benchmarks/results/synthesis_look[_TEACHER].png, with each setting's time in the
 job's BatchNorm LeNet-5 (the levers' teacher, which ``benchmarks.datafree_levers`` trains) and the BN pair's ResNet-14
 (``benchmarks.baselines``). On the LeNet-5, 100 pixel steps from uniform noise (the main job's sets) give blobs, and
 no image prior at that cost changes it; garment silhouettes need ten times the steps, a start near the teacher's input
-mean, or a DCGAN generator at 1000 steps a batch, and none of them teaches the student more. On the ResNet-14, pixels
-give textures: its garments come from a generator (docs/datafree_recipes.md, "Seventh round", "Fourteenth round").
+mean, a DCGAN generator at 1000 steps a batch, or Fourier pixels (the one at the main job's cost), and none of them
+teaches the student more (Fourier pixels teach it less). On the ResNet-14, pixels give textures: its garments come
+from a generator (docs/datafree_recipes.md, "Seventh round", "Fourteenth round").
 
     python -m benchmarks.synthesis_look                      # the LeNet-5
     python -m benchmarks.synthesis_look --teacher resnet14
@@ -90,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     draw(panels, info.spec.num_classes, REPO / "benchmarks" / "results" / f"{stem}.png", title)
     flag = "" if args.teacher == "lenet5_bn" else f" --teacher {args.teacher}"
     md = (f"DeepInversion's loss (`--method deepinversion`, 40 images in one batch, seed {args.seed}) on {described}, "
-          "by pixel steps, start, image prior and generator; one thread:\n\n"
+          "by pixel steps, start, image prior and generator; one thread (other runs may share the cores: compare "
+          "times within one table only):\n\n"
           "| setting | seconds |\n|---|---|\n" + "\n".join(f"| {r['setting']} | {r['seconds']} |" for r in rows)
           + f"\n\nImages: benchmarks/results/{stem}.png. Produced by `python -m benchmarks.synthesis_look{flag}`.")
     publish(stem, md, {"seed": args.seed, "teacher": args.teacher, "settings": rows})
