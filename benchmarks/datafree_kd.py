@@ -15,7 +15,6 @@ Runs can go in parallel processes (one per pair or method); the report gathers a
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import shutil
@@ -24,16 +23,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from benchmarks.baselines import PAIRS, REPO, fmt, run, summarize
 from benchmarks.calls import call
 from benchmarks.readme import publish, published
-from datafree.bench.runner import df_overrides, kwargs_args, made_from_teacher, merge_args, set_args
+from datafree.bench.runner import df_overrides, kwargs_args, made_from_teacher, merge_args, set_args, teacher_has_batchnorm
 from datafree.bench.suites import FMNIST_DF_COUNT, FMNIST_PAIRS, FMNIST_RECIPES
-from datafree.data import FASHION_MNIST
 from datafree.data.transfer import read_manifest
-from datafree.models import build_model
 from datafree.synthesis import PRESETS, SynthesisConfig, preset
 
 # CPU-sized recipes (datafree.bench.suites' FMNIST_DF_*): a DCGAN generator of width 64 costs ~200x
@@ -308,21 +303,12 @@ def same_synthesis(manifest: dict[str, Any], config: SynthesisConfig, count: int
     return json.loads(json.dumps(saved)) == json.loads(json.dumps(config.to_dict())) and manifest["count"] <= count
 
 
-@functools.cache
-def teacher_has_batchnorm(pair_key: str) -> bool:
-    """Whether the pair's teacher has a BatchNorm layer: a property of its architecture, so an unweighted copy
-    answers and the report needs no teacher file on disk (built once per pair)."""
-    pair = PAIRS[pair_key]
-    teacher = build_model(pair.teacher, FASHION_MNIST, **pair.teacher_kwargs)
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in teacher.modules())
-
-
 def needs_missing_batchnorm(pair_key: str, method: str) -> bool:
     """True when ``method`` (a preset or variant) matches BN statistics and the pair's teacher has no BatchNorm."""
     if method in REAL_CONTROLS:
         return False
     base, scale, _, _ = method_recipe(method)
-    return preset(base, **scale).needs_batchnorm and not teacher_has_batchnorm(pair_key)
+    return preset(base, **scale).needs_batchnorm and not teacher_has_batchnorm(PAIRS[pair_key], "fashion-mnist")
 
 
 def published_runs() -> dict[tuple[str, str], list[dict[str, Any]]]:

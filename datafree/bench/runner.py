@@ -88,6 +88,12 @@ def _has_batchnorm(arch: str, kwargs_json: str, dataset: str) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
+def teacher_has_batchnorm(pair: PairSpec, dataset: str) -> bool:
+    """Whether ``pair``'s teacher has a BatchNorm layer: a property of its architecture, so an unweighted copy
+    answers (built once per architecture) and no teacher file is needed."""
+    return _has_batchnorm(pair.teacher, json.dumps(pair.teacher_kwargs, sort_keys=True), dataset)
+
+
 def not_applicable(suite: Suite, pair: PairSpec, source: Source) -> str | None:
     """Why ``pair`` cannot run ``source`` (a BN-statistics method and a teacher without BatchNorm), else None."""
     from datafree.condense import METHODS, method_config
@@ -99,7 +105,7 @@ def not_applicable(suite: Suite, pair: PairSpec, source: Source) -> str | None:
         needs_bn = method_config(source.method, **suite.recipes.cond.get(source.method, {})).bn > 0
     else:
         return None
-    if needs_bn and not _has_batchnorm(pair.teacher, json.dumps(pair.teacher_kwargs, sort_keys=True), suite.dataset):
+    if needs_bn and not teacher_has_batchnorm(pair, suite.dataset):
         return "matches BN statistics, the teacher has no BatchNorm"
     return None
 
