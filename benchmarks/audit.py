@@ -35,6 +35,10 @@ CASES = [
     ("zskd-augment, LeNet-5 teacher", "datafree/lenet/zskd-augment-seed0/transfer", "teachers/fashion-mnist-lenet5", []),
     ("fast5-stored, ResNet-14 teacher", "datafree/resnet/fast5-stored-seed0/transfer", "teachers/fashion-mnist-resnet14",
      ["datafree/resnet/fast5-stored-inherit-seed0/student", "baselines/resnet/kd-seed0"]),
+    # the ResNet pair's best set since the generator's width was doubled (fast5-stored-ngf32-inherit)
+    ("fast5-stored-ngf32, ResNet-14 teacher", "datafree/resnet/fast5-stored-ngf32-inherit-seed0/transfer",
+     "teachers/fashion-mnist-resnet14",
+     ["datafree/resnet/fast5-stored-ngf32-inherit-seed0/student", "baselines/resnet/kd-seed0"]),
     ("condensed: dm, IPC 10", "condense/dm-ipc10/set", "teachers/fashion-mnist-resnet14", []),
     ("condensed: teacher-only, IPC 10", "condense/teacher-ipc10/set", "teachers/fashion-mnist-resnet14", []),
     ("condensed: herding, IPC 10 (real images: positive control)", "condense/herding-ipc10/set",
