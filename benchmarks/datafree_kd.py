@@ -168,6 +168,9 @@ VARIANTS["fast5-stored-cmi-inherit"] = {**VARIANTS["fast5-stored-oh2-inherit"],
 # (docs/datafree_recipes.md, "Sixteenth round"); the other families have not run it yet
 VARIANTS["fast5-stored-ngf32-inherit"] = {**VARIANTS["fast5-stored-oh2-inherit"],
                                           "overrides": {"adv": 0.0, "ngf": 32}}
+# The same width on teachers of other families (benchmarks/datafree_families), whose ResNet-8 student cannot inherit:
+# fast5-stored with its sets made at ngf 32, everything else equal (the README's recipe without --inherit)
+VARIANTS["fast5-stored-ngf32"] = {**VARIANTS["fast5-stored"], "overrides": {"adv": 0.0, "ngf": 32}}
 # Not data-free: controls for the stored-set rows. A stored-set student's own recipe on as many random real
 # training images ('datafree condense --method random'), labelled by the teacher, shows what that student would
 # reach if its synthetic images were real ones: name -> (images, student flags over FMNIST_DF_STORED_STUDENT).
