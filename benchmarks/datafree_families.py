@@ -3,12 +3,13 @@
 Issue 17 asks whether the recipe generalises without tuning per teacher. For each teacher family
 (``FMNIST_FAMILY_PAIRS``: WRN-16-1, MobileNetV2 at width 0.5) this trains the teacher with the
 ResNet-14 teacher's recipe, a real-data KD student and a scratch student (``benchmarks.baselines``),
-then the data-free student with ``benchmarks.datafree_kd``'s recipe (default fast5-stored) into the
-same student, ResNet-8 (width 8). Nothing is chosen per teacher. The table gives the gap to real KD
-and the data-free time (synthesis + distillation) as a multiple of KD's training time; the ResNet-14
-row is the published one of ``benchmarks.datafree_kd``.
+then the data-free student with one or more of ``benchmarks.datafree_kd``'s recipes (default
+fast5-stored) into the same student, ResNet-8 (width 8). Nothing is chosen per teacher. The table
+gives, per recipe, the gap to real KD and the data-free time (synthesis + distillation) as a multiple
+of KD's training time; the ResNet-14 rows are the published ones of ``benchmarks.datafree_kd``.
 
     python -m benchmarks.datafree_families --seeds 0
+    python -m benchmarks.datafree_families --methods fast5-stored-ngf32 --seeds 0
     python -m benchmarks.datafree_families --report-only --update-readme
 
 Runs are reused when their command is unchanged. Accuracy is the last epoch's on the test split.
@@ -28,51 +29,60 @@ from benchmarks.datafree_kd import run_method
 from benchmarks.readme import publish, published
 from datafree.bench.suites import FMNIST_FAMILY_PAIRS
 
-METHOD = "fast5-stored"  # the best recipe on the ResNet pair (benchmarks/datafree_kd)
-REFERENCE = "resnet"  # the pair the recipe was chosen on
+METHOD = "fast5-stored"  # the best recipe on the ResNet pair at the suites' ngf 16 (benchmarks/datafree_kd)
+REFERENCE = "resnet"  # the pair the recipes were chosen on
+# the ResNet pair's run of a recipe, where it ran only with --inherit (its student is of the teacher's family; the
+# families' ResNet-8 is not): the README's ngf-32 recipe
+REFERENCE_SOURCES = {"fast5-stored-ngf32": "fast5-stored-ngf32-inherit"}
 
 
-def row(name: str, teacher: float, kd: list[dict[str, Any]], df: list[dict[str, Any]]) -> str:
+def row(name: str, method: str, teacher: float, kd: list[dict[str, Any]], df: list[dict[str, Any]]) -> str:
     """One table row: accuracies over seeds, the paired-by-seed gap, and the time ratio."""
     kd_acc = summarize([r["metrics"]["test_accuracy"] for r in kd])
     if not df:
-        return f"| {name} | {teacher:.2f} | {fmt(kd_acc)} | not run | | | |"
+        return f"| {name} | {method} | {teacher:.2f} | {fmt(kd_acc)} | not run | | | |"
     df_acc = summarize([r["metrics"]["test_accuracy"] for r in df])
     gaps = [d["metrics"]["test_accuracy"] - k["metrics"]["test_accuracy"] for k, d in zip(kd, df)]
     kd_time = statistics.fmean(r["metrics"]["train_time_total_s"] for r in kd)
     synth = statistics.fmean(r["synthesis_time_s"] for r in df)
     distill = statistics.fmean(r["metrics"]["wall_time_s"] for r in df)
-    return (f"| {name} | {teacher:.2f} | {fmt(kd_acc)} | {fmt(df_acc)} | {fmt(summarize(gaps))} "
+    return (f"| {name} | {method} | {teacher:.2f} | {fmt(kd_acc)} | {fmt(df_acc)} | {fmt(summarize(gaps))} "
             f"| {synth:.0f} + {distill:.0f} vs {kd_time:.0f} ({(synth + distill) / kd_time:.1f}x) | {len(df)} |")
 
 
-def report(method: str, families: dict[str, dict[str, Any]]) -> str:
-    """The table: the reference pair's published rows, then each family's baselines and data-free runs."""
+def report(families: dict[str, dict[str, Any]]) -> str:
+    """The table: per recipe, the reference pair's published row, then each family's baselines and data-free runs."""
+    methods = list(dict.fromkeys(m for fam in families.values() for m in fam["datafree"])) or [METHOD]
     reference = {p["key"]: p for p in published("baselines-full").get("pairs", [])}.get(REFERENCE)
-    lines = ["| teacher -> student | teacher | real-data KD | data-free | gap (paired) | data-free time vs KD (s) "
-             "| seeds |", "|---|---|---|---|---|---|---|"]
-    if reference is not None:
-        df = published("datafree_kd").get("runs", {}).get(f"{REFERENCE}/{method}", [])
-        kd = reference["students"]["kd"][:len(df)] if df else reference["students"]["kd"]
-        lines.append(row(reference["pair"] + " (where the recipe was chosen)",
-                         reference["teacher"]["metrics"]["test_accuracy"], kd, df))
-    for fam in families.values():
-        base = fam["baselines"]
-        lines.append(row(base["pair"], base["teacher"]["metrics"]["test_accuracy"], base["students"]["kd"],
-                         fam["datafree"]))
-    return (f"Fashion-MNIST, top-1 test accuracy (%) after the last epoch. The data-free recipe is {method} "
-            "(benchmarks/datafree_kd), unchanged for every teacher; every student is ResNet-8 (width 8). The gap is "
-            "data-free minus real-data KD, paired by seed. Times: synthesis + distillation of the data-free student "
-            "against the KD student's training epochs, one thread per run, two to four runs at a time on the 2-core "
-            "machine.\n\n" + "\n".join(lines) +
-            "\n\nProduced by `python -m benchmarks.datafree_families --seeds ...` (then `--report-only`).")
+    reference_runs = published("datafree_kd").get("runs", {})
+    lines = ["| teacher -> student | recipe | teacher | real-data KD | data-free | gap (paired) "
+             "| data-free time vs KD (s) | seeds |", "|---|---|---|---|---|---|---|---|"]
+    for method in methods:
+        source = REFERENCE_SOURCES.get(method, method)
+        df = reference_runs.get(f"{REFERENCE}/{source}", [])
+        if reference is not None and df:
+            kd = reference["students"]["kd"][:len(df)]
+            lines.append(row(reference["pair"] + " (where the recipe was chosen)", source,
+                             reference["teacher"]["metrics"]["test_accuracy"], kd, df))
+        for fam in families.values():
+            base = fam["baselines"]
+            lines.append(row(base["pair"], method, base["teacher"]["metrics"]["test_accuracy"],
+                             base["students"]["kd"], fam["datafree"].get(method, [])))
+    return ("Fashion-MNIST, top-1 test accuracy (%) after the last epoch. Each data-free recipe is one of "
+            "benchmarks/datafree_kd's, unchanged for every teacher; every family's student is ResNet-8 (width 8), "
+            "which cannot start from a teacher of another family (no --inherit); where the ResNet pair ran a recipe "
+            "only with --inherit, that run is its reference row. The gap is data-free minus real-data KD, paired by seed. Times: synthesis "
+            "+ distillation of the data-free student against the KD student's training epochs, one thread per run, "
+            "two to four runs at a time on the 2-core machine.\n\n" + "\n".join(lines) +
+            "\n\nProduced by `python -m benchmarks.datafree_families --methods ... --seeds ...` (then `--report-only`).")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--families", nargs="+", choices=FMNIST_FAMILY_PAIRS, default=list(FMNIST_FAMILY_PAIRS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--method", default=METHOD, help="a datafree_kd method (default: %(default)s)")
+    parser.add_argument("--methods", nargs="+", default=[METHOD], metavar="METHOD",
+                        help="datafree_kd methods (default: %(default)s)")
     parser.add_argument("--root", type=Path, default=Path("artifacts"))
     parser.add_argument("--device")
     parser.add_argument("--report-only", action="store_true", help="only tabulate finished runs (none are started)")
@@ -80,18 +90,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.chdir(REPO)
     data = ["--dataset", "fashion-mnist"] + (["--device", args.device] if args.device else [])
-    families: dict[str, dict[str, Any]] = {}
+    fresh: dict[str, dict[str, Any]] = {}
     for key in [] if args.report_only else args.families:
         base = run_pair(key, tuple(args.seeds), args.root, data)
-        families[key] = {"baselines": base, "datafree": []}
-        for seed in args.seeds:
-            result = run_method(key, args.method, seed, args.root, data)
-            families[key]["datafree"].append(result)
-            print(f"{base['pair']:48s} {args.method} seed {seed}: {result['metrics']['test_accuracy']:.2f}", flush=True)
-    # read at the end: a family run by a parallel process may have been published meanwhile
-    families = {**published("datafree_families").get("families", {}), **families}
-    md = report(args.method, families)
-    publish("datafree_families", md, {"method": args.method, "families": families},
+        fresh[key] = {"baselines": base, "datafree": {}}
+        for method in args.methods:
+            runs = fresh[key]["datafree"][method] = []
+            for seed in args.seeds:
+                runs.append(run_method(key, method, seed, args.root, data))
+                print(f"{base['pair']:48s} {method} seed {seed}: {runs[-1]['metrics']['test_accuracy']:.2f}", flush=True)
+    # read at the end and merged per recipe: a family or recipe published meanwhile (a parallel process) is kept
+    families: dict[str, dict[str, Any]] = published("datafree_families").get("families", {})
+    for key, fam in fresh.items():
+        kept = families.get(key, {}).get("datafree", {})
+        families[key] = {"baselines": fam["baselines"], "datafree": {**kept, **fam["datafree"]}}
+    publish("datafree_families", report(families), {"families": families},
             section="datafree-families" if args.update_readme else None)
     return 0
 

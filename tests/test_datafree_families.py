@@ -18,14 +18,34 @@ def test_report_pairs_the_gap_by_seed_and_divides_times_by_kd(monkeypatch):
     import benchmarks.datafree_families as families
 
     monkeypatch.setattr(families, "published", lambda stem: {})  # no reference pair: only the families' rows
-    fams = {"wrn": {"baselines": _baselines("WRN", 92.0, [90.0, 91.0]), "datafree": [_run(86.0), _run(89.0)]},
-            "mobilenet": {"baselines": _baselines("MBV2", 91.0, [89.0]), "datafree": []}}
-    text = report("fast5-stored", fams)
-    wrn = next(line for line in text.splitlines() if line.startswith("| WRN |"))
-    cells = [c.strip() for c in wrn.strip("|").split("|")]
-    assert cells[1:5] == ["92.00", "90.50 ± 0.71", "87.50 ± 2.12", "-3.00 ± 1.41"]  # gaps -4 and -2
-    assert cells[5] == "200 + 300 vs 100 (5.0x)" and cells[6] == "2"
-    assert "| MBV2 | 91.00 | 89.00 | not run |" in text
+    fams = {"wrn": {"baselines": _baselines("WRN", 92.0, [90.0, 91.0]),
+                    "datafree": {"fast5-stored": [_run(86.0), _run(89.0)], "wide": [_run(88.0), _run(88.0)]}},
+            "mobilenet": {"baselines": _baselines("MBV2", 91.0, [89.0]), "datafree": {"fast5-stored": []}}}
+    text = report(fams)
+    wrn = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| WRN |")]
+    assert [cells[1] for cells in wrn] == ["fast5-stored", "wide"]  # one row per recipe, in the order they ran
+    assert wrn[0][2:6] == ["92.00", "90.50 ± 0.71", "87.50 ± 2.12", "-3.00 ± 1.41"]  # gaps -4 and -2
+    assert wrn[0][6] == "200 + 300 vs 100 (5.0x)" and wrn[0][7] == "2"
+    assert wrn[1][4:6] == ["88.00 ± 0.00", "-2.50 ± 0.71"]  # gaps -2 and -3
+    assert "| MBV2 | fast5-stored | 91.00 | 89.00 | not run |" in text
+    assert "| MBV2 | wide | 91.00 | 89.00 | not run |" in text
+
+
+def test_reference_row_names_the_resnet_pairs_own_run_of_the_recipe(monkeypatch):
+    import benchmarks.datafree_families as families
+
+    resnet = {"key": "resnet", "pair": "R14", "teacher": {"metrics": {"test_accuracy": 93.0}},
+              "students": {"kd": [_run(90.0), _run(91.0)]}}
+    runs = {"resnet/fast5-stored-ngf32-inherit": [_run(87.0)]}
+    monkeypatch.setattr(families, "published",
+                        lambda stem: {"baselines-full": {"pairs": [resnet]}, "datafree_kd": {"runs": runs}}.get(stem, {}))
+    fams = {"wrn": {"baselines": _baselines("WRN", 92.0, [90.0]),
+                    "datafree": {"fast5-stored": [_run(85.0)], "fast5-stored-ngf32": [_run(86.0)]}}}
+    lines = report(fams).splitlines()
+    ref = [line for line in lines if line.startswith("| R14")]
+    # the ngf-32 recipe's reference is its --inherit run, paired with the first KD seed only; fast5-stored has none
+    assert len(ref) == 1 and "| fast5-stored-ngf32-inherit | 93.00 | 90.00 | 87.00 | -3.00 |" in ref[0]
+    assert lines.index(ref[0]) > next(i for i, line in enumerate(lines) if "| fast5-stored |" in line)
 
 
 def test_family_pairs_keep_the_resnet_pairs_student_and_recipes():
@@ -44,10 +64,12 @@ def test_headline_lists_a_family_only_once_it_has_a_data_free_run(tmp_path, monk
 
     monkeypatch.setattr(headline, "RESULTS", tmp_path)
     assert headline.family_rows() == []  # nothing published yet
-    fams = {"wrn": {"baselines": _baselines("WRN", 92.0, [90.0]), "datafree": [_run(85.5)]},
-            "mobilenet": {"baselines": _baselines("MBV2", 91.0, [89.0]), "datafree": []}}
-    (tmp_path / "datafree_families.json").write_text(json.dumps({"method": "fast5-stored", "families": fams}))
-    assert headline.family_rows() == ["| WRN | 90.00 | fast5-stored, unchanged | 85.50 (1 seed) | 0.95 |"]
+    fams = {"wrn": {"baselines": _baselines("WRN", 92.0, [90.0]),
+                    "datafree": {"fast5-stored": [_run(85.5)], "wide": [_run(86.4), _run(86.6)]}},
+            "mobilenet": {"baselines": _baselines("MBV2", 91.0, [89.0]), "datafree": {"fast5-stored": []}}}
+    (tmp_path / "datafree_families.json").write_text(json.dumps({"families": fams}))
+    assert headline.family_rows() == ["| WRN | 90.00 | fast5-stored, unchanged | 85.50 (1 seed) | 0.95 |",
+                                      "| WRN | 90.00 | wide, unchanged | 86.50 ± 0.14 | 0.96 |"]
 
 
 def test_headline_best_source_needs_three_seeds_when_the_pair_has_any(tmp_path, monkeypatch):
