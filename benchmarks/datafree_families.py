@@ -71,9 +71,9 @@ def report(families: dict[str, dict[str, Any]]) -> str:
     return ("Fashion-MNIST, top-1 test accuracy (%) after the last epoch. Each data-free recipe is one of "
             "benchmarks/datafree_kd's, unchanged for every teacher; every family's student is ResNet-8 (width 8), "
             "which cannot start from a teacher of another family (no --inherit); where the ResNet pair ran a recipe "
-            "only with --inherit, that run is its reference row. The gap is data-free minus real-data KD, paired by seed. Times: synthesis "
-            "+ distillation of the data-free student against the KD student's training epochs, one thread per run, "
-            "two to four runs at a time on the 2-core machine.\n\n" + "\n".join(lines) +
+            "only with --inherit, that run is its reference row. The gap is data-free minus real-data KD, paired by "
+            "seed. Times: synthesis + distillation of the data-free student against the KD student's training epochs, "
+            "one thread per run, two to four runs at a time on the 2-core machine.\n\n" + "\n".join(lines) +
             "\n\nProduced by `python -m benchmarks.datafree_families --methods ... --seeds ...` (then `--report-only`).")
 
 
