@@ -58,12 +58,13 @@ def family_rows() -> list[str]:
     rows = []
     for family in json.loads(path.read_text())["families"].values():
         kd = [r["metrics"]["test_accuracy"] for r in family["baselines"]["students"]["kd"]]
+        kd_cell = _fmt(kd) + ("" if len(kd) > 1 else " (1 seed)")
         for method, runs in family["datafree"].items():
             df = [r["metrics"]["test_accuracy"] for r in runs]
             if not df:
                 continue
             n = "" if len(df) > 1 else " (1 seed)"
-            rows.append(f"| {family['baselines']['pair']} | {_fmt(kd)} | {method}, unchanged | {_fmt(df)}{n} "
+            rows.append(f"| {family['baselines']['pair']} | {kd_cell} | {method}, unchanged | {_fmt(df)}{n} "
                         f"| {statistics.fmean(df) / statistics.fmean(kd):.2f} |")
     return rows
 

@@ -68,8 +68,8 @@ def test_headline_lists_a_family_only_once_it_has_a_data_free_run(tmp_path, monk
                     "datafree": {"fast5-stored": [_run(85.5)], "wide": [_run(86.4), _run(86.6)]}},
             "mobilenet": {"baselines": _baselines("MBV2", 91.0, [89.0]), "datafree": {"fast5-stored": []}}}
     (tmp_path / "datafree_families.json").write_text(json.dumps({"families": fams}))
-    assert headline.family_rows() == ["| WRN | 90.00 | fast5-stored, unchanged | 85.50 (1 seed) | 0.95 |",
-                                      "| WRN | 90.00 | wide, unchanged | 86.50 ± 0.14 | 0.96 |"]
+    assert headline.family_rows() == ["| WRN | 90.00 (1 seed) | fast5-stored, unchanged | 85.50 (1 seed) | 0.95 |",
+                                      "| WRN | 90.00 (1 seed) | wide, unchanged | 86.50 ± 0.14 | 0.96 |"]
 
 
 def test_headline_best_source_needs_three_seeds_when_the_pair_has_any(tmp_path, monkeypatch):
