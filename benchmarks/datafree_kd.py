@@ -165,11 +165,13 @@ VARIANTS["fast5-stored-cmi-inherit"] = {**VARIANTS["fast5-stored-oh2-inherit"],
 # width was cut 4x for cost without its effect on the student ever being measured on this pair. Cost: 1.5x synthesis
 # per batch (3.1 s against 2.1 s a 128-image fast5 batch, one thread, the other core busy; ngf 64: 7.6 s, 3.6x).
 # Measured: 86.60 ± 0.14, +0.89 ± 0.57 paired (+0.25, +1.10, +1.33), every seed: the ResNet pair's best stored recipe
-# (docs/datafree_recipes.md, "Sixteenth round"); the other families have not run it yet
+# (docs/datafree_recipes.md, "Sixteenth round"); not on the other families (fast5-stored-ngf32 below)
 VARIANTS["fast5-stored-ngf32-inherit"] = {**VARIANTS["fast5-stored-oh2-inherit"],
                                           "overrides": {"adv": 0.0, "ngf": 32}}
 # The same width on teachers of other families (benchmarks/datafree_families), whose ResNet-8 student cannot inherit:
-# fast5-stored with its sets made at ngf 32, everything else equal (the README's recipe without --inherit)
+# fast5-stored with its sets made at ngf 32, everything else equal. Measured, paired against fast5-stored: MobileNetV2
+# -1.12 (seed 0) and +0.46 (seed 1), WRN-16-1 -0.36 (seed 0): the width does not carry over, the recipe stays at ngf 16
+# (docs/datafree_recipes.md, "Seventeenth round")
 VARIANTS["fast5-stored-ngf32"] = {**VARIANTS["fast5-stored"], "overrides": {"adv": 0.0, "ngf": 32}}
 # Not data-free: controls for the stored-set rows. A stored-set student's own recipe on as many random real
 # training images ('datafree condense --method random'), labelled by the teacher, shows what that student would

@@ -46,6 +46,12 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("fast", "fast", {}),
     ("fast, ngf 16, batch 128", "fast", {"ngf": 16, "batch_size": 128}),
     ("fast, no adversarial term", "fast", {"adv": 0.0}),
+    # the README's stored recipe (fast5-stored: ngf 16), the ResNet pair's wider variant (ngf 32) and Fast-DFKD's own
+    # width, everything else equal: what a wider generator costs per batch
+    ("fast5-stored (the README's recipe): ngf 16, batch 128, no adversarial term", "fast5",
+     {"ngf": 16, "batch_size": 128, "adv": 0.0}),
+    ("fast5-stored at ngf 32", "fast5", {"ngf": 32, "batch_size": 128, "adv": 0.0}),
+    ("fast5-stored at ngf 64", "fast5", {"ngf": 64, "batch_size": 128, "adv": 0.0}),
 ]
 
 
