@@ -32,7 +32,7 @@ from datafree.bench.suites import FMNIST_FAMILY_PAIRS
 METHOD = "fast5-stored"  # the best recipe on the ResNet pair at the suites' ngf 16 (benchmarks/datafree_kd)
 REFERENCE = "resnet"  # the pair the recipes were chosen on
 # the ResNet pair's run of a recipe, where it ran only with --inherit (its student is of the teacher's family; the
-# families' ResNet-8 is not): the README's ngf-32 recipe
+# families' ResNet-8 is not): the generator-width variant (docs/datafree_recipes.md, "Sixteenth" and "Seventeenth round")
 REFERENCE_SOURCES = {"fast5-stored-ngf32": "fast5-stored-ngf32-inherit"}
 
 

@@ -163,7 +163,7 @@ VARIANTS["fast5-stored-cmi-inherit"] = {**VARIANTS["fast5-stored-oh2-inherit"],
 # by a generator twice as wide (ngf 32; the suites' 16 is a CPU-cost choice, Fast-DFKD's published width is 64),
 # fast5-stored-inherit's student. Tried because every objective-side lever tied or lost ("Fifteenth round") and the
 # width was cut 4x for cost without its effect on the student ever being measured on this pair. Cost: 1.5x synthesis
-# per batch (3.1 s against 2.1 s a 128-image fast5 batch, one thread, the other core busy; ngf 64: 7.6 s, 3.6x).
+# per batch (3.07 s against 2.11 s a 128-image fast5 batch on ResNet-14; ngf 64: 6.80 s, 3.2x; benchmarks/synthesis_speed).
 # Measured: 86.60 ± 0.14, +0.89 ± 0.57 paired (+0.25, +1.10, +1.33), every seed: the ResNet pair's best stored recipe
 # (docs/datafree_recipes.md, "Sixteenth round"); not on the other families (fast5-stored-ngf32 below)
 VARIANTS["fast5-stored-ngf32-inherit"] = {**VARIANTS["fast5-stored-oh2-inherit"],

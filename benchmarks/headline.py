@@ -34,6 +34,11 @@ def _fmt(values: list[float]) -> str:
     return f"{mean:.2f} ± {std:.2f}" if len(values) > 1 else f"{mean:.2f}"
 
 
+def _fmt_marked(values: list[float]) -> str:
+    """``_fmt``, marked where a cell is one run (the caption promises 3 seeds unless marked)."""
+    return _fmt(values) + ("" if len(values) > 1 else " (1 seed)")
+
+
 def datafree_rows() -> list[str]:
     baselines = json.loads((RESULTS / "baselines-full.json").read_text())
     datafree = json.loads((RESULTS / "datafree_kd.json").read_text())["runs"]
@@ -58,13 +63,11 @@ def family_rows() -> list[str]:
     rows = []
     for family in json.loads(path.read_text())["families"].values():
         kd = [r["metrics"]["test_accuracy"] for r in family["baselines"]["students"]["kd"]]
-        kd_cell = _fmt(kd) + ("" if len(kd) > 1 else " (1 seed)")
         for method, runs in family["datafree"].items():
             df = [r["metrics"]["test_accuracy"] for r in runs]
             if not df:
                 continue
-            n = "" if len(df) > 1 else " (1 seed)"
-            rows.append(f"| {family['baselines']['pair']} | {kd_cell} | {method}, unchanged | {_fmt(df)}{n} "
+            rows.append(f"| {family['baselines']['pair']} | {_fmt_marked(kd)} | {method}, unchanged | {_fmt_marked(df)} "
                         f"| {statistics.fmean(df) / statistics.fmean(kd):.2f} |")
     return rows
 
