@@ -12,7 +12,9 @@ of KD's training time; the ResNet-14 rows are the published ones of ``benchmarks
     python -m benchmarks.datafree_families --methods fast5-stored-ngf32 --seeds 0
     python -m benchmarks.datafree_families --report-only --update-readme
 
-Runs are reused when their command is unchanged. Accuracy is the last epoch's on the test split.
+Runs are reused when their command is unchanged. Results are merged by seed into the published JSON, so
+seeds run on another machine or by a parallel process are kept, as long as they distilled the same teacher
+file. Accuracy is the last epoch's on the test split.
 """
 
 from __future__ import annotations
@@ -36,11 +38,49 @@ REFERENCE = "resnet"  # the pair the recipes were chosen on
 REFERENCE_SOURCES = {"fast5-stored-ngf32": "fast5-stored-ngf32-inherit"}
 
 
+def seed_of(run: dict[str, Any]) -> int:
+    return run["config"]["seed"]
+
+
+def teacher_of(run: dict[str, Any]) -> str:
+    return run["teacher"]["sha256"]
+
+
+def merge_by_seed(kept: list[dict[str, Any]], fresh: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One kind of run over seeds: a fresh run replaces the kept run of its seed, the other kept runs stay."""
+    by_seed = {seed_of(r): r for r in kept} | {seed_of(r): r for r in fresh}
+    return [by_seed[seed] for seed in sorted(by_seed)]
+
+
+def merge_family(kept: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
+    """A family's fresh runs merged into its published ones, seed by seed; published runs of another teacher file
+    (a retrained teacher that came out different) are dropped, since they would not pair with the fresh ones."""
+    teacher = teacher_of(fresh["baselines"]["students"]["kd"][0])
+
+    def same(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [r for r in runs if teacher_of(r) == teacher]
+
+    students = kept.get("baselines", {}).get("students", {})
+    baselines = {**fresh["baselines"], "students": {kind: merge_by_seed(same(students.get(kind, [])), runs)
+                                                    for kind, runs in fresh["baselines"]["students"].items()}}
+    datafree = {method: same(runs) for method, runs in kept.get("datafree", {}).items()}
+    for method, runs in fresh["datafree"].items():
+        datafree[method] = merge_by_seed(datafree.get(method, []), runs)
+    return {"baselines": baselines, "datafree": datafree}
+
+
 def row(name: str, method: str, teacher: float, kd: list[dict[str, Any]], df: list[dict[str, Any]]) -> str:
-    """One table row: accuracies over seeds, the paired-by-seed gap, and the time ratio."""
-    kd_acc = summarize([r["metrics"]["test_accuracy"] for r in kd])
+    """One table row: accuracies over seeds, the paired-by-seed gap, and the time ratio. Where the recipe ran,
+    real-data KD is given over the recipe's seeds, so both columns cover the same seeds."""
     if not df:
+        kd_acc = summarize([r["metrics"]["test_accuracy"] for r in kd])
         return f"| {name} | {method} | {teacher:.2f} | {fmt(kd_acc)} | not run | | | |"
+    kd_by_seed = {seed_of(r): r for r in kd}
+    missing = sorted(seed_of(d) for d in df if seed_of(d) not in kd_by_seed)
+    if missing:
+        raise ValueError(f"{name} {method}: no real-data KD student for seeds {missing}; run the baselines first")
+    kd = [kd_by_seed[seed_of(d)] for d in df]
+    kd_acc = summarize([r["metrics"]["test_accuracy"] for r in kd])
     df_acc = summarize([r["metrics"]["test_accuracy"] for r in df])
     gaps = [d["metrics"]["test_accuracy"] - k["metrics"]["test_accuracy"] for k, d in zip(kd, df)]
     kd_time = statistics.fmean(r["metrics"]["train_time_total_s"] for r in kd)
@@ -61,9 +101,8 @@ def report(families: dict[str, dict[str, Any]]) -> str:
         source = REFERENCE_SOURCES.get(method, method)
         df = reference_runs.get(f"{REFERENCE}/{source}", [])
         if reference is not None and df:
-            kd = reference["students"]["kd"][:len(df)]
             lines.append(row(reference["pair"] + " (where the recipe was chosen)", source,
-                             reference["teacher"]["metrics"]["test_accuracy"], kd, df))
+                             reference["teacher"]["metrics"]["test_accuracy"], reference["students"]["kd"], df))
         for fam in families.values():
             base = fam["baselines"]
             lines.append(row(base["pair"], method, base["teacher"]["metrics"]["test_accuracy"],
@@ -99,11 +138,10 @@ def main(argv: list[str] | None = None) -> int:
             for seed in args.seeds:
                 runs.append(run_method(key, method, seed, args.root, data))
                 print(f"{base['pair']:48s} {method} seed {seed}: {runs[-1]['metrics']['test_accuracy']:.2f}", flush=True)
-    # read at the end and merged per recipe: a family or recipe published meanwhile (a parallel process) is kept
+    # read at the end and merged by seed: what was published meanwhile (a parallel process) or elsewhere is kept
     families: dict[str, dict[str, Any]] = published("datafree_families").get("families", {})
     for key, fam in fresh.items():
-        kept = families.get(key, {}).get("datafree", {})
-        families[key] = {"baselines": fam["baselines"], "datafree": {**kept, **fam["datafree"]}}
+        families[key] = merge_family(families.get(key, {}), fam)
     publish("datafree_families", report(families), {"families": families},
             section="datafree-families" if args.update_readme else None)
     return 0

@@ -1,17 +1,24 @@
 """benchmarks.datafree_families: the same recipe on other teacher families, gap paired by seed, time ratio."""
 
+import pytest
+
 from benchmarks.baselines import PAIRS
-from benchmarks.datafree_families import report
+from benchmarks.datafree_families import merge_family, report
 from datafree.bench.suites import FMNIST_FAMILY_PAIRS, FMNIST_PAIRS
 
 
-def _run(accuracy: float, train_s: float = 100.0, wall_s: float = 300.0, synth_s: float = 200.0) -> dict:
+def _run(accuracy: float, train_s: float = 100.0, wall_s: float = 300.0, synth_s: float = 200.0, seed: int = 0,
+         teacher: str = "t0") -> dict:
     return {"metrics": {"test_accuracy": accuracy, "train_time_total_s": train_s, "wall_time_s": wall_s},
-            "synthesis_time_s": synth_s}
+            "synthesis_time_s": synth_s, "config": {"seed": seed}, "teacher": {"sha256": teacher}}
+
+
+def _seeded(accuracies: list[float], teacher: str = "t0") -> list[dict]:
+    return [_run(a, seed=seed, teacher=teacher) for seed, a in enumerate(accuracies)]
 
 
 def _baselines(name: str, teacher: float, kd: list[float]) -> dict:
-    return {"pair": name, "teacher": {"metrics": {"test_accuracy": teacher}}, "students": {"kd": [_run(a) for a in kd]}}
+    return {"pair": name, "teacher": {"metrics": {"test_accuracy": teacher}}, "students": {"kd": _seeded(kd)}}
 
 
 def test_report_pairs_the_gap_by_seed_and_divides_times_by_kd(monkeypatch):
@@ -19,7 +26,7 @@ def test_report_pairs_the_gap_by_seed_and_divides_times_by_kd(monkeypatch):
 
     monkeypatch.setattr(families, "published", lambda stem: {})  # no reference pair: only the families' rows
     fams = {"wrn": {"baselines": _baselines("WRN", 92.0, [90.0, 91.0]),
-                    "datafree": {"fast5-stored": [_run(86.0), _run(89.0)], "wide": [_run(88.0), _run(88.0)]}},
+                    "datafree": {"fast5-stored": _seeded([86.0, 89.0]), "wide": _seeded([88.0, 88.0])}},
             "mobilenet": {"baselines": _baselines("MBV2", 91.0, [89.0]), "datafree": {"fast5-stored": []}}}
     text = report(fams)
     wrn = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| WRN |")]
@@ -35,7 +42,7 @@ def test_reference_row_names_the_resnet_pairs_own_run_of_the_recipe(monkeypatch)
     import benchmarks.datafree_families as families
 
     resnet = {"key": "resnet", "pair": "R14", "teacher": {"metrics": {"test_accuracy": 93.0}},
-              "students": {"kd": [_run(90.0), _run(91.0)]}}
+              "students": {"kd": _seeded([90.0, 91.0])}}
     runs = {"resnet/fast5-stored-ngf32-inherit": [_run(87.0)]}
     monkeypatch.setattr(families, "published",
                         lambda stem: {"baselines-full": {"pairs": [resnet]}, "datafree_kd": {"runs": runs}}.get(stem, {}))
@@ -46,6 +53,42 @@ def test_reference_row_names_the_resnet_pairs_own_run_of_the_recipe(monkeypatch)
     # the ngf-32 recipe's reference is its --inherit run, paired with the first KD seed only; fast5-stored has none
     assert len(ref) == 1 and "| fast5-stored-ngf32-inherit | 93.00 | 90.00 | 87.00 | -3.00 |" in ref[0]
     assert lines.index(ref[0]) > next(i for i, line in enumerate(lines) if "| fast5-stored |" in line)
+
+
+def test_report_pairs_by_seed_not_by_position_and_refuses_an_unpaired_seed(monkeypatch):
+    import benchmarks.datafree_families as families
+
+    monkeypatch.setattr(families, "published", lambda stem: {})
+    kd = [_run(90.0, seed=0), _run(91.0, seed=1), _run(92.0, seed=2)]
+    fams = {"wrn": {"baselines": {"pair": "WRN", "teacher": {"metrics": {"test_accuracy": 93.0}},
+                                  "students": {"kd": kd}},
+                    "datafree": {"fast5-stored": [_run(89.0, seed=2)]}}}
+    # seed 2's data-free student pairs with seed 2's KD student (92), not with the first in the list
+    assert "| WRN | fast5-stored | 93.00 | 92.00 | 89.00 | -3.00 |" in report(fams)
+    fams["wrn"]["datafree"]["fast5-stored"].append(_run(88.0, seed=5))
+    with pytest.raises(ValueError, match=r"seeds \[5\]"):
+        report(fams)
+
+
+def test_merge_keeps_published_seeds_replaces_rerun_ones_and_drops_another_teachers():
+    kept = {"baselines": {"students": {"kd": _seeded([90.0, 91.0]), "scratch": _seeded([88.0])}},
+            "datafree": {"fast5-stored": _seeded([85.0, 86.0]), "other": _seeded([80.0], teacher="old")}}
+    fresh = {"baselines": {"pair": "WRN", "students": {"kd": [_run(91.5, seed=1), _run(92.0, seed=2)],
+                                                       "scratch": [_run(89.0, seed=2)]}},
+             "datafree": {"fast5-stored": [_run(87.0, seed=2)], "wide": [_run(84.0, seed=1)]}}
+    merged = merge_family(kept, fresh)
+
+    def accs(runs):
+        return [(r["config"]["seed"], r["metrics"]["test_accuracy"]) for r in runs]
+
+    assert accs(merged["baselines"]["students"]["kd"]) == [(0, 90.0), (1, 91.5), (2, 92.0)]
+    assert accs(merged["baselines"]["students"]["scratch"]) == [(0, 88.0), (2, 89.0)]
+    assert accs(merged["datafree"]["fast5-stored"]) == [(0, 85.0), (1, 86.0), (2, 87.0)]
+    assert accs(merged["datafree"]["wide"]) == [(1, 84.0)]
+    assert merged["datafree"]["other"] == []  # distilled from another teacher file: would not pair
+    retrained = {**fresh, "baselines": {**fresh["baselines"],
+                                        "students": {"kd": [_run(90.0, seed=0, teacher="t1")], "scratch": []}}}
+    assert accs(merge_family(kept, retrained)["baselines"]["students"]["kd"]) == [(0, 90.0)]
 
 
 def test_family_pairs_keep_the_resnet_pairs_student_and_recipes():
@@ -65,7 +108,7 @@ def test_headline_lists_a_family_only_once_it_has_a_data_free_run(tmp_path, monk
     monkeypatch.setattr(headline, "RESULTS", tmp_path)
     assert headline.family_rows() == []  # nothing published yet
     fams = {"wrn": {"baselines": _baselines("WRN", 92.0, [90.0]),
-                    "datafree": {"fast5-stored": [_run(85.5)], "wide": [_run(86.4), _run(86.6)]}},
+                    "datafree": {"fast5-stored": [_run(85.5)], "wide": _seeded([86.4, 86.6])}},
             "mobilenet": {"baselines": _baselines("MBV2", 91.0, [89.0]), "datafree": {"fast5-stored": []}}}
     (tmp_path / "datafree_families.json").write_text(json.dumps({"families": fams}))
     assert headline.family_rows() == ["| WRN | 90.00 (1 seed) | fast5-stored, unchanged | 85.50 (1 seed) | 0.95 |",
