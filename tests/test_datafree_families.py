@@ -107,12 +107,13 @@ def test_headline_lists_a_family_only_once_it_has_a_data_free_run(tmp_path, monk
 
     monkeypatch.setattr(headline, "RESULTS", tmp_path)
     assert headline.family_rows() == []  # nothing published yet
-    fams = {"wrn": {"baselines": _baselines("WRN", 92.0, [90.0]),
+    fams = {"wrn": {"baselines": _baselines("WRN", 92.0, [90.0, 91.0]),
                     "datafree": {"fast5-stored": [_run(85.5)], "wide": _seeded([86.4, 86.6])}},
             "mobilenet": {"baselines": _baselines("MBV2", 91.0, [89.0]), "datafree": {"fast5-stored": []}}}
     (tmp_path / "datafree_families.json").write_text(json.dumps({"families": fams}))
+    # KD over each recipe's own seeds: seed 0 only for the one-seed recipe
     assert headline.family_rows() == ["| WRN | 90.00 (1 seed) | fast5-stored, unchanged | 85.50 (1 seed) | 0.95 |",
-                                      "| WRN | 90.00 (1 seed) | wide, unchanged | 86.50 ± 0.14 | 0.96 |"]
+                                      "| WRN | 90.50 ± 0.71 | wide, unchanged | 86.50 ± 0.14 | 0.96 |"]
 
 
 def test_headline_best_source_needs_three_seeds_when_the_pair_has_any(tmp_path, monkeypatch):
@@ -134,5 +135,6 @@ def test_headline_best_source_needs_three_seeds_when_the_pair_has_any(tmp_path, 
     three, one = runs(85.0, 85.2, 85.1), runs(85.4)
     assert best({"p/three": three, "p/one": one}) == "three"  # a one-seed trial does not win the race
     assert best({"p/one": one, "p/other": runs(80.0)}) == "one"  # no source has 3 seeds: the best mean
+    assert headline.datafree_rows()[0].split("|")[4].strip() == "85.40 (1 seed)"  # and its cell says so
     assert best({"p/three": three, "p/one": one, "p/real-images-6400": runs(89.0, 89.0, 89.0)}) == "three"
     assert best({"p/three": three, "p/real-images-51200": runs(90.0, 90.0, 90.0)}) == "three"  # real images
