@@ -42,8 +42,9 @@ def seed_of(run: dict[str, Any]) -> int:
     return run["config"]["seed"]
 
 
-def teacher_of(run: dict[str, Any]) -> str:
-    return run["teacher"]["sha256"]
+def teacher_of(run: dict[str, Any]) -> str | None:
+    """The sha256 of the teacher file a run distilled from; None for a scratch student, which has none."""
+    return (run.get("teacher") or {}).get("sha256")
 
 
 def merge_by_seed(kept: list[dict[str, Any]], fresh: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -58,7 +59,7 @@ def merge_family(kept: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
     teacher = teacher_of(fresh["baselines"]["students"]["kd"][0])
 
     def same(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [r for r in runs if teacher_of(r) == teacher]
+        return [r for r in runs if teacher_of(r) in (teacher, None)]
 
     students = kept.get("baselines", {}).get("students", {})
     baselines = {**fresh["baselines"], "students": {kind: merge_by_seed(same(students.get(kind, [])), runs)

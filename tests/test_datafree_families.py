@@ -71,7 +71,8 @@ def test_report_pairs_by_seed_not_by_position_and_refuses_an_unpaired_seed(monke
 
 
 def test_merge_keeps_published_seeds_replaces_rerun_ones_and_drops_another_teachers():
-    kept = {"baselines": {"students": {"kd": _seeded([90.0, 91.0]), "scratch": _seeded([88.0])}},
+    scratch = [{k: v for k, v in run.items() if k != "teacher"} for run in _seeded([88.0])]  # trained alone
+    kept = {"baselines": {"students": {"kd": _seeded([90.0, 91.0]), "scratch": scratch}},
             "datafree": {"fast5-stored": _seeded([85.0, 86.0]), "other": _seeded([80.0], teacher="old")}}
     fresh = {"baselines": {"pair": "WRN", "students": {"kd": [_run(91.5, seed=1), _run(92.0, seed=2)],
                                                        "scratch": [_run(89.0, seed=2)]}},
