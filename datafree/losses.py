@@ -124,6 +124,23 @@ def info_nce(query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tenso
     return F.cross_entropy(logits, torch.arange(len(q), device=q.device))
 
 
+def class_mean_alignment(features: torch.Tensor, targets: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+    """``1 - cos`` between each class's mean feature and its classifier row, both centred, averaged over classes.
+
+    A trained network's class means of penultimate features, centred on their mean, line up with the rows of its
+    last layer, centred likewise (neural collapse, Papyan et al. 2020). So the rows say where each class's
+    real images sit on average, which BatchNorm statistics (pooled over classes) cannot. The term asks that of a
+    batch's *mean* per class only, leaving single images free to spread around it. ``features``: (B, D);
+    ``targets``: (B,) class indices; ``prototypes``: (K, D). Classes absent from the batch do not count.
+    """
+    onehot = F.one_hot(targets, len(prototypes)).to(features.dtype)
+    counts = onehot.sum(0)
+    present = counts > 0
+    means = (onehot.t() @ features)[present] / counts[present].unsqueeze(1)
+    rows = prototypes[present]
+    return (1 - F.cosine_similarity(means - means.mean(0), rows - prototypes.mean(0), dim=1)).mean()
+
+
 def input_statistics(x: torch.Tensor) -> torch.Tensor:
     """Distance of a normalised batch's per-channel mean and std from 0 and 1.
 

@@ -11,6 +11,7 @@ from datafree.losses import (
     activation_norm,
     bn_stat_distance,
     class_balance,
+    class_mean_alignment,
     disagreement,
     info_nce,
     input_statistics,
@@ -80,6 +81,21 @@ def test_info_nce_hand_computed():
     r0 = -math.log(math.exp(2) / (math.exp(2) + 1 + math.exp(-2)))
     r1 = -math.log(math.exp(2) / (math.exp(2) + 2))
     assert info_nce(q, k, bank, tau).item() == pytest.approx((r0 + r1) / 2, rel=1e-5)
+
+
+def test_class_mean_alignment_hand_computed():
+    rows = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 5.0]])  # centred on (0, 5/3)
+    # class 0's mean (2, 1) and class 1's (-2, 1), centred on their own mean (0, 1): (2, 0) and (-2, 0); class 2
+    # is absent. Row 0 centred: (1, -5/3), row 1: (-1, -5/3), so each cosine is 1 / sqrt(1 + 25/9)
+    features = torch.tensor([[2.0, 0.0], [2.0, 2.0], [-2.0, 1.0]])
+    targets = torch.tensor([0, 0, 1])
+    cos = 1 / math.sqrt(1 + 25 / 9)
+    assert class_mean_alignment(features, targets, rows).item() == pytest.approx(1 - cos, rel=1e-5)
+    # means along their rows: 0; against them: 2; a shift of every feature changes nothing
+    aligned = 3 * rows  # centred class means = 3 x centred rows
+    assert class_mean_alignment(aligned, torch.tensor([0, 1, 2]), rows).item() == pytest.approx(0.0, abs=1e-6)
+    assert class_mean_alignment(aligned + 7, torch.tensor([0, 1, 2]), rows).item() == pytest.approx(0.0, abs=1e-6)
+    assert class_mean_alignment(-aligned, torch.tensor([0, 1, 2]), rows).item() == pytest.approx(2.0, rel=1e-5)
 
 
 def test_image_priors():
@@ -288,6 +304,26 @@ def test_generator_gets_gradient_through_the_student():
     student.zero_grad(set_to_none=True)
     synth.synthesize()
     assert all(p.grad is None for p in student.parameters())
+
+
+def test_class_mean_term_reaches_the_generator_and_pulls_class_means_to_their_rows():
+    teacher = tiny_bn_teacher()
+    config = SynthesisConfig(schedule="pool", class_mean=1.0, batch_size=16, lr=0.01,
+                             generator_config=DCGANConfig(nz=8, ngf=4, conditional=True))
+    synth = Synthesizer(teacher, SPEC, config, seed=0)
+    z, y = synth._noise()
+    terms = synth.loss_terms(synth.generator(z, y), y)
+    assert set(terms) == {"class_mean"} and 0 < terms["class_mean"].item() <= 2
+    terms["class_mean"].backward()
+    grads = [p.grad for p in synth.generator.parameters() if p.grad is not None]
+    assert grads and sum(g.abs().sum().item() for g in grads) > 0
+    before = terms["class_mean"].item()
+    for _ in range(30):  # the term alone, minimised on fixed noise, falls
+        synth.optimizer.zero_grad()
+        loss = synth.loss_terms(synth.generator(z, y), y)["class_mean"]
+        loss.backward()
+        synth.optimizer.step()
+    assert synth.loss_terms(synth.generator(z, y), y)["class_mean"].item() < 0.7 * before
 
 
 def test_bn_methods_refuse_a_teacher_without_batchnorm():

@@ -31,7 +31,16 @@ from datafree.config import config_from_dict
 from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
 from datafree.hooks import BatchNormStatistics, InputHooks, class_weights, penultimate_module
-from datafree.losses import activation_norm, class_balance, disagreement, info_nce, input_statistics, l2_prior, total_variation
+from datafree.losses import (
+    activation_norm,
+    class_balance,
+    class_mean_alignment,
+    disagreement,
+    info_nce,
+    input_statistics,
+    l2_prior,
+    total_variation,
+)
 from datafree.schedules import cosine_decay
 from datafree.seeding import draw_seed
 from datafree.synthesis.augment import random_resized_crop_flip
@@ -90,6 +99,9 @@ class SynthesisConfig:
     adv_temperature: float = 1.0
     contrastive: float = 0.0  # InfoNCE between two augmented views, negatives from a memory bank (CMI)
     contrastive_temperature: float = 0.1
+    # each class's mean teacher feature towards that class's classifier row, centred (neural collapse): where
+    # the class's real images sit on average, which pooled BN statistics do not say
+    class_mean: float = 0.0
     bank_size: int = 4096
     input_stats: float = 0.0  # match the batch's per-channel mean/std to the teacher's input normalisation
     tv: float = 0.0
@@ -218,7 +230,8 @@ class Synthesizer:
                 f"use a method without BN statistics ({free}) or drop the term with --set bn=0"
             )
         self.features = InputHooks(self.teacher, [penultimate_module(self.teacher)]) if (
-            config.act > 0 or config.contrastive > 0) else None
+            config.act > 0 or config.contrastive > 0 or config.class_mean > 0) else None
+        self.prototypes = class_weights(self.teacher).to(self.device) if config.class_mean > 0 else None
         self.rng = torch.Generator().manual_seed(seed)  # every draw of the engine comes from here
         self.class_similarity = class_similarity(self.teacher) if config.dirichlet_betas else None
         self.calls = 0
@@ -275,9 +288,12 @@ class Synthesizer:
         terms: dict[str, torch.Tensor] = {}
         if bn is not None:
             terms["bn"] = c.bn * bn
+        targets = y if c.generator_config.targets_sampled else t_logits.argmax(1)  # type: ignore[union-attr]
         if c.oh > 0:
-            targets = y if c.generator_config.targets_sampled else t_logits.argmax(1)  # type: ignore[union-attr]
             terms["oh"] = c.oh * F.cross_entropy(t_logits / c.oh_temperature, targets if soft is None else soft)
+        if c.class_mean > 0:  # before the contrastive term's second teacher pass overwrites the embedding
+            terms["class_mean"] = c.class_mean * class_mean_alignment(self._teacher_embedding(), targets,
+                                                                      self.prototypes)  # type: ignore[arg-type]
         if c.ie > 0:
             terms["ie"] = c.ie * class_balance(t_logits)
         if c.act > 0:
