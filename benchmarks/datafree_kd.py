@@ -180,6 +180,9 @@ VARIANTS["fast5-stored-ngf32"] = {**VARIANTS["fast5-stored"], "overrides": {"adv
 #   missing fine detail of a shirt (collar, buttons, placket) would sit. Same cost as the base.
 # - iter10: 10 generator steps a batch instead of 5 (the fast10 preset). The wider generator's gain ("Sixteenth
 #   round") came with more fine detail per image; more steps are the other way to buy it. 2x the synthesis.
+# Measured (seed 0, paired with fast5-stored-inherit's 86.51): bnfirst10 84.63 (-1.88), iter10 86.20 (-0.31),
+# classmean5 86.19 (-0.32): none is a large gain; not adopted, seeds 1-2 not run (docs/datafree_recipes.md,
+# "Nineteenth round")
 VARIANTS["fast5-stored-bnfirst10-inherit"] = {**VARIANTS["fast5-stored-oh2-inherit"],
                                               "overrides": {"adv": 0.0, "bn_first": 10.0}}
 VARIANTS["fast5-stored-iter10-inherit"] = {**VARIANTS["fast5-stored-oh2-inherit"],
