@@ -1,9 +1,10 @@
 """How the teacher sees a pair's stored sets, beside the real test split; where the students err.
 
 Explains the gap between a data-free student and the same student on real images: for each set,
-the teacher's mean top logit and top probability, how often its answer survives a horizontal flip
-and a 2-pixel shift (both part of the students' augmentation), the per-class test accuracy of
-the students distilled from those sets, and how often each student gives the teacher's answer: on
+the teacher's mean top logit and top probability, how far its class means of penultimate features lie from
+its classifier rows (datafree.losses.class_mean_alignment: 1 - cos, centred, classes by its answers), how often
+its answer survives a horizontal flip and a 2-pixel shift (both part of the students' augmentation), the
+per-class test accuracy of the students distilled from those sets, and how often each student gives the teacher's answer: on
 its own set, and on the test images the teacher is sure of (top probability > 0.9) and the rest.
 A student that agrees on its own images but not on test images the teacher finds easy has learnt
 the synthetic images, not the teacher's view of real ones: the set misses some of the data's modes.
@@ -30,24 +31,32 @@ from datafree.audit import draw, gather
 from datafree.checkpoint import load_model
 from datafree.data import iterate_batches, load_dataset
 from datafree.data.transfer import TransferSet
+from datafree.hooks import InputHooks, class_weights, penultimate_module
+from datafree.losses import class_mean_alignment
 
 SHIFTS = ((2, 0), (-2, 0), (0, 2), (0, -2))  # (dy, dx) in pixels, wrapped around (torch.roll)
 
 
 @torch.no_grad()
 def teacher_view(teacher: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> dict[str, float]:
-    """The teacher's confidence on ``images`` and how stable its answer is under a flip and small shifts."""
-    top_logit, top_prob, flip_same, shift_same = [], [], [], []
+    """The teacher's confidence on ``images``, where its class means sit, and how stable its answer is under a
+    flip and small shifts."""
+    top_logit, top_prob, flip_same, shift_same, features, answers = [], [], [], [], [], []
+    hooks = InputHooks(teacher, [penultimate_module(teacher)])
     for x in images.split(batch_size):
         logits = teacher(x)
         answer = logits.argmax(1)
+        features.append(next(iter(hooks.features.values())).flatten(1))  # before the flip and shift passes
+        answers.append(answer)
         top_logit.append(logits.max(1).values)
         top_prob.append(logits.softmax(1).max(1).values)
         flip_same.append((teacher(x.flip(3)).argmax(1) == answer).float())
         shift_same.append(torch.stack([(teacher(torch.roll(x, s, (2, 3))).argmax(1) == answer).float()
                                        for s in SHIFTS]).mean(0))
+    hooks.remove()
     mean = lambda parts: torch.cat(parts).mean().item()  # noqa: E731
-    return {"images": len(images), "top_logit": mean(top_logit), "top_prob": mean(top_prob),
+    class_means = class_mean_alignment(torch.cat(features), torch.cat(answers), class_weights(teacher)).item()
+    return {"images": len(images), "top_logit": mean(top_logit), "top_prob": mean(top_prob), "class_means": class_means,
             "same_after_flip": 100 * mean(flip_same), "same_after_shift": 100 * mean(shift_same)}
 
 
@@ -108,10 +117,10 @@ def main(argv: list[str] | None = None) -> int:
                                     "test": agreement(teacher_test, student_test),
                                     "test_accuracy": result["metrics"]["test_accuracy"]}
     names = list(info.spec.class_names) or [str(c) for c in range(info.spec.num_classes)]
-    lines = ["| images | count | teacher's mean top logit | mean top probability | same answer after a flip (%) "
-             "| after a 2-pixel shift (%) |", "|---|---|---|---|---|---|"]
-    lines += [f"| {k} | {v['images']} | {v['top_logit']:.1f} | {v['top_prob']:.3f} | {v['same_after_flip']:.1f} "
-              f"| {v['same_after_shift']:.1f} |" for k, v in views.items()]
+    lines = ["| images | count | teacher's mean top logit | mean top probability | class means from its rows (1 - cos) "
+             "| same answer after a flip (%) | after a 2-pixel shift (%) |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {k} | {v['images']} | {v['top_logit']:.1f} | {v['top_prob']:.3f} | {v['class_means']:.3f} "
+              f"| {v['same_after_flip']:.1f} | {v['same_after_shift']:.1f} |" for k, v in views.items()]
     lines += ["", "| students of | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     lines.append("| teacher | " + " | ".join(f"{a:.1f}" for a in per_class_accuracy(teacher_test.argmax(1), y_test,
                                                                                         info.spec.num_classes)) + " |")

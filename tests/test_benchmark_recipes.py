@@ -217,6 +217,7 @@ def test_report_marks_bn_methods_of_a_bn_free_teacher_without_its_file() -> None
 
 def test_teacher_view_measures_confidence_and_flip_stability() -> None:
     from benchmarks.teacher_view import teacher_view
+    from datafree.losses import class_mean_alignment
 
     g = torch.Generator().manual_seed(0)
     teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
@@ -230,6 +231,9 @@ def test_teacher_view_measures_confidence_and_flip_stability() -> None:
     assert view["images"] == 6 and view["same_after_flip"] == 100.0
     assert view["top_logit"] == pytest.approx(logits.max(1).values.mean().item(), rel=1e-5)
     assert view["top_prob"] == pytest.approx(logits.softmax(1).max(1).values.mean().item(), rel=1e-5)
+    # the class means are of the classifier's inputs (here the flattened images), classes by the teacher's answers
+    expected = class_mean_alignment(symmetric.flatten(1), logits.argmax(1), teacher[1].weight)
+    assert view["class_means"] == pytest.approx(expected.item(), rel=1e-5)
     constant = torch.ones(2, 1, 4, 4)  # a shift (torch.roll) leaves a constant image as it is
     assert teacher_view(teacher, constant)["same_after_shift"] == 100.0
 
