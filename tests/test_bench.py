@@ -102,6 +102,21 @@ def test_half_finished_run_is_resumed(smoke_out):
     assert json.loads((Path(row["student_dir"]) / "result.json").read_text())["argv"] == row["argv"][0]
 
 
+def test_a_killed_marker_write_leaves_no_temporary_when_its_finished_run_is_reused(smoke_out):
+    """A suite killed while it wrote a finished run's marker (no row yet) reuses the run and clears the temporary."""
+    from datafree.bench.runner import MARKER
+
+    rows = _rows(smoke_out)
+    row = next(r for r in rows if r["source"] == "scratch")
+    data_root = row["argv"][0][row["argv"][0].index("--data-root") + 1]
+    stale = Path(row["student_dir"]) / f".{MARKER}.k1ll3d.tmp"  # what io.atomic_path leaves when SIGKILLed
+    stale.write_text('{"argv": [')
+    (smoke_out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows if r is not row))
+    summary = run_suite(get_suite("smoke"), smoke_out, data_root=data_root, device="cpu", log=lambda s: None)
+    assert summary.ran == [row["run_id"]] and _rows(smoke_out)[-1]["actions"] == ["reuse"]
+    assert not stale.exists()
+
+
 def test_report_writes_tables_and_plots(smoke_out, capsys):
     assert main(["bench", "report", str(smoke_out)]) == 0
     md = (smoke_out / "report.md").read_text()

@@ -34,7 +34,7 @@ from torch import nn
 from datafree.bench.jobs import Job, check, execute, method_config
 from datafree.bench.suites import PairSpec, Recipes, Source, Suite, merge_args, parse_source
 from datafree.errors import DatafreeError
-from datafree.io import append_jsonl, write_json
+from datafree.io import append_jsonl, remove_stale_temps, write_json
 
 RESULTS = "results.jsonl"
 FAILURES = "failures.jsonl"
@@ -413,6 +413,9 @@ def reset_peak_memory(device: str | None) -> bool:
 def run_step(step: Step, log=print) -> str:
     """Run, resume, redo or reuse one step; returns what was done (run | resume | reuse)."""
     out, marker, inputs = step.out, _marker(step.out), inputs_of(step.job)
+    # a suite killed while writing this step's marker or a file of its run leaves a temporary behind, also when
+    # the run itself had finished and is now only reused; no other process writes in a step's directory
+    remove_stale_temps(out)
     # the same command on the same teacher and set (a directory without a marker: judged by its command alone)
     same = marker.get("argv") == step.argv and same_inputs(marker.get("inputs", inputs), inputs)
     if step.kind == "train":
