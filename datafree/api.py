@@ -118,7 +118,8 @@ class AuditResult:
 def load_teacher(path: str | Path, *, arch: str | None = None, arch_kwargs: dict[str, Any] | None = None,
                  spec: DataSpec | None = None, trust_pickle: bool = False) -> tuple[nn.Module, ModelInfo]:
     """A teacher checkpoint of any supported format (datafree run, state_dict with ``arch``, TorchScript,
-    torch.export) and its :class:`ModelInfo`; ``spec`` says what inputs a checkpoint without a sidecar takes."""
+    torch.export) and its :class:`ModelInfo`; ``spec`` says what inputs a checkpoint without a sidecar takes.
+    The model comes back in eval mode: it is a teacher, to be read with its BatchNorm running statistics."""
     from datafree.teacher import load_teacher as load
 
     return load(path, arch=arch, arch_kwargs=arch_kwargs, spec=spec, spec_source="flags", trust_pickle=trust_pickle)

@@ -55,21 +55,23 @@ class FeatureHooks:
         self.remove()
 
 
-def penultimate_module(model: nn.Module) -> str:
+def penultimate_module(model: nn.Module, *, remedy: str = "") -> str:
     """Name of the module feeding the last Linear layer's input (a default embedding layer).
 
     Returns the name of the last ``nn.Linear``; hooks on it capture its *input* via
-    :class:`InputHooks`.
+    :class:`InputHooks`. Without one the error names the caller's ``remedy``: only the caller
+    knows which of its options reads these features and how to do without them.
     """
     linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
-        raise DatafreeError(f"{type(model).__name__} has no nn.Linear; name a feature layer explicitly")
+        raise DatafreeError(f"{type(model).__name__} has no nn.Linear layer, so its penultimate features (the input of "
+                            f"its classifier) cannot be found{'; ' + remedy if remedy else ''}")
     return linears[-1]
 
 
-def class_weights(model: nn.Module) -> torch.Tensor:
+def class_weights(model: nn.Module, *, remedy: str = "") -> torch.Tensor:
     """The weight of ``model``'s last ``nn.Linear`` (one row per class: the classes' prototypes), detached."""
-    final = dict(model.named_modules())[penultimate_module(model)]
+    final = dict(model.named_modules())[penultimate_module(model, remedy=remedy)]
     return final.weight.detach()
 
 

@@ -390,7 +390,9 @@ def _probe(model: nn.Module, spec: DataSpec, what: str, kind: str) -> None:
 def load_teacher(path: str | Path, *, arch: str | None = None, arch_kwargs: dict[str, Any] | None = None,
                  spec: DataSpec | None = None, spec_source: str = "flags",
                  trust_pickle: bool = False) -> tuple[nn.Module, ModelInfo]:
-    """A teacher of any supported format (see the module docstring) and its :class:`ModelInfo`, on the CPU.
+    """A teacher of any supported format (see the module docstring) and its :class:`ModelInfo`, on the CPU,
+    in eval mode whatever its format: a teacher is read, not trained, and a train-mode BatchNorm teacher
+    would answer from each batch's statistics instead of its running ones (silently different logits).
 
     ``spec`` with its ``spec_source`` (one of :data:`SPEC_SOURCES`) is what the caller knows about
     the input: explicit flags, or the data it reads. The checkpoint's own word wins: a sidecar's
@@ -398,6 +400,13 @@ def load_teacher(path: str | Path, *, arch: str | None = None, arch_kwargs: dict
     embedded one (any given spec must agree with it). Every foreign teacher is run once on two
     inputs of the spec, so a wrong shape or class count fails here, in one line naming the flag.
     """
+    model, info = _load_any(path, arch, arch_kwargs, spec, spec_source, trust_pickle)
+    return model.eval(), info
+
+
+def _load_any(path: str | Path, arch: str | None, arch_kwargs: dict[str, Any] | None, spec: DataSpec | None,
+              spec_source: str, trust_pickle: bool) -> tuple[nn.Module, ModelInfo]:
+    """:func:`load_teacher`'s work, in whatever mode the format's loader leaves the model."""
     path = resolve_checkpoint(path)
     kind = archive_kind(path)
     label = f"{path} ({WHOLE_MODEL.get(kind, 'a state_dict')})"

@@ -268,7 +268,9 @@ class Trainer:
             student["hint"], teacher["hint"] = FeatureHooks(self.model, [s_name]), FeatureHooks(self.teacher, [t_name])
         if (c.rkd_distance_weight > 0 or c.rkd_angle_weight > 0) and self.teacher is not None:
             if c.relation_layers is None:
-                s_name, t_name = penultimate_module(self.model), penultimate_module(self.teacher)
+                remedy = "RKD reads them by default: name the layers with --relation-layers STUDENT_MODULE:TEACHER_MODULE"
+                s_name = penultimate_module(self.model, remedy=remedy)
+                t_name = penultimate_module(self.teacher, remedy=remedy)
                 student["rkd"], teacher["rkd"] = InputHooks(self.model, [s_name]), InputHooks(self.teacher, [t_name])
             else:
                 s_name, t_name = c.relation_layers

@@ -7,6 +7,7 @@ sidecar, as TorchScript and as a torch.export ``.pt2``, for a 1x28x28 / 10-class
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import pickle
@@ -152,6 +153,27 @@ def test_every_format_loads_the_same_network_with_its_batchnorm_layers(teacher, 
     loss.backward()
     assert len(stats) == 3 and x.grad.abs().sum() > 0 and penultimate_module(model) == "classifier_head.3"
     stats.remove()
+
+
+def test_a_teacher_comes_back_in_eval_mode_in_every_format(teacher, tmp_path):
+    """A train-mode BatchNorm teacher answers from each batch's statistics: silently other logits for a
+    Python user who forgets .eval(). datafree's own checkpoint (sidecar) and every foreign format agree."""
+    own = save_model(tmp_path / "own.safetensors", teacher.model,
+                     ModelInfo(ARCH, teacher.spec, {"in_channels": teacher.spec.channels}))
+    x = torch.randn(4, *teacher.spec.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # a copy in train mode: its forward would update the shared fixture's running statistics
+        expected, batch_stats = teacher.model(x), copy.deepcopy(teacher.model).train()(x)
+    assert not torch.allclose(expected, batch_stats, atol=1e-3)  # the mode matters for this network
+    loaded = [load_teacher(own)[0]]
+    for fmt in FORMATS:
+        arch = ARCH if fmt in ("pt", "safetensors") else None
+        kwargs = {"in_channels": 3} if arch and teacher.spec.channels == 3 else None
+        loaded.append(load_teacher(teacher.paths[fmt], arch=arch, arch_kwargs=kwargs, spec=teacher.spec,
+                                   spec_source="flags", trust_pickle=fmt in ("torchscript", "export"))[0])
+    for model in loaded:
+        assert not model.training
+        with torch.no_grad():
+            assert torch.allclose(model(x), expected, atol=1e-5)
 
 
 def test_resolve_spec_from_flags_and_files(tmp_path):

@@ -594,6 +594,19 @@ def test_nayer_label_embedding_is_the_teachers_class_weights_or_seeded_random_ro
         preset("nayer", bn=0.0, adv=0.0).generator_config.build(SPEC, 8, 0, no_linear)
 
 
+@pytest.mark.parametrize("terms, advice", [
+    ({"class_mean": 1.0}, "the class_mean term reads them: leave it off (--set class_mean=0)"),
+    ({"act": 0.1, "contrastive": 0.5}, "the act, contrastive terms read them: leave them off (--set act=0 --set contrastive=0)"),
+    ({"dirichlet": 1.0}, "use one-hot targets (--set dirichlet=0)")])
+def test_terms_that_read_the_classifier_say_how_to_do_without_one(terms, advice):
+    """A teacher without nn.Linear (a convolutional classifier): the error names the options that need one."""
+    no_linear = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 12), torch.nn.BatchNorm2d(4), torch.nn.Flatten())
+    with pytest.raises(DatafreeError, match="Sequential has no nn.Linear layer") as raised:
+        Synthesizer(no_linear, SPEC, preset("fast5", adv=0.0, nz=8, ngf=4, batch_size=4, **terms), seed=0)
+    assert str(raised.value).endswith(advice)
+    Synthesizer(no_linear, SPEC, preset("fast5", adv=0.0, nz=8, ngf=4, batch_size=4), seed=0)  # without them: runs
+
+
 def test_nayer_settings_are_checked_and_round_trip_through_the_flat_form():
     nayer = preset("nayer", ngf=16, label_embedding="random")
     assert SynthesisConfig.from_dict(nayer.to_dict()) == nayer

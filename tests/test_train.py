@@ -81,6 +81,14 @@ def test_hint_and_relation_terms_train(data):
     assert not torch.allclose(plain.classifier.weight, student.classifier.weight, atol=1e-6)
 
 
+def test_relation_terms_on_a_teacher_without_a_linear_classifier_name_the_flag(data):
+    train, _ = data
+    conv_head = torch.nn.Sequential(torch.nn.Conv2d(1, 10, 28), torch.nn.Flatten())  # a 1x1-output conv classifier
+    with pytest.raises(DatafreeError, match="Sequential has no nn.Linear layer.*--relation-layers"):
+        Trainer(build_model("lenet5_half", train.spec, seed=0), cfg(alpha=0.5, rkd_distance_weight=1.0),
+                teacher=conv_head, spec=train.spec)
+
+
 def test_jacobian_term_is_zero_for_a_copy_and_trains_the_student(data):
     train, _ = data
     teacher = build_model("lenet5_half", train.spec, seed=0)

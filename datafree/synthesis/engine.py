@@ -178,7 +178,8 @@ class SynthesisConfig:
 def class_similarity(teacher: nn.Module) -> torch.Tensor:
     """ZSKD's class-similarity matrix: cosine similarity of the final layer's class weight vectors,
     min-max scaled to [0, 1] per row (floored at 1e-3 so every Dirichlet concentration is positive)."""
-    w = F.normalize(class_weights(teacher).float().cpu(), dim=1)
+    remedy = "Dirichlet soft targets read the classes' similarity from its rows: use one-hot targets (--set dirichlet=0)"
+    w = F.normalize(class_weights(teacher, remedy=remedy).float().cpu(), dim=1)
     sim = w @ w.t()
     low, high = sim.min(1, keepdim=True).values, sim.max(1, keepdim=True).values
     return ((sim - low) / (high - low).clamp_min(1e-12)).clamp_min(1e-3)
@@ -229,9 +230,13 @@ class Synthesizer:
                 f"the teacher ({type(teacher).__name__}) has no BatchNorm layers, which this method matches; "
                 f"use a method without BN statistics ({free}) or drop the term with --set bn=0"
             )
-        self.features = InputHooks(self.teacher, [penultimate_module(self.teacher)]) if (
-            config.act > 0 or config.contrastive > 0 or config.class_mean > 0) else None
-        self.prototypes = class_weights(self.teacher).to(self.device) if config.class_mean > 0 else None
+        readers = [name for name in ("act", "contrastive", "class_mean") if getattr(config, name) > 0]
+        terms = f"the {readers[0]} term reads" if len(readers) == 1 else f"the {', '.join(readers)} terms read"
+        remedy = f"{terms} them: leave {'it' if len(readers) == 1 else 'them'} off (" + \
+            " ".join(f"--set {n}=0" for n in readers) + ")"
+        self.features = InputHooks(self.teacher, [penultimate_module(self.teacher, remedy=remedy)]) if readers else None
+        self.prototypes = (class_weights(self.teacher, remedy=remedy).to(self.device) if config.class_mean > 0
+                           else None)
         self.rng = torch.Generator().manual_seed(seed)  # every draw of the engine comes from here
         self.class_similarity = class_similarity(self.teacher) if config.dirichlet_betas else None
         self.calls = 0

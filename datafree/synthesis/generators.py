@@ -321,11 +321,9 @@ class NoisyLayerConfig:
         else:
             if teacher is None:
                 raise DatafreeError("label_embedding=teacher needs the teacher; use --set label_embedding=random")
-            try:
-                embedding = class_weights(teacher).float().cpu()
-            except DatafreeError as e:  # e.g. a TorchScript teacher: its layers are not nn.Linear
-                raise DatafreeError(f"label_embedding=teacher reads the teacher's last nn.Linear: {e}; "
-                                    "use --set label_embedding=random") from None
+            # e.g. a TorchScript teacher: its layers are not nn.Linear
+            embedding = class_weights(teacher, remedy="label_embedding=teacher reads its classifier's rows: use "
+                                                      "--set label_embedding=random").float().cpu()
             if len(embedding) != spec.num_classes:
                 raise DatafreeError(
                     f"the teacher's last Linear has {len(embedding)} outputs, not one per class ({spec.num_classes}); "
