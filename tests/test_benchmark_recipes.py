@@ -238,6 +238,25 @@ def test_teacher_view_measures_confidence_and_flip_stability() -> None:
     assert teacher_view(teacher, constant)["same_after_shift"] == 100.0
 
 
+def test_batchnorm_statistics_are_re_estimated_on_the_given_images_only() -> None:
+    from benchmarks.teacher_view import with_batchnorm_from
+
+    g = torch.Generator().manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 1), torch.nn.BatchNorm2d(3), torch.nn.Flatten(),
+                                torch.nn.Linear(48, 2))
+    with torch.no_grad():
+        model[1].running_mean.fill_(7.0)
+        model[1].running_var.fill_(9.0)
+    model.eval()
+    x = 2 * torch.randn(30, 1, 4, 4, generator=g) + 1
+    copied = with_batchnorm_from(model, x, batch_size=7)  # the plain average of every batch's statistics
+    with torch.no_grad():
+        means = torch.stack([model[0](b).mean((0, 2, 3)) for b in x.split(7)])
+    assert not copied.training and torch.allclose(copied[1].running_mean, means.mean(0), atol=1e-5)
+    assert torch.equal(model[1].running_mean, torch.full((3,), 7.0))  # the original is untouched
+    assert torch.equal(copied[0].weight, model[0].weight) and torch.equal(copied[3].weight, model[3].weight)
+
+
 def test_agreement_splits_by_the_teachers_confidence() -> None:
     from benchmarks.teacher_view import agreement, logits_of
 
