@@ -113,14 +113,22 @@ def disagreement(student_logits: torch.Tensor, teacher_logits: torch.Tensor, kin
 
 
 def info_nce(query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor | None,
-             temperature: float = 0.1) -> torch.Tensor:
+             temperature: float = 0.1, labels: torch.Tensor | None = None,
+             negative_labels: torch.Tensor | None = None) -> torch.Tensor:
     """InfoNCE over L2-normalised embeddings: each query against its positive and all negatives.
 
-    Negatives are the other positives in the batch plus an optional memory bank (CMI).
+    Negatives are the other positives in the batch plus an optional memory bank (CMI). With ``labels``
+    (one class per query and its positive) and ``negative_labels`` (one per bank row), a query's negatives
+    are only those of its own class: the push is towards images unlike those of the same class already
+    made (within-class diversity), not away from other classes, which the class term keeps apart anyway.
     """
     q, k = F.normalize(query, dim=1), F.normalize(positive, dim=1)
     keys = k if negatives is None else torch.cat([k, F.normalize(negatives, dim=1)])
     logits = q @ keys.t() / temperature
+    if labels is not None:
+        key_labels = labels if negatives is None else torch.cat([labels, negative_labels])  # type: ignore[list-item]
+        other = labels.unsqueeze(1) != key_labels.unsqueeze(0)  # the diagonal (each positive) is never masked
+        logits = logits.masked_fill(other, float("-inf"))
     return F.cross_entropy(logits, torch.arange(len(q), device=q.device))
 
 

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -81,6 +82,51 @@ def test_info_nce_hand_computed():
     r0 = -math.log(math.exp(2) / (math.exp(2) + 1 + math.exp(-2)))
     r1 = -math.log(math.exp(2) / (math.exp(2) + 2))
     assert info_nce(q, k, bank, tau).item() == pytest.approx((r0 + r1) / 2, rel=1e-5)
+
+
+def test_info_nce_within_class_takes_negatives_of_the_querys_class_only():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    k = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    bank = torch.tensor([[-1.0, 0.0], [0.0, -1.0]])
+    labels, bank_labels = torch.tensor([0, 1, 0]), torch.tensor([1, 0])
+    tau = 0.5
+    # row 0 (class 0) sees keys 0 (its positive) and 2 (class 0) and bank row 1 (class 0): logits [2, 2, 0]
+    r0 = -math.log(math.exp(2) / (2 * math.exp(2) + 1))
+    # row 1 (class 1): its positive (2) and bank row 0 (class 1): [2, 0]
+    r1 = -math.log(math.exp(2) / (math.exp(2) + 1))
+    # row 2 (class 0, (1, 1) normalised): cosine 1/sqrt2 with keys 0 and 2, -1/sqrt2 with bank row 1
+    s = 1 / math.sqrt(2)
+    r2 = -math.log(math.exp(s / tau) / (2 * math.exp(s / tau) + math.exp(-s / tau)))
+    got = info_nce(q, k, bank, tau, labels=labels, negative_labels=bank_labels)
+    assert got.item() == pytest.approx((r0 + r1 + r2) / 3, rel=1e-5)
+    # a query alone in its class has only its positive: nothing to push against, a zero loss, no NaN
+    alone = info_nce(q[:2], k[:2], None, tau, labels=torch.tensor([0, 1]))
+    assert alone.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_within_class_contrastive_term_reaches_the_generator_and_keeps_the_bank_classes():
+    teacher = tiny_bn_teacher()
+    config = SynthesisConfig(schedule="pool", contrastive=1.0, contrastive_within_class=True, batch_size=16,
+                             lr=0.01, iterations=2, generator_config=DCGANConfig(nz=8, ngf=4, conditional=True))
+    synth = Synthesizer(teacher, SPEC, config, seed=0)
+    (x, answers, _), _ = synth.synthesize()
+    assert torch.equal(synth.bank_labels, answers) and len(synth.bank) == len(answers)  # the teacher's answers
+    z, y = synth._noise()
+    terms = synth.loss_terms(synth.generator(z, y), y)
+    assert set(terms) == {"contrastive"} and terms["contrastive"].item() > 0
+    terms["contrastive"].backward()
+    grads = [p.grad for p in synth.generator.parameters() if p.grad is not None]
+    assert grads and sum(g.abs().sum().item() for g in grads) > 0
+    # across classes the same batch and bank give another loss: the mask is in the optimised term
+    across = dataclasses.replace(config, contrastive_within_class=False)
+    plain = Synthesizer(teacher, SPEC, across, seed=0)
+    plain.load_state_dict({**synth.state_dict(), "config": across.to_dict()})
+    assert plain.loss_terms(plain.generator(z, y), y)["contrastive"].item() != pytest.approx(
+        terms["contrastive"].item(), rel=1e-4)
+    # the bank's classes survive a save and resume
+    resumed = Synthesizer(teacher, SPEC, config, seed=0)
+    resumed.load_state_dict(synth.state_dict())
+    assert torch.equal(resumed.bank_labels, synth.bank_labels)
 
 
 def test_class_mean_alignment_hand_computed():

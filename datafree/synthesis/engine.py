@@ -99,6 +99,9 @@ class SynthesisConfig:
     adv_temperature: float = 1.0
     contrastive: float = 0.0  # InfoNCE between two augmented views, negatives from a memory bank (CMI)
     contrastive_temperature: float = 0.1
+    # the contrastive term's negatives only from the query's own class (the teacher's answer for bank images):
+    # within-class diversity, where CMI's negatives are every earlier image
+    contrastive_within_class: bool = False
     # each class's mean teacher feature towards that class's classifier row, centred (neural collapse): where
     # the class's real images sit on average, which pooled BN statistics do not say
     class_mean: float = 0.0
@@ -242,6 +245,7 @@ class Synthesizer:
         self.calls = 0
         self.collapsed = 0  # consecutive collapsed batches (see _watch_collapse)
         self.bank = torch.zeros(0, device=self.device)
+        self.bank_labels = torch.zeros(0, dtype=torch.long, device=self.device)  # the teacher's answers for the bank
         self.generator = self._new_generator()
         self.optimizer = self._new_optimizer(self.generator)
 
@@ -310,8 +314,9 @@ class Synthesizer:
             q = self._teacher_embedding()
             self.teacher(random_resized_crop_flip(x, self.rng))
             k = self._teacher_embedding()
+            within = dict(labels=targets, negative_labels=self.bank_labels) if c.contrastive_within_class else {}
             terms["contrastive"] = c.contrastive * info_nce(q, k, self.bank if len(self.bank) else None,
-                                                            c.contrastive_temperature)
+                                                            c.contrastive_temperature, **within)
         if c.input_stats > 0:
             terms["input_stats"] = c.input_stats * input_statistics(x)
         if c.tv > 0:
@@ -411,7 +416,7 @@ class Synthesizer:
         with torch.no_grad():
             batch = self.label(generator(*fixed[:2]))
         if c.contrastive > 0:
-            self._update_bank(batch[0])
+            self._update_bank(batch[0], batch[1])
         self._watch_collapse(batch[0], batch[1])
         return batch, terms
 
@@ -435,10 +440,11 @@ class Synthesizer:
                 "or --set collapse_patience=0 to keep going; the last saved state is intact")
 
     @torch.no_grad()
-    def _update_bank(self, x: torch.Tensor) -> None:
+    def _update_bank(self, x: torch.Tensor, labels: torch.Tensor) -> None:
         self.teacher(x)
         emb = self._teacher_embedding().detach()
         self.bank = torch.cat([emb, self.bank])[: self.config.bank_size]
+        self.bank_labels = torch.cat([labels.to(self.device), self.bank_labels])[: self.config.bank_size]
 
     def close(self) -> None:
         self.bn_stats.remove()
@@ -450,6 +456,7 @@ class Synthesizer:
         """Everything later calls depend on (the student, when there is one, is its trainer's to save)."""
         return {"generator": self.generator.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "rng": self.rng.get_state(), "calls": self.calls, "collapsed": self.collapsed, "bank": self.bank.cpu(),
+                "bank_labels": self.bank_labels.cpu(),
                 "bn_blended": self.bn_stats.blending_state(), "config": self.config.to_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -466,6 +473,10 @@ class Synthesizer:
         self.calls = int(state["calls"])
         self.collapsed = int(state.get("collapsed", 0))  # absent in older states
         self.bank = state["bank"].to(self.device)
+        if "bank_labels" not in state and self.config.contrastive_within_class and len(self.bank):
+            raise DatafreeError("the saved synthesis state predates contrastive_within_class (its memory bank has no "
+                                "classes); resume without --set contrastive_within_class=true")
+        self.bank_labels = state.get("bank_labels", torch.zeros(len(self.bank), dtype=torch.long)).to(self.device)
         self.bn_stats.load_blending_state(state.get("bn_blended", {}), self.device)  # absent in older states
 
 
