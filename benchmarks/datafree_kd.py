@@ -170,7 +170,9 @@ VARIANTS["fast5-stored-ngf32-inherit"] = {**VARIANTS["fast5-stored-oh2-inherit"]
                                           "overrides": {"adv": 0.0, "ngf": 32}}
 # The width once more (ngf 64, Fast-DFKD's published width; 3.6x the synthesis of ngf 16 a batch): the only lever on
 # this pair that won on every seed was ngf 16 -> 32, so its next step is the one screen that follows from a measured
-# gain. fast5-stored-inherit's student, everything else equal
+# gain. fast5-stored-inherit's student, everything else equal. Measured: 86.30, 86.95 (seeds 0-1), -0.04 ± 0.59 paired
+# against fast5-stored-ngf32-inherit (-0.46, +0.38) at 2x its synthesis: the width stops paying at 32; not adopted
+# (docs/datafree_recipes.md, "Twentieth round")
 VARIANTS["fast5-stored-ngf64-inherit"] = {**VARIANTS["fast5-stored-oh2-inherit"],
                                           "overrides": {"adv": 0.0, "ngf": 64}}
 # The same width on teachers of other families (benchmarks/datafree_families), whose ResNet-8 student cannot inherit:
@@ -204,7 +206,9 @@ VARIANTS["fast5-stored-classmean5-inherit"] = {**VARIANTS["fast5-stored-oh2-inhe
 # term at the same weight, its negatives only from the query's own class (contrastive_within_class). CMI's negatives
 # are every earlier image, so most of its push is between classes, which the class term already keeps apart; the
 # students miss modes *within* a class (Shirt: stripes in the sets, plain shirts in the test split). One-seed screen,
-# paired with fast5-stored-inherit (86.51) and fast5-stored-cmi-inherit (86.26) on seed 0. Cost: that of cmi
+# paired with fast5-stored-inherit (86.51) and fast5-stored-cmi-inherit (86.26) on seed 0. Cost: that of cmi.
+# Measured: 85.92 (-0.59; -0.34 against cmi): the teacher is less sure of the images (mean top probability 0.577, its
+# answer survives a flip on 65%), the student reads Shirt worse (44.6); not adopted ("Twentieth round")
 VARIANTS["fast5-stored-cmiwc-inherit"] = {**VARIANTS["fast5-stored-oh2-inherit"],
                                           "overrides": {"adv": 0.0, "contrastive": 0.8,
                                                         "contrastive_within_class": True}}
