@@ -40,6 +40,7 @@ SETTINGS = {  # teacher -> [(title, --set overrides of the deepinversion preset)
         ("100 steps, 10x total variation", {"iterations": 100, "tv": 1e-3 * 784}),
         ("100 steps, 5x first-BN weight", {"iterations": 100, "bn_first": 50.0}),
         ("100 steps, Fourier pixels", {"iterations": 100, "pixel_param": "fourier"}),
+        ("100 steps, Fourier pixels, 30x wider start", {"iterations": 100, "pixel_param": "fourier", "fourier_std": 0.3}),
         ("DCGAN generator, 200 steps", {**DCGAN, "iterations": 200}),
         ("DCGAN generator, 1000 steps", {**DCGAN, "iterations": 1000}),
     ],

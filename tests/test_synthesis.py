@@ -219,6 +219,23 @@ def test_fourier_pixels_start_at_the_input_mean_and_stay_in_range():
         preset("deepinversion", pixel_param="wavelet")
 
 
+def test_fourier_std_sets_how_far_apart_the_fourier_starts_are():
+    """A larger start spreads the images of a batch further from each other (the diversity it is there for), the
+    config reaches the generator, and the option is refused where it would be silently ignored."""
+
+    def spread(std):
+        config = preset("deepinversion", pixel_param="fourier", fourier_std=std).generator_config
+        images = config.build(SPEC, 16, seed=0)(None)
+        return torch.cdist(images.flatten(1), images.flatten(1)).mean().item()
+
+    assert preset("deepinversion", pixel_param="fourier").generator_config.fourier_std == 0.01
+    assert spread(0.3) > 10 * spread(0.01) > 0
+    with pytest.raises(DatafreeError, match="use it with pixel_param=fourier"):
+        preset("deepinversion", fourier_std=0.3)
+    with pytest.raises(DatafreeError, match="fourier_std must be > 0"):
+        preset("deepinversion", pixel_param="fourier", fourier_std=0.0)
+
+
 def test_fourier_pixels_move_low_frequencies_first():
     """One Adam step on a loss that pulls every pixel towards independent noise: raw pixels take the noise's flat
     spectrum, the Fourier form a change whose energy sits in the low frequencies (the 1/|f| prior), and the gradient

@@ -97,11 +97,12 @@ class PixelGenerator(nn.Module):
     ``1/|f|`` scaling (the spectrum of natural images) shapes come first. On the main job's BatchNorm LeNet-5,
     100 such steps give garment silhouettes, where raw pixels need about 1000 (benchmarks/synthesis_look). It
     starts at the teacher's input mean (a flat image: small random coefficients around the sigmoid's offset),
-    needs no clamp and takes no ``scale``: it is its own smoothness prior.
+    needs no clamp and takes no ``scale``: it is its own smoothness prior. ``fourier_std`` is the std of those
+    random coefficients: larger starts differ more from each other, so a batch ends more diverse, and noisier.
     """
 
     def __init__(self, spec: DataSpec, batch_size: int, generator: torch.Generator | None = None,
-                 scale: int = 1, init: str = "uniform", param: str = "pixels") -> None:
+                 scale: int = 1, init: str = "uniform", param: str = "pixels", fourier_std: float = 0.01) -> None:
         super().__init__()
         if scale < 1:
             raise ValueError("pixel scale must be >= 1")
@@ -123,7 +124,7 @@ class PixelGenerator(nn.Module):
             self.register_buffer("freq_scale", freq.clamp_min(1.0 / max(h, w)).reciprocal() / 4, persistent=False)
             mean = torch.tensor(spec.mean).clamp(0.01, 0.99).view(1, -1, 1, 1)
             self.register_buffer("offset", torch.log(mean / (1 - mean)), persistent=False)  # sigmoid(offset) = mean
-            self.spectrum = nn.Parameter(0.01 * torch.randn(batch_size, spec.channels, h, w // 2 + 1, 2,
+            self.spectrum = nn.Parameter(fourier_std * torch.randn(batch_size, spec.channels, h, w // 2 + 1, 2,
                                                             generator=generator))
             return
         size = (-(-spec.height // scale), -(-spec.width // scale))
@@ -242,6 +243,7 @@ class PixelConfig(KeepsItsGenerator):
     pixel_scale: int = 1  # optimise images this many times coarser, upsampled (a smoothness prior)
     pixel_init: str = "uniform"  # uniform in [0, 1] | mean: near the teacher's input mean (PixelGenerator)
     pixel_param: str = "pixels"  # pixels | fourier: each image's spectrum, scaled by 1/|f| (a shape-first prior)
+    fourier_std: float = 0.01  # std of the Fourier coefficients' random start: larger, more diverse and noisier
     schedules: ClassVar[tuple[str, ...] | None] = ("pool",)  # a fresh batch per call: pool only
 
     def __post_init__(self) -> None:
@@ -254,6 +256,10 @@ class PixelConfig(KeepsItsGenerator):
         if self.pixel_param == "fourier" and (self.pixel_scale != 1 or self.pixel_init != "uniform"):
             raise DatafreeError("pixel_param=fourier starts at the teacher's input mean and is its own smoothness "
                                 "prior: leave pixel_scale and pixel_init at their defaults")
+        if not self.fourier_std > 0:
+            raise DatafreeError(f"fourier_std must be > 0, not {self.fourier_std}")
+        if self.fourier_std != PixelConfig.fourier_std and self.pixel_param != "fourier":
+            raise DatafreeError("fourier_std sets the start of Fourier pixels: use it with pixel_param=fourier")
 
     @property
     def noise_dim(self) -> int:
@@ -267,7 +273,7 @@ class PixelConfig(KeepsItsGenerator):
 
     def build(self, spec: DataSpec, batch_size: int, seed: int, teacher: nn.Module | None = None) -> nn.Module:
         return PixelGenerator(spec, batch_size, torch.Generator().manual_seed(seed), self.pixel_scale, self.pixel_init,
-                              self.pixel_param)
+                              self.pixel_param, self.fourier_std)
 
 
 EMBEDDINGS = ("teacher", "random")
