@@ -222,8 +222,9 @@ VARIANTS["fast5-stored-cmiwc-inherit"] = {**VARIANTS["fast5-stored-oh2-inherit"]
                                           "overrides": {"adv": 0.0, "contrastive": 0.8,
                                                         "contrastive_within_class": True}}
 # Fast-DFKD's synthesis batch (256; the suites use 128): each meta-step's BatchNorm statistics come from twice the
-# images, and the same 51200 images take half the meta-steps at about twice the cost each. One-seed screen, paired with
-# fast5-stored-inherit (86.51); started at the end of the twentieth round, not yet measured
+# images, and the same 51200 images take half the meta-steps at about twice the cost each. Measured (one seed): 85.79
+# against fast5-stored-inherit's 86.51 (-0.72) and fast5-stored-ngf32-inherit's 86.76 (-0.97); not adopted, seeds 1-2
+# not run (docs/datafree_recipes.md, "Twenty-first round")
 VARIANTS["fast5-stored-bs256-inherit"] = {**VARIANTS["fast5-stored-oh2-inherit"],
                                           "overrides": {"adv": 0.0, "batch_size": 256}}
 # Not data-free: controls for the stored-set rows. A stored-set student's own recipe on as many random real
