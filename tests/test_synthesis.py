@@ -504,9 +504,40 @@ def one_class_teacher():
     """Sees class 0 in everything: the signature of a collapsed generator."""
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(144, 4))
     with torch.no_grad():
-        net[1].weight.zero_()
+        net[1].weight.fill_(1e-3)  # small, not zero: the images get a gradient, and class 0 always wins
         net[1].bias.copy_(torch.tensor([10.0, 0.0, 0.0, 0.0]))
     return net
+
+
+def flat_at_the_mean_teacher():
+    """No BatchNorm, and every ReLU off on a flat image at the input mean (normalised 0): no gradient to the input
+    there, as the BN-free LeNet-5 on Fourier pixels' default start."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(400, 4))
+    with torch.no_grad():
+        net[0].weight.fill_(0.2)
+        net[0].bias.fill_(-1.0)
+    return net
+
+
+def test_a_start_with_no_gradient_stops_at_the_first_step(tmp_path):
+    from datafree import api
+    from datafree.checkpoint import ModelInfo
+
+    flat = preset("zskd", batch_size=8, iterations=3, dirichlet=0.0, pixel_param="fourier")
+    synth = Synthesizer(flat_at_the_mean_teacher(), SPEC, flat, seed=0)
+    with pytest.raises(DatafreeError, match=r"no gradient reaches the synthetic images .*--set fourier_std=0.3"):
+        synth.synthesize()
+    # raw pixels from uniform noise reach the live part of the same teacher: no error, and the images move
+    pixels = preset("zskd", batch_size=8, iterations=3, dirichlet=0.0)
+    (x, _, _), _ = Synthesizer(flat_at_the_mean_teacher(), SPEC, pixels, seed=0).synthesize()
+    start = PixelGenerator(SPEC, 8, torch.Generator().manual_seed(0))(None)
+    assert x.shape == start.shape
+    # through the library: a one-line error, and no output directory left behind
+    info = ModelInfo("flat", SPEC)
+    with pytest.raises(DatafreeError, match="no gradient reaches"):
+        api.synthesize(tmp_path / "set", flat_at_the_mean_teacher(), info, "zskd", 8, config=flat, seed=0,
+                       progress=False)
+    assert not (tmp_path / "set").exists()
 
 
 def test_collapse_stops_the_run_after_patience_batches():

@@ -244,6 +244,7 @@ class Synthesizer:
         self.class_similarity = class_similarity(self.teacher) if config.dirichlet_betas else None
         self.calls = 0
         self.collapsed = 0  # consecutive collapsed batches (see _watch_collapse)
+        self.gradient_checked = False  # see _check_gradient: once, on the first step
         self.bank = torch.zeros(0, device=self.device)
         self.bank_labels = torch.zeros(0, dtype=torch.long, device=self.device)  # the teacher's answers for the bank
         self.generator = self._new_generator()
@@ -352,6 +353,8 @@ class Synthesizer:
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if not self.gradient_checked:
+                    self._check_gradient(generator)
                 optimizer.step()
                 if isinstance(generator, PixelGenerator):
                     generator.clamp_()
@@ -419,6 +422,19 @@ class Synthesizer:
             self._update_bank(batch[0], batch[1])
         self._watch_collapse(batch[0], batch[1])
         return batch, terms
+
+    def _check_gradient(self, generator: nn.Module) -> None:
+        """Stop at the first step when no gradient reaches the generator: its images would never move, and the set
+        would silently be its starting noise. A teacher without BatchNorm can be flat at the start: on a flat image
+        at its input mean, every ReLU of a LeNet-5 is off (Fourier pixels' default start)."""
+        self.gradient_checked = True
+        grads = [p.grad for p in generator.parameters() if p.grad is not None]
+        if grads and any(bool(g.ne(0).any()) for g in grads):
+            return
+        hint = ("start the Fourier pixels further from a flat image (--set fourier_std=0.3)"
+                if getattr(generator, "param", None) == "fourier" else "start from other images or another --seed")
+        raise DatafreeError("no gradient reaches the synthetic images at their start (the teacher's output does not "
+                            f"change with its input there, e.g. every ReLU is off): {hint}")
 
     def _watch_collapse(self, x: torch.Tensor, labels: torch.Tensor) -> None:
         """Stop a run whose generator has collapsed, instead of training a student on one image or one class.

@@ -115,6 +115,7 @@ def _synthesize_one(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo
     out = Path(out)
     if out.exists() and (out / "manifest.json").is_file() and not resume:
         raise DatafreeError(f"{out} already holds a transfer set; pass --resume to extend it to --count")
+    fresh = not (out / "manifest.json").is_file()
     synth = Synthesizer(teacher, teacher_info.spec, config, seed=seed, device=device, terms=terms)  # validates first
     header = transfer_header(method, config, teacher_info, seed)
     if terms:
@@ -153,12 +154,25 @@ def _synthesize_one(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo
             bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items()}, refresh=False)
             if synth.calls % preview_every == 1 or writer.count >= count:
                 save_class_grid(out / PREVIEW, x, y, teacher_info.spec)
+    except BaseException:
+        if fresh and writer.count == 0:  # failed before its first image: leave nothing that asks for --resume
+            _remove_empty_set(out)
+        raise
     finally:
         bar.close()
         synth.close()
     elapsed = elapsed0 + time.perf_counter() - start
     writer.update(synthesis_time_s=elapsed, peak_memory_mb=peak_memory_mb(torch.device(device)))
     return writer.manifest
+
+
+def _remove_empty_set(out: Path) -> None:
+    """Remove what a run wrote into ``out`` before its first image (the manifest and the state), and ``out`` itself
+    when nothing else is in it."""
+    for name in ("manifest.json", SYNTH_STATE):
+        (out / name).unlink(missing_ok=True)
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
 
 
 def live_stream(student: nn.Module, teacher: nn.Module, teacher_info: ModelInfo, method: str,
