@@ -353,7 +353,7 @@ class Synthesizer:
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                if not self.gradient_checked:
+                if not self.gradient_checked and self.student is None:
                     self._check_gradient(generator)
                 optimizer.step()
                 if isinstance(generator, PixelGenerator):
@@ -426,7 +426,9 @@ class Synthesizer:
     def _check_gradient(self, generator: nn.Module) -> None:
         """Stop at the first step when no gradient reaches the generator: its images would never move, and the set
         would silently be its starting noise. A teacher without BatchNorm can be flat at the start: on a flat image
-        at its input mean, every ReLU of a LeNet-5 is off (Fourier pixels' default start)."""
+        at its input mean, every ReLU of a LeNet-5 is off (Fourier pixels' default start). Only without a student:
+        against one, a zero first gradient can be right (an adversarial-only loss, with a student that answers as
+        the teacher does, as describe-teacher's probe and an inherited student of the teacher's own architecture)."""
         self.gradient_checked = True
         grads = [p.grad for p in generator.parameters() if p.grad is not None]
         if grads and any(bool(g.ne(0).any()) for g in grads):
