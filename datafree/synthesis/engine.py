@@ -244,7 +244,6 @@ class Synthesizer:
         self.class_similarity = class_similarity(self.teacher) if config.dirichlet_betas else None
         self.calls = 0
         self.collapsed = 0  # consecutive collapsed batches (see _watch_collapse)
-        self.gradient_checked = False  # see _check_gradient: once, on the first step
         self.bank = torch.zeros(0, device=self.device)
         self.bank_labels = torch.zeros(0, dtype=torch.long, device=self.device)  # the teacher's answers for the bank
         self.generator = self._new_generator()
@@ -353,7 +352,7 @@ class Synthesizer:
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                if not self.gradient_checked and self.student is None:
+                if step == 0 and self.calls == 1 and self.student is None:  # a run's very first step
                     self._check_gradient(generator)
                 optimizer.step()
                 if isinstance(generator, PixelGenerator):
@@ -429,12 +428,12 @@ class Synthesizer:
         at its input mean, every ReLU of a LeNet-5 is off (Fourier pixels' default start). Only without a student:
         against one, a zero first gradient can be right (an adversarial-only loss, with a student that answers as
         the teacher does, as describe-teacher's probe and an inherited student of the teacher's own architecture)."""
-        self.gradient_checked = True
         grads = [p.grad for p in generator.parameters() if p.grad is not None]
         if grads and any(bool(g.ne(0).any()) for g in grads):
             return
-        hint = ("start the Fourier pixels further from a flat image (--set fourier_std=0.3)"
-                if getattr(generator, "param", None) == "fourier" else "start from other images or another --seed")
+        fourier = isinstance(generator, PixelGenerator) and generator.param == "fourier"
+        hint = ("start the Fourier pixels further from a flat image (--set fourier_std=0.3)" if fourier
+                else "start from other images or another --seed")
         raise DatafreeError("no gradient reaches the synthetic images at their start (the teacher's output does not "
                             f"change with its input there, e.g. every ReLU is off): {hint}")
 
