@@ -140,6 +140,14 @@ LEVERS: dict[str, Lever] = {
         "inherit-adi-grown-200-long-mixup-rkd-distance",
         student=(*MAIN_JOB_STUDENT, "--set", "pixel_param=fourier", "--set", "fourier_std=0.3", "--rkd-distance", "25"),
         set_of="inherit-fourier-std0.3"),
+    # Goal 3's grid point from the other side: the Fourier set (its default start: the garment silhouettes of the
+    # "Fourteenth round") under the main job's student, whose ADI batches stay raw pixels. The stored set is what the
+    # report's grid shows; the batches made against the student during distillation are where the Fourier rows lost
+    # their diversity (Fourier growth: -1.13 ± 0.53). If this row ties the raw-pixel main job, garments cost nothing
+    "fourier-raw-adi-grown-200-long-mixup-rkd-distance": Lever(
+        "synthesis: Fourier pixels (the set only; the ADI batches raw pixels); student: "
+        "inherit-adi-grown-200-long-mixup-rkd-distance",
+        student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25"), set_of="inherit-fourier"),
     # FitNets hints from the teacher's start: each synthetic image also teaches a layer's features, not only the
     # logits (a regressor maps the student's channels to the teacher's); the penultimate layer and the last conv's
     **{f"inherit-hint-{layer}-w{w}": Lever(f"student: inherit, FitNets hint on `{layer}` (weight {w})",
