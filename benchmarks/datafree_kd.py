@@ -234,10 +234,9 @@ VARIANTS["fast5-stored-bs256-inherit"] = {**VARIANTS["fast5-stored-oh2-inherit"]
 # else equal. Tried because the data-free students fit their own synthetic views far worse than the real-image student
 # fits its images (train accuracy 81-83% against 95%) and their test accuracy still climbs in the last epochs (ngf64:
 # 85.45 -> 86.30 over epochs 36-40); on the BatchNorm LeNet twice the steps gave +1.16 over inherit ("inherit-long").
-# The published students CMI and Fast-DFKD compare with train for hundreds of epochs. A BatchNorm-statistics
-# diagnostic came first: recomputing the ngf64 student's BatchNorm statistics on its synthetic images or on real
-# images does not raise it (86.53 -> 86.44 / 84.50 on the selection split), so the student's function, not its
-# statistics, is what is missing (docs/datafree_recipes.md, "Twenty-second round")
+# The published students CMI and Fast-DFKD compare with train for hundreds of epochs. Not the students' BatchNorm
+# statistics: re-estimating them on real images lowers them (benchmarks/teacher_view), so their function is what is
+# missing (docs/datafree_recipes.md, "Twenty-second round")
 VARIANTS["fast5-stored-ngf64-inherit-long"] = {**VARIANTS["fast5-stored-ngf64-inherit"],
                                                "set_of": "fast5-stored-ngf64-inherit",
                                                "student": ("--epochs", "80", "--eval-every", "8", "--lr", "0.05")}

@@ -172,6 +172,39 @@ def test_report_finds_sets_recorded_relative_to_where_the_suite_ran(smoke_out, t
     assert synthetic_grid(groups, smoke_out, tmp_path / "grid.png") == ["tiny cond:dm:2"]
 
 
+def test_a_grown_source_keeps_its_batches_and_the_grid_shows_them(smoke_out, tmp_path):
+    """df:<stored>+<live>: the batches made against the student are images it learnt from, so the run keeps them
+    (--save-transfer RUN/grown), the row records them and the report's grid shows them next to the stored set. A run
+    made again replaces them (live runs never resume), rather than failing on a non-empty directory."""
+    from dataclasses import replace
+
+    from datafree.bench.report import synthetic_grid
+    from datafree.data.transfer import read_manifest
+
+    smoke = get_suite("smoke")
+    tiny = ("--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16", "--alpha", "0")
+    suite = replace(smoke, pairs=[replace(smoke.pairs[0], sources=("df:zskd+fast5",))],
+                    recipes=replace(smoke.recipes, df_grown_student=tiny,
+                                    df_method_scale={**smoke.recipes.df_method_scale,
+                                                     "fast5": {"student_steps": 1, "iterations": 1}}))
+    out, root = tmp_path / "out", smoke_out.parent / "fmnist"
+    teachers = smoke_out / "teachers"
+    run_suite(suite, out, data_root=root, device="cpu", teachers=teachers, log=lambda *_: None)
+    row = next(r for r in _rows(out) if r["source"] == "df:zskd+fast5")
+    grown = Path(row["grown_dir"])
+    assert grown.name == "grown" and read_manifest(grown)["count"] == 2 * 16  # 2 steps, one batch each
+    groups = [{"pair": "tiny", "kind": "df", "method": "zskd", "source": "df:zskd+fast5", "set_dir": row["set_dir"],
+               "grown_dir": row["grown_dir"]}]
+    assert synthetic_grid(groups, out, tmp_path / "grid.png") == ["tiny df:zskd", "tiny df:zskd+fast5: grown"]
+    changed = replace(suite, recipes=replace(suite.recipes, df_grown_student=(*tiny, "--lr", "0.02")))
+    lines: list[str] = []  # a changed student recipe: the run is made again, and its batches with it
+    summary = run_suite(changed, out, data_root=root, device="cpu", teachers=teachers, log=lines.append)
+    assert any(line.strip().startswith("run    datafree distill") and "--save-transfer" in line for line in lines)
+    assert not summary.failed, lines
+    assert read_manifest(grown)["count"] == 2 * 16
+    assert [r for r in _rows(out) if r["source"] == "df:zskd+fast5"][-1]["config"]["student"]["lr"] == 0.02
+
+
 def test_report_of_an_empty_directory_is_a_one_line_error(tmp_path, capsys):
     assert main(["bench", "report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
@@ -264,6 +297,11 @@ def test_fmnist_suites_plan(tmp_path):
     assert "--method adi" in grown and "student_steps=200" in grown and "--augment crop-flip" in grown
     assert "--epochs 30 --steps-per-epoch 200" in grown and "--mix mixup" in grown
     assert "--inherit" in grown  # the student starts from a selection of the teacher's weights
+    # the set is Fourier pixels (garment silhouettes for the report's grid), the batches grown against the student
+    # raw pixels (Fourier growth cost the student 1.2 points; benchmarks/datafree_levers); those batches are kept
+    synth = " ".join(next(r for r in quick if r.source == "df:deepinversion+adi").argv[0])
+    assert 'pixel_param="fourier"' in synth and "pixel_param" not in grown
+    assert f"--save-transfer {tmp_path / 'runs' / 'lenet-bn' / 'df-deepinversion+adi' / 'seed0' / 'grown'}" in grown
     kd = " ".join(next(r for r in quick if r.source == "kd").argv[-1])
     assert "--inherit" not in kd  # the real-data references start from random weights, as published
     assert [r.run_id for r in quick][1] == "lenet-bn/kd/seed0"
@@ -426,6 +464,7 @@ def test_every_planned_job_is_the_command_it_records(name, tmp_path):
             assert (args.transfer or [None]) == [p["transfer"]]
             assert args.teacher == (p["teacher"] or {}).get("path")
             assert args.inherit == p.get("inherit", False)
+            assert args.save_transfer == p.get("save_transfer")
         elif step.job.name == "buffer":
             fields = jobs.buffer_fields(p["flags"])
             assert fields == {k: getattr(args, k) for k in fields}

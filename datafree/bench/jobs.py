@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import types
 import typing
 from collections.abc import Sequence
@@ -250,7 +251,10 @@ def _distill(p: dict[str, Any], argv: list[str], out: Path, resume: bool, overwr
         check_compatible(train.spec, dataset_spec(test))
     if info is not None:
         source["teacher"] = api.teacher_record(p["teacher"]["path"], info)
+    save_transfer = p.get("save_transfer")
+    if save_transfer and overwrite and Path(save_transfer).exists():
+        shutil.rmtree(save_transfer)  # the batches of the run this one replaces (live runs start again, never resume)
     api.distill(out, p["student"], config, teacher=teacher, teacher_info=info, train=train, method=method,
                 synthesis=preset(method, **p["overrides"]) if method else None, test=test,
-                student_kwargs=p["student_kwargs"], resume=resume, overwrite=overwrite,
+                student_kwargs=p["student_kwargs"], save_transfer=save_transfer, resume=resume, overwrite=overwrite,
                 extra={"argv": argv, "dataset": p["dataset"], **source}, inherit=p.get("inherit", False))

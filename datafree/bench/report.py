@@ -80,6 +80,7 @@ def summarize(rows: list[dict[str, Any]], source_order: list[str] | None = None)
             "synthetic_images": _mean(r.get("synthetic_images") for r in rs),
             "argv": first.get("argv") or [],
             "set_dir": first.get("set_dir"),
+            "grown_dir": first.get("grown_dir"),
             **_fair(first, rs, rows),
         })
     return out
@@ -386,6 +387,8 @@ def synthetic_grid(groups: list[dict[str, Any]], out_dir: Path, path: Path, per_
         if g.get("set_dir") and g["kind"] in ("df", "cond"):
             label = f"{g['pair']} {g['kind']}:{g['method']}" + (f":{g['ipc']}" if g["kind"] == "cond" else "")
             sets.setdefault(label, set_path(g["set_dir"], out_dir))
+        if g.get("grown_dir"):  # the batches a grown source made against its student: images it learnt from too
+            sets.setdefault(f"{g['pair']} {g['source']}: grown", set_path(g["grown_dir"], out_dir))
     tiles = []
     for label, directory in sets.items():
         if not (directory / "manifest.json").is_file():
@@ -409,7 +412,8 @@ def synthetic_grid(groups: list[dict[str, Any]], out_dir: Path, path: Path, per_
     if not tiles:
         _empty(axes[0], "no stored synthetic or condensed sets\n(live data-free methods keep none)")
     else:
-        fig.suptitle(f"first {per_class} images per class (one row per class) of each stored set", fontsize="medium")
+        fig.suptitle(f"first {per_class} images per class (one row per class) of each stored set; 'grown': the "
+                     "batches made against the student as it learnt", fontsize="medium")
     _save(fig, path)
     return [label for label, _ in tiles]
 

@@ -6,7 +6,8 @@ Layout of a suite's output directory::
     results.jsonl                       one row per finished run (appended; the last row of a run id wins)
     failures.jsonl                      one line per failed run (the suite goes on with the others)
     teachers/<pair>/                    the teacher's run directory (unless --teachers gives one)
-    runs/<pair>/<source>/seed<N>/       student/ (a run directory) and, for stored data-free sets, transfer/
+    runs/<pair>/<source>/seed<N>/       student/ (a run directory) and, for stored data-free sets, transfer/;
+                                        df:<stored>+<live> also grown/ (the batches made against the student)
     sets/<pair>/cond-<method>-ipc<K>/seed<N>/   a condensed set, shared by the hard- and soft-label students
     buffers/<dataset>/                  MTT's expert trajectories
 
@@ -40,6 +41,7 @@ RESULTS = "results.jsonl"
 FAILURES = "failures.jsonl"
 SUITE_JSON = "suite.json"
 MARKER = ".bench.json"
+GROWN = "grown"  # a df:<stored>+<live> run's batches made against its student (a transfer set)
 TEACHER_SEED = 0
 
 
@@ -270,10 +272,11 @@ def _source_steps(suite: Suite, pair: PairSpec, src: Source, seed: int, out: Pat
         synth_job = Job("synthesize", {**ctx, "method": src.method, "overrides": scale, "count": r.df_count})
         if src.grow:  # the live preset grows the stored set with batches made against the student
             grow = df_overrides(r, src.grow)
+            grown = run_dir / GROWN  # those batches are kept, so the report shows every image the student saw
             distill = ["distill", *teacher, "--transfer", str(tset), "--method", src.grow,
-                       *set_args(grow), *student, *r.df_grown_student, *tail]
+                       *set_args(grow), *student, *r.df_grown_student, "--save-transfer", str(grown), *tail]
             job = Job("distill", {**learner, "transfer": str(tset), "method": src.grow, "overrides": grow,
-                                  "flags": list(r.df_grown_student)})
+                                  "flags": list(r.df_grown_student), "save_transfer": str(grown)})
         else:
             distill = ["distill", *teacher, "--transfer", str(tset), *student, *r.df_stored_student, *tail]
             job = Job("distill", {**learner, "transfer": str(tset), "flags": list(r.df_stored_student)})
@@ -519,6 +522,8 @@ def make_row(suite: Suite, run: Run, actions: list[str], rows: dict[str, dict[st
         set_dir = str(step.out)
     if src.kind == "df" and not set_dir:  # live: the images the generator made during distillation
         images = int(result.get("synthetic_images", 0))
+    grown = run.directory / GROWN
+    grown_dir = str(grown) if src.grow and (grown / "manifest.json").is_file() else None
     config["student"] = result.get("config")
     distill = float(metrics.get("train_time_total_s", 0.0))
     distill_wall = float(metrics.get("wall_time_s", distill))
@@ -534,7 +539,8 @@ def make_row(suite: Suite, run: Run, actions: list[str], rows: dict[str, dict[st
         "total_time_s": total, "wall_time_s": creation + buffer_time + distill_wall, "bench_wall_time_s": wall,
         "peak_memory_mb": max((p for p in peaks if p is not None), default=None),
         "peak_memory_per_step": peak_reset,
-        "synthetic_images": images, "set_dir": set_dir, "student_dir": str(run.steps[-1].out) if run.steps else None,
+        "synthetic_images": images, "set_dir": set_dir, "grown_dir": grown_dir,
+        "student_dir": str(run.steps[-1].out) if run.steps else None,
         "teacher_dir": str(run.teacher_dir), "argv": planned_argv(run),
         "config": config, "inputs": run_inputs(run), "actions": actions, "environment": environment(), "finished_at": time.time(),
     }
