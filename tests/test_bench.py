@@ -202,7 +202,14 @@ def test_a_grown_source_keeps_its_batches_and_the_grid_shows_them(smoke_out, tmp
     assert any(line.strip().startswith("run    datafree distill") and "--save-transfer" in line for line in lines)
     assert not summary.failed, lines
     assert read_manifest(grown)["count"] == 2 * 16
-    assert [r for r in _rows(out) if r["source"] == "df:zskd+fast5"][-1]["config"]["student"]["lr"] == 0.02
+    row = [r for r in _rows(out) if r["source"] == "df:zskd+fast5"][-1]
+    assert row["config"]["student"]["lr"] == 0.02
+    # the privacy audit covers both: the stored set and the batches made against the student
+    from datafree.bench.audit import AUDIT_JSON, audit_dir, audit_suite
+
+    audit_suite(out, data_root=root, log=lambda *_: None)
+    audit = json.loads((audit_dir(out, row) / AUDIT_JSON).read_text())
+    assert audit["protocol"]["synthetic_count"] == 32 + 2 * 16 and audit["transfer"]["method"] == "zskd+fast5"
 
 
 def test_report_of_an_empty_directory_is_a_one_line_error(tmp_path, capsys):

@@ -1,5 +1,6 @@
 """``datafree bench audit``: the privacy audit (:func:`datafree.api.audit`) of every stored data-free set a suite
-made, with its student and the real-data KD student of the same pair and seed.
+made (with the batches a grown source made against its student), with its student and the real-data KD student of
+the same pair and seed.
 
 A suite that claims "no training data was needed" should show, next to its accuracies, that its images and its
 student do not give the training data away. Each audit lands in ``runs/<pair>/<source>/seed<N>/audit/`` beside the
@@ -36,7 +37,8 @@ def audited_rows(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[
 
 def _inputs(row: dict[str, Any], kd: dict[str, Any] | None) -> dict[str, Any]:
     """What an audit depends on: the set, the teacher and the students, as the rows that made them recorded them."""
-    return {"set_dir": row["set_dir"], "teacher_dir": row["teacher_dir"], "student_dir": row["student_dir"],
+    return {"set_dir": row["set_dir"], "grown_dir": row.get("grown_dir"), "teacher_dir": row["teacher_dir"],
+            "student_dir": row["student_dir"],
             "finished_at": row.get("finished_at"), "kd_student_dir": kd["student_dir"] if kd else None,
             "kd_finished_at": kd.get("finished_at") if kd else None}
 
@@ -58,7 +60,7 @@ def audit_suite(out_dir: str | Path, *, data_root: str | Path | None = None, dev
     from datafree.bench.report import set_path
     from datafree.checkpoint import load_model
     from datafree.data import load_dataset
-    from datafree.data.transfer import TransferSet
+    from datafree.data.transfer import TransferSet, TransferSets
 
     out = Path(out_dir)
     rows = read_rows(out)
@@ -88,8 +90,10 @@ def audit_suite(out_dir: str | Path, *, data_root: str | Path | None = None, dev
         paths = [(label, set_path(path, out, "model.safetensors")) for label, path in
                  (("data-free student", row["student_dir"]), ("real-data KD student", kd and kd["student_dir"])) if path]
         students = [(label, *load_model(path)) for label, path in paths if (path / "model.safetensors").is_file()]
+        # a grown source's batches made against the student are audited with its stored set: the student saw both
+        sets = [TransferSet(set_path(d, out)) for d in (row["set_dir"], row.get("grown_dir")) if d]
         log(f"  audit  {row['run_id']} -> {directory}")
-        api.audit(directory, TransferSet(set_path(row["set_dir"], out)), train, test, teacher=teacher,
+        api.audit(directory, sets[0] if len(sets) == 1 else TransferSets(sets), train, test, teacher=teacher,
                   teacher_info=info, students=students, config=AuditConfig(device=device), overwrite=True,
                   protocol={"dataset": row["dataset"], "teacher": str(teacher_path), "run_id": row["run_id"],
                             "bench_inputs": inputs})

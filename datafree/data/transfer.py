@@ -285,6 +285,13 @@ class TransferSets(Dataset):
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """What a record names the sets by (as one set's manifest does): their kind, methods and total count."""
+        kinds = {s.manifest.get("kind") for s in self.sets}
+        return {"kind": kinds.pop() if len(kinds) == 1 else "mixed",
+                "method": "+".join(str(s.manifest.get("method")) for s in self.sets), "count": len(self)}
+
     def get_batch(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return gather(self.offsets, index, lambda k, local: self.sets[k].get_batch(local))
 
