@@ -127,14 +127,14 @@ def _distill(argv: list[str], _: list[str], o: dict[str, Any]) -> None:
     from datafree.bench.jobs import train_config
     from datafree.checkpoint import load_model
     from datafree.data import check_compatible, dataset_spec
-    from datafree.data.transfer import TransferSet, TransferSets
+    from datafree.data.transfer import TransferSet, read_as_one
     from datafree.synthesis import preset
 
     method = o.get("--method")
     teacher, info = None, None
     if o.get("--transfer"):
         sets = [TransferSet(d) for d in o["--transfer"]]
-        train = sets[0] if len(sets) == 1 else TransferSets(sets)
+        train = read_as_one(sets)
         spec, source = train.spec, {"source": "transfer", "transfer": o["--transfer"][0],
                                     "transfer_method": sets[0].manifest.get("method")}
         if len(sets) > 1:

@@ -299,7 +299,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     """Load what the flags name (the source, the teacher, the test split), then :func:`datafree.api.distill`."""
     from datafree import api
     from datafree.data import dataset_spec
-    from datafree.data.transfer import TransferSet, TransferSets
+    from datafree.data.transfer import TransferSet, read_as_one
 
     if args.transfer and args.method and args.teacher is None:
         raise DatafreeError("--transfer with --method grows the set with live batches: it needs --teacher")
@@ -310,7 +310,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     teacher, teacher_info = (None, None)
     if args.transfer:
         sets = [TransferSet(d) for d in args.transfer]
-        train = sets[0] if len(sets) == 1 else TransferSets(sets)
+        train = read_as_one(sets)
         spec, source = train.spec, {"source": "transfer", "transfer": str(args.transfer[0]),
                                     "transfer_method": sets[0].manifest.get("method")}
         if len(sets) > 1:

@@ -60,7 +60,7 @@ def audit_suite(out_dir: str | Path, *, data_root: str | Path | None = None, dev
     from datafree.bench.report import set_path
     from datafree.checkpoint import load_model
     from datafree.data import load_dataset
-    from datafree.data.transfer import TransferSet, TransferSets
+    from datafree.data.transfer import TransferSet, read_as_one
 
     out = Path(out_dir)
     rows = read_rows(out)
@@ -93,7 +93,7 @@ def audit_suite(out_dir: str | Path, *, data_root: str | Path | None = None, dev
         # a grown source's batches made against the student are audited with its stored set: the student saw both
         sets = [TransferSet(set_path(d, out)) for d in (row["set_dir"], row.get("grown_dir")) if d]
         log(f"  audit  {row['run_id']} -> {directory}")
-        api.audit(directory, sets[0] if len(sets) == 1 else TransferSets(sets), train, test, teacher=teacher,
+        api.audit(directory, read_as_one(sets), train, test, teacher=teacher,
                   teacher_info=info, students=students, config=AuditConfig(device=device), overwrite=True,
                   protocol={"dataset": row["dataset"], "teacher": str(teacher_path), "run_id": row["run_id"],
                             "bench_inputs": inputs})

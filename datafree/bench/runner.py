@@ -522,8 +522,8 @@ def make_row(suite: Suite, run: Run, actions: list[str], rows: dict[str, dict[st
         set_dir = str(step.out)
     if src.kind == "df" and not set_dir:  # live: the images the generator made during distillation
         images = int(result.get("synthetic_images", 0))
-    grown = run.directory / GROWN
-    grown_dir = str(grown) if src.grow and (grown / "manifest.json").is_file() else None
+    grown = run.steps[-1].job.params.get("save_transfer") if run.steps else None  # a grown source's kept batches
+    grown_dir = grown if grown and (Path(grown) / "manifest.json").is_file() else None
     config["student"] = result.get("config")
     distill = float(metrics.get("train_time_total_s", 0.0))
     distill_wall = float(metrics.get("wall_time_s", distill))

@@ -297,3 +297,8 @@ class TransferSets(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         return tuple(t[0] for t in self.get_batch(torch.tensor([i])))
+
+
+def read_as_one(sets: list[TransferSet]) -> TransferSet | TransferSets:
+    """One set as itself, several as one :class:`TransferSets` (what a reader of ``--transfer DIR [DIR ...]`` wants)."""
+    return sets[0] if len(sets) == 1 else TransferSets(sets)

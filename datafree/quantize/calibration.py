@@ -84,12 +84,12 @@ def pick(dataset: Dataset, count: int | None, seed: int, what: str) -> tuple[Dat
 def from_transfer(directories: Sequence[str | Path], spec: DataSpec, *, count: int | None = None,
                   seed: int = 0) -> Calibration:
     """A stored transfer set (or several read as one): data-free calibration."""
-    from datafree.data.transfer import TransferSet, TransferSets
+    from datafree.data.transfer import TransferSet, read_as_one
 
     if not directories:
         raise DatafreeError("no calibration set given")
     sets = [TransferSet(d) for d in directories]
-    data = sets[0] if len(sets) == 1 else TransferSets(sets)
+    data = read_as_one(sets)
     check_spec(data.spec, spec, f"calibration set {directories[0]}")
     what = f"calibration set {', '.join(map(str, directories))}"
     chosen, index = pick(data, count, seed, what)
