@@ -43,6 +43,7 @@ from datafree.errors import DatafreeError
 from datafree.hooks import FeatureHooks, InputHooks, penultimate_module
 from datafree.io import atomic_write
 from datafree.losses import hint_mse, jacobian_match, kd_kl, rkd_angle, rkd_distance
+from datafree.models.layout import use_channels_last
 from datafree.schedules import cosine_decay
 
 STATE_FILE = "state.pt"
@@ -220,6 +221,9 @@ class Trainer:
             raise DatafreeError(f"--mix {config.mix} needs a teacher to label the mixed images")
         self.model = model.to(self.device)
         self.teacher = teacher.to(self.device).eval().requires_grad_(False) if teacher is not None else None
+        # the frozen teacher's labelling pass in channels_last where it is faster (datafree.models.layout; never the
+        # student, whose weight gradients hit a oneDNN bug there); close() gives it back in its layout
+        self._restore_layout = use_channels_last([self.teacher], spec.shape if spec is not None else None)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.log = log
         self.amp = config.amp and self.device.type == "cuda" and not config.bf16
@@ -560,9 +564,10 @@ class Trainer:
             raise DatafreeError("the processes' copies of the model differ after an epoch (a bug: please report it)")
 
     def close(self) -> None:
-        """Remove the feature hooks this trainer installed on the models."""
+        """Remove the feature hooks this trainer installed on the models and give the teacher back its layout."""
         for hooks in (*self._student_hooks.values(), *self._teacher_hooks.values()):
             hooks.remove()
+        self._restore_layout()
 
 
 __all__ = ["Stateful", "TrainConfig", "Trainer", "evaluate", "peak_memory_mb"]

@@ -20,10 +20,14 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! "$VENV/bin/python" -c "impo
   if ! "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null; then
     echo "setup: installing $TORCH_SPEC"
     # shellcheck disable=SC2086
-    "$VENV/bin/pip" install -q $TORCH_SPEC
+    "$VENV/bin/pip" install -q --no-compile $TORCH_SPEC
   fi
   echo "setup: installing datafree and its dependencies"
-  "$VENV/bin/pip" install -q -e ".[dev]"
+  "$VENV/bin/pip" install -q --no-compile -e ".[dev]"
+  # pip byte-compiles file by file; compileall on every core does the same work faster (setup 1m43s -> 1m26s).
+  # Like pip, it skips files that do not compile (test fixtures of some packages): only speed is at stake.
+  site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
+  "$VENV/bin/python" -m compileall -q -j 0 "$site" >/dev/null 2>&1 || true
   echo "$want" > "$stamp"
 fi
 

@@ -112,7 +112,7 @@ def evaluate_set(train: Dataset, spec: DataSpec, test: Dataset, protocol: EvalPr
         if images is not None:  # the stored crops, epoch by epoch, with their logits
             source = crop_labels.batches(images, labels, protocol.batch_size, seed)  # type: ignore[union-attr,arg-type]
             steps = -(-len(images) // protocol.batch_size)
-        trainer = Trainer(model, protocol.train_config(seed, device, steps),
+        trainer = Trainer(model, protocol.train_config(seed, device, steps), spec=spec,
                           teacher=teacher if protocol.name == "kd" else None)
         t0 = time.perf_counter()
         try:
