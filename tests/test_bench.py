@@ -193,6 +193,7 @@ def test_a_grown_source_keeps_its_batches_and_the_grid_shows_them(smoke_out, tmp
     row = next(r for r in _rows(out) if r["source"] == "df:zskd+fast5")
     grown = Path(row["grown_dir"])
     assert grown.name == "grown" and read_manifest(grown)["count"] == 2 * 16  # 2 steps, one batch each
+    assert row["synthetic_images"] == read_manifest(row["set_dir"])["count"] + 2 * 16  # every image it learnt from
     groups = [{"pair": "tiny", "kind": "df", "method": "zskd", "source": "df:zskd+fast5", "set_dir": row["set_dir"],
                "grown_dir": row["grown_dir"]}]
     assert synthetic_grid(groups, out, tmp_path / "grid.png") == ["tiny df:zskd", "tiny df:zskd+fast5: grown"]
