@@ -150,7 +150,8 @@ LEVERS: dict[str, Lever] = {
         student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25"), set_of="inherit-fourier"),
     # the main job's recipe with ADI batches of 50 pixel steps instead of 100: the growth's synthesis is about half of
     # the main job's data-free student (30 batches x 100 steps, ~55 ms a step on one core), its longest step; this
-    # halves it, for a margin under the 10 minutes
+    # halves it, for a margin under the 10 minutes. Measured: the student 216 s instead of 289 s, but -0.59 ± 0.15 on
+    # test and -0.78 ± 0.27 on the selection split, 3 seeds: not adopted ("Twenty-third round")
     "fourier-raw-adi50-grown-200-long-mixup-rkd-distance": Lever(
         "synthesis: Fourier pixels (the set only); student: inherit-adi-grown-200-long-mixup-rkd-distance with ADI "
         "batches of 50 steps (`--set iterations=50`)",

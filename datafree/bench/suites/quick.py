@@ -41,7 +41,8 @@ QUICK_DF_GROWN_STUDENT = ("--epochs", "30", "--steps-per-epoch", "200", "--eval-
 # grid shows garment silhouettes where raw pixels give blobs; the ADI batches stay raw pixels. Under this student that
 # ties raw pixels for both (row fourier-raw-adi-grown-200-long-mixup-rkd-distance: 84.18 ± 0.23, +0.08 ± 0.12 on
 # test and +0.02 ± 0.21 on the selection split, 3 seeds), where Fourier ADI batches too lost 1.13 ± 0.53
-# (docs/datafree_recipes.md, "Twenty-second round")
+# (docs/datafree_recipes.md, "Twenty-second round"). ADI batches of 50 steps instead of 100 would save 73 s of the
+# student's 289 s but lose 0.59 ± 0.15 (row fourier-raw-adi50-grown-200-long-mixup-rkd-distance, "Twenty-third round")
 QUICK_DF_METHOD_SCALE = {"deepinversion": {"iterations": 100, "pixel_param": "fourier"},
                          "adi": {"iterations": 100, "student_steps": 200}}
 SUITE = Suite(
