@@ -523,9 +523,10 @@ def make_row(suite: Suite, run: Run, actions: list[str], rows: dict[str, dict[st
     if src.kind == "df" and not set_dir:  # live: the images the generator made during distillation
         images = int(result.get("synthetic_images", 0))
     grown = run.steps[-1].job.params.get("save_transfer") if run.steps else None  # a grown source's kept batches
-    grown_dir = grown if grown and (Path(grown) / "manifest.json").is_file() else None
-    if grown_dir:  # the student learnt from both: the stored set and the batches made against it
-        images += int((_read_json(Path(grown_dir) / "manifest.json") or {}).get("count", 0))
+    grown_manifest = _read_json(Path(grown) / "manifest.json") if grown else None
+    grown_dir = grown if grown_manifest is not None else None
+    if grown_manifest is not None:  # the student learnt from both: the stored set and the batches made against it
+        images += int(grown_manifest.get("count", 0))
     config["student"] = result.get("config")
     distill = float(metrics.get("train_time_total_s", 0.0))
     distill_wall = float(metrics.get("wall_time_s", distill))

@@ -207,7 +207,9 @@ class Synthesizer:
         # teacher is the same module. The student of an adversarial method runs channels_last only while frozen.
         self.teacher = to_channels_last(teacher.eval().requires_grad_(False), spec.shape, self.device)
         self.student = student
-        self._student_channels_last = student is not None and runs_channels_last(student, spec.shape)
+        # probed once here; only an adversarial term runs the student inside synthesis
+        self._student_channels_last = (student is not None and config.needs_student
+                                       and runs_channels_last(student, spec.shape))
         if config.needs_student and student is None:
             raise DatafreeError("this method has an adversarial term and needs the student being trained")
         self.bn_stats = BatchNormStatistics(self.teacher, config.bn_first, config.bn_momentum)
