@@ -59,6 +59,7 @@ class Lever:
     set_of: str = ""  # a student-only lever on another lever's sets (default: the base set)
     full_kd: bool = False  # control: the kd row's real-data KD (all training images) with ``student``'s flags
     count: int = COUNT  # images in the lever's own set (synthesis levers)
+    parts: int = 1  # the set made in this many parts (`synthesize --part K/N`), as the main job's workers make it
 
 
 LEVERS: dict[str, Lever] = {
@@ -156,6 +157,14 @@ LEVERS: dict[str, Lever] = {
         "synthesis: Fourier pixels (the set only); student: inherit-adi-grown-200-long-mixup-rkd-distance with ADI "
         "batches of 50 steps (`--set iterations=50`)",
         student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25", "--set", "iterations=50"), set_of="inherit-fourier"),
+    # the main job's set in two parts, as its two workers now make it side by side (Recipes.df_parts): the same
+    # 2560 images per seed in two halves of 10 batches, the second drawn from its own seed (what rank 1 of torchrun
+    # draws), so the student starts about half the set's synthesis time sooner
+    "inherit-fourier-parts2": Lever("synthesis: Fourier pixels, the set in 2 parts (`--part K/2`); student: inherit",
+                                    synthesis={"pixel_param": "fourier"}, student=("--inherit",), parts=2),
+    "fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance": Lever(
+        "synthesis: Fourier pixels in 2 parts (the set only); student: inherit-adi-grown-200-long-mixup-rkd-distance",
+        student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25"), set_of="inherit-fourier-parts2"),
     # FitNets hints from the teacher's start: each synthetic image also teaches a layer's features, not only the
     # logits (a regressor maps the student's channels to the teacher's); the penultimate layer and the last conv's
     **{f"inherit-hint-{layer}-w{w}": Lever(f"student: inherit, FitNets hint on `{layer}` (weight {w})",
@@ -245,7 +254,12 @@ def make_set(root: Path, lever: str, seed: int, teacher: Path, data: list[str]) 
         argv = [*SYNTHESIS[:1], "--teacher", str(teacher), *SYNTHESIS[1:], *set_args(lv.synthesis)]
         argv += ["--count", str(lv.count)] if lv.count != COUNT else []  # a later flag wins
     print(f"  {'resume' if started else 'make':6s} {tset}", flush=True)  # a set cut short by a kill is resumed
-    call([*argv, "--seed", str(seed), "--out", str(tset), "--no-progress", *(["--resume"] if started else []), *data])
+    argv = [*argv, "--seed", str(seed), "--out", str(tset), "--no-progress", *data]
+    if lv.parts == 1:
+        call([*argv, *(["--resume"] if started else [])])
+    for k in range(lv.parts if lv.parts > 1 else 0):  # each part resumes on its own (the last one merges)
+        resume = (tset / f"rank-{k}" / "manifest.json").is_file()
+        call([*argv, "--part", f"{k}/{lv.parts}", *(["--resume"] if resume else [])])
     return tset
 
 

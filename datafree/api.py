@@ -30,7 +30,7 @@ from datafree.checkpoint import ModelInfo, load_model
 from datafree.condense import EvalProtocol, method_config
 from datafree.data import FASHION_MNIST, KNOWN_SPECS, load_dataset
 from datafree.data.spec import DataSpec, check_compatible
-from datafree.data.transfer import TransferSet
+from datafree.data.transfer import TransferSet, rank_dir
 from datafree.errors import DatafreeError
 from datafree.synthesis import DCGANConfig, NoisyLayerConfig, PixelConfig, SynthesisConfig, preset
 from datafree.train import TrainConfig
@@ -291,12 +291,16 @@ def _distill_live(out: str | Path, student: nn.Module, info: ModelInfo, config: 
 # ---------------------------------------------------------------- synthetic and condensed sets
 def synthesize(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo, method: str, count: int, *,
                config: Any = None, seed: int = 0, device: str = "cpu", resume: bool = False, preview_every: int = 10,
-               progress: bool = True, terms: dict[str, Any] | None = None) -> SetResult:
+               progress: bool = True, terms: dict[str, Any] | None = None,
+               part: tuple[int, int] | None = None) -> SetResult:
     """Write a transfer set of ``count`` images synthesized from ``teacher`` alone (no data is read).
 
     ``config`` is a :class:`~datafree.synthesis.SynthesisConfig` (default: the preset ``method``);
     ``method`` is also the name the set records. ``terms`` adds loss terms of your own, by name:
     functions ``(images, teacher_logits, target_classes) -> scalar`` (see examples/custom_loss_term.py).
+    ``part=(K, N)`` makes only part K of N (``out/rank-K``, what rank K of ``torchrun --nproc_per_node N``
+    makes), so N independent jobs can share one set; the part that completes it writes its manifest, and
+    the result is then the whole set's (else the part's).
     """
     from datafree.synthesis import preset
     from datafree.synthesis.run import synthesize_set
@@ -305,8 +309,9 @@ def synthesize(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo, met
     config = config if config is not None else preset(method)
     check_synthesis(teacher, teacher_info.spec, config, device)
     manifest = synthesize_set(out, teacher, teacher_info, method, config, count, seed=seed, device=device,
-                              resume=resume, preview_every=preview_every, progress=progress, terms=terms)
-    return SetResult(Path(out), manifest)
+                              resume=resume, preview_every=preview_every, progress=progress, terms=terms, part=part)
+    complete = part is None or "world_size" in manifest
+    return SetResult(Path(out) if complete else Path(out) / rank_dir(part[0]), manifest)
 
 
 def condense(out: str | Path, config: Any, *, train: Dataset | None = None, teacher: nn.Module | None = None,

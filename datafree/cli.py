@@ -53,6 +53,15 @@ def _key_value(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _part(text: str) -> tuple[int, int]:
+    from datafree.synthesis.run import parse_part
+
+    try:
+        return parse_part(text)
+    except DatafreeError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _add_teacher_args(p: argparse.ArgumentParser, *, required: bool, positional: bool = False) -> None:
     checkpoint = ("a run directory; a .safetensors/.pt/.pth state_dict (with --teacher-arch unless it has a datafree "
                   "sidecar); a TorchScript archive or a torch.export .pt2 (whole models: no --teacher-arch, needs "
@@ -370,11 +379,13 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     teacher, info = _load_teacher(args)
     made = api.synthesize(args.out, teacher, info, args.method, args.count, config=_synthesis_config(args),
                           seed=args.seed, device=args.device, resume=args.resume, preview_every=args.preview_every,
-                          progress=args.progress)
+                          progress=args.progress, part=args.part)
     if not _is_main():
         return 0
-    print(f"transfer set: {made.count} images from {args.method} in {made.manifest['synthesis_time_s']:.0f}s "
-          f"-> {args.out} (preview: {Path(args.out) / 'preview.png'})")
+    what = f"part {args.part[0]}/{args.part[1]}: " if args.part else ""
+    waiting = " (the set is complete once every part is)" if made.out != Path(args.out) else ""
+    print(f"transfer set {what}{made.count} images from {args.method} in {made.manifest['synthesis_time_s']:.0f}s "
+          f"-> {made.out} (preview: {made.out / 'preview.png'}){waiting}")
     return 0
 
 
@@ -705,6 +716,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="transfer-set directory")
     p.add_argument("--resume", action="store_true", help="extend an interrupted set in --out up to --count")
     p.add_argument("--preview-every", type=int, default=10, help="write preview.png every N batches (default: %(default)s)")
+    p.add_argument("--part", type=_part, metavar="K/N",
+                   help="make only part K of N (0-based) into OUT/rank-K: what rank K of 'torchrun --nproc_per_node "
+                        "N' makes, as an independent job (a job array); the part that completes the set writes "
+                        "OUT/manifest.json")
     _add_run_args(p, "seed of every random draw")
     p.set_defaults(func=cmd_synthesize)
 

@@ -129,7 +129,7 @@ class BatchNormStatistics:
         return len(self.layers)
 
     def _hook(self, index: int):
-        from datafree.losses import bn_stat_distance
+        from datafree.losses import batch_moments, bn_stat_distance
 
         def hook(module: nn.Module, inputs: tuple, _output: torch.Tensor) -> None:
             if not self.active:
@@ -141,12 +141,12 @@ class BatchNormStatistics:
                     raise DatafreeError(f"a batch of {x.shape[0]} does not split into {self.groups} equal groups")
                 x = x.unflatten(0, (self.groups, -1))
                 dims = [1] + list(range(3, x.dim()))
-                mean, var = x.mean(dims), x.var(dims, unbiased=False)  # (groups, channels)
+                mean, var = batch_moments(x, dims)  # (groups, channels)
                 self._terms.append(weight * bn_stat_distance(mean, var, module.running_mean,
                                                              module.running_var).mean())
                 return
             dims = [0] + list(range(2, x.dim()))
-            mean, var = x.mean(dims), x.var(dims, unbiased=False)
+            mean, var = batch_moments(x, dims)
             if self.momentum > 0:
                 if index in self._blended:
                     prev_mean, prev_var = self._blended[index]

@@ -69,6 +69,41 @@ def jacobian_match(student_grad: torch.Tensor, teacher_grad: torch.Tensor) -> to
 
 
 # ---------------------------------------------------------------- synthesis terms
+class _Moments(torch.autograd.Function):
+    """Mean and biased variance over ``dims``, two-pass, with a closed-form backward.
+
+    On CPU ``x.var`` and ``torch.var_mean`` (Welford) take 3.7 ms on a (128, 6, 28, 28) first-layer output
+    where the mean and then the mean square of ``x - mean`` take 0.7-1.3 ms; autograd's backward of the
+    two is a few passes more than the single ``x * a + b`` here.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        mean = x.mean(dims, keepdim=True)
+        var = (x - mean).square_().mean(dims)
+        ctx.save_for_backward(x, mean)
+        ctx.dims = dims
+        return mean.squeeze(dims), var
+
+    @staticmethod
+    def backward(ctx, grad_mean: torch.Tensor, grad_var: torch.Tensor):  # type: ignore[override]
+        x, mean = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: the saved mean has no graph, so x's second derivative needs one
+            mean = x.mean(ctx.dims, keepdim=True)
+        n = x.numel() // max(mean.numel(), 1)
+        # d mean / dx = 1/n; d var / dx = 2 (x - mean) / n: one fused pass, x * a + b
+        a = (grad_var * (2.0 / n)).reshape(mean.shape)
+        b = (grad_mean / n).reshape(mean.shape) - a * mean
+        return torch.addcmul(b, x, a), None
+
+
+def batch_moments(x: torch.Tensor, dims: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x.mean(dims), x.var(dims, unbiased=False))``, the statistics a BatchNorm layer normalises with,
+    at a third to a half of their cost with the gradient (the BN-statistics term runs on every synthesis step)."""
+    dims = tuple(sorted(d % x.dim() for d in dims))
+    return _Moments.apply(x, dims)
+
+
 def bn_stat_distance(mean: torch.Tensor, var: torch.Tensor, running_mean: torch.Tensor,
                      running_var: torch.Tensor) -> torch.Tensor:
     """DeepInversion's per-layer term ``||mu - mu_BN||_2 + ||var - var_BN||_2`` (one per row of

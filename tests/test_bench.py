@@ -461,7 +461,11 @@ def test_every_planned_job_is_the_command_it_records(name, tmp_path):
     assert {s.job.name for s in steps} >= {"train-teacher", "distill"}
     for step in steps:
         args, p = parser.parse_args(step.argv), step.job.params
-        assert args.command == step.job.name and str(step.out) == args.out
+        if step.part is not None:  # part K of a set made in parts: the command names the set, the step its rank-K
+            assert args.part == step.part and args.out == p["set"] and step.out == Path(p["set"]) / f"rank-{step.part[0]}"
+        else:
+            assert str(step.out) == args.out and "part" not in p
+        assert args.command == step.job.name
         if step.job.name == "train-teacher":
             assert jobs.train_config("train-teacher", p["flags"], seed=p["seed"], device="cpu") == _train_config(args)
             assert (args.arch, args.arch_kwargs) == (p["arch"], p["arch_kwargs"])

@@ -217,6 +217,15 @@ def test_synthesize_splits_work_and_merges_one_manifest(bn_teacher, tmp_path):
     part = [TransferSet(out / f"rank-{r}") for r in range(2)]
     first = [p.get_batch(torch.arange(8))[0] for p in part]
     assert not torch.allclose(first[0], first[1])  # disjoint seeds: different images
+    # the same set as independent jobs, one part each, in either order: the part that completes it merges
+    parts = tmp_path / "parts"
+    assert main([*argv[:-1], str(parts), "--part", "1/2", "--no-progress", "--device", "cpu"]) == 0
+    assert not (parts / "manifest.json").exists()  # rank 0's part is missing: not a set yet
+    assert main([*argv[:-1], str(parts), "--part", "0/2", "--no-progress", "--device", "cpu"]) == 0
+    merged = TransferSet(parts).manifest
+    assert [s["sha256"] for s in merged["shards"]] == [s["sha256"] for s in ts.manifest["shards"]]  # bit-identical
+    assert [r["count"] for r in merged["ranks"]] == [12, 8] and merged["world_size"] == 2
+    assert all(r["synthesis_time_s"] > 0 for r in merged["ranks"])  # each part's own time, for a sum
     # rank 0 keeps --seed: its first batch is what one process draws first
     single = tmp_path / "single"
     assert main([*argv[:6], "8", *argv[7:-1], str(single), "--no-progress", "--device", "cpu"]) == 0

@@ -10,6 +10,7 @@ from datafree.errors import DatafreeError
 from datafree.hooks import BatchNormStatistics
 from datafree.losses import (
     activation_norm,
+    batch_moments,
     bn_stat_distance,
     class_balance,
     class_mean_alignment,
@@ -44,6 +45,22 @@ def tiny_bn_teacher(seed=0):
 def test_bn_stat_distance():
     assert bn_stat_distance(torch.tensor([3.0, 0.0]), torch.tensor([1.0, 1.0]), torch.tensor([0.0, 4.0]),
                             torch.tensor([1.0, 1.0])).item() == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize("dims,layout", [((0, 2, 3), "contiguous"), ((0, 2, 3), "channels_last"), ((0,), "flat"),
+                                         ((1, 3, 4), "groups")])
+def test_batch_moments_match_mean_and_var_and_their_gradients(dims, layout):
+    g = torch.Generator().manual_seed(0)
+    shape = {"flat": (6, 5), "groups": (2, 3, 4, 5, 5)}.get(layout, (4, 3, 5, 5))
+    x = (torch.randn(shape, generator=g, dtype=torch.float64) * 2 + 1)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    mean, var = batch_moments(x, dims)
+    assert torch.allclose(mean, x.mean(dims)) and torch.allclose(var, x.var(dims, unbiased=False))
+    # the closed-form backward against autograd's, and twice differentiable (torch's own checks)
+    assert torch.autograd.gradcheck(lambda t: batch_moments(t, dims), (x,))
+    assert torch.autograd.gradgradcheck(lambda t: batch_moments(t, dims), (x,))
 
 
 def test_class_balance_is_negative_entropy_of_mean_prediction():

@@ -198,8 +198,10 @@ def _execute(job: Job, argv: list[str], out: Path, resume: bool, overwrite: bool
         from datafree.synthesis import preset
 
         teacher, info = _teacher(p)
-        api.synthesize(out, teacher, info, p["method"], p["count"], config=preset(p["method"], **p["overrides"]),
-                       seed=p["seed"], device=device, resume=resume, progress=False)
+        part = tuple(p["part"]) if p.get("part") else None  # ``out`` is then the set's rank-K directory
+        api.synthesize(p["set"] if part else out, teacher, info, p["method"], p["count"],
+                       config=preset(p["method"], **p["overrides"]), seed=p["seed"], device=device, resume=resume,
+                       progress=False, part=part)
     elif job.name == "distill":
         _distill(p, argv, out, resume, overwrite)
     elif job.name == "condense":

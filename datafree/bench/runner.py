@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from datafree.bench.jobs import Job, check, execute, method_config
+from datafree.bench.parts import PartBoard, part_groups
 from datafree.bench.suites import PairSpec, Recipes, Source, Suite, merge_args, parse_source
 from datafree.errors import DatafreeError
 from datafree.io import append_jsonl, remove_stale_temps, write_json
@@ -54,6 +55,12 @@ class Step:
     out: Path
     target: int = 0  # synthesize: images; condense: iterations; buffer: experts
     job: Job = field(default_factory=lambda: Job(""))
+
+    @property
+    def part(self) -> tuple[int, int] | None:
+        """``(K, N)`` for part K of a set made in N parts (``out`` is then the set's ``rank-K``), else None."""
+        part = self.job.params.get("part")
+        return (int(part[0]), int(part[1])) if part else None
 
 
 @dataclass
@@ -270,6 +277,16 @@ def _source_steps(suite: Suite, pair: PairSpec, src: Source, seed: int, out: Pat
         synth = ["synthesize", *teacher, "--method", src.method, *overrides, "--count", str(r.df_count),
                  "--seed", str(seed), *dev, "--out", str(tset), "--no-progress"]
         synth_job = Job("synthesize", {**ctx, "method": src.method, "overrides": scale, "count": r.df_count})
+        synth_steps = [Step("synthesize", synth, tset, r.df_count, synth_job)]
+        if r.df_parts > 1:  # parts that workers make side by side; the last to finish writes the set's manifest
+            from datafree.data.transfer import rank_dir
+            from datafree.synthesis.run import part_share
+
+            n = r.df_parts
+            synth_steps = [Step("synthesize", [*synth, "--part", f"{k}/{n}"], tset / rank_dir(k),
+                                part_share(r.df_count, config.batch_size, k, n),
+                                Job("synthesize", {**synth_job.params, "part": [k, n], "set": str(tset)}))
+                           for k in range(n)]
         if src.grow:  # the live preset grows the stored set with batches made against the student
             grow = df_overrides(r, src.grow)
             grown = run_dir / GROWN  # those batches are kept, so the report shows every image the student saw
@@ -280,7 +297,7 @@ def _source_steps(suite: Suite, pair: PairSpec, src: Source, seed: int, out: Pat
         else:
             distill = ["distill", *teacher, "--transfer", str(tset), *student, *r.df_stored_student, *tail]
             job = Job("distill", {**learner, "transfer": str(tset), "flags": list(r.df_stored_student)})
-        return [Step("synthesize", synth, tset, r.df_count, synth_job), Step("train", distill, student_dir, job=job)]
+        return [*synth_steps, Step("train", distill, student_dir, job=job)]
     # cond: one set per (pair, method, ipc, seed), with the teacher's logits, shared by hard and soft labels
     from datafree.condense import method_config
 
@@ -515,11 +532,17 @@ def make_row(suite: Suite, run: Run, actions: list[str], rows: dict[str, dict[st
             config["buffer"] = {k: v for k, v in (_read_json(step.out / "buffer.json") or {}).items() if k != "experts"}
             continue
         manifest = _read_json(step.out / "manifest.json") or {}
-        creation = float(manifest.get("synthesis_time_s", manifest.get("condensation_time_s", 0.0)))
-        images = int(manifest.get("count", 0))
+        time_s = float(manifest.get("synthesis_time_s", manifest.get("condensation_time_s", 0.0)))
         peaks.append(manifest.get("peak_memory_mb"))
+        if step.part is not None:  # a set made in parts: their times add up (process-seconds, as for one process)
+            creation = (creation if step.part[0] else 0.0) + time_s
+            set_path = step.out.parent
+            manifest = _read_json(set_path / "manifest.json") or {}
+        else:
+            creation, set_path = time_s, step.out
+        images = int(manifest.get("count", 0))
         config["synthesis" if step.kind == "synthesize" else "condensation"] = manifest.get("config")
-        set_dir = str(step.out)
+        set_dir = str(set_path)
     if src.kind == "df" and not set_dir:  # live: the images the generator made during distillation
         images = int(result.get("synthetic_images", 0))
     grown = run.steps[-1].job.params.get("save_transfer") if run.steps else None  # a grown source's kept batches
@@ -571,14 +594,15 @@ class SuiteSummary:
 
 def run_suite(suite: Suite, out_dir: str | Path, *, data_root: str | Path | None = None, device: str | None = None,
               seeds: list[int] | None = None, teachers: str | Path | None = None, pairs: list[str] | None = None,
-              jobs: int = 1, only: list[str] | None = None, log=print) -> SuiteSummary:
+              jobs: int = 1, only: list[str] | None = None, log=print,
+              _shared: tuple[Any, Any] | None = None) -> SuiteSummary:
     """Run every run of ``suite`` into ``out_dir`` that has no row in results.jsonl yet (same id and commands).
 
     ``pairs`` runs only those pairs (their keys); one process per pair may share ``out_dir``, since
     each writes only its pair's directories and rows are appended under a file lock. ``jobs`` > 1
     trains the teachers first, then spreads the other runs over that many worker processes with
     ``torch.get_num_threads() // jobs`` threads each (see :func:`_run_in_workers`). ``only`` keeps
-    just those run ids (what a worker is given).
+    just those run ids (what a worker is given; ``_shared``: the workers' claims on sets made in parts).
     """
     if jobs < 1:
         raise DatafreeError("--jobs must be at least 1")
@@ -600,9 +624,10 @@ def run_suite(suite: Suite, out_dir: str | Path, *, data_root: str | Path | None
     if only is not None:
         runs = [r for r in runs if r.run_id in only]
     rows = {r["run_id"]: r for r in read_rows(out)}
+    board = PartBoard(*_shared) if _shared else PartBoard()
     if jobs > 1:
         teacher_runs = [r for r in runs if r.source == "teacher"]
-        _run_runs(suite, teacher_runs, out, rows, device, summary, log)
+        _run_runs(suite, teacher_runs, out, rows, device, summary, log, board)
         failed = {r.pair.key for r in teacher_runs if r.run_id in summary.failed}
         rest = [r for r in runs if r.source != "teacher" and r.pair.key not in failed]
         for r in runs:
@@ -617,7 +642,7 @@ def run_suite(suite: Suite, out_dir: str | Path, *, data_root: str | Path | None
         _run_in_workers(suite, pending, out, jobs, summary, log, data_root=data_root, device=device,
                         seeds=seeds, teachers=teachers)
         return summary
-    _run_runs(suite, runs, out, rows, device, summary, log)
+    _run_runs(suite, runs, out, rows, device, summary, log, board)
     return summary
 
 
@@ -655,28 +680,92 @@ def _run_in_workers(suite: Suite, runs: list[Run], out: Path, jobs: int, summary
         return
     costs = {k: sum(_COST.get(parse_source(r.source).kind, 1) for r in g) for k, g in groups.items()}
     order = sorted(groups, key=lambda k: -costs[k])  # stable: plan order among equals
-    workers = min(jobs, len(groups))
+    # a set made in N parts: N - 1 helper tasks right behind its run, so a free worker makes a part meanwhile
+    tasks: list[tuple[str, list[str]]] = []
+    for k in order:
+        tasks.append(("runs", [r.run_id for r in groups[k]]))
+        tasks += [("part", [r.run_id]) for r in groups[k] for _, n in part_groups(r.steps) for _ in range(n - 1)]
+    workers = min(jobs, len(tasks))
     threads = max(1, torch.get_num_threads() // workers)
     log(f"workers: {workers} processes x {threads} threads, taking in turn: "
-        + "; ".join(", ".join(r.run_id for r in groups[k]) for k in order))
+        + "; ".join(", ".join(ids) if kind == "runs" else f"a part of {ids[0]}'s set" for kind, ids in tasks))
     context = multiprocessing.get_context("spawn")  # never fork a process whose OpenMP threads are running
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = [pool.submit(_worker, suite, str(out), [r.run_id for r in groups[k]], threads, kwargs)
-                   for k in order]
-        for future in futures:
-            done = future.result()
-            summary.ran += done.ran
-            summary.reused += done.reused
-            summary.failed += done.failed
+    manager = context.Manager() if any(kind == "part" for kind, _ in tasks) else None
+    shared = (manager.dict(), manager.Lock()) if manager is not None else None
+    try:
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = [pool.submit(_worker if kind == "runs" else _part_worker, suite, str(out), ids, threads, kwargs,
+                                   shared) for kind, ids in tasks]
+            for future in futures:
+                done = future.result()
+                summary.ran += done.ran
+                summary.reused += done.reused
+                summary.failed += done.failed
+    finally:
+        if manager is not None:
+            manager.shutdown()
 
 
-def _worker(suite: Suite, out: str, only: list[str], threads: int, kwargs: dict[str, Any]) -> SuiteSummary:
+def _worker(suite: Suite, out: str, only: list[str], threads: int, kwargs: dict[str, Any],
+            shared: tuple[Any, Any] | None) -> SuiteSummary:
     torch.set_num_threads(threads)
-    return run_suite(suite, out, only=only, **kwargs)
+    return run_suite(suite, out, only=only, _shared=shared, **kwargs)
+
+
+def _part_worker(suite: Suite, out: str, only: list[str], threads: int, kwargs: dict[str, Any],
+                 shared: tuple[Any, Any] | None) -> SuiteSummary:
+    """A helper task: make parts of the sets of run ``only[0]`` that its owner has not claimed (see
+    :mod:`datafree.bench.parts`). A part that fails is reported by the owner, with the run."""
+    torch.set_num_threads(threads)
+    kw = {k: kwargs.get(k) for k in ("data_root", "device", "teachers")}
+    run = next(r for r in plan(suite.with_seeds(kwargs.get("seeds")), out, **kw) if r.run_id == only[0])
+    board = PartBoard(*shared) if shared else PartBoard()
+    for first, n in part_groups(run.steps):
+        try:
+            board.help(run.steps[first:first + n], lambda step: run_step(step, print))
+        except DatafreeError:
+            pass  # recorded by the owner, which waits for this part
+    return SuiteSummary()
+
+
+def _run_steps(run: Run, log, board: PartBoard) -> list[str]:
+    """Run a run's steps in order, what it makes in parts through ``board``; one action per step."""
+    actions: list[str] = []
+    groups = dict(part_groups(run.steps))
+    i = 0
+    while i < len(run.steps):
+        if i in groups:
+            parts = run.steps[i:i + groups[i]]
+            actions += board.make_set(parts, lambda step: run_step(step, log), MARKER)
+            _merged(parts)
+            i += groups[i]
+        else:
+            actions.append(run_step(run.steps[i], log))
+            i += 1
+    return actions
+
+
+def _merged(parts: list[Step]) -> None:
+    """The set's manifest once all its parts are made. The part that completes the set writes it; a suite
+    stopped just before that, then reusing every part, writes it here."""
+    from datafree.synthesis.run import merge_if_complete
+
+    p = parts[0].job.params
+    if (Path(p["set"]) / "manifest.json").is_file():
+        return
+    batch_size = int((method_config(parts[0].job) or {})["batch_size"])
+    if merge_if_complete(p["set"], len(parts), p["count"], batch_size, p["seed"]) is None:
+        raise DatafreeError(f"{p['set']}: a part is missing images after every part finished")
+
+
+def _close_parts(run: Run, board: PartBoard) -> None:
+    """Helpers waiting for this run's sets leave (it was reused, skipped, or has finished)."""
+    for first, _ in part_groups(run.steps):
+        board.close(str(run.steps[first].job.params["set"]))
 
 
 def _run_runs(suite: Suite, runs: list[Run], out: Path, rows: dict[str, dict[str, Any]], device: str | None,
-              summary: SuiteSummary, log) -> None:
+              summary: SuiteSummary, log, board: PartBoard) -> None:
     """Run ``runs`` one after the other in this process; a failed teacher skips its pair's other runs."""
     failed_pairs: set[str] = set()
     for run in runs:
@@ -684,15 +773,17 @@ def _run_runs(suite: Suite, runs: list[Run], out: Path, rows: dict[str, dict[str
         if _reusable(run, row):
             log(f"reuse  {run.run_id} ({row.get('accuracy')}%)")  # type: ignore[union-attr]
             summary.reused.append(run.run_id)
+            _close_parts(run, board)
             continue
         if run.pair.key in failed_pairs:
             log(f"skip   {run.run_id}: the teacher failed")
             summary.failed.append(run.run_id)
+            _close_parts(run, board)
             continue
         log(f"run    {run.run_id}")
         start, peak_reset = time.perf_counter(), reset_peak_memory(device)
         try:
-            actions = [run_step(step, log) for step in run.steps]
+            actions = _run_steps(run, log, board)
         except (DatafreeError, torch.cuda.OutOfMemoryError) as e:  # recorded; the suite goes on with the other runs
             if isinstance(e, torch.cuda.OutOfMemoryError):
                 torch.cuda.empty_cache()

@@ -178,13 +178,15 @@ def write_merged_manifest(directory: str | Path, parts: list[dict[str, Any]], **
     """The top-level manifest of a set whose rank ``r`` wrote its part ``parts[r]`` into ``rank-r/``.
 
     Every shard of every part is listed exactly once, with its own sha256 and count; the header
-    is rank 0's, timing fields are the slowest rank's, and ``fields`` (e.g. the run's seed) override.
+    is rank 0's, timing fields are the slowest rank's (each rank's own is in ``ranks``), and
+    ``fields`` (e.g. the run's seed) override.
     """
     shards: list[dict[str, Any]] = []
     for r, part in enumerate(parts):
         shards += [{**entry, "name": f"{rank_dir(r)}/{entry['name']}"} for entry in part["shards"]]
     manifest = {**parts[0], "shards": shards, "count": sum(int(p["count"]) for p in parts), "world_size": len(parts),
-                "ranks": [{"rank": r, "dir": rank_dir(r), "seed": p.get("seed"), "count": int(p["count"])}
+                "ranks": [{"rank": r, "dir": rank_dir(r), "seed": p.get("seed"), "count": int(p["count"]),
+                           **({"synthesis_time_s": float(p["synthesis_time_s"])} if "synthesis_time_s" in p else {})}
                           for r, p in enumerate(parts)]}
     for key in ("synthesis_time_s", "condensation_time_s", "peak_memory_mb"):
         values = [float(p[key]) for p in parts if key in p]

@@ -16,6 +16,10 @@ Under torchrun each rank synthesizes its share of ``count`` with a seed of its o
 resumable set of its own; once all have finished, rank 0 writes the top-level manifest listing
 every rank's shards (:func:`~datafree.data.transfer.write_merged_manifest`). A live stream's
 ``--save-transfer`` directory is laid out the same way.
+
+``part=(K, N)`` writes what rank K of N would, as a separate job with no process group (a job
+array, or the bench's two workers); whichever part completes the set writes the top-level
+manifest, so the N parts give the set that ``torchrun --nproc_per_node N`` gives.
 """
 
 from __future__ import annotations
@@ -68,25 +72,55 @@ def merge_parts(out: Path, part: dict[str, Any], seed: int, spec=None) -> dict[s
         assert parts is not None
         merged = write_merged_manifest(out, parts, seed=seed)
         if spec is not None and merged["count"]:
-            ts = TransferSet(out)
-            x, y, *_ = ts.get_batch(torch.linspace(0, len(ts) - 1, min(len(ts), 512)).long())
-            save_class_grid(out / PREVIEW, x, y, spec)
+            _preview(out, spec)
     return distributed.broadcast_object(merged)
+
+
+def _preview(out: Path, spec) -> None:
+    """The preview grid of a merged set: up to 512 images spread over all its parts."""
+    ts = TransferSet(out)
+    x, y, *_ = ts.get_batch(torch.linspace(0, len(ts) - 1, min(len(ts), 512)).long())
+    save_class_grid(out / PREVIEW, x, y, spec)
+
+
+def part_share(count: int, batch_size: int, part: int, parts: int) -> int:
+    """How many of ``count`` images part (rank) ``part`` of ``parts`` makes: the ``ceil(count / batch_size)``
+    batches are dealt out in turn (part ``r`` makes batches ``r, r + N, ...``), so no part synthesizes a batch
+    it half throws away."""
+    calls = -(-count // batch_size)
+    return sum(min(batch_size, count - i * batch_size) for i in range(part, calls, parts))
+
+
+def parse_part(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)``, with ``0 <= K < N``."""
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise DatafreeError(f"a part is K/N (e.g. 0/2), not {text!r}") from None
+    if not 0 <= k < n:
+        raise DatafreeError(f"part {text}: K must be in 0..N-1")
+    return k, n
 
 
 def synthesize_set(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo, method: str,
                    config: SynthesisConfig, count: int, *, seed: int = 0, device: str = "cpu",
                    resume: bool = False, preview_every: int = 10, progress: bool = True,
-                   terms: Mapping[str, LossTerm] | None = None) -> dict[str, Any]:
+                   terms: Mapping[str, LossTerm] | None = None, part: tuple[int, int] | None = None) -> dict[str, Any]:
     """Fill a transfer set with ``count`` images from a non-adversarial method (resumable).
 
     ``terms`` adds loss terms of your own to the generator's (see :class:`Synthesizer`); the set
     records their names.
 
-    Under torchrun the ``ceil(count / batch_size)`` batches are dealt out in turn (rank ``r`` makes
-    batches ``r, r + W, ...``) into ``out/rank-r/``; the returned manifest is the merged one, on every rank.
+    Under torchrun the batches are dealt out in turn (:func:`part_share`) into ``out/rank-r/``; the
+    returned manifest is the merged one, on every rank. ``part=(K, N)`` makes only rank K's part, in
+    this process, and returns the merged manifest if that completed the set, else the part's own.
     """
     out, world = Path(out), distributed.world_size()
+    if part is not None:
+        if world > 1:
+            raise DatafreeError("a part of a set is one process's job; under torchrun every rank makes its own part")
+        return _synthesize_part(out, teacher, teacher_info, method, config, count, part, seed=seed, device=device,
+                                resume=resume, preview_every=preview_every, progress=progress, terms=terms)
     if world == 1:
         if resume and (out / MANIFEST).is_file():
             _check_world(out, 1, resume)
@@ -95,13 +129,45 @@ def synthesize_set(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo,
     if config.needs_student:  # before any collective, identically on every rank
         _synthesize_one(out, teacher, teacher_info, method, config, count)
     distributed.run_on_main(lambda: _check_world(out, world, resume))
-    r, per_call = distributed.rank(), config.batch_size
-    calls = -(-count // per_call)  # whole batches dealt out in turn: no rank synthesizes a batch it half throws away
-    share = sum(min(per_call, count - i * per_call) for i in range(r, calls, world))
-    part = _synthesize_one(out / rank_dir(r), teacher, teacher_info, method, config, share,
+    r = distributed.rank()
+    share = part_share(count, config.batch_size, r, world)
+    made = _synthesize_one(out / rank_dir(r), teacher, teacher_info, method, config, share,
                            seed=distributed.rank_seed(seed), device=device, resume=resume,
                            preview_every=preview_every, progress=progress and distributed.is_main(), terms=terms)
-    return merge_parts(out, part, seed, teacher_info.spec)
+    return merge_parts(out, made, seed, teacher_info.spec)
+
+
+def _synthesize_part(out: Path, teacher: nn.Module, teacher_info: ModelInfo, method: str, config: SynthesisConfig,
+                     count: int, part: tuple[int, int], *, seed: int, resume: bool, **kwargs: Any) -> dict[str, Any]:
+    """Rank ``k`` of ``n``'s part of the set, then the merged manifest once every part is complete."""
+    k, n = part
+    top = read_manifest(out) if (out / MANIFEST).is_file() else None
+    if top is not None and int(top.get("world_size", 1)) != n:
+        raise DatafreeError(f"{out} holds a set made by {top.get('world_size', 1)} process(es), not in {n} parts; "
+                            "choose another --out")
+    if not (out / rank_dir(k) / MANIFEST).is_file():  # this part starts afresh: a merged manifest listing it is stale
+        (out / MANIFEST).unlink(missing_ok=True)
+    made = _synthesize_one(out / rank_dir(k), teacher, teacher_info, method, config,
+                           part_share(count, config.batch_size, k, n), seed=distributed.rank_seed(seed, k),
+                           resume=resume, **kwargs)
+    return merge_if_complete(out, n, count, config.batch_size, seed, teacher_info.spec) or made
+
+
+def merge_if_complete(out: str | Path, parts: int, count: int, batch_size: int, seed: int,
+                      spec=None) -> dict[str, Any] | None:
+    """Write ``out``'s top-level manifest (and preview) when each of its ``parts`` holds its whole share of
+    ``count``; None while one does not. Idempotent: two parts finishing together write the same manifest."""
+    made = []
+    for r in range(parts):
+        path = Path(out) / rank_dir(r)
+        manifest = read_manifest(path) if (path / MANIFEST).is_file() else None
+        if manifest is None or int(manifest.get("count", 0)) < part_share(count, batch_size, r, parts):
+            return None
+        made.append(manifest)
+    merged = write_merged_manifest(out, made, seed=seed)
+    if spec is not None and merged["count"]:
+        _preview(Path(out), spec)
+    return merged
 
 
 def _synthesize_one(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo, method: str,

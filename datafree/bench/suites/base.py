@@ -85,6 +85,9 @@ class Recipes:
     df_stored_student: tuple[str, ...] = FMNIST_DF_STORED_STUDENT
     df_grown_student: tuple[str, ...] = FMNIST_DF_GROWN_STUDENT  # df:<stored>+<live>: the student as the set grows
     df_inherit: bool = False  # data-free students start from a selection of the teacher's weights (distill --inherit)
+    # a stored set is made in this many parts ('synthesize --part K/N': the set torchrun with N processes makes),
+    # which free bench workers (--jobs) make side by side; 1: one synthesize command
+    df_parts: int = 1
     cond: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method: --set overrides
     cond_by_ipc: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)  # per method and IPC, on top
     cond_student: tuple[str, ...] = FMNIST_COND_STUDENT
