@@ -102,13 +102,45 @@ def _teacher(options: dict[str, Any], data_spec: Any = None, data_source: str = 
     return load_teacher(options["--teacher"], spec=spec, spec_source=source)
 
 
+class _Read(dict):
+    """Options that remember which of them a call looked at (a flag nobody reads is a recorded command
+    that the library call does not make)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self.read.add(str(key))
+        return super().__contains__(key)
+
+    def items(self):  # type: ignore[override]
+        self.read.update(self)
+        return super().items()
+
+
 def call(argv: Sequence[str]) -> None:
-    """Make the library call of the recorded command ``argv`` (without ``datafree``)."""
-    command, positional, options = parse(argv)
+    """Make the library call of the recorded command ``argv`` (without ``datafree``).
+
+    A flag the call does not read fails it: the results would otherwise record a command that was not run.
+    """
+    command, positional, parsed = parse(argv)
     run = CALLS.get(command)
     if run is None:
         raise DatafreeError(f"no library call for 'datafree {command}' in benchmarks.calls")
+    options = _Read(parsed)
     run(["datafree", *argv], positional, options)
+    unread = sorted(set(options) - options.read)
+    if unread:
+        raise DatafreeError(f"benchmarks.calls does not apply {', '.join(unread)} of: datafree {' '.join(argv)}")
 
 
 def _train_teacher(argv: list[str], _: list[str], o: dict[str, Any]) -> None:
@@ -174,10 +206,12 @@ def _distill(argv: list[str], _: list[str], o: dict[str, Any]) -> None:
 def _synthesize(_: list[str], __: list[str], o: dict[str, Any]) -> None:
     from datafree import api
     from datafree.synthesis import preset
+    from datafree.synthesis.run import parse_part
 
     teacher, info = _teacher(o)
     api.synthesize(o["--out"], teacher, info, o["--method"], int(o["--count"]), config=preset(o["--method"], **_settings(o)),
-                   seed=int(o.get("--seed", 0)), device=_device(o), resume="--resume" in o, progress="--no-progress" not in o)
+                   seed=int(o.get("--seed", 0)), device=_device(o), resume="--resume" in o, progress="--no-progress" not in o,
+                   part=parse_part(o["--part"]) if "--part" in o else None)
 
 
 def _condense(_: list[str], __: list[str], o: dict[str, Any]) -> None:

@@ -92,6 +92,7 @@ def test_every_recorded_command_makes_the_cli_call(files, tmp_path, monkeypatch)
          "--out", o, "--no-progress", "--dataset", "fashion-mnist", "--data-root", data[3]],
         ["synthesize", "--teacher", t, "--method", "zskd", "--set", "pixel_scale=4", "--set", "dirichlet=[1.0, 0.1]",
          "--count", "20", "--seed", "3", "--out", o, "--no-progress", "--resume"],
+        ["synthesize", "--teacher", t, "--method", "zskd", "--count", "20", "--out", o, "--part", "1/2"],
         ["condense", "--method", "dm", "--ipc", "2", "--set", "iterations=5", "--out", o, "--seed", "0",
          "--no-progress", "--checkpoint-every", "5", *data],
         ["condense", "--method", "teacher", "--ipc", "1", "--out", o, "--no-progress", "--teacher", t, *data],
@@ -109,15 +110,26 @@ def test_every_recorded_command_makes_the_cli_call(files, tmp_path, monkeypatch)
          "16", "--seed", "1", "--out", o],
         ["quantize", "--model", t, "--calibration", s, "--qat-epochs", "5", "--qat-lr", "0.001", "--out", o],
     ]
+    import inspect
+
+    import datafree.quantize
+    from datafree import api
+    from datafree.condense import mtt
+
+    functions = {**{n: getattr(api, n) for n in CALLED}, "train_experts": mtt.train_experts,
+                 "quantize": datafree.quantize.quantize}  # api.quantize passes its keyword arguments on to this one
+    defaults = {n: {k: _plain(p.default) for k, p in inspect.signature(f).parameters.items()} for n, f in functions.items()}
     for argv in commands:
         seen = _capture(monkeypatch)
         for run in (main, call):
             with pytest.raises(Called):
                 run(argv)
         assert len(seen) == 2, argv
-        (_, args_cli, kw_cli), (_, args_calls, kw_calls) = seen
+        (name, args_cli, kw_cli), (_, args_calls, kw_calls) = seen
         assert args_calls == args_cli, argv
         assert {k: v for k, v in kw_calls.items() if v != kw_cli.get(k)} == {}, (argv, kw_cli)
+        # and the other way: what the CLI passes, the call passes too, unless it is the function's default
+        assert {k: v for k, v in kw_cli.items() if k not in kw_calls and v != defaults[name].get(k)} == {}, argv
 
 
 def test_crop_label_and_fair_evaluation_makes_the_cli_call(tmp_path, fmnist_root, monkeypatch):
@@ -156,3 +168,15 @@ def test_an_unknown_command_is_one_line():
 def test_no_benchmark_script_calls_the_cli():
     root = Path(__file__).resolve().parent.parent / "benchmarks"
     assert not [p.name for p in root.glob("*.py") if "datafree.cli" in p.read_text()]
+
+
+def test_a_flag_the_call_does_not_apply_fails_it(files, tmp_path):
+    """A recorded command whose flag the library call ignores would record a run that was not made."""
+    from benchmarks.calls import call
+    from datafree.errors import DatafreeError
+
+    _, _, data = files
+    argv = ["condense", "--method", "random", "--ipc", "1", "--out", str(tmp_path / "c"), "--no-progress", *data]
+    call(argv)
+    with pytest.raises(DatafreeError, match="does not apply --frobnicate"):
+        call([*argv[:6], str(tmp_path / "d"), *argv[7:], "--frobnicate", "3"])

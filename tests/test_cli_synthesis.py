@@ -105,3 +105,33 @@ def test_meta_generator_without_adversary_synthesizes_a_stored_set(bn_teacher, t
                  "--out", str(tmp_path / "adv"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "datafree distill --method fast5" in err[0] and not (tmp_path / "adv").exists()
+
+
+def test_a_part_of_a_set_is_refused_where_it_cannot_go(bn_teacher, tmp_path, capsys):
+    """--part K/N: a malformed part, or a part into a set made whole, is one line and changes nothing."""
+    tset = tmp_path / "set"
+    argv = ["synthesize", "--teacher", str(bn_teacher), "--method", "deepinversion", "--count", "8",
+            "--out", str(tset), "--no-progress", "--set", "batch_size=4", "--set", "iterations=1"]
+    for bad in ("2/2", "1", "a/b", "-1/2"):
+        with pytest.raises(SystemExit) as e:
+            main([*argv, "--part", bad])
+        assert e.value.code == 2 and "--part" in capsys.readouterr().err
+    assert not tset.exists()
+    assert main(argv) == 0  # a set made by one process
+    before = sorted(p.name for p in tset.iterdir())
+    assert main([*argv, "--part", "1/2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "made by 1 process(es), not in 2 parts" in err[0]
+    assert sorted(p.name for p in tset.iterdir()) == before
+    # a part made again from scratch: the merged manifest that listed its old shards is dropped first
+    parts = tmp_path / "parts"
+    in_parts = [*argv[:8], str(parts), *argv[9:]]
+    for k in (0, 1):
+        assert main([*in_parts, "--part", f"{k}/2"]) == 0
+    old = [s["sha256"] for s in TransferSet(parts).manifest["shards"]]
+    import shutil
+
+    shutil.rmtree(parts / "rank-1")
+    assert main([*in_parts, "--part", "1/2", "--seed", "1"]) == 0  # other images; it completes the set again
+    new = [s["sha256"] for s in TransferSet(parts).manifest["shards"]]  # TransferSet checks every listed shard
+    assert len(TransferSet(parts)) == 8 and new[0] == old[0] and new[1] != old[1]

@@ -62,7 +62,7 @@ SUITE = Suite(
     description=(
         "Fashion-MNIST, LeNet-5 with BatchNorm -> LeNet-5-half, seed 0: teacher (trained once, reused if present), "
         "real-data KD, scratch, data-free deepinversion+adi (2560 DeepInversion images as Fourier pixels, 100 steps a "
-        "batch, grown "
+        "batch, made in two parts side by side, grown "
         "by ADI batches made against the student, one per 200 of its 6000 steps on crop-flip views mixed by mixup; "
         "the student starts from a selection of the teacher's weights and also matches the teacher's pairwise "
         "feature distances, RKD), "
