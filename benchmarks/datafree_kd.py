@@ -28,7 +28,7 @@ from benchmarks.calls import call
 from benchmarks.readme import publish, published
 from datafree.bench.runner import df_overrides, kwargs_args, made_from_teacher, merge_args, set_args, teacher_has_batchnorm
 from datafree.bench.suites import FMNIST_DF_COUNT, FMNIST_PAIRS, FMNIST_RECIPES
-from datafree.data.transfer import read_manifest
+from datafree.data.transfer import read_manifest, synthesis_seconds
 from datafree.synthesis import PRESETS, SynthesisConfig, preset
 
 # CPU-sized recipes (datafree.bench.suites' FMNIST_DF_*): a DCGAN generator of width 64 costs ~200x
@@ -311,7 +311,7 @@ def real_images_set(pair_key: str, control: str, seed: int, root: Path, data: li
 
 def synthesis_time(sets: list[Path]) -> float:
     """Synthesis time of the sets a student used (a condensed set of real images records none)."""
-    return sum(read_manifest(t).get("synthesis_time_s", 0.0) for t in sets)
+    return sum(synthesis_seconds(read_manifest(t)) for t in sets)
 
 
 def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str]) -> dict[str, Any]:

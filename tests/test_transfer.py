@@ -122,3 +122,12 @@ def test_several_sets_read_as_one_in_order(tmp_path):
     other.append(torch.zeros(1, 1, 4, 4), torch.zeros(1, dtype=torch.long), torch.zeros(1, 5))
     with pytest.raises(DatafreeError, match="different data specs"):
         TransferSets([TransferSet(tmp_path / "a"), TransferSet(tmp_path / "c")])
+
+
+def test_a_set_made_by_several_processes_counts_the_time_of_each():
+    from datafree.data.transfer import synthesis_seconds
+
+    merged = {"synthesis_time_s": 50.0, "ranks": [{"synthesis_time_s": 50.0}, {"synthesis_time_s": 40.0}]}
+    assert synthesis_seconds(merged) == 90.0  # process-seconds, not the slowest part's wall time
+    assert synthesis_seconds({"synthesis_time_s": 12.5}) == 12.5
+    assert synthesis_seconds({"synthesis_time_s": 7.0, "ranks": [{"count": 3}]}) == 7.0  # an older merge: its own

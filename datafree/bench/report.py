@@ -486,7 +486,8 @@ def report(out_dir: str | Path) -> str:
         "Top-1 test accuracy of the student after its last epoch (never best-on-test), mean ± std over seeds; n = "
         "seeds. *of KD*: accuracy / the real-data KD student's of the same pair and seed. *creation*: synthesis or "
         "condensation time (plus MTT's expert buffer; a condensed set is shared by its hard- and soft-label students, "
-        "so both carry its time; a set made in parts by several workers at once carries the sum of their times); live data-free methods synthesize inside distillation. *distillation*: the student's "
+        "so both carry its time; a set made in parts by several workers at once carries the sum of their times); "
+        "live data-free methods synthesize inside distillation. *distillation*: the student's "
         "training epochs, test evaluation excluded. *total* = creation + distillation; *× KD time* = total / the "
         "real-data KD student's training time. Peak memory: CUDA peak allocation, else peak RSS of the step "
         "(reset before each step).", "",

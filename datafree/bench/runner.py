@@ -35,6 +35,7 @@ from torch import nn
 from datafree.bench.jobs import Job, check, execute, method_config
 from datafree.bench.parts import PartBoard, part_groups
 from datafree.bench.suites import PairSpec, Recipes, Source, Suite, merge_args, parse_source
+from datafree.data.transfer import synthesis_seconds
 from datafree.errors import DatafreeError
 from datafree.io import append_jsonl, remove_stale_temps, write_json
 
@@ -531,15 +532,12 @@ def make_row(suite: Suite, run: Run, actions: list[str], rows: dict[str, dict[st
             buffer_time = float(_marker(step.out).get("time_s", 0.0))
             config["buffer"] = {k: v for k, v in (_read_json(step.out / "buffer.json") or {}).items() if k != "experts"}
             continue
-        manifest = _read_json(step.out / "manifest.json") or {}
-        time_s = float(manifest.get("synthesis_time_s", manifest.get("condensation_time_s", 0.0)))
+        set_path = step.out.parent if step.part is not None else step.out  # a part: the set it belongs to
+        manifest = _read_json(set_path / "manifest.json") or {}
+        # a set made in parts at once carries their summed time (process-seconds, as one process would spend)
+        creation = (synthesis_seconds(manifest) if step.kind == "synthesize"
+                    else float(manifest.get("condensation_time_s", 0.0)))
         peaks.append(manifest.get("peak_memory_mb"))
-        if step.part is not None:  # a set made in parts: their times add up (process-seconds, as for one process)
-            creation = (creation if step.part[0] else 0.0) + time_s
-            set_path = step.out.parent
-            manifest = _read_json(set_path / "manifest.json") or {}
-        else:
-            creation, set_path = time_s, step.out
         images = int(manifest.get("count", 0))
         config["synthesis" if step.kind == "synthesize" else "condensation"] = manifest.get("config")
         set_dir = str(set_path)

@@ -197,6 +197,16 @@ def write_merged_manifest(directory: str | Path, parts: list[dict[str, Any]], **
     return manifest
 
 
+def synthesis_seconds(manifest: dict[str, Any]) -> float:
+    """A set's synthesis time in process-seconds: a set made by several processes at once (torchrun, or
+    ``--part``) records each one's time in ``ranks`` and the slowest as its own, so the sum is what one
+    process would have spent; a set made by one process, its own time."""
+    ranks = manifest.get("ranks") or []
+    if ranks and all("synthesis_time_s" in r for r in ranks):
+        return float(sum(float(r["synthesis_time_s"]) for r in ranks))
+    return float(manifest.get("synthesis_time_s", 0.0))
+
+
 def gather(offsets: torch.Tensor, index: torch.Tensor,
            rows: Callable[[int, torch.Tensor], tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
     """Rows ``index`` of parts laid end to end (part k holds rows ``offsets[k]:offsets[k+1]``), fetched
