@@ -28,6 +28,8 @@ REPEATED = {"--transfer", "--student", "--set", "--calibration"}
 NOT_TRAINING = {"--arch", "--arch-kwargs", "--teacher", "--student", "--student-kwargs", "--student-init", "--inherit",
                 "--transfer", "--method", "--set", "--out", "--dataset", "--data-root", "--device", "--seed"}
 DEFAULT_DATASET = "fashion-mnist"
+# where and how a step runs, not what it computes: a call may leave them unread (teacher-only condensation reads no data)
+CONTEXT = ("--data-root", "--device", "--no-progress")
 
 
 def parse(argv: Sequence[str]) -> tuple[str, list[str], dict[str, Any]]:
@@ -67,9 +69,12 @@ def _settings(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _training_flags(options: dict[str, Any]) -> list[str]:
-    return [a for flag, value in options.items()
-            if flag not in NOT_TRAINING and (flag not in SWITCHES or flag in TRAINING_SWITCHES)
-            for a in (flag, "true" if flag in TRAINING_SWITCHES else value)]
+    """The training flags of a command, as flag/value pairs (``train_fields`` refuses one it does not know);
+    they count as read, a switch that is not a training flag does not."""
+    flags = [flag for flag in dict.keys(options)
+             if flag not in NOT_TRAINING and (flag not in SWITCHES or flag in TRAINING_SWITCHES)]
+    getattr(options, "read", set()).update(flags)
+    return [a for flag in flags for a in (flag, "true" if flag in TRAINING_SWITCHES else dict.__getitem__(options, flag))]
 
 
 def _device(options: dict[str, Any]) -> str:
@@ -122,9 +127,6 @@ class _Read(dict):
         self.read.add(str(key))
         return super().__contains__(key)
 
-    def items(self):  # type: ignore[override]
-        self.read.update(self)
-        return super().items()
 
 
 def call(argv: Sequence[str]) -> None:
@@ -137,6 +139,7 @@ def call(argv: Sequence[str]) -> None:
     if run is None:
         raise DatafreeError(f"no library call for 'datafree {command}' in benchmarks.calls")
     options = _Read(parsed)
+    options.read.update(CONTEXT)
     run(["datafree", *argv], positional, options)
     unread = sorted(set(options) - options.read)
     if unread:

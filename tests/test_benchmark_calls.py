@@ -119,11 +119,17 @@ def test_every_recorded_command_makes_the_cli_call(files, tmp_path, monkeypatch)
     functions = {**{n: getattr(api, n) for n in CALLED}, "train_experts": mtt.train_experts,
                  "quantize": datafree.quantize.quantize}  # api.quantize passes its keyword arguments on to this one
     defaults = {n: {k: _plain(p.default) for k, p in inspect.signature(f).parameters.items()} for n, f in functions.items()}
+    import benchmarks.calls
+
+    options = []  # each call's options, to see which flags it read before the library call
+    monkeypatch.setattr(benchmarks.calls, "_Read", lambda parsed, _cls=benchmarks.calls._Read: options.append(
+        _cls(parsed)) or options[-1])
     for argv in commands:
         seen = _capture(monkeypatch)
         for run in (main, call):
             with pytest.raises(Called):
                 run(argv)
+        assert set(options[-1]) - options[-1].read == set(), argv  # every flag of the command is applied
         assert len(seen) == 2, argv
         (name, args_cli, kw_cli), (_, args_calls, kw_calls) = seen
         assert args_calls == args_cli, argv
@@ -146,10 +152,16 @@ def test_crop_label_and_fair_evaluation_makes_the_cli_call(tmp_path, fmnist_root
     argv = ["evaluate-set", str(tset), "--protocol", "kd", "--crop-labels", "--temperature", "20", "--arch", "lenet5_half",
             "--models", "1", "--teacher", str(teacher), "--batch-size", "8", "--fair", "--real-accuracy", "90",
             "--data-root", str(fmnist_root), "--out", str(tmp_path / "e.json"), "--no-progress"]
+    import benchmarks.calls
+
+    options = []
+    monkeypatch.setattr(benchmarks.calls, "_Read", lambda parsed, _cls=benchmarks.calls._Read: options.append(
+        _cls(parsed)) or options[-1])
     seen = _capture(monkeypatch)
     for run in (main, call):
         with pytest.raises(Called):
             run(argv)
+    assert set(options[-1]) - options[-1].read == set()  # every flag of the command is applied
     (_, args_cli, kw_cli), (_, args_calls, kw_calls) = seen
     assert args_calls == args_cli
     assert kw_calls == kw_cli
@@ -180,3 +192,9 @@ def test_a_flag_the_call_does_not_apply_fails_it(files, tmp_path):
     call(argv)
     with pytest.raises(DatafreeError, match="does not apply --frobnicate"):
         call([*argv[:6], str(tmp_path / "d"), *argv[7:], "--frobnicate", "3"])
+    # a training command: its training flags are read, a switch that is not one is not
+    distill = ["distill", "--transfer", argv[6], "--student", "lenet5_half", "--epochs", "1", "--alpha", "1",
+               "--out", str(tmp_path / "s"), "--no-progress", *data]
+    call(distill)
+    with pytest.raises(DatafreeError, match="does not apply --fair"):
+        call([*distill[:10], str(tmp_path / "s2"), *distill[11:], "--fair"])

@@ -132,6 +132,23 @@ def test_a_part_of_a_set_is_refused_where_it_cannot_go(bn_teacher, tmp_path, cap
     import shutil
 
     shutil.rmtree(parts / "rank-1")
-    assert main([*in_parts, "--part", "1/2", "--seed", "1"]) == 0  # other images; it completes the set again
-    new = [s["sha256"] for s in TransferSet(parts).manifest["shards"]]  # TransferSet checks every listed shard
-    assert len(TransferSet(parts)) == 8 and new[0] == old[0] and new[1] != old[1]
+    capsys.readouterr()
+    assert main([*in_parts, "--part", "1/2", "--seed", "1"]) == 2  # a part of another seed is never merged in
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "rank-0 was made with another --seed than 1" in err[0]
+    assert not (parts / "manifest.json").exists()
+    shutil.rmtree(parts / "rank-1")
+    assert main([*in_parts, "--part", "1/2"]) == 0  # made again as it was: the same set
+    assert [s["sha256"] for s in TransferSet(parts).manifest["shards"]] == old  # TransferSet checks every shard
+    # extending a complete set: the merged manifest goes until every part holds its larger share
+    assert main([*in_parts[:6], "16", *in_parts[7:], "--part", "0/2", "--resume"]) == 0
+    assert not (parts / "manifest.json").exists()
+    assert main([*in_parts[:6], "16", *in_parts[7:], "--part", "1/2", "--resume"]) == 0
+    assert len(TransferSet(parts)) == 16
+    # parts of another recipe are refused, never merged into one set
+    mixed = [*argv[:8], str(tmp_path / "mixed"), *argv[9:]]
+    assert main([*mixed, "--part", "0/2"]) == 0
+    capsys.readouterr()
+    assert main([*mixed[:-1], "iterations=2", "--part", "1/2"]) == 2  # another recipe for part 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "differ in config" in err[0] and not (tmp_path / "mixed" / "manifest.json").exists()

@@ -75,7 +75,7 @@ class PartBoard:
         try:
             action = run_step(step)
         except BaseException as e:
-            self.state[(key, k)] = ("failed", str(e) or type(e).__name__)
+            self.state[(key, k)] = ("failed", (str(e).splitlines() or [type(e).__name__])[0])  # the owner's one line
             raise
         self.state[(key, k)] = ("done", action)
         return action

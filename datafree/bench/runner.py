@@ -690,10 +690,20 @@ def _run_in_workers(suite: Suite, runs: list[Run], out: Path, jobs: int, summary
     context = multiprocessing.get_context("spawn")  # never fork a process whose OpenMP threads are running
     manager = context.Manager() if any(kind == "part" for kind, _ in tasks) else None
     shared = (manager.dict(), manager.Lock()) if manager is not None else None
+    runs_by_id = {r.run_id: r for r in runs}
+
+    def close_sets(ids: list[str]):  # a worker that stopped, however, lets the helpers waiting on its sets leave
+        return lambda _future: [PartBoard(*shared).close(str(r.steps[i].job.params["set"]))  # type: ignore[misc]
+                                for r in (runs_by_id[i] for i in ids) for i, _ in part_groups(r.steps)]
+
     try:
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = [pool.submit(_worker if kind == "runs" else _part_worker, suite, str(out), ids, threads, kwargs,
-                                   shared) for kind, ids in tasks]
+            futures = []
+            for kind, ids in tasks:
+                futures.append(pool.submit(_worker if kind == "runs" else _part_worker, suite, str(out), ids, threads,
+                                           kwargs, shared))
+                if kind == "runs" and shared is not None:
+                    futures[-1].add_done_callback(close_sets(ids))
             for future in futures:
                 done = future.result()
                 summary.ran += done.ran
@@ -721,8 +731,8 @@ def _part_worker(suite: Suite, out: str, only: list[str], threads: int, kwargs: 
     for first, n in part_groups(run.steps):
         try:
             board.help(run.steps[first:first + n], lambda step: run_step(step, print))
-        except DatafreeError:
-            pass  # recorded by the owner, which waits for this part
+        except Exception:  # noqa: BLE001 - on the board: the owner, waiting for this part, fails its run with it
+            pass
     return SuiteSummary()
 
 

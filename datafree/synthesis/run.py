@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from datafree import distributed
 from datafree.checkpoint import ModelInfo, load_training_state, save_training_state
+from datafree.data.spec import DataSpec
 from datafree.data.transfer import MANIFEST, TransferSet, TransferSetWriter, rank_dir, read_manifest, write_merged_manifest
 from datafree.errors import DatafreeError
 from datafree.synthesis.engine import LiveStream, LossTerm, SynthesisConfig, Synthesizer
@@ -145,28 +146,47 @@ def _synthesize_part(out: Path, teacher: nn.Module, teacher_info: ModelInfo, met
     if top is not None and int(top.get("world_size", 1)) != n:
         raise DatafreeError(f"{out} holds a set made by {top.get('world_size', 1)} process(es), not in {n} parts; "
                             "choose another --out")
-    if not (out / rank_dir(k) / MANIFEST).is_file():  # this part starts afresh: a merged manifest listing it is stale
-        (out / MANIFEST).unlink(missing_ok=True)
-    made = _synthesize_one(out / rank_dir(k), teacher, teacher_info, method, config,
-                           part_share(count, config.batch_size, k, n), seed=distributed.rank_seed(seed, k),
-                           resume=resume, **kwargs)
-    return merge_if_complete(out, n, count, config.batch_size, seed, teacher_info.spec) or made
+    share = part_share(count, config.batch_size, k, n)
+    mine = out / rank_dir(k) / MANIFEST
+    if not mine.is_file() or int(read_manifest(mine.parent).get("count", 0)) < share:
+        (out / MANIFEST).unlink(missing_ok=True)  # this part adds images: a merged manifest listing it is stale
+    made = _synthesize_one(out / rank_dir(k), teacher, teacher_info, method, config, share,
+                           seed=distributed.rank_seed(seed, k), resume=resume, **kwargs)
+    return merge_if_complete(out, n, count, config.batch_size, seed) or made
 
 
-def merge_if_complete(out: str | Path, parts: int, count: int, batch_size: int, seed: int,
-                      spec=None) -> dict[str, Any] | None:
+# what every part of one set must share (the seed is checked per part: each has its own)
+PART_HEADER = ("kind", "method", "config", "teacher", "spec")
+
+
+def merge_if_complete(out: str | Path, parts: int, count: int, batch_size: int, seed: int) -> dict[str, Any] | None:
     """Write ``out``'s top-level manifest (and preview) when each of its ``parts`` holds its whole share of
-    ``count``; None while one does not. Idempotent: two parts finishing together write the same manifest."""
+    ``count``; None while one does not. Idempotent: two parts finishing together write the same manifest.
+
+    Parts made by another recipe, teacher or ``--seed`` (a part redone after the teacher was retrained) are
+    refused, never merged into one set."""
     made = []
     for r in range(parts):
         path = Path(out) / rank_dir(r)
         manifest = read_manifest(path) if (path / MANIFEST).is_file() else None
-        if manifest is None or int(manifest.get("count", 0)) < part_share(count, batch_size, r, parts):
+        share = part_share(count, batch_size, r, parts)
+        if manifest is None or int(manifest.get("count", 0)) < share:
             return None
+        if int(manifest["count"]) > share:
+            raise DatafreeError(f"{path} holds {manifest['count']} images, more than part {r}/{parts} of --count "
+                                f"{count} ({share}); give the --count it was made with")
+        if manifest.get("seed") != distributed.rank_seed(seed, r):
+            raise DatafreeError(f"{path} was made with another --seed than {seed}; make part {r}/{parts} again "
+                                "with this one (or the others with its)")
         made.append(manifest)
+    for r, manifest in enumerate(made[1:], 1):
+        differs = [key for key in PART_HEADER if manifest.get(key) != made[0].get(key)]
+        if differs:
+            raise DatafreeError(f"parts 0 and {r} of {out} differ in {', '.join(differs)}: make part {r}/{parts} "
+                                "again with part 0's teacher and settings")
     merged = write_merged_manifest(out, made, seed=seed)
-    if spec is not None and merged["count"]:
-        _preview(Path(out), spec)
+    if merged["count"]:
+        _preview(Path(out), DataSpec.from_dict(merged["spec"]))
     return merged
 
 
