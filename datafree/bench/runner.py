@@ -532,6 +532,8 @@ def make_row(suite: Suite, run: Run, actions: list[str], rows: dict[str, dict[st
             buffer_time = float(_marker(step.out).get("time_s", 0.0))
             config["buffer"] = {k: v for k, v in (_read_json(step.out / "buffer.json") or {}).items() if k != "experts"}
             continue
+        if step.part is not None and step.part[0] > 0:
+            continue  # the set's other parts: part 0 read its merged manifest
         set_path = step.out.parent if step.part is not None else step.out  # a part: the set it belongs to
         manifest = _read_json(set_path / "manifest.json") or {}
         # a set made in parts at once carries their summed time (process-seconds, as one process would spend)
@@ -679,31 +681,34 @@ def _run_in_workers(suite: Suite, runs: list[Run], out: Path, jobs: int, summary
     costs = {k: sum(_COST.get(parse_source(r.source).kind, 1) for r in g) for k, g in groups.items()}
     order = sorted(groups, key=lambda k: -costs[k])  # stable: plan order among equals
     # a set made in N parts: N - 1 helper tasks right behind its run, so a free worker makes a part meanwhile
-    tasks: list[tuple[str, list[str]]] = []
+    # (a group's runs, or the part steps of one set a helper may take)
+    tasks: list[tuple[list[Run], list[Step]]] = []
     for k in order:
-        tasks.append(("runs", [r.run_id for r in groups[k]]))
-        tasks += [("part", [r.run_id]) for r in groups[k] for _, n in part_groups(r.steps) for _ in range(n - 1)]
+        tasks.append((groups[k], []))
+        tasks += [([r], r.steps[first:first + n]) for r in groups[k] for first, n in part_groups(r.steps)
+                  for _ in range(n - 1)]
     workers = min(jobs, len(tasks))
     threads = max(1, torch.get_num_threads() // workers)
     log(f"workers: {workers} processes x {threads} threads, taking in turn: "
-        + "; ".join(", ".join(ids) if kind == "runs" else f"a part of {ids[0]}'s set" for kind, ids in tasks))
+        + "; ".join(f"a part of {g[0].run_id}'s set" if parts else ", ".join(r.run_id for r in g) for g, parts in tasks))
     context = multiprocessing.get_context("spawn")  # never fork a process whose OpenMP threads are running
-    manager = context.Manager() if any(kind == "part" for kind, _ in tasks) else None
+    manager = context.Manager() if any(parts for _, parts in tasks) else None
     shared = (manager.dict(), manager.Lock()) if manager is not None else None
-    runs_by_id = {r.run_id: r for r in runs}
 
-    def close_sets(ids: list[str]):  # a worker that stopped, however, lets the helpers waiting on its sets leave
-        return lambda _future: [PartBoard(*shared).close(str(r.steps[i].job.params["set"]))  # type: ignore[misc]
-                                for r in (runs_by_id[i] for i in ids) for i, _ in part_groups(r.steps)]
+    def close_sets(group: list[Run]):  # a worker that stopped, however, lets the helpers waiting on its sets leave
+        return lambda _future: [_close_parts(r, PartBoard(*shared)) for r in group]  # type: ignore[misc]
 
     try:
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
             futures = []
-            for kind, ids in tasks:
-                futures.append(pool.submit(_worker if kind == "runs" else _part_worker, suite, str(out), ids, threads,
-                                           kwargs, shared))
-                if kind == "runs" and shared is not None:
-                    futures[-1].add_done_callback(close_sets(ids))
+            for group, parts in tasks:
+                if parts:
+                    futures.append(pool.submit(_part_worker, parts, threads, shared))
+                    continue
+                futures.append(pool.submit(_worker, suite, str(out), [r.run_id for r in group], threads, kwargs,
+                                           shared))
+                if shared is not None:
+                    futures[-1].add_done_callback(close_sets(group))
             for future in futures:
                 done = future.result()
                 summary.ran += done.ran
@@ -720,19 +725,14 @@ def _worker(suite: Suite, out: str, only: list[str], threads: int, kwargs: dict[
     return run_suite(suite, out, only=only, _shared=shared, **kwargs)
 
 
-def _part_worker(suite: Suite, out: str, only: list[str], threads: int, kwargs: dict[str, Any],
-                 shared: tuple[Any, Any] | None) -> SuiteSummary:
-    """A helper task: make parts of the sets of run ``only[0]`` that its owner has not claimed (see
+def _part_worker(parts: list[Step], threads: int, shared: tuple[Any, Any] | None) -> SuiteSummary:
+    """A helper task: make the parts of one set (its part steps) that its owner has not claimed (see
     :mod:`datafree.bench.parts`). A part that fails is reported by the owner, with the run."""
     torch.set_num_threads(threads)
-    kw = {k: kwargs.get(k) for k in ("data_root", "device", "teachers")}
-    run = next(r for r in plan(suite.with_seeds(kwargs.get("seeds")), out, **kw) if r.run_id == only[0])
-    board = PartBoard(*shared) if shared else PartBoard()
-    for first, n in part_groups(run.steps):
-        try:
-            board.help(run.steps[first:first + n], lambda step: run_step(step, print))
-        except Exception:  # noqa: BLE001 - on the board: the owner, waiting for this part, fails its run with it
-            pass
+    try:
+        (PartBoard(*shared) if shared else PartBoard()).help(parts, lambda step: run_step(step, print))
+    except Exception:  # noqa: BLE001 - on the board: the owner, waiting for this part, fails its run with it
+        pass
     return SuiteSummary()
 
 
