@@ -165,6 +165,23 @@ LEVERS: dict[str, Lever] = {
     "fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance": Lever(
         "synthesis: Fourier pixels in 2 parts (the set only); student: inherit-adi-grown-200-long-mixup-rkd-distance",
         student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25"), set_of="inherit-fourier-parts2"),
+    # the synthesis augmentation without its flip (augment_flip=false): the levers' teacher was trained without
+    # flips, and on 40 images synthesized without the flip its answer survives a flip on 18% of them, so the flip
+    # asks each image to be read as its class both ways round (mirror-ambiguous); the student still sees crop-flip
+    # views the teacher relabels. The set only, then the set and the ADI batches
+    "inherit-fourier-parts2-noflip": Lever(
+        "synthesis: Fourier pixels in 2 parts, no flip in the synthesis augmentation (`augment_flip=false`); "
+        "student: inherit", synthesis={"pixel_param": "fourier", "augment_flip": False}, student=("--inherit",),
+        parts=2),
+    "fourier-parts2-noflip-raw-adi-grown-200-long-mixup-rkd-distance": Lever(
+        "synthesis: the main job's set without the synthesis flip; student: "
+        "inherit-adi-grown-200-long-mixup-rkd-distance",
+        student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25"), set_of="inherit-fourier-parts2-noflip"),
+    "fourier-parts2-noflip-raw-adi-noflip-grown-200-long-mixup-rkd-distance": Lever(
+        "synthesis: the main job's set and its ADI batches without the synthesis flip; student: "
+        "inherit-adi-grown-200-long-mixup-rkd-distance",
+        student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25", "--set", "augment_flip=false"),
+        set_of="inherit-fourier-parts2-noflip"),
     # FitNets hints from the teacher's start: each synthetic image also teaches a layer's features, not only the
     # logits (a regressor maps the student's channels to the teacher's); the penultimate layer and the last conv's
     **{f"inherit-hint-{layer}-w{w}": Lever(f"student: inherit, FitNets hint on `{layer}` (weight {w})",

@@ -101,6 +101,18 @@ def append_jsonl(path: str | os.PathLike, obj: Any) -> None:
         f.flush()
 
 
+@contextmanager
+def locked_dir(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on the directory ``path`` (processes that read several files in it and write one
+    from them take turns, so the last to write has read what every earlier one wrote)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()

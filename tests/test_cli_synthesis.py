@@ -152,3 +152,43 @@ def test_a_part_of_a_set_is_refused_where_it_cannot_go(bn_teacher, tmp_path, cap
     assert main([*mixed[:-1], "iterations=2", "--part", "1/2"]) == 2  # another recipe for part 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "differ in config" in err[0] and not (tmp_path / "mixed" / "manifest.json").exists()
+
+
+def test_parts_finishing_together_merge_every_parts_final_fields(bn_teacher, tmp_path, monkeypatch):
+    """The race of two parts finishing at once: part 0's merge read part 1's manifest before part 1 wrote its
+    final fields, part 1 then merged, and part 0's merge wrote last. Merges take turns on the set, so the last
+    one to write has read every part's final manifest."""
+    import threading
+
+    from datafree.io import write_json
+    from datafree.synthesis import run
+
+    tset = tmp_path / "set"
+    argv = ["synthesize", "--teacher", str(bn_teacher), "--method", "deepinversion", "--count", "8",
+            "--out", str(tset), "--no-progress", "--set", "batch_size=4", "--set", "iterations=1"]
+    for k in (0, 1):
+        assert main([*argv, "--part", f"{k}/2"]) == 0
+    final = json.loads((tset / "rank-1" / "manifest.json").read_text())
+    write_json(tset / "rank-1" / "manifest.json", {**final, "peak_memory_mb": 0.0})  # before its last update
+    read, go = threading.Event(), threading.Event()
+    real_read = run.read_manifest
+
+    def slow_read(path):
+        manifest = real_read(path)
+        if str(path).endswith("rank-1") and not read.is_set():
+            read.set()  # the early merge has part 1's manifest as it was, and is held here
+            go.wait(10)
+        return manifest
+
+    monkeypatch.setattr(run, "read_manifest", slow_read)
+    early = threading.Thread(target=run.merge_if_complete, args=(tset, 2, 8, 4, 0))
+    early.start()
+    assert read.wait(10)
+    write_json(tset / "rank-1" / "manifest.json", {**final, "peak_memory_mb": 1e9})  # part 1's last update
+    late = threading.Thread(target=run.merge_if_complete, args=(tset, 2, 8, 4, 0))
+    late.start()
+    late.join(1)  # without the turns it finishes here, before the early merge writes
+    go.set()
+    early.join(10)
+    late.join(10)
+    assert json.loads((tset / "manifest.json").read_text())["peak_memory_mb"] == 1e9

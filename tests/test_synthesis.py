@@ -406,6 +406,34 @@ def test_class_mean_term_reaches_the_generator_and_pulls_class_means_to_their_ro
     assert synth.loss_terms(synth.generator(z, y), y)["class_mean"].item() < 0.7 * before
 
 
+class _Recorder(torch.nn.Module):
+    """A teacher that keeps the views it is shown."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(SPEC.shape[-1], SPEC.num_classes)
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.detach())
+        return self.head(x.mean((1, 2)))
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_augment_flip_decides_whether_the_teacher_sees_mirrored_views(flip):
+    # a ramp rising left to right: a crop keeps it rising, only a flip makes it fall
+    teacher = _Recorder()
+    config = preset("deepinversion", bn=0.0, tv=0.0, l2=0.0, batch_size=64, augment_flip=flip)
+    synth = Synthesizer(teacher, SPEC, config, seed=0)
+    x = torch.linspace(-1, 1, SPEC.shape[-1]).expand(64, *SPEC.shape).contiguous()
+    y = torch.zeros(64, dtype=torch.long)
+    for _ in range(3):
+        synth.loss_terms(x, y)
+    slope = torch.cat(teacher.seen).diff(dim=-1).mean((1, 2, 3))
+    assert (slope > 0).any()
+    assert (slope < 0).any() == flip
+
+
 def test_bn_methods_refuse_a_teacher_without_batchnorm():
     teacher = build_model("lenet5_half", SPEC, seed=0)
     with pytest.raises(DatafreeError, match="no BatchNorm"):

@@ -111,6 +111,9 @@ class SynthesisConfig:
     tv: float = 0.0
     l2: float = 0.0
     augment: bool = False  # differentiable random resized crop + flip before the teacher sees x
+    # the flip of that augmentation: off for a teacher trained without flips, which reads a flipped image as
+    # another class (asked to agree on both, the images become mirror-ambiguous)
+    augment_flip: bool = True
     student_steps: int = 1  # student steps per synthesis call when distilling from a live stream
     # stop after this many consecutive collapsed batches (near-identical images, or the teacher seeing
     # one class in >= 95% of them); 0 = never stop
@@ -270,6 +273,9 @@ class Synthesizer:
             soft = torch.distributions.Dirichlet(scale * self.class_similarity[y.cpu()]).sample()
         return z, y, soft.to(self.device)
 
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        return random_resized_crop_flip(x, self.rng, flip=self.config.augment_flip)
+
     def _teacher_embedding(self) -> torch.Tensor:
         return next(iter(self.features.features.values())).flatten(1)  # type: ignore[union-attr]
 
@@ -279,7 +285,7 @@ class Synthesizer:
         ``soft`` (one distribution per sample) replaces ``y`` as the one-hot term's target.
         """
         c = self.config
-        view = random_resized_crop_flip(x, self.rng) if c.augment else x
+        view = self._augment(x) if c.augment else x
         with self.bn_stats.recording():
             t_logits = self.teacher(view)
             bn = self.bn_stats.loss() if c.bn > 0 else None
@@ -301,7 +307,7 @@ class Synthesizer:
             terms["adv"] = -c.adv * disagreement(s_logits, t_logits, c.adv_kind, c.adv_temperature).mean()
         if c.contrastive > 0:
             q = self._teacher_embedding()
-            self.teacher(random_resized_crop_flip(x, self.rng))
+            self.teacher(self._augment(x))
             k = self._teacher_embedding()
             within = dict(labels=targets, negative_labels=self.bank_labels) if c.contrastive_within_class else {}
             terms["contrastive"] = c.contrastive * info_nce(q, k, self.bank if len(self.bank) else None,

@@ -39,6 +39,7 @@ from datafree.checkpoint import ModelInfo, load_training_state, save_training_st
 from datafree.data.spec import DataSpec
 from datafree.data.transfer import MANIFEST, TransferSet, TransferSetWriter, rank_dir, read_manifest, write_merged_manifest
 from datafree.errors import DatafreeError
+from datafree.io import locked_dir
 from datafree.synthesis.engine import LiveStream, LossTerm, SynthesisConfig, Synthesizer
 from datafree.train import peak_memory_mb
 from datafree.viz import save_class_grid
@@ -161,10 +162,16 @@ PART_HEADER = ("kind", "method", "config", "teacher", "spec")
 
 def merge_if_complete(out: str | Path, parts: int, count: int, batch_size: int, seed: int) -> dict[str, Any] | None:
     """Write ``out``'s top-level manifest (and preview) when each of its ``parts`` holds its whole share of
-    ``count``; None while one does not. Idempotent: two parts finishing together write the same manifest.
+    ``count``; None while one does not.
 
-    Parts made by another recipe, teacher or ``--seed`` (a part redone after the teacher was retrained) are
-    refused, never merged into one set."""
+    Parts finishing together take turns (a lock on ``out``): each writes its own final manifest before it merges,
+    so the last merge reads every part's final fields (times, peak memory). Parts made by another recipe, teacher
+    or ``--seed`` (a part redone after the teacher was retrained) are refused, never merged into one set."""
+    with locked_dir(out):
+        return _merge_complete(out, parts, count, batch_size, seed)
+
+
+def _merge_complete(out: str | Path, parts: int, count: int, batch_size: int, seed: int) -> dict[str, Any] | None:
     made = []
     for r in range(parts):
         path = Path(out) / rank_dir(r)
