@@ -30,6 +30,27 @@ NOT_TRAINING = {"--arch", "--arch-kwargs", "--teacher", "--student", "--student-
 DEFAULT_DATASET = "fashion-mnist"
 # where and how a step runs, not what it computes: a call may leave them unread (teacher-only condensation reads no data)
 CONTEXT = ("--data-root", "--device", "--no-progress")
+# the flags each call can apply besides CONTEXT (and, for the training commands, training flags), checked before the
+# call starts, so a recorded command it would not make fails in a second, not after an hour of training
+READS: dict[str, set[str]] = {
+    "train-teacher": {"--out", "--arch", "--arch-kwargs", "--seed", "--resume", "--overwrite", "--dataset"},
+    "distill": {"--method", "--transfer", "--teacher", "--student", "--student-init", "--student-kwargs", "--out",
+                "--set", "--resume", "--overwrite", "--inherit", "--seed", "--dataset"},
+    "synthesize": {"--teacher", "--method", "--count", "--set", "--seed", "--resume", "--part", "--out", "--dataset"},
+    "condense": {"--method", "--ipc", "--set", "--teacher", "--soft-labels", "--seed", "--resume", "--checkpoint-every",
+                 "--out", "--dataset"},
+    "evaluate-set": {"--teacher", "--crop-labels", "--protocol", "--arch", "--arch-kwargs", "--models", "--augment",
+                     "--epochs", "--temperature", "--batch-size", "--seed", "--bf16", "--live-teacher", "--out",
+                     "--resume", "--fair", "--real-accuracy", "--dataset"},
+    "buffer": {"--experts", "--epochs", "--net", "--net-kwargs", "--lr", "--no-dsa", "--seed", "--resume", "--out",
+               "--dataset"},
+    "compress": {"--teacher", "--rank-ratio", "--out", "--overwrite", "--dataset"},
+    "audit": {"--teacher", "--student", "--transfer", "--out", "--seed", "--overwrite", "--dataset"},
+    "quantize": {"--model", "--out", "--qat-epochs", "--qat-lr", "--qat-batch-size", "--batch-size", "--allow-float",
+                 "--calibration", "--calibration-count", "--calibration-method", "--calibration-real", "--set",
+                 "--no-test", "--seed", "--overwrite", "--dataset"},
+}
+TRAINING_COMMANDS = {"train-teacher", "distill"}
 
 
 def parse(argv: Sequence[str]) -> tuple[str, list[str], dict[str, Any]]:
@@ -68,11 +89,14 @@ def _settings(options: dict[str, Any]) -> dict[str, Any]:
     return dict(key_value(text) for text in options.get("--set", []))
 
 
+def _is_training_flag(flag: str) -> bool:
+    return flag not in NOT_TRAINING and (flag not in SWITCHES or flag in TRAINING_SWITCHES)
+
+
 def _training_flags(options: dict[str, Any]) -> list[str]:
     """The training flags of a command, as flag/value pairs (``train_fields`` refuses one it does not know);
     they count as read, a switch that is not a training flag does not."""
-    flags = [flag for flag in dict.keys(options)
-             if flag not in NOT_TRAINING and (flag not in SWITCHES or flag in TRAINING_SWITCHES)]
+    flags = [flag for flag in dict.keys(options) if _is_training_flag(flag)]
     getattr(options, "read", set()).update(flags)
     return [a for flag in flags for a in (flag, "true" if flag in TRAINING_SWITCHES else dict.__getitem__(options, flag))]
 
@@ -132,12 +156,18 @@ class _Read(dict):
 def call(argv: Sequence[str]) -> None:
     """Make the library call of the recorded command ``argv`` (without ``datafree``).
 
-    A flag the call does not read fails it: the results would otherwise record a command that was not run.
+    A flag the call does not read fails it: the results would otherwise record a command that was not run. Flags
+    outside the call's :data:`READS` fail before it starts; one it lists but did not read, once it has run.
     """
     command, positional, parsed = parse(argv)
     run = CALLS.get(command)
     if run is None:
         raise DatafreeError(f"no library call for 'datafree {command}' in benchmarks.calls")
+    training = command in TRAINING_COMMANDS
+    unknown = [flag for flag in parsed if flag not in READS[command] and flag not in CONTEXT
+               and not (training and _is_training_flag(flag))]
+    if unknown:
+        raise DatafreeError(f"benchmarks.calls does not apply {', '.join(sorted(unknown))} of: datafree {' '.join(argv)}")
     options = _Read(parsed)
     options.read.update(CONTEXT)
     run(["datafree", *argv], positional, options)

@@ -192,9 +192,26 @@ def test_a_flag_the_call_does_not_apply_fails_it(files, tmp_path):
     call(argv)
     with pytest.raises(DatafreeError, match="does not apply --frobnicate"):
         call([*argv[:6], str(tmp_path / "d"), *argv[7:], "--frobnicate", "3"])
+    assert not (tmp_path / "d").exists()  # refused before the call started
     # a training command: its training flags are read, a switch that is not one is not
     distill = ["distill", "--transfer", argv[6], "--student", "lenet5_half", "--epochs", "1", "--alpha", "1",
                "--out", str(tmp_path / "s"), "--no-progress", *data]
     call(distill)
     with pytest.raises(DatafreeError, match="does not apply --fair"):
         call([*distill[:10], str(tmp_path / "s2"), *distill[11:], "--fair"])
+    assert not (tmp_path / "s2").exists()
+    # a flag the call lists but did not read still fails it, once it has run (teacher-only: no --teacher given)
+    import benchmarks.calls
+
+    benchmarks.calls.READS["condense"].add("--frobnicate")
+    try:
+        with pytest.raises(DatafreeError, match="does not apply --frobnicate"):
+            call([*argv[:6], str(tmp_path / "e"), *argv[7:], "--frobnicate", "3"])
+    finally:
+        benchmarks.calls.READS["condense"].discard("--frobnicate")
+
+
+def test_each_call_lists_the_flags_it_applies():
+    from benchmarks.calls import CALLS, READS
+
+    assert set(READS) == set(CALLS)
