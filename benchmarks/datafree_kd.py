@@ -109,6 +109,15 @@ VARIANTS["zskd+augment-inherit-grown"] = {
     **VARIANTS["zskd+augment-inherit"],
     "grow": ("zskd", {"augment": True, "adv": 1.0, "adv_kind": "js", "adv_temperature": 3.0, "student_steps": 400}),
     "student": ("--epochs", "80", "--steps-per-epoch", "400", "--eval-every", "16")}
+# The synthesis augmentation without its flip (augment_flip=false), for the augmented set and the growth batches,
+# everything else of zskd+augment-inherit-grown equal. The pair's teacher was trained without flips: a flip changes
+# its answer on 27% of the first 5000 test images, and it reads none of their flipped ankle boots as one (the levers'
+# BatchNorm LeNet: the same), so synthesis under random flips asks each image to be its class both ways round, which
+# real images of those classes are not. The student still trains on crop-flip views the teacher relabels
+VARIANTS["zskd-augment-noflip"] = {**VARIANTS["zskd-augment"], "overrides": {"augment": True, "augment_flip": False}}
+VARIANTS["zskd+augment-noflip-inherit-grown"] = {
+    **VARIANTS["zskd+augment-inherit-grown"], "with_sets": ("zskd-augment-noflip",),
+    "grow": ("zskd", {**VARIANTS["zskd+augment-inherit-grown"]["grow"][1], "augment_flip": False})}
 # Fourier pixels (pixel_param=fourier: each image's 1/|f|-scaled spectrum, a shape-first prior) in place of the
 # zskd sets' 2x-coarse pixels, both sets (plain and augmented), everything else of zskd+augment-inherit equal. A teacher
 # without BatchNorm gives no image statistics to match, so an image prior matters most here; on the BatchNorm LeNet
