@@ -47,7 +47,8 @@ READS: dict[str, set[str]] = {
     "compress": {"--teacher", "--rank-ratio", "--out", "--overwrite", "--dataset"},
     "audit": {"--teacher", "--student", "--transfer", "--out", "--seed", "--overwrite", "--dataset"},
     "quantize": {"--model", "--out", "--qat-epochs", "--qat-lr", "--qat-batch-size", "--batch-size", "--allow-float",
-                 "--calibration", "--calibration-count", "--calibration-method", "--calibration-real", "--set",
+                 "--calibration", "--calibration-count", "--calibration-method", "--calibration-real", "--no-calibration",
+                 "--set",
                  "--no-test", "--seed", "--overwrite", "--dataset"},
 }
 TRAINING_COMMANDS = {"train-teacher", "distill"}
@@ -167,13 +168,15 @@ def call(argv: Sequence[str]) -> None:
     unknown = [flag for flag in parsed if flag not in READS[command] and flag not in CONTEXT
                and not (training and _is_training_flag(flag))]
     if unknown:
-        raise DatafreeError(f"benchmarks.calls does not apply {', '.join(sorted(unknown))} of: datafree {' '.join(argv)}")
+        raise DatafreeError(f"benchmarks.calls does not apply {', '.join(sorted(unknown))} (refused before running) "
+                            f"of: datafree {' '.join(argv)}")
     options = _Read(parsed)
     options.read.update(CONTEXT)
     run(["datafree", *argv], positional, options)
     unread = sorted(set(options) - options.read)
     if unread:
-        raise DatafreeError(f"benchmarks.calls does not apply {', '.join(unread)} of: datafree {' '.join(argv)}")
+        raise DatafreeError(f"benchmarks.calls does not apply {', '.join(unread)} (listed, but the call did not read "
+                            f"it) of: datafree {' '.join(argv)}")
 
 
 def _train_teacher(argv: list[str], _: list[str], o: dict[str, Any]) -> None:
@@ -335,6 +338,9 @@ def _audit(argv: list[str], _: list[str], o: dict[str, Any]) -> None:
               overwrite="--overwrite" in o, protocol=protocol)
 
 
+CALIBRATION_SOURCES = ("--calibration", "--calibration-method", "--calibration-real", "--no-calibration")
+
+
 def _quantize(argv: list[str], _: list[str], o: dict[str, Any]) -> None:
     from datafree import api
     from datafree.quantize import QATConfig, QuantizeConfig
@@ -342,6 +348,9 @@ def _quantize(argv: list[str], _: list[str], o: dict[str, Any]) -> None:
     qat = QATConfig(epochs=int(o.get("--qat-epochs", 0)), lr=float(o.get("--qat-lr", 1e-3)),
                     batch_size=int(o.get("--qat-batch-size", 64)))
     config = QuantizeConfig(batch_size=int(o.get("--batch-size", 64)), allow_float="--allow-float" in o, qat=qat)
+    sources = [flag for flag in CALIBRATION_SOURCES if flag in o]
+    if len(sources) != 1:  # the command's required choice; --no-calibration: dynamic int8, no images
+        raise DatafreeError(f"quantize takes one of {', '.join(CALIBRATION_SOURCES)}: datafree {' '.join(argv)}")
     count = o.get("--calibration-count")
     api.quantize(o["--model"], o["--out"], calibration=o.get("--calibration", ()),
                  calibration_method=o.get("--calibration-method"), calibration_real="--calibration-real" in o,

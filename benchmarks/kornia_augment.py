@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
                 times[(s, e)].append(step_time(fn, shape, args.calls))
     cache2 = {}
     step = {"hand-written (affine grid)": random_resized_crop_flip,
-            "kornia (RandomResizedCrop + RandomHorizontalFlip)": lambda x, g: kornia_call(cache2, x, g)}
+            "kornia (RandomResizedCrop + RandomHorizontalFlip)": lambda x, g, flip=True: kornia_call(cache2, x, g)}
     step_times = {e: [] for e in step}
     for _ in range(args.rounds):
         for e, fn in step.items():

@@ -103,14 +103,12 @@ def append_jsonl(path: str | os.PathLike, obj: Any) -> None:
 
 @contextmanager
 def locked_dir(path: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive lock on the directory ``path`` (processes that read several files in it and write one
-    from them take turns, so the last to write has read what every earlier one wrote)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
+    """Hold an exclusive lock on the directory ``path``: processes that read several files in it and write one from
+    them take turns, so the last to write has read what every earlier one wrote. The lock is a ``.lock`` file
+    opened for writing (``flock`` on network file systems needs one); it is not re-entrant."""
+    with open(Path(path) / ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
 
 
 def sha256_file(path: str | os.PathLike) -> str:

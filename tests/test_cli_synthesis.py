@@ -192,3 +192,25 @@ def test_parts_finishing_together_merge_every_parts_final_fields(bn_teacher, tmp
     early.join(10)
     late.join(10)
     assert json.loads((tset / "manifest.json").read_text())["peak_memory_mb"] == 1e9
+
+
+def test_a_part_made_before_a_config_field_was_added_still_merges(bn_teacher, tmp_path):
+    """A part made by an older version has no record of a field added since (with its old behaviour as default):
+    it is the same recipe, so it merges; a part whose recipe really differs is still refused."""
+    from datafree.errors import DatafreeError
+    from datafree.io import write_json
+    from datafree.synthesis import run
+
+    tset = tmp_path / "set"
+    argv = ["synthesize", "--teacher", str(bn_teacher), "--method", "deepinversion", "--count", "8",
+            "--out", str(tset), "--no-progress", "--set", "batch_size=4", "--set", "iterations=1"]
+    for k in (0, 1):
+        assert main([*argv, "--part", f"{k}/2"]) == 0
+    part0 = json.loads((tset / "rank-0" / "manifest.json").read_text())
+    old = {k: v for k, v in part0["config"].items() if k != "augment_flip"}
+    write_json(tset / "rank-0" / "manifest.json", {**part0, "config": old})
+    (tset / "manifest.json").unlink()
+    assert run.merge_if_complete(tset, 2, 8, 4, 0)["count"] == 8
+    write_json(tset / "rank-0" / "manifest.json", {**part0, "config": {**old, "augment_flip": False}})
+    with pytest.raises(DatafreeError, match="differ in config"):
+        run.merge_if_complete(tset, 2, 8, 4, 0)

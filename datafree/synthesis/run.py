@@ -160,6 +160,13 @@ def _synthesize_part(out: Path, teacher: nn.Module, teacher_info: ModelInfo, met
 PART_HEADER = ("kind", "method", "config", "teacher", "spec")
 
 
+def _header_value(manifest: dict[str, Any], key: str) -> Any:
+    """A part's ``key``; its config through :class:`SynthesisConfig`, so a part made before a field was added (with
+    its old behaviour as the default) still merges with one made after."""
+    value = manifest.get(key)
+    return SynthesisConfig.from_dict(value).to_dict() if key == "config" and isinstance(value, dict) else value
+
+
 def merge_if_complete(out: str | Path, parts: int, count: int, batch_size: int, seed: int) -> dict[str, Any] | None:
     """Write ``out``'s top-level manifest (and preview) when each of its ``parts`` holds its whole share of
     ``count``; None while one does not.
@@ -168,10 +175,10 @@ def merge_if_complete(out: str | Path, parts: int, count: int, batch_size: int, 
     so the last merge reads every part's final fields (times, peak memory). Parts made by another recipe, teacher
     or ``--seed`` (a part redone after the teacher was retrained) are refused, never merged into one set."""
     with locked_dir(out):
-        return _merge_complete(out, parts, count, batch_size, seed)
+        return _merge_locked(out, parts, count, batch_size, seed)
 
 
-def _merge_complete(out: str | Path, parts: int, count: int, batch_size: int, seed: int) -> dict[str, Any] | None:
+def _merge_locked(out: str | Path, parts: int, count: int, batch_size: int, seed: int) -> dict[str, Any] | None:
     made = []
     for r in range(parts):
         path = Path(out) / rank_dir(r)
@@ -187,7 +194,7 @@ def _merge_complete(out: str | Path, parts: int, count: int, batch_size: int, se
                                 "with this one (or the others with its)")
         made.append(manifest)
     for r, manifest in enumerate(made[1:], 1):
-        differs = [key for key in PART_HEADER if manifest.get(key) != made[0].get(key)]
+        differs = [key for key in PART_HEADER if _header_value(manifest, key) != _header_value(made[0], key)]
         if differs:
             raise DatafreeError(f"parts 0 and {r} of {out} differ in {', '.join(differs)}: make part {r}/{parts} "
                                 "again with part 0's teacher and settings")
