@@ -48,8 +48,7 @@ READS: dict[str, set[str]] = {
     "audit": {"--teacher", "--student", "--transfer", "--out", "--seed", "--overwrite", "--dataset"},
     "quantize": {"--model", "--out", "--qat-epochs", "--qat-lr", "--qat-batch-size", "--batch-size", "--allow-float",
                  "--calibration", "--calibration-count", "--calibration-method", "--calibration-real", "--no-calibration",
-                 "--set",
-                 "--no-test", "--seed", "--overwrite", "--dataset"},
+                 "--set", "--no-test", "--seed", "--overwrite", "--dataset"},
 }
 TRAINING_COMMANDS = {"train-teacher", "distill"}
 

@@ -68,6 +68,16 @@ def files(tmp_path, fmnist_root):
     return teacher, tset, data
 
 
+def _record_options(monkeypatch) -> list:
+    """Each call's options from now on, to see which flags it read before the library call."""
+    import benchmarks.calls
+
+    options: list = []
+    monkeypatch.setattr(benchmarks.calls, "_Read", lambda parsed, _cls=benchmarks.calls._Read: options.append(
+        _cls(parsed)) or options[-1])
+    return options
+
+
 def test_every_recorded_command_makes_the_cli_call(files, tmp_path, monkeypatch):
     from benchmarks.calls import call
     from datafree.cli import main
@@ -120,11 +130,7 @@ def test_every_recorded_command_makes_the_cli_call(files, tmp_path, monkeypatch)
     functions = {**{n: getattr(api, n) for n in CALLED}, "train_experts": mtt.train_experts,
                  "quantize": datafree.quantize.quantize}  # api.quantize passes its keyword arguments on to this one
     defaults = {n: {k: _plain(p.default) for k, p in inspect.signature(f).parameters.items()} for n, f in functions.items()}
-    import benchmarks.calls
-
-    options = []  # each call's options, to see which flags it read before the library call
-    monkeypatch.setattr(benchmarks.calls, "_Read", lambda parsed, _cls=benchmarks.calls._Read: options.append(
-        _cls(parsed)) or options[-1])
+    options = _record_options(monkeypatch)
     for argv in commands:
         seen = _capture(monkeypatch)
         for run in (main, call):
@@ -153,11 +159,7 @@ def test_crop_label_and_fair_evaluation_makes_the_cli_call(tmp_path, fmnist_root
     argv = ["evaluate-set", str(tset), "--protocol", "kd", "--crop-labels", "--temperature", "20", "--arch", "lenet5_half",
             "--models", "1", "--teacher", str(teacher), "--batch-size", "8", "--fair", "--real-accuracy", "90",
             "--data-root", str(fmnist_root), "--out", str(tmp_path / "e.json"), "--no-progress"]
-    import benchmarks.calls
-
-    options = []
-    monkeypatch.setattr(benchmarks.calls, "_Read", lambda parsed, _cls=benchmarks.calls._Read: options.append(
-        _cls(parsed)) or options[-1])
+    options = _record_options(monkeypatch)
     seen = _capture(monkeypatch)
     for run in (main, call):
         with pytest.raises(Called):

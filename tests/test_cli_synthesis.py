@@ -154,6 +154,15 @@ def test_a_part_of_a_set_is_refused_where_it_cannot_go(bn_teacher, tmp_path, cap
     assert len(err) == 1 and "differ in config" in err[0] and not (tmp_path / "mixed" / "manifest.json").exists()
 
 
+def _two_part_set(teacher, tset):
+    """A complete set of 8 images made as parts 0/2 and 1/2 (batches of 4, one pixel step)."""
+    argv = ["synthesize", "--teacher", str(teacher), "--method", "deepinversion", "--count", "8",
+            "--out", str(tset), "--no-progress", "--set", "batch_size=4", "--set", "iterations=1"]
+    for k in (0, 1):
+        assert main([*argv, "--part", f"{k}/2"]) == 0
+    return tset
+
+
 def test_parts_finishing_together_merge_every_parts_final_fields(bn_teacher, tmp_path, monkeypatch):
     """The race of two parts finishing at once: part 0's merge read part 1's manifest before part 1 wrote its
     final fields, part 1 then merged, and part 0's merge wrote last. Merges take turns on the set, so the last
@@ -163,11 +172,7 @@ def test_parts_finishing_together_merge_every_parts_final_fields(bn_teacher, tmp
     from datafree.io import write_json
     from datafree.synthesis import run
 
-    tset = tmp_path / "set"
-    argv = ["synthesize", "--teacher", str(bn_teacher), "--method", "deepinversion", "--count", "8",
-            "--out", str(tset), "--no-progress", "--set", "batch_size=4", "--set", "iterations=1"]
-    for k in (0, 1):
-        assert main([*argv, "--part", f"{k}/2"]) == 0
+    tset = _two_part_set(bn_teacher, tmp_path / "set")
     final = json.loads((tset / "rank-1" / "manifest.json").read_text())
     write_json(tset / "rank-1" / "manifest.json", {**final, "peak_memory_mb": 0.0})  # before its last update
     read, go = threading.Event(), threading.Event()
@@ -201,11 +206,7 @@ def test_a_part_made_before_a_config_field_was_added_still_merges(bn_teacher, tm
     from datafree.io import write_json
     from datafree.synthesis import run
 
-    tset = tmp_path / "set"
-    argv = ["synthesize", "--teacher", str(bn_teacher), "--method", "deepinversion", "--count", "8",
-            "--out", str(tset), "--no-progress", "--set", "batch_size=4", "--set", "iterations=1"]
-    for k in (0, 1):
-        assert main([*argv, "--part", f"{k}/2"]) == 0
+    tset = _two_part_set(bn_teacher, tmp_path / "set")
     part0 = json.loads((tset / "rank-0" / "manifest.json").read_text())
     old = {k: v for k, v in part0["config"].items() if k != "augment_flip"}
     write_json(tset / "rank-0" / "manifest.json", {**part0, "config": old})
