@@ -64,6 +64,13 @@ def teacher_view(teacher: nn.Module, images: torch.Tensor, batch_size: int = 100
             "same_after_flip": 100 * mean(flip_same), "same_after_shift": 100 * mean(shift_same)}
 
 
+def pixel_view(images: torch.Tensor, spec: Any) -> dict[str, float]:
+    """The images' mean pixel and share (%) of dark pixels (< 0.1) in [0, 1] units: a teacher without BatchNorm says
+    nothing of the background, and the data's is mostly dark."""
+    pixels = spec.denormalize(images).clamp(0, 1)
+    return {"pixel_mean": pixels.mean().item(), "dark_pixels": 100 * (pixels < 0.1).float().mean().item()}
+
+
 @torch.no_grad()
 def logits_of(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     return torch.cat([model(x) for x in images.split(batch_size)])
@@ -117,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     test = load_dataset("fashion-mnist", "test")
     batches = list(iterate_batches(test, 1000))
     x_test, y_test = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
-    views = {"real test split": teacher_view(teacher, x_test)}
+    views = {"real test split": {**teacher_view(teacher, x_test), **pixel_view(x_test, info.spec)}}
     teacher_test = logits_of(teacher, x_test)
     train = load_dataset("fashion-mnist", "train")
     x_recalibrate = gather(train, draw(len(train), args.recalibrate_images, seed=0, stream=1))[0]
@@ -131,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             tset = TransferSet(result["transfer"])
             own = gather(tset, draw(len(tset), args.max_images or len(tset), seed=0, stream=0))[0]
-            views[f"{method} ({Path(result['transfer']).parent.name})"] = teacher_view(teacher, own)
+            views[f"{method} ({Path(result['transfer']).parent.name})"] = {**teacher_view(teacher, own),
+                                                                           **pixel_view(own, info.spec)}
             student, _ = load_model(run / "student")
             student.eval()
             student_test = logits_of(student, x_test).argmax(1)
@@ -144,9 +152,11 @@ def main(argv: list[str] | None = None) -> int:
                                     ).float().mean().item()}
     names = list(info.spec.class_names) or [str(c) for c in range(info.spec.num_classes)]
     lines = ["| images | count | teacher's mean top logit | mean top probability | class means from its rows (1 - cos) "
-             "| same answer after a flip (%) | after a 2-pixel shift (%) |", "|---|---|---|---|---|---|---|"]
+             "| same answer after a flip (%) | after a 2-pixel shift (%) | mean pixel | dark pixels (< 0.1, %) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {k} | {v['images']} | {v['top_logit']:.1f} | {v['top_prob']:.3f} | {v['class_means']:.3f} "
-              f"| {v['same_after_flip']:.1f} | {v['same_after_shift']:.1f} |" for k, v in views.items()]
+              f"| {v['same_after_flip']:.1f} | {v['same_after_shift']:.1f} | {v['pixel_mean']:.3f} "
+              f"| {v['dark_pixels']:.1f} |" for k, v in views.items()]
     lines += ["", "| students of | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     lines.append("| teacher | " + " | ".join(f"{a:.1f}" for a in per_class_accuracy(teacher_test.argmax(1), y_test,
                                                                                         info.spec.num_classes)) + " |")

@@ -238,6 +238,17 @@ def test_teacher_view_measures_confidence_and_flip_stability() -> None:
     assert teacher_view(teacher, constant)["same_after_shift"] == 100.0
 
 
+def test_pixel_view_reads_pixels_in_the_data_range() -> None:
+    from benchmarks.teacher_view import pixel_view
+    from datafree.data.spec import DataSpec
+
+    spec = DataSpec(name="toy", channels=1, height=2, width=2, num_classes=2, mean=(0.5,), std=(0.25,))
+    pixels = torch.tensor([[[[0.0, 0.05], [0.5, 1.5]]]])  # the last one is clamped to 1 before it counts
+    view = pixel_view(spec.normalize(pixels), spec)
+    assert view["pixel_mean"] == pytest.approx((0.0 + 0.05 + 0.5 + 1.0) / 4, abs=1e-6)
+    assert view["dark_pixels"] == pytest.approx(50.0)
+
+
 def test_batchnorm_statistics_are_re_estimated_on_the_given_images_only() -> None:
     from benchmarks.teacher_view import with_batchnorm_from
 
