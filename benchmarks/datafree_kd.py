@@ -138,6 +138,12 @@ VARIANTS["zskd-augment-T4-is1"] = {**VARIANTS["zskd-augment"], "overrides": {"au
 VARIANTS["zskd+augment-T4-is1-inherit-grown"] = {
     **VARIANTS["zskd+augment-inherit-grown"], "overrides": ZSKD_T4_IS, "with_sets": ("zskd-augment-T4-is1",),
     "grow": ("zskd", {**VARIANTS["zskd+augment-inherit-grown"]["grow"][1], **ZSKD_T4_IS})}
+# the input-normalisation term alone, at the paper's temperature 20: which of the two changes carries the gain
+ZSKD_IS = {"input_stats": 1.0}
+VARIANTS["zskd-augment-is1"] = {**VARIANTS["zskd-augment"], "overrides": {"augment": True, **ZSKD_IS}}
+VARIANTS["zskd+augment-is1-inherit-grown"] = {
+    **VARIANTS["zskd+augment-inherit-grown"], "overrides": ZSKD_IS, "with_sets": ("zskd-augment-is1",),
+    "grow": ("zskd", {**VARIANTS["zskd+augment-inherit-grown"]["grow"][1], **ZSKD_IS})}
 # Fourier pixels (pixel_param=fourier: each image's 1/|f|-scaled spectrum, a shape-first prior) in place of the
 # zskd sets' 2x-coarse pixels, both sets (plain and augmented), everything else of zskd+augment-inherit equal. A teacher
 # without BatchNorm gives no image statistics to match, so an image prior matters most here; on the BatchNorm LeNet

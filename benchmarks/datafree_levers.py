@@ -184,6 +184,18 @@ LEVERS: dict[str, Lever] = {
         "inherit-adi-grown-200-long-mixup-rkd-distance",
         student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25", "--set", "augment_flip=false"),
         set_of="inherit-fourier-parts2-noflip"),
+    # the input-normalisation term (input_stats=1: each batch's per-channel mean and std pulled to the teacher's input
+    # normalisation), which won on the BN-free pair (datafree_kd's zskd+augment-T4-is1-inherit-grown), on the main job's
+    # set and its ADI batches. A BatchNorm teacher's first BN layer constrains the conv's outputs, not the pixels'
+    # mean and spread directly; on the BN-free pair it turned the images' grey backgrounds dark
+    "inherit-fourier-parts2-is1": Lever(
+        "synthesis: Fourier pixels in 2 parts with the input-normalisation term (`input_stats=1`); student: inherit",
+        synthesis={"pixel_param": "fourier", "input_stats": 1.0}, student=("--inherit",), parts=2),
+    "fourier-parts2-is1-raw-adi-is1-grown-200-long-mixup-rkd-distance": Lever(
+        "synthesis: the main job's set and its ADI batches with `input_stats=1`; student: "
+        "inherit-adi-grown-200-long-mixup-rkd-distance",
+        student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25", "--set", "input_stats=1"),
+        set_of="inherit-fourier-parts2-is1"),
     # FitNets hints from the teacher's start: each synthetic image also teaches a layer's features, not only the
     # logits (a regressor maps the student's channels to the teacher's); the penultimate layer and the last conv's
     **{f"inherit-hint-{layer}-w{w}": Lever(f"student: inherit, FitNets hint on `{layer}` (weight {w})",
