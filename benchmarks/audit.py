@@ -33,6 +33,13 @@ CASES = [
     ("zskd, LeNet-5 teacher", "datafree/lenet/zskd-seed0/transfer", "teachers/fashion-mnist-lenet5",
      ["datafree/lenet/zskd+augment-inherit-grown-seed0/student", "baselines/lenet/kd-seed0"]),
     ("zskd-augment, LeNet-5 teacher", "datafree/lenet/zskd-augment-seed0/transfer", "teachers/fashion-mnist-lenet5", []),
+    # the BN-free pair's best since the input-normalisation term (zskd+augment-T4-is1-inherit-grown: its plain ZSKD set
+    # is the variant's own, the augmented one zskd-augment-T4-is1's; both at oh_temperature 4 with input_stats 1)
+    ("zskd (T4, input_stats), LeNet-5 teacher", "datafree/lenet/zskd+augment-T4-is1-inherit-grown-seed0/transfer",
+     "teachers/fashion-mnist-lenet5",
+     ["datafree/lenet/zskd+augment-T4-is1-inherit-grown-seed0/student", "baselines/lenet/kd-seed0"]),
+    ("zskd-augment (T4, input_stats), LeNet-5 teacher", "datafree/lenet/zskd-augment-T4-is1-seed0/transfer",
+     "teachers/fashion-mnist-lenet5", []),
     ("fast5-stored, ResNet-14 teacher", "datafree/resnet/fast5-stored-seed0/transfer", "teachers/fashion-mnist-resnet14",
      ["datafree/resnet/fast5-stored-inherit-seed0/student", "baselines/resnet/kd-seed0"]),
     # the ResNet pair's best set since the generator's width was doubled (fast5-stored-ngf32-inherit)

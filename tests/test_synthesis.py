@@ -175,6 +175,21 @@ def test_input_statistics_hand_computed():
 
 
 # ------------------------------------------------------------------ engine
+def test_input_statistics_term_pulls_the_pixels_to_the_teachers_input_normalisation():
+    # a BN-free teacher and ZSKD's pixels with a negligible class term: only the input-statistics term moves them
+    dark = DataSpec(1, 12, 12, 4, (0.2,), (0.15,), name="dark")  # dark, narrow images (a uniform start: 0.5, 0.29)
+    teacher = build_model("lenet5_half", dark, seed=0).eval()
+
+    def batch(weight):
+        config = preset("zskd", oh=1e-6, input_stats=weight, batch_size=32, iterations=100, lr=0.05)
+        return dark.denormalize(Synthesizer(teacher, dark, config, seed=0).synthesize()[0][0])
+
+    off, on = batch(0.0), batch(1.0)
+    assert abs(off.mean().item() - 0.5) < 0.05  # uniform start, nothing pulls it
+    assert abs(on.mean().item() - 0.2) < abs(off.mean().item() - 0.2) - 0.15
+    assert abs(on.std().item() - 0.15) < abs(off.std().item() - 0.15) - 0.05
+
+
 def test_generator_outputs_normalised_images_of_the_spec():
     g = Generator(SPEC, nz=8, ngf=4, conditional=True)
     x = g(torch.randn(3, 8), torch.tensor([0, 1, 2]))
