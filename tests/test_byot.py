@@ -26,7 +26,7 @@ from datafree.data import CIFAR100, FASHION_MNIST, DataSpec
 from datafree.data.transfer import TransferSet, TransferSetWriter
 from datafree.errors import DatafreeError
 from datafree.hooks import BatchNormStatistics, penultimate_module
-from datafree.teacher import batchnorm_layers, load_teacher, resolve_spec
+from datafree.teacher import batchnorm_layers, format_description, load_teacher, resolve_spec
 from tests.conftest import make_images, write_mnist_family
 from tests.user_models import build
 
@@ -337,6 +337,7 @@ def test_describe_teacher_probes_cost_and_explains_what_does_not_apply(tmp_path,
                  "--dataset", "fashion-mnist", "--device", "cpu", "--probe-batch", "2"]) == 0
     text = capsys.readouterr().out
     assert "BatchNorm layers: none" in text and "deepinversion  no" in text and "no BatchNorm" in text
+    assert "measured best without BatchNorm: zskd with --set input_stats=1" in text
     assert re.search(r"zskd +yes +~[\d,]+ s per 1,000 images", text) and "condense --method teacher: no" in text
     torch.save(user_teacher(10, 1, 28).state_dict(), tmp_path / "bn.pt")
     assert main(["describe-teacher", str(tmp_path / "bn.pt"), "--teacher-arch", ARCH, "--dataset", "fashion-mnist",
@@ -346,6 +347,7 @@ def test_describe_teacher_probes_cost_and_explains_what_does_not_apply(tmp_path,
     assert all(c is not None and c > 0 for c in costs.values()), costs
     # presets that differ only in their step count share one probe: cost scales with the steps
     assert costs["fast10"] == pytest.approx(2 * costs["fast5"], rel=0.01)
+    assert "measured best with BatchNorm: fast5" in format_description(d)
 
 
 def build_model_plain() -> torch.nn.Module:
@@ -410,6 +412,7 @@ def test_torchscript_that_cannot_be_converted_still_distills_and_says_why_bn_pre
     check_synthesis(teacher, FASHION_MNIST, preset("dfad"))  # needs no hook: runs
     d = describe_teacher(teacher, info, probe=False)
     assert [layer["hooks"] for layer in d["batchnorm"]] == [False] * 3 and not d["condense_teacher"]["applies"]
+    assert "measured best with BatchNorm" not in format_description(d)  # its BN layers cannot be read
     assert d["presets"]["dfad"]["applies"] and not d["presets"]["deepinversion"]["applies"]
     assert main(["distill", "--teacher", str(paths["torchscript"]), "--trust-pickle", "--dataset", "fashion-mnist",
                  "--method", "dfad", *TINY_GEN, "--steps-per-epoch", "2", "--no-test", "--out", str(tmp_path / "s"),
