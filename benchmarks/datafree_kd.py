@@ -141,7 +141,9 @@ VARIANTS["zskd+augment-T4-is1-inherit-grown"] = {
     **VARIANTS["zskd+augment-inherit-grown"], "overrides": ZSKD_T4_IS, "with_sets": ("zskd-augment-T4-is1",),
     "grow": ("zskd", {**VARIANTS["zskd+augment-inherit-grown"]["grow"][1], **ZSKD_T4_IS})}
 # the term at weight 3: at 1 the sets' mean pixel is near the normalisation's (0.31 against 0.29) but their spread is
-# short of it (pixel std 0.29-0.32 against 0.35; pixels below 0.1: 30-39% against 55% of real ones)
+# short of it (pixel std 0.29-0.32 against 0.35; pixels below 0.1: 30-39% against 55% of real ones). Measured:
+# 83.08 ± 0.33, +0.43 ± 1.17 paired on test and +0.22 ± 1.03 on selection against weight 1, one seed down on
+# each: a tie, not adopted (docs/datafree_recipes.md, "Twenty-sixth round")
 ZSKD_T4_IS3 = {**ZSKD_T4, "input_stats": 3.0}
 VARIANTS["zskd-augment-T4-is3"] = {**VARIANTS["zskd-augment"], "overrides": {"augment": True, **ZSKD_T4_IS3}}
 VARIANTS["zskd+augment-T4-is3-inherit-grown"] = {
