@@ -152,7 +152,7 @@ VARIANTS["zskd+augment-T4-is3-inherit-grown"] = {
 # DeepInversion's image prior (total variation) on the pair's recipe, for both stored sets and the growth batches, at
 # 10x DeepInversion's weight (tv 0.784): at its own weight (0.0784) the prior moves one 256-image screen batch's pixel
 # TV (mean |neighbour difference| in [0, 1] units) from 0.195 to 0.186, next to nothing, and at 10x to 0.121 with
-# coherent silhouettes in the grid; the weight was read off the images (benchmarks/tv_screen.py), not any accuracy
+# coherent silhouettes in the grid; the weight was read off the images (benchmarks/prior_screen.py), not any accuracy
 ZSKD_T4_IS_TV = {**ZSKD_T4_IS, "tv": 0.784}
 VARIANTS["zskd-augment-T4-is1-tv10"] = {**VARIANTS["zskd-augment"], "overrides": {"augment": True, **ZSKD_T4_IS_TV}}
 VARIANTS["zskd+augment-T4-is1-tv10-inherit-grown"] = {

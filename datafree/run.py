@@ -48,7 +48,12 @@ def prepare_run_dir(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
 
 
 def environment() -> dict[str, Any]:
-    """Versions and revision recorded next to every result."""
+    """Versions, revision and CPU recorded next to every result.
+
+    The CPU is there because float results are bit-identical only on the same kernels: the same command, code and
+    torch build retrained the LeNet teacher to another file on a CPU with other vector instructions (and another
+    again with ATen and oneDNN held to AVX2), so a rerun that differs from a published one says which machine it was.
+    """
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
                              cwd=Path(__file__).parent).stdout.strip()
@@ -60,8 +65,21 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "git_revision": rev,
         "threads": torch.get_num_threads(),
+        "cpu": _cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what :mod:`platform` knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def train_run(

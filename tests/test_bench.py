@@ -44,6 +44,7 @@ def test_smoke_suite_end_to_end(smoke_out, capsys):
         assert ROW_FIELDS <= set(row), ROW_FIELDS - set(row)
         assert 0 <= row["accuracy"] <= 100 and row["suite"] == "smoke"
         assert row["environment"]["torch"] == torch.__version__
+        assert row["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
         assert all(argv[0] == "datafree" for argv in row["argv"])
     by = {r["source"]: r for r in rows}
     assert by["kd"]["fraction_of_kd"] == pytest.approx(1.0) and by["kd"]["kd_time_s"] == by["kd"]["total_time_s"]

@@ -192,7 +192,7 @@ def write_csv(path: Path, groups: list[dict[str, Any]]) -> None:
 
 
 def _environments(rows: list[dict[str, Any]]) -> str:
-    keys = ("datafree", "torch", "python", "git_revision", "threads", "cuda_device")
+    keys = ("datafree", "torch", "python", "git_revision", "threads", "cpu_capability", "cuda_device")
     seen = {k: sorted({str((r.get("environment") or {}).get(k)) for r in rows}) for k in keys}
     return ", ".join(f"{k} {' / '.join(v)}" for k, v in seen.items())
 
