@@ -9,7 +9,8 @@ which the students never train on.
     python -m benchmarks.datafree_kd --pairs lenet --methods zskd dafl --seeds 0 1 2
     python -m benchmarks.datafree_kd --report-only --update-readme   # table of every finished run
 
-Runs can go in parallel processes (one per pair or method); the report gathers all finished runs.
+Runs can go in parallel processes (one per pair or method); the report gathers all finished runs. Runs on
+another teacher file (one a machine's kernels retrain to other bits) get their own table with ``--results STEM``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from datafree.synthesis import PRESETS, SynthesisConfig, preset
 # distinct images fit the budget. Students distilled from a live stream: the pair's live lr, 2000
 # steps; from a stored set: augmented, clipped (teacher logits on synthetic images are huge).
 RECIPES = FMNIST_RECIPES
+RESULTS = "datafree_kd"  # benchmarks/results/RESULTS.{json,md}: the published table
 # Named variants of a preset for benchmarks/datafree_kd: preset overrides, images, the stored-set
 # student's flags (merged over the suites' FMNIST_DF_STORED_STUDENT) and, optionally, other variants whose sets of
 # the same seed the student also trains on ("with_sets"). fast5-stored: Fast-DFKD's meta-generator without
@@ -448,12 +450,12 @@ def needs_missing_batchnorm(pair_key: str, method: str) -> bool:
     return preset(base, **scale).needs_batchnorm and not teacher_has_batchnorm(PAIRS[pair_key], "fashion-mnist")
 
 
-def published_runs() -> dict[tuple[str, str], list[dict[str, Any]]]:
+def published_runs(stem: str = RESULTS) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """The runs of the last published table (:func:`benchmarks.readme.published`), by (pair key, method)."""
-    return {tuple(key.split("/", 1)): runs for key, runs in published("datafree_kd").get("runs", {}).items()}
+    return {tuple(key.split("/", 1)): runs for key, runs in published(stem).get("runs", {}).items()}
 
 
-def finished_runs(root: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
+def finished_runs(root: Path, stem: str = RESULTS) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """Every finished data-free run: those under ``root`` by (pair key, method) in seed order, over the
     published ones (a (pair, method) found under ``root`` replaces its published runs as a whole)."""
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -464,7 +466,7 @@ def finished_runs(root: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
         sets = result.get("transfers") or ([result["transfer"]] if result.get("transfer") else [])
         result["synthesis_time_s"] = synthesis_time([Path(t) for t in sets])
         runs.setdefault((pair_key, method), []).append(result)
-    return {**published_runs(), **runs}
+    return {**published_runs(stem), **runs}
 
 
 def teacher_ids(results: list[dict[str, Any]]) -> str:
@@ -473,11 +475,11 @@ def teacher_ids(results: list[dict[str, Any]]) -> str:
     return ", ".join(shas) or "-"  # scratch: no teacher
 
 
-def report(root: Path, pair_keys: list[str]) -> str:
+def report(root: Path, pair_keys: list[str], stem: str = RESULTS) -> str:
     """Markdown table of all finished runs beside the real-data baselines of the same pairs."""
     baselines_file = REPO / "benchmarks" / "results" / "baselines-full.json"
     baselines = {p["key"]: p for p in json.loads(baselines_file.read_text())["pairs"]} if baselines_file.is_file() else {}
-    runs = finished_runs(root)
+    runs = finished_runs(root, stem)
     lines = ["| pair | source | student accuracy | synthesis (s) | distillation (s) | peak memory (MB) | seeds | teacher |",
              "|---|---|---|---|---|---|---|---|"]
     for key in pair_keys:
@@ -527,7 +529,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device")
     parser.add_argument("--report-only", action="store_true", help="only tabulate the finished runs under --root")
     parser.add_argument("--update-readme", action="store_true", help="write the table into docs/results.md")
+    parser.add_argument("--results", default=RESULTS, metavar="STEM",
+                        help="the table's file, benchmarks/results/STEM.{json,md} (default: %(default)s); another "
+                             "name keeps runs on another teacher file out of the published table, whose rows a "
+                             "(pair, method) found under --root would replace")
     args = parser.parse_args(argv)
+    if args.update_readme and args.results != RESULTS:
+        parser.error("--update-readme publishes the default table only")
     os.chdir(REPO)
     data = ["--dataset", "fashion-mnist"] + (["--device", args.device] if args.device else [])
     if not args.report_only:
@@ -540,8 +548,9 @@ def main(argv: list[str] | None = None) -> int:
                     result = run_method(pair, method, seed, args.root, data)
                     print(f"{PAIRS[pair].name:34s} {method:14s} seed {seed}: "
                           f"{result['metrics']['test_accuracy']:.2f}", flush=True)
-    md = report(args.root, list(FMNIST_PAIRS))  # the family pairs' table is benchmarks/datafree_families'
-    publish("datafree_kd", md, {"runs": {f"{k[0]}/{k[1]}": v for k, v in finished_runs(args.root).items()}},
+    md = report(args.root, list(FMNIST_PAIRS), args.results)  # the family pairs' table is benchmarks/datafree_families'
+    runs = finished_runs(args.root, args.results)
+    publish(args.results, md, {"runs": {f"{k[0]}/{k[1]}": v for k, v in runs.items()}},
             section="datafree" if args.update_readme else None)
     return 0
 

@@ -370,3 +370,22 @@ def test_a_stored_set_counts_as_the_same_synthesis_only_from_the_same_teacher(tm
     assert not same_synthesis(manifest, preset("zskd", iterations=7), 10, teacher)  # another recipe
     (teacher / "model.json").write_text(json.dumps({"sha256": "retrained"}))
     assert not same_synthesis(manifest, config, 10, teacher)
+
+
+def test_datafree_kd_results_name_keeps_another_teachers_runs_out_of_the_published_table(tmp_path, monkeypatch):
+    """A (pair, method) under --root replaces its published rows as a whole; under another --results name the
+    published table is neither read nor replaced, so runs on another teacher file cannot displace its rows."""
+    import benchmarks.datafree_kd as bench
+
+    student = tmp_path / "datafree" / "lenet" / "zskd-seed0" / "student"
+    student.mkdir(parents=True)
+    (student / "result.json").write_text(json.dumps({"metrics": {"test_accuracy": 70.0}}))
+    tables = {"datafree_kd": {"runs": {"lenet/zskd": [{"metrics": {"test_accuracy": 80.0}}],
+                                       "lenet/dafl": [{"metrics": {"test_accuracy": 60.0}}]}}}
+    monkeypatch.setattr(bench, "published", lambda stem: tables.get(stem, {}))
+    default = bench.finished_runs(tmp_path)
+    assert default[("lenet", "zskd")][0]["metrics"]["test_accuracy"] == 70.0 and ("lenet", "dafl") in default
+    other = bench.finished_runs(tmp_path, "datafree_kd_other_teacher")
+    assert list(other) == [("lenet", "zskd")] and other[("lenet", "zskd")][0]["synthesis_time_s"] == 0
+    with pytest.raises(SystemExit):
+        bench.main(["--report-only", "--results", "datafree_kd_other_teacher", "--update-readme"])
