@@ -154,13 +154,17 @@ VARIANTS["zskd+augment-T4-is3-inherit-grown"] = {
 # DeepInversion's image prior (total variation) on the pair's recipe, for both stored sets and the growth batches, at
 # 10x DeepInversion's weight (tv 0.784): at its own weight (0.0784) the prior moves one 256-image screen batch's pixel
 # TV (mean |neighbour difference| in [0, 1] units) from 0.195 to 0.186, next to nothing, and at 10x to 0.121 with
-# coherent silhouettes in the grid; the weight was read off the images (benchmarks/prior_screen.py), not any accuracy
+# coherent silhouettes in the grid; the weight was read off the images (benchmarks/prior_screen.py), not any accuracy.
+# Measured on teacher 4dbf5be6 (this machine's rebuild of the pair's teacher): 81.25 ± 0.38, +0.59 ± 2.15 paired on
+# test and +1.03 ± 2.42 on selection against the recipe, seed 2 down on both: a tie, not adopted ("Twenty-seventh round")
 ZSKD_T4_IS_TV = {**ZSKD_T4_IS, "tv": 0.784}
 VARIANTS["zskd-augment-T4-is1-tv10"] = {**VARIANTS["zskd-augment"], "overrides": {"augment": True, **ZSKD_T4_IS_TV}}
 VARIANTS["zskd+augment-T4-is1-tv10-inherit-grown"] = {
     **VARIANTS["zskd+augment-inherit-grown"], "overrides": ZSKD_T4_IS_TV, "with_sets": ("zskd-augment-T4-is1-tv10",),
     "grow": ("zskd", {**VARIANTS["zskd+augment-inherit-grown"]["grow"][1], **ZSKD_T4_IS_TV})}
-# the input-normalisation term alone, at the paper's temperature 20: which of the two changes carries the gain
+# the input-normalisation term alone, at the paper's temperature 20: which of the two changes carries the gain.
+# Measured: the term (ties the recipe: 82.33 / 83.04 on teacher 178963c2, 81.13 ± 0.91 on 4dbf5be6, five paired seeds
+# +0.66, +0.15, +0.57, +3.09, -2.28; docs/datafree_recipes.md, "Twenty-seventh round")
 ZSKD_IS = {"input_stats": 1.0}
 VARIANTS["zskd-augment-is1"] = {**VARIANTS["zskd-augment"], "overrides": {"augment": True, **ZSKD_IS}}
 VARIANTS["zskd+augment-is1-inherit-grown"] = {
