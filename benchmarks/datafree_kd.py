@@ -479,11 +479,10 @@ def teacher_ids(results: list[dict[str, Any]]) -> str:
     return ", ".join(shas) or "-"  # scratch: no teacher
 
 
-def report(root: Path, pair_keys: list[str], stem: str = RESULTS) -> str:
-    """Markdown table of all finished runs beside the real-data baselines of the same pairs."""
+def report(runs: dict[tuple[str, str], list[dict[str, Any]]], pair_keys: list[str]) -> str:
+    """Markdown table of ``runs`` (:func:`finished_runs`) beside the real-data baselines of the same pairs."""
     baselines_file = REPO / "benchmarks" / "results" / "baselines-full.json"
     baselines = {p["key"]: p for p in json.loads(baselines_file.read_text())["pairs"]} if baselines_file.is_file() else {}
-    runs = finished_runs(root, stem)
     lines = ["| pair | source | student accuracy | synthesis (s) | distillation (s) | peak memory (MB) | seeds | teacher |",
              "|---|---|---|---|---|---|---|---|"]
     for key in pair_keys:
@@ -552,8 +551,8 @@ def main(argv: list[str] | None = None) -> int:
                     result = run_method(pair, method, seed, args.root, data)
                     print(f"{PAIRS[pair].name:34s} {method:14s} seed {seed}: "
                           f"{result['metrics']['test_accuracy']:.2f}", flush=True)
-    md = report(args.root, list(FMNIST_PAIRS), args.results)  # the family pairs' table is benchmarks/datafree_families'
     runs = finished_runs(args.root, args.results)
+    md = report(runs, list(FMNIST_PAIRS))  # the family pairs' table is benchmarks/datafree_families'
     publish(args.results, md, {"runs": {f"{k[0]}/{k[1]}": v for k, v in runs.items()}},
             section="datafree" if args.update_readme else None)
     return 0
