@@ -162,6 +162,26 @@ VARIANTS["zskd-augment-T4-is1-tv10"] = {**VARIANTS["zskd-augment"], "overrides":
 VARIANTS["zskd+augment-T4-is1-tv10-inherit-grown"] = {
     **VARIANTS["zskd+augment-inherit-grown"], "overrides": ZSKD_T4_IS_TV, "with_sets": ("zskd-augment-T4-is1-tv10",),
     "grow": ("zskd", {**VARIANTS["zskd+augment-inherit-grown"]["grow"][1], **ZSKD_T4_IS_TV})}
+# full-resolution pixels (pixel_scale 1) under that prior: 2x-coarse pixels (the zskd bench's) cannot draw the
+# one-pixel details (collars, seams, plackets) by which the teacher tells Shirt from Pullover and Coat, the classes
+# that hold the recipe back (students 40 / 69 / 68 against the teacher's 74 / 87 / 86). Full resolution alone turned
+# noisy (the paper's 1500 steps: 67.6 ± 11.7, "zskd_recipes"; at the recipe's 300 steps one 256-image screen batch's
+# pixel TV is 0.546 against real images' 0.158); with the TV prior at the tv10 variant's weight, unchanged, it is 0.183
+# (the recipe's coarse pixels: 0.194; benchmarks/prior_screen.py). Paired against tv10, it isolates the resolution
+ZSKD_T4_IS_TV_PX1 = {**ZSKD_T4_IS_TV, "pixel_scale": 1}
+VARIANTS["zskd-augment-T4-is1-tv10-px1"] = {**VARIANTS["zskd-augment"],
+                                            "overrides": {"augment": True, **ZSKD_T4_IS_TV_PX1}}
+VARIANTS["zskd+augment-T4-is1-tv10-px1-inherit-grown"] = {
+    **VARIANTS["zskd+augment-inherit-grown"], "overrides": ZSKD_T4_IS_TV_PX1,
+    "with_sets": ("zskd-augment-T4-is1-tv10-px1",),
+    "grow": ("zskd", {**VARIANTS["zskd+augment-inherit-grown"]["grow"][1], **ZSKD_T4_IS_TV_PX1})}
+# twice the growth: a batch made against the student every 200 of its 32000 steps (160 batches, 20480 images) in place
+# of every 400, the recipe's sets and everything else equal. Growth is the one lever aimed at where the student and
+# the teacher disagree (+1.40 ± 0.59 paired, every seed, when it came in; "Ninth round"), and the recipe's test curves
+# still rise at the end on most seeds; costs about 80 more growth batches of synthesis inside distillation
+VARIANTS["zskd+augment-T4-is1-inherit-grown200"] = {
+    **VARIANTS["zskd+augment-T4-is1-inherit-grown"], "set_of": "zskd+augment-T4-is1-inherit-grown",
+    "grow": ("zskd", {**VARIANTS["zskd+augment-T4-is1-inherit-grown"]["grow"][1], "student_steps": 200})}
 # the input-normalisation term alone, at the paper's temperature 20: which of the two changes carries the gain.
 # Measured: the term (ties the recipe: 82.33 / 83.04 on teacher 178963c2, 81.13 ± 0.91 on 4dbf5be6, five paired seeds
 # +0.66, +0.15, +0.57, +3.09, -2.28; docs/datafree_recipes.md, "Twenty-seventh round")
