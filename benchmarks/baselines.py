@@ -121,7 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", help="passed to datafree (default: its own lookup)")
     parser.add_argument("--device", help="passed to datafree (default: cuda if available)")
     parser.add_argument("--update-readme", action="store_true", help="write the table into docs/results.md")
+    parser.add_argument("--results", metavar="STEM",
+                        help="the table's file, benchmarks/results/STEM.{json,md} (default: baselines-PROFILE); "
+                             "another name keeps a teacher retrained to another file (another CPU's kernels) out of "
+                             "the published table, for benchmarks.datafree_kd --baselines STEM")
     args = parser.parse_args(argv)
+    stem = args.results or f"baselines-{args.profile}"
+    if args.update_readme and stem != f"baselines-{args.profile}":
+        parser.error("--update-readme publishes the profile's own table only")
     os.chdir(REPO)  # recorded commands use paths relative to the repository
     keys, seeds = PROFILES[args.profile]
     keys, seeds = tuple(args.pairs or keys), tuple(args.seeds or seeds)
@@ -133,14 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [run_pair(k, seeds, args.root, data) for k in keys]
     wall = time.perf_counter() - start
     # a pair this call did not run keeps its published rows (``--pairs lenet`` regenerates one pair only)
-    kept = [p for p in published(f"baselines-{args.profile}").get("pairs", []) if p["key"] not in keys]
+    kept = [p for p in published(stem).get("pairs", []) if p["key"] not in keys]
     pairs = sorted([*pairs, *kept], key=lambda p: list(PAIRS).index(p["key"]))
     md = (f"Fashion-MNIST, top-1 test accuracy (%) after the last epoch; students mean ± std over seeds "
           f"{', '.join(map(str, seeds))}.\n\n{table(pairs)}\n\nProduced by `python -m benchmarks.baselines "
-          f"--profile {args.profile}` (machine: 2 CPU cores; times are per run, training epochs only, "
+          f"--profile {args.profile}{f' --results {args.results}' if args.results else ''}` (machine: 2 CPU cores; "
+          f"times are per run, training epochs only, "
           f"threads per run as recorded in each result.json).\n"
           f"Commands (seed 0):\n\n```\n{commands(pairs)}\n```")
-    publish(f"baselines-{args.profile}", md, {"profile": args.profile, "seeds": seeds, "pairs": pairs,
+    publish(stem, md, {"profile": args.profile, "seeds": seeds, "pairs": pairs,
                                                "suite_wall_time_s": wall},
             section="baselines" if args.update_readme else None)
     return 0

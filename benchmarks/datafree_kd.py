@@ -39,6 +39,7 @@ from datafree.synthesis import PRESETS, SynthesisConfig, preset
 # steps; from a stored set: augmented, clipped (teacher logits on synthetic images are huge).
 RECIPES = FMNIST_RECIPES
 RESULTS = "datafree_kd"  # benchmarks/results/RESULTS.{json,md}: the published table
+BASELINES = "baselines-full"  # benchmarks/results/BASELINES.json: the real-data rows beside it
 # Named variants of a preset for benchmarks/datafree_kd: preset overrides, images, the stored-set
 # student's flags (merged over the suites' FMNIST_DF_STORED_STUDENT) and, optionally, other variants whose sets of
 # the same seed the student also trains on ("with_sets"). fast5-stored: Fast-DFKD's meta-generator without
@@ -499,9 +500,11 @@ def teacher_ids(results: list[dict[str, Any]]) -> str:
     return ", ".join(shas) or "-"  # scratch: no teacher
 
 
-def report(runs: dict[tuple[str, str], list[dict[str, Any]]], pair_keys: list[str]) -> str:
-    """Markdown table of ``runs`` (:func:`finished_runs`) beside the real-data baselines of the same pairs."""
-    baselines_file = REPO / "benchmarks" / "results" / "baselines-full.json"
+def report(runs: dict[tuple[str, str], list[dict[str, Any]]], pair_keys: list[str],
+           baselines_stem: str = BASELINES) -> str:
+    """Markdown table of ``runs`` (:func:`finished_runs`) beside the real-data baselines of the same pairs
+    (``benchmarks/results/BASELINES_STEM.json``: those of the same teacher file)."""
+    baselines_file = REPO / "benchmarks" / "results" / f"{baselines_stem}.json"
     baselines = {p["key"]: p for p in json.loads(baselines_file.read_text())["pairs"]} if baselines_file.is_file() else {}
     lines = ["| pair | source | student accuracy | synthesis (s) | distillation (s) | peak memory (MB) | seeds | teacher |",
              "|---|---|---|---|---|---|---|---|"]
@@ -556,8 +559,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="the table's file, benchmarks/results/STEM.{json,md} (default: %(default)s); another "
                              "name keeps runs on another teacher file out of the published table, whose rows a "
                              "(pair, method) found under --root would replace")
+    parser.add_argument("--baselines", default=BASELINES, metavar="STEM",
+                        help="the real-data rows' file, benchmarks/results/STEM.json (default: %(default)s): with "
+                             "--results, the baselines of the same teacher file (benchmarks.baselines --results)")
     args = parser.parse_args(argv)
-    if args.update_readme and args.results != RESULTS:
+    if args.update_readme and (args.results, args.baselines) != (RESULTS, BASELINES):
         parser.error("--update-readme publishes the default table only")
     os.chdir(REPO)
     data = ["--dataset", "fashion-mnist"] + (["--device", args.device] if args.device else [])
@@ -572,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{PAIRS[pair].name:34s} {method:14s} seed {seed}: "
                           f"{result['metrics']['test_accuracy']:.2f}", flush=True)
     runs = finished_runs(args.root, args.results)
-    md = report(runs, list(FMNIST_PAIRS))  # the family pairs' table is benchmarks/datafree_families'
+    md = report(runs, list(FMNIST_PAIRS), args.baselines)  # the family pairs' table is benchmarks/datafree_families'
     publish(args.results, md, {"runs": {f"{k[0]}/{k[1]}": v for k, v in runs.items()}},
             section="datafree" if args.update_readme else None)
     return 0

@@ -48,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("artifacts/prior_screen"))
+    parser.add_argument("--results", default=None,
+                        help="results file stem under benchmarks/results (default: prior_screen_PAIR); another "
+                             "teacher file's screen gets its own, as in benchmarks.datafree_kd")
     args = parser.parse_args(argv)
+    stem = args.results or f"prior_screen_{args.pair}"
     os.chdir(REPO)
     teacher, info = load_model(Path("artifacts/teachers") / f"fashion-mnist-{PAIRS[args.pair].teacher}")
     teacher.eval()
@@ -67,12 +71,13 @@ def main(argv: list[str] | None = None) -> int:
              "|---|---|---|---|---|---|"]
     lines += [f"| {k} | {v['top_logit']:.1f} | {v['top_prob']:.3f} | {v['pixel_mean']:.3f} | {v['dark_pixels']:.1f} "
               f"| {v['tv']:.3f} |" for k, v in views.items()]
-    md = (f"Fashion-MNIST, {PAIRS[args.pair].name}: {args.count} zskd images (seed {args.seed}, bench settings and "
-          f"{json.dumps(args.base)}) per row.\n\n" + "\n".join(lines)
-          + "\n\nProduced by `python -m benchmarks.prior_screen --pair " + args.pair + " --rows "
+    md = (f"Fashion-MNIST, {PAIRS[args.pair].name} (teacher file sha256 {info.sha256[:8]}): {args.count} zskd images "
+          f"(seed {args.seed}, bench settings and {json.dumps(args.base)}) per row.\n\n" + "\n".join(lines)
+          + "\n\nProduced by `python -m benchmarks.prior_screen --pair " + args.pair
+          + (f" --results {args.results}" if args.results else "") + " --rows "
           + " ".join(f"'{r}'" for r in args.rows) + "`.")
-    publish(f"prior_screen_{args.pair}", md, {"base": args.base, "rows": args.rows, "count": args.count,
-                                              "seed": args.seed, "views": views})
+    publish(stem, md, {"base": args.base, "rows": args.rows, "count": args.count, "seed": args.seed,
+                       "teacher_sha256": info.sha256, "views": views})
     return 0
 
 

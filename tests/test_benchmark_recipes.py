@@ -389,3 +389,31 @@ def test_datafree_kd_results_name_keeps_another_teachers_runs_out_of_the_publish
     assert list(other) == [("lenet", "zskd")] and other[("lenet", "zskd")][0]["synthesis_time_s"] == 0
     with pytest.raises(SystemExit):
         bench.main(["--report-only", "--results", "datafree_kd_other_teacher", "--update-readme"])
+
+
+def test_datafree_kd_reads_the_real_data_rows_of_the_teacher_file_its_runs_used(tmp_path, monkeypatch):
+    """--baselines STEM puts the real-data rows of another teacher file (benchmarks.baselines --results STEM) beside
+    that teacher's runs; the default file's rows, on another teacher, do not appear in that table."""
+    import benchmarks.baselines as baselines
+    import benchmarks.datafree_kd as bench
+
+    def pair(kd: float, sha: str) -> dict:
+        rows = lambda acc, teacher: [{"metrics": {"test_accuracy": acc, "train_time_total_s": 100.0},  # noqa: E731
+                                      "teacher": teacher}]
+        return {"key": "lenet", "students": {"kd": rows(kd, {"sha256": sha}), "scratch": rows(90.0, None)}}
+
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    (results / "baselines-full.json").write_text(json.dumps({"pairs": [pair(89.6, "178963c2aa")]}))
+    (results / "baselines_other.json").write_text(json.dumps({"pairs": [pair(88.1, "4dbf5be6bb")]}))
+    monkeypatch.setattr(bench, "REPO", tmp_path)
+    runs = {("lenet", "zskd"): [{"metrics": {"test_accuracy": 80.0, "wall_time_s": 1.0, "peak_memory_mb": 1.0},
+                                 "synthesis_time_s": 0.0, "teacher": {"sha256": "4dbf5be6bb"}}]}
+    other = bench.report(runs, ["lenet"], "baselines_other")
+    assert "| real data, KD | 88.10 |" in other and "| 4dbf5be6 |" in other and "89.60" not in other
+    assert "| real data, KD | 89.60 |" in bench.report(runs, ["lenet"])
+    with pytest.raises(SystemExit):
+        bench.main(["--report-only", "--results", "datafree_kd_other", "--baselines", "baselines_other",
+                    "--update-readme"])
+    with pytest.raises(SystemExit):
+        baselines.main(["--profile", "full", "--results", "baselines_other", "--update-readme"])
