@@ -40,6 +40,13 @@ CASES = [
      ["datafree/lenet/zskd+augment-T4-is1-inherit-grown-seed0/student", "baselines/lenet/kd-seed0"]),
     ("zskd-augment (T4, input_stats), LeNet-5 teacher", "datafree/lenet/zskd-augment-T4-is1-seed0/transfer",
      "teachers/fashion-mnist-lenet5", []),
+    # and since full-resolution pixels under the TV prior (zskd+augment-T4-is1-tv10-px1-inherit-grown), measured on the
+    # teacher file 4dbf5be6 (see benchmarks.datafree_kd --results), with that teacher's own real-data KD student
+    ("zskd (T4, input_stats, tv, full resolution), LeNet-5 teacher",
+     "datafree/lenet/zskd+augment-T4-is1-tv10-px1-inherit-grown-seed0/transfer", "teachers/fashion-mnist-lenet5",
+     ["datafree/lenet/zskd+augment-T4-is1-tv10-px1-inherit-grown-seed0/student", "baselines/lenet/kd-seed0"]),
+    ("zskd-augment (T4, input_stats, tv, full resolution), LeNet-5 teacher",
+     "datafree/lenet/zskd-augment-T4-is1-tv10-px1-seed0/transfer", "teachers/fashion-mnist-lenet5", []),
     ("fast5-stored, ResNet-14 teacher", "datafree/resnet/fast5-stored-seed0/transfer", "teachers/fashion-mnist-resnet14",
      ["datafree/resnet/fast5-stored-inherit-seed0/student", "baselines/resnet/kd-seed0"]),
     # the ResNet pair's best set since the generator's width was doubled (fast5-stored-ngf32-inherit)
@@ -63,13 +70,14 @@ def audit(name: str, transfer: str, teacher: str, students: list[str], root: Pat
         argv += ["--student", str(root / s)]
     print(f"  run    datafree {' '.join(argv)}", flush=True)
     call(argv)
-    return {"name": name, "argv": ["datafree", *argv], **json.loads((out / "audit.json").read_text())}
+    sha = json.loads((root / teacher / "model.json").read_text()).get("sha256", "")
+    return {"name": name, "argv": ["datafree", *argv], "teacher_sha256": sha, **json.loads((out / "audit.json").read_text())}
 
 
 def table(results: list[dict[str, Any]]) -> str:
     lines = ["| transfer set | images | closer than the 5% nearest real test image (pixels / teacher features) "
-             "| median NN distance, synthetic vs real test (pixels) | membership AUC, loss / calibrated |",
-             "|---|---|---|---|---|"]
+             "| median NN distance, synthetic vs real test (pixels) | membership AUC, loss / calibrated | teacher |",
+             "|---|---|---|---|---|---|"]
     for r in results:
         nn_ = r["nearest_neighbour"]
         px, ft = nn_["pixel"], nn_.get("teacher_feature")
@@ -78,7 +86,8 @@ def table(results: list[dict[str, Any]]) -> str:
         median = f"{px['synthetic']['median']:.2f} vs {px['baseline']['median']:.2f}"
         mia = "; ".join(f"{Path(s['student']).parent.name}/{Path(s['student']).name}: {s['auc_loss']:.3f} / "
                         f"{s['auc_calibrated']:.3f}" for s in r.get("membership_inference", {}).get("students", []))
-        lines.append(f"| {r['name']} | {r['transfer']['count']} | {closer} | {median} | {mia or 'n/a'} |")
+        lines.append(f"| {r['name']} | {r['transfer']['count']} | {closer} | {median} | {mia or 'n/a'} "
+                     f"| {r.get('teacher_sha256', '')[:8] or '-'} |")
     return "\n".join(lines)
 
 
@@ -98,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     md = (f"{table(results)}\n\nProduced by `python -m benchmarks.audit`: `datafree audit` per set (nearest "
           f"neighbours among the 60,000 training images; baseline: 1,000 real test images; membership inference "
           f"on 2,000 training members vs 2,000 test non-members, seed 0). A fraction near 5% means the set is "
-          f"no closer to the training data than fresh real images are; AUC 0.5 means no membership signal.")
+          f"no closer to the training data than fresh real images are; AUC 0.5 means no membership signal. The "
+          f"teacher column is the start of the sha256 of the teacher file the set was made from (-: not recorded).")
     publish("audit", md, {"results": results}, section="audit" if args.update_readme else None)
     return 0
 

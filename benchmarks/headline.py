@@ -4,8 +4,9 @@
 
 Data-free against real-data KD per teacher/student pair (benchmarks/results/baselines-full.json for
 KD, datafree_kd.json for the data-free students: the best data-free source of each pair among those
-run on 3 seeds, the control on real images left out; datafree_families.json: its recipes, unchanged, on teachers of other
-families), and condensation per images-per-class
+run on 3 seeds, the control on real images left out; datafree_kd_PAIR_teacherSHA.json beside
+baselines-full_PAIR_teacherSHA.json: a pair's teacher retrained to another file on another CPU, with its own KD;
+datafree_families.json: its recipes, unchanged, on teachers of other families), and condensation per images-per-class
 (condense.json: hard labels, the 300-epoch ConvNet-128 protocol, each method's longest run).
 """
 
@@ -40,19 +41,36 @@ def _fmt_marked(values: list[float]) -> str:
     return _fmt(values) + ("" if len(values) > 1 else " (1 seed)")
 
 
-def datafree_rows() -> list[str]:
-    baselines = json.loads((RESULTS / "baselines-full.json").read_text())
-    datafree = json.loads((RESULTS / "datafree_kd.json").read_text())["runs"]
+def datafree_rows(datafree_stem: str = "datafree_kd", baselines_stem: str = "baselines-full") -> list[str]:
+    """One row per pair: its real-data KD and its best data-free source, from one teacher file's two tables."""
+    baselines = json.loads((RESULTS / f"{baselines_stem}.json").read_text())
+    datafree = json.loads((RESULTS / f"{datafree_stem}.json").read_text())["runs"]
     rows = []
     for pair in baselines["pairs"]:
         kd = [r["metrics"]["test_accuracy"] for r in pair["students"]["kd"]]
         sources = [(source.split("/", 1)[1], [r["metrics"]["test_accuracy"] for r in runs])
                    for source, runs in datafree.items()
                    if source.startswith(pair["key"] + "/") and source.split("/", 1)[1] not in CONTROLS]
+        if not sources:
+            continue
         seeded = [item for item in sources if len(item[1]) >= MIN_SEEDS]
         best = max(seeded or sources, key=lambda item: statistics.fmean(item[1]))
-        rows.append(f"| {pair['pair']} | {_fmt_marked(kd)} | {best[0]} | {_fmt_marked(best[1])} | "
+        name = pair["pair"]
+        if datafree_stem != "datafree_kd":  # another teacher file of the pair: say which
+            name += f" (teacher {datafree_stem.rsplit('teacher', 1)[-1]})"
+        rows.append(f"| {name} | {_fmt_marked(kd)} | {best[0]} | {_fmt_marked(best[1])} | "
                     f"{statistics.fmean(best[1]) / statistics.fmean(kd):.2f} |")
+    return rows
+
+
+def rebuilt_teacher_rows() -> list[str]:
+    """Rows of the pairs' teachers retrained to another file (another CPU's kernels): a data-free table
+    ``datafree_kd_PAIR_teacherSHA`` beside its own baselines ``baselines-full_PAIR_teacherSHA``, where both exist."""
+    rows = []
+    for path in sorted(RESULTS.glob("datafree_kd_*_teacher*.json")):
+        suffix = path.stem.removeprefix("datafree_kd_")
+        if (RESULTS / f"baselines-full_{suffix}.json").is_file():
+            rows += datafree_rows(path.stem, f"baselines-full_{suffix}")
     return rows
 
 
@@ -96,6 +114,7 @@ def render() -> str:
         "| pair | real-data KD (%) | best data-free source | data-free (%) | of KD |",
         "|---|---|---|---|---|",
         *datafree_rows(),
+        *rebuilt_teacher_rows(),
         *family_rows(),
         "",
         "| images per class | best condensation method | its accuracy (%) | random real images (%) |",

@@ -139,3 +139,28 @@ def test_headline_best_source_needs_three_seeds_when_the_pair_has_any(tmp_path, 
     assert headline.datafree_rows()[0].split("|")[4].strip() == "85.40 (1 seed)"  # and its cell says so
     assert best({"p/three": three, "p/one": one, "p/real-images-6400": runs(89.0, 89.0, 89.0)}) == "three"
     assert best({"p/three": three, "p/real-images-51200": runs(90.0, 90.0, 90.0)}) == "three"  # real images
+
+
+def test_headline_gives_a_rebuilt_teacher_its_own_row_beside_its_own_kd(tmp_path, monkeypatch):
+    """A pair's teacher retrained to another file (datafree_kd_PAIR_teacherSHA) gets a row of its own, against the KD
+    student of that same file (baselines-full_PAIR_teacherSHA), never against the published teacher's KD; without
+    its own baselines it gets no row."""
+    import json
+
+    import benchmarks.headline as headline
+
+    def table(kd: float) -> str:
+        return json.dumps({"pairs": [{"key": "lenet", "pair": "LeNet",
+                                      "students": {"kd": [{"metrics": {"test_accuracy": kd}}]}}]})
+
+    def runs(*accs: float) -> str:
+        return json.dumps({"runs": {"lenet/z": [{"metrics": {"test_accuracy": a}} for a in accs]}})
+
+    monkeypatch.setattr(headline, "RESULTS", tmp_path)
+    (tmp_path / "baselines-full.json").write_text(table(90.0))
+    (tmp_path / "datafree_kd.json").write_text(runs(81.0, 82.0, 83.0))
+    (tmp_path / "datafree_kd_lenet_teacherabcd1234.json").write_text(runs(83.0, 84.0, 85.0))
+    assert headline.rebuilt_teacher_rows() == []  # no KD of that teacher file yet
+    (tmp_path / "baselines-full_lenet_teacherabcd1234.json").write_text(table(88.0))
+    assert headline.datafree_rows() == ["| LeNet | 90.00 (1 seed) | z | 82.00 ± 1.00 | 0.91 |"]
+    assert headline.rebuilt_teacher_rows() == ["| LeNet (teacher abcd1234) | 88.00 (1 seed) | z | 84.00 ± 1.00 | 0.95 |"]
