@@ -138,6 +138,7 @@ VARIANTS["zskd+augment-T4-inherit-grown"] = {
 # On one 128-image augmented batch at temperature 4 the share of pixels below 0.1 goes from 11% to 30% (dark
 # backgrounds, as garments on a black ground), the mean pixel from 0.46 to 0.33 (the normalisation's mean: 0.286).
 # Measured: 82.65 ± 0.88, +2.26 ± 1.91 paired on test and +2.96 ± 1.47 on selection, every seed: the pair's recipe
+# until full-resolution pixels under the TV prior (zskd+augment-T4-is1-tv10-px1-inherit-grown, below)
 ZSKD_T4_IS = {**ZSKD_T4, "input_stats": 1.0}
 VARIANTS["zskd-augment-T4-is1"] = {**VARIANTS["zskd-augment"], "overrides": {"augment": True, **ZSKD_T4_IS}}
 VARIANTS["zskd+augment-T4-is1-inherit-grown"] = {
@@ -168,7 +169,10 @@ VARIANTS["zskd+augment-T4-is1-tv10-inherit-grown"] = {
 # that hold the recipe back (students 40 / 69 / 68 against the teacher's 74 / 87 / 86). Full resolution alone turned
 # noisy (the paper's 1500 steps: 67.6 ± 11.7, "zskd_recipes"; at the recipe's 300 steps one 256-image screen batch's
 # pixel TV is 0.546 against real images' 0.158); with the TV prior at the tv10 variant's weight, unchanged, it is 0.183
-# (the recipe's coarse pixels: 0.194; benchmarks/prior_screen.py). Paired against tv10, it isolates the resolution
+# (the recipe's coarse pixels: 0.194; benchmarks/prior_screen.py). Paired against tv10, it isolates the resolution.
+# Measured on teacher 4dbf5be6: 83.68 ± 0.32, +3.01 ± 1.60 paired on test and +3.67 ± 2.04 on selection against the
+# recipe, +2.42 ± 0.60 / +2.64 ± 0.39 against tv10, every seed up on both: the pair's recipe (docs/datafree_recipes.md,
+# "Twenty-eighth round")
 ZSKD_T4_IS_TV_PX1 = {**ZSKD_T4_IS_TV, "pixel_scale": 1}
 VARIANTS["zskd-augment-T4-is1-tv10-px1"] = {**VARIANTS["zskd-augment"],
                                             "overrides": {"augment": True, **ZSKD_T4_IS_TV_PX1}}

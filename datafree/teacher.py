@@ -605,8 +605,9 @@ def format_description(d: dict[str, Any]) -> str:
             lines.append("measured best with BatchNorm: fast5 with --set adv=0, stored, then a long student (README)")
     else:
         lines.append("BatchNorm layers: none (BN-statistics methods do not apply)")
-        lines.append("measured best without BatchNorm: zskd with --set input_stats=1 --set oh_temperature=4, "
-                     "a plain and an augmented set, grown against the student (README)")
+        lines.append("measured best without BatchNorm: zskd with --set input_stats=1 --set oh_temperature=4 "
+                     "--set pixel_scale=1 --set tv=0.784, a plain and an augmented set, grown against the student "
+                     "(README)")
     if not d["hooks"].startswith("forward hooks reach"):
         lines.append(f"forward hooks: not usable ({d['hooks']})")
     lines.append("synthesis presets (" + (f"cost measured on {d['device']}, extrapolated from "
