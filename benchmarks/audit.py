@@ -70,7 +70,8 @@ def audit(name: str, transfer: str, teacher: str, students: list[str], root: Pat
         argv += ["--student", str(root / s)]
     print(f"  run    datafree {' '.join(argv)}", flush=True)
     call(argv)
-    sha = json.loads((root / teacher / "model.json").read_text()).get("sha256", "")
+    sidecar = root / teacher / "model.json"
+    sha = json.loads(sidecar.read_text()).get("sha256", "") if sidecar.is_file() else ""
     return {"name": name, "argv": ["datafree", *argv], "teacher_sha256": sha, **json.loads((out / "audit.json").read_text())}
 
 
