@@ -24,6 +24,7 @@ from typing import Any
 from benchmarks.baselines import REPO
 from benchmarks.calls import call
 from benchmarks.readme import publish, published
+from datafree.bench.runner import teacher_sha256
 
 # (name, transfer set, teacher, students: data-free then real-data KD)
 CASES = [
@@ -70,9 +71,8 @@ def audit(name: str, transfer: str, teacher: str, students: list[str], root: Pat
         argv += ["--student", str(root / s)]
     print(f"  run    datafree {' '.join(argv)}", flush=True)
     call(argv)
-    sidecar = root / teacher / "model.json"
-    sha = json.loads(sidecar.read_text()).get("sha256", "") if sidecar.is_file() else ""
-    return {"name": name, "argv": ["datafree", *argv], "teacher_sha256": sha, **json.loads((out / "audit.json").read_text())}
+    return {"name": name, "argv": ["datafree", *argv], "teacher_sha256": teacher_sha256(root / teacher) or "",
+            **json.loads((out / "audit.json").read_text())}
 
 
 def table(results: list[dict[str, Any]]) -> str:

@@ -148,8 +148,7 @@ def main(argv: list[str] | None = None) -> int:
           f"times are per run, training epochs only, "
           f"threads per run as recorded in each result.json).\n"
           f"Commands (seed 0):\n\n```\n{commands(pairs)}\n```")
-    publish(stem, md, {"profile": args.profile, "seeds": seeds, "pairs": pairs,
-                                               "suite_wall_time_s": wall},
+    publish(stem, md, {"profile": args.profile, "seeds": seeds, "pairs": pairs, "suite_wall_time_s": wall},
             section="baselines" if args.update_readme else None)
     return 0
 

@@ -17,7 +17,8 @@ import statistics
 from pathlib import Path
 
 from benchmarks.datafree_families import seed_of
-from benchmarks.datafree_kd import REAL_CONTROLS
+from benchmarks.datafree_kd import BASELINES, REAL_CONTROLS
+from benchmarks.datafree_kd import RESULTS as DATAFREE
 from benchmarks.readme import README, update_section
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -41,8 +42,9 @@ def _fmt_marked(values: list[float]) -> str:
     return _fmt(values) + ("" if len(values) > 1 else " (1 seed)")
 
 
-def datafree_rows(datafree_stem: str = "datafree_kd", baselines_stem: str = "baselines-full") -> list[str]:
-    """One row per pair: its real-data KD and its best data-free source, from one teacher file's two tables."""
+def datafree_rows(datafree_stem: str = DATAFREE, baselines_stem: str = BASELINES, label: str = "") -> list[str]:
+    """One row per pair (its name followed by ``label``): its real-data KD and its best data-free source, from one
+    teacher file's two tables."""
     baselines = json.loads((RESULTS / f"{baselines_stem}.json").read_text())
     datafree = json.loads((RESULTS / f"{datafree_stem}.json").read_text())["runs"]
     rows = []
@@ -55,10 +57,7 @@ def datafree_rows(datafree_stem: str = "datafree_kd", baselines_stem: str = "bas
             continue
         seeded = [item for item in sources if len(item[1]) >= MIN_SEEDS]
         best = max(seeded or sources, key=lambda item: statistics.fmean(item[1]))
-        name = pair["pair"]
-        if datafree_stem != "datafree_kd":  # another teacher file of the pair: say which
-            name += f" (teacher {datafree_stem.rsplit('teacher', 1)[-1]})"
-        rows.append(f"| {name} | {_fmt_marked(kd)} | {best[0]} | {_fmt_marked(best[1])} | "
+        rows.append(f"| {pair['pair']}{label} | {_fmt_marked(kd)} | {best[0]} | {_fmt_marked(best[1])} | "
                     f"{statistics.fmean(best[1]) / statistics.fmean(kd):.2f} |")
     return rows
 
@@ -67,10 +66,10 @@ def rebuilt_teacher_rows() -> list[str]:
     """Rows of the pairs' teachers retrained to another file (another CPU's kernels): a data-free table
     ``datafree_kd_PAIR_teacherSHA`` beside its own baselines ``baselines-full_PAIR_teacherSHA``, where both exist."""
     rows = []
-    for path in sorted(RESULTS.glob("datafree_kd_*_teacher*.json")):
-        suffix = path.stem.removeprefix("datafree_kd_")
-        if (RESULTS / f"baselines-full_{suffix}.json").is_file():
-            rows += datafree_rows(path.stem, f"baselines-full_{suffix}")
+    for path in sorted(RESULTS.glob(f"{DATAFREE}_*_teacher*.json")):
+        suffix = path.stem.removeprefix(f"{DATAFREE}_")
+        if (RESULTS / f"{BASELINES}_{suffix}.json").is_file():
+            rows += datafree_rows(path.stem, f"{BASELINES}_{suffix}", f" (teacher {suffix.rsplit('teacher', 1)[-1]})")
     return rows
 
 

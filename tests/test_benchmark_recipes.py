@@ -397,9 +397,10 @@ def test_datafree_kd_reads_the_real_data_rows_of_the_teacher_file_its_runs_used(
     import benchmarks.baselines as baselines
     import benchmarks.datafree_kd as bench
 
+    def rows(acc: float, teacher: dict | None) -> list[dict]:
+        return [{"metrics": {"test_accuracy": acc, "train_time_total_s": 100.0}, "teacher": teacher}]
+
     def pair(kd: float, sha: str) -> dict:
-        rows = lambda acc, teacher: [{"metrics": {"test_accuracy": acc, "train_time_total_s": 100.0},  # noqa: E731
-                                      "teacher": teacher}]
         return {"key": "lenet", "students": {"kd": rows(kd, {"sha256": sha}), "scratch": rows(90.0, None)}}
 
     results = tmp_path / "benchmarks" / "results"
