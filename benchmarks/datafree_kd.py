@@ -192,6 +192,15 @@ VARIANTS["zskd-augment2-T4-is1-tv10-px1-inherit-grown"] = {
 VARIANTS["zskd-augment2+plain-T4-is1-tv10-px1-inherit-grown"] = {
     **VARIANTS["zskd-augment2-T4-is1-tv10-px1-inherit-grown"],
     "with_sets": ("zskd+augment-T4-is1-tv10-px1-inherit-grown",)}
+# Twice the recipe's images (25600), the student's 32000 steps and the growth unchanged, two ways: plain2+augment2 adds
+# both sets of synthesis seed + 1 to the recipe's, augment3+plain adds the augmented sets of seeds + 1 and + 2. Tried
+# because augment2+plain led the recipe by 0.4-0.5 at epoch 48 of seeds 0-1 and augment2 trailed it by 0.5-0.6
+# (the plain set carries something the augmented one does not); which kind the extra images should be.
+PX1_PLAIN, PX1_AUG = "zskd+augment-T4-is1-tv10-px1-inherit-grown", "zskd-augment-T4-is1-tv10-px1"
+VARIANTS["zskd-plain2+augment2-T4-is1-tv10-px1-inherit-grown"] = {
+    **VARIANTS[PX1_PLAIN], "set_of": PX1_PLAIN, "with_seed_sets": ((PX1_PLAIN, 1), (PX1_AUG, 1))}
+VARIANTS["zskd-augment3+plain-T4-is1-tv10-px1-inherit-grown"] = {
+    **VARIANTS[PX1_PLAIN], "set_of": PX1_PLAIN, "with_seed_sets": ((PX1_AUG, 1), (PX1_AUG, 2))}
 # twice the growth: a batch made against the student every 200 of its 32000 steps (160 batches, 20480 images) in place
 # of every 400, the recipe's sets and everything else equal. Growth is the one lever aimed at where the student and
 # the teacher disagree (+1.40 ± 0.59 paired, every seed, when it came in; "Ninth round"), and the recipe's test curves
@@ -377,6 +386,8 @@ def describe_variant(name: str) -> str:
     if v.get("with_seed_offsets"):
         changes.append("the student also trains on the sets of synthesis seeds "
                        f"{', '.join(f'seed+{k}' for k in v['with_seed_offsets'])} (other generators)")
+    if v.get("with_seed_sets"):
+        changes.append("the student also trains on the " + ", ".join(f"{m} set of seed+{k}" for m, k in v["with_seed_sets"]))
     if v["student"]:
         changes.append(f"student {' '.join(v['student'])}")
     if v.get("inherit"):
@@ -440,6 +451,9 @@ def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str
         # sets of the same recipe from other synthesis seeds: independently trained generators
         tsets += [stored_set(pair_key, method, seed + k, root, teacher)
                   for k in VARIANTS.get(method, {}).get("with_seed_offsets", ())]
+        # other variants' sets from other synthesis seeds: (variant, k) adds that variant's set of seed + k
+        tsets += [stored_set(pair_key, m, seed + k, root, teacher)
+                  for m, k in VARIANTS.get(method, {}).get("with_seed_sets", ())]
     grow: list[str] = []
     if VARIANTS.get(method, {}).get("grow"):  # a live preset grows the stored sets against the student
         grow_method, grow_overrides = VARIANTS[method]["grow"]

@@ -314,6 +314,20 @@ def test_variant_with_sets_trains_on_its_own_and_the_other_variants_sets(tmp_pat
     assert "also trains on the zskd-augment set" in bench.describe_variant("zskd+augment")
 
 
+def test_variant_with_seed_sets_adds_other_variants_sets_of_later_synthesis_seeds(tmp_path, monkeypatch) -> None:
+    import benchmarks.datafree_kd as bench
+
+    _stub_stored_runs(bench, tmp_path, monkeypatch)
+    name, plain, aug = "zskd-plain2+augment2-T4-is1-tv10-px1-inherit-grown", bench.PX1_PLAIN, bench.PX1_AUG
+    result = bench.run_method("lenet", name, 1, tmp_path, [])
+    argv = result["argv"]
+    sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--transfer"]
+    assert sets == [str(tmp_path / f"{m}-{s}") for m, s in ((name, 1), (aug, 1), (plain, 2), (aug, 2))]
+    assert result["synthesis_time_s"] == 40.0
+    assert bench.transfer_dir(tmp_path, "lenet", name, 1) == bench.transfer_dir(tmp_path, "lenet", plain, 1)
+    assert f"{aug} set of seed+2" in bench.describe_variant("zskd-augment3+plain-T4-is1-tv10-px1-inherit-grown")
+
+
 def test_grown_variant_grows_its_stored_sets_against_the_student(tmp_path, monkeypatch) -> None:
     import benchmarks.datafree_kd as bench
     from datafree.cli import build_parser
