@@ -126,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                              "another name keeps a teacher retrained to another file (another CPU's kernels) out of "
                              "the published table, for benchmarks.datafree_kd --baselines STEM")
     args = parser.parse_args(argv)
-    stem = args.results or f"baselines-{args.profile}"
-    if args.update_readme and stem != f"baselines-{args.profile}":
+    published_stem = f"baselines-{args.profile}"
+    stem = args.results or published_stem
+    if args.update_readme and stem != published_stem:
         parser.error("--update-readme publishes the profile's own table only")
     os.chdir(REPO)  # recorded commands use paths relative to the repository
     keys, seeds = PROFILES[args.profile]

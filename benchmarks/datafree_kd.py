@@ -189,12 +189,12 @@ VARIANTS["zskd+augment-T4-is1-tv10-px1-inherit-grown"] = {
 # Measured on teacher 4dbf5be6, paired against the recipe: augmented-2 82.80 ± 0.22, -0.88 ± 0.50 on test and -1.04 ±
 # 0.24 on selection, every seed down on both (the plain set carries something the augmented one does not);
 # augmented-2+plain 83.75 ± 0.28, +0.07 ± 0.60 / +0.04 ± 0.45, a tie (docs/datafree_recipes.md, "Twenty-ninth round")
+PX1_PLAIN, PX1_AUG = "zskd+augment-T4-is1-tv10-px1-inherit-grown", "zskd-augment-T4-is1-tv10-px1"  # the recipe's sets
 VARIANTS["zskd-augment2-T4-is1-tv10-px1-inherit-grown"] = {
-    **VARIANTS["zskd+augment-T4-is1-tv10-px1-inherit-grown"], "overrides": {"augment": True, **ZSKD_T4_IS_TV_PX1},
-    "set_of": "zskd-augment-T4-is1-tv10-px1", "with_sets": (), "with_seed_offsets": (1,)}
+    **VARIANTS[PX1_PLAIN], "overrides": VARIANTS[PX1_AUG]["overrides"],
+    "set_of": PX1_AUG, "with_sets": (), "with_seed_offsets": (1,)}
 VARIANTS["zskd-augment2+plain-T4-is1-tv10-px1-inherit-grown"] = {
-    **VARIANTS["zskd-augment2-T4-is1-tv10-px1-inherit-grown"],
-    "with_sets": ("zskd+augment-T4-is1-tv10-px1-inherit-grown",)}
+    **VARIANTS["zskd-augment2-T4-is1-tv10-px1-inherit-grown"], "with_sets": (PX1_PLAIN,)}
 # Twice the recipe's images (25600), the student's 32000 steps and the growth unchanged, two ways: plain2+augment2 adds
 # both sets of synthesis seed + 1 to the recipe's, augment3+plain adds the augmented sets of seeds + 1 and + 2. Tried
 # because augment2+plain led the recipe by 0.4-0.5 at epoch 48 of seeds 0-1 and augment2 trailed it by 0.5-0.6
@@ -202,7 +202,6 @@ VARIANTS["zskd-augment2+plain-T4-is1-tv10-px1-inherit-grown"] = {
 # Measured on teacher 4dbf5be6, paired against the recipe: plain2+augment2 83.99 ± 0.68, +0.31 ± 0.52 on test and
 # +0.23 ± 0.78 on selection, seed 1 down on both; augment3+plain 83.45 ± 0.61, -0.23 ± 0.66 / -0.32 ± 0.79: ties, not
 # adopted: more images of the recipe's kinds do not raise it (docs/datafree_recipes.md, "Twenty-ninth round")
-PX1_PLAIN, PX1_AUG = "zskd+augment-T4-is1-tv10-px1-inherit-grown", "zskd-augment-T4-is1-tv10-px1"
 VARIANTS["zskd-plain2+augment2-T4-is1-tv10-px1-inherit-grown"] = {
     **VARIANTS[PX1_PLAIN], "set_of": PX1_PLAIN, "with_seed_sets": ((PX1_PLAIN, 1), (PX1_AUG, 1))}
 VARIANTS["zskd-augment3+plain-T4-is1-tv10-px1-inherit-grown"] = {
@@ -405,6 +404,13 @@ def describe_variant(name: str) -> str:
     return f"{name}: {v['method']} with {', '.join(changes)}."
 
 
+def seed_sets(method: str) -> list[tuple[str, int]]:
+    """The (variant, k) whose set of synthesis seed + k the student of ``method`` also trains on: its own sets of
+    other seeds (``with_seed_offsets``: independently trained generators), then other variants' (``with_seed_sets``)."""
+    v = VARIANTS.get(method, {})
+    return [(method, k) for k in v.get("with_seed_offsets", ())] + list(v.get("with_seed_sets", ()))
+
+
 def transfer_dir(root: Path, pair_key: str, method: str, seed: int) -> Path:
     """Where a stored method's set lives; a variant that changes only the student shares its preset's sets
     (synthesis is deterministic, so they would be the same images)."""
@@ -454,12 +460,7 @@ def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str
             return result
         tsets = [stored_set(pair_key, m, seed, root, teacher)
                  for m in (method, *VARIANTS.get(method, {}).get("with_sets", ()))]
-        # sets of the same recipe from other synthesis seeds: independently trained generators
-        tsets += [stored_set(pair_key, method, seed + k, root, teacher)
-                  for k in VARIANTS.get(method, {}).get("with_seed_offsets", ())]
-        # other variants' sets from other synthesis seeds: (variant, k) adds that variant's set of seed + k
-        tsets += [stored_set(pair_key, m, seed + k, root, teacher)
-                  for m, k in VARIANTS.get(method, {}).get("with_seed_sets", ())]
+        tsets += [stored_set(pair_key, m, seed + k, root, teacher) for m, k in seed_sets(method)]
     grow: list[str] = []
     if VARIANTS.get(method, {}).get("grow"):  # a live preset grows the stored sets against the student
         grow_method, grow_overrides = VARIANTS[method]["grow"]
