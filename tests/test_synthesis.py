@@ -22,7 +22,7 @@ from datafree.losses import (
 )
 from datafree.models import build_model
 from datafree.synthesis import PRESETS, Generator, LiveStream, PixelGenerator, SynthesisConfig, Synthesizer, preset
-from datafree.synthesis.engine import class_similarity
+from datafree.synthesis.engine import class_similarity, pair_targets
 from datafree.synthesis.generators import DCGANConfig
 
 SPEC = DataSpec(1, 12, 12, 4, (0.5,), (0.25,), name="tiny")
@@ -560,6 +560,50 @@ def test_several_dirichlet_betas_alternate_across_the_batch():
     assert torch.equal(single[2], same[2])  # one beta as a list or a number: the same targets
 
 
+def test_pair_targets_split_a_share_of_the_batch_between_its_class_and_a_similar_one():
+    """Boundary targets: the first round(share * batch) samples put 0.5-0.75 on their class and the rest on one
+    other class, drawn by similarity; the others keep their Dirichlet (or one-hot) targets; seeded."""
+    teacher = tiny_bn_teacher()
+    config = preset("zskd", batch_size=40, iterations=1, dirichlet=0.0, pair_targets=0.5)
+    synth = Synthesizer(teacher, SPEC, config, seed=3)
+    _, y, soft = synth._draw()
+    assert torch.equal(soft, Synthesizer(teacher, SPEC, config, seed=3)._draw()[2])
+    assert torch.allclose(soft.sum(1), torch.ones(40))
+    pairs, rest = soft[:20], soft[20:]
+    assert torch.equal(rest, F.one_hot(y[20:], SPEC.num_classes).float())
+    own = pairs[torch.arange(20), y[:20]]
+    assert own.min() >= 0.5 and own.max() <= 0.75 and own.std() > 0.01
+    assert torch.equal((pairs > 0).sum(1), torch.full((20,), 2))  # exactly one partner, never the class itself
+    # the partner follows the similarity row: a class with similarity at the floor is (almost) never drawn
+    sim = torch.full((4, 4), 1e-3)
+    sim[torch.arange(4), torch.arange(4)] = 1.0
+    sim[torch.arange(4), (torch.arange(4) + 1) % 4] = 1.0
+    ys = torch.arange(4).repeat(100)
+    drawn = pair_targets(ys, sim[ys], torch.Generator().manual_seed(0))
+    partner = (drawn * (1 - F.one_hot(ys, 4))).argmax(1)
+    assert (partner == (ys + 1) % 4).float().mean() > 0.99
+    # with Dirichlet targets too, only the paired share changes; a share of 0 leaves every draw as it was
+    mixed = Synthesizer(teacher, SPEC, preset("zskd", batch_size=40, iterations=1, pair_targets=0.25), seed=3)._draw()
+    plain = Synthesizer(teacher, SPEC, preset("zskd", batch_size=40, iterations=1), seed=3)._draw()
+    assert torch.equal(mixed[1], plain[1]) and torch.equal(mixed[2][10:], plain[2][10:])
+    assert not torch.equal(mixed[2][:10], plain[2][:10])
+    for share in (-0.1, 1.5):
+        with pytest.raises(DatafreeError, match="pair_targets"):
+            preset("zskd", pair_targets=share)
+
+
+def test_pair_targets_reach_the_pixels_through_the_class_term():
+    """The boundary targets are what the one-hot term's gradient pulls the pixels towards."""
+    teacher = tiny_bn_teacher()
+    synth = Synthesizer(teacher, SPEC, preset("zskd", batch_size=8, iterations=1, dirichlet=0.0, pair_targets=1.0,
+                                              pixel_scale=1), seed=0)
+    z, y, soft = synth._draw()
+    pixels = list(synth.generator.parameters())
+    grad_pair = torch.autograd.grad(synth.loss_terms(synth.generator(z, y), y, soft)["oh"], pixels)[0]
+    grad_onehot = torch.autograd.grad(synth.loss_terms(synth.generator(z, y), y, None)["oh"], pixels)[0]
+    assert grad_pair.abs().sum() > 0 and not torch.allclose(grad_pair, grad_onehot)
+
+
 def one_class_teacher():
     """Sees class 0 in everything: the signature of a collapsed generator."""
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(144, 4))
@@ -753,7 +797,8 @@ def test_nayer_label_embedding_is_the_teachers_class_weights_or_seeded_random_ro
 @pytest.mark.parametrize("terms, advice", [
     ({"class_mean": 1.0}, "the class_mean term reads them: leave it off (--set class_mean=0)"),
     ({"act": 0.1, "contrastive": 0.5}, "the act, contrastive terms read them: leave them off (--set act=0 --set contrastive=0)"),
-    ({"dirichlet": 1.0}, "use one-hot targets (--set dirichlet=0)")])
+    ({"dirichlet": 1.0}, "use one-hot targets (--set dirichlet=0 --set pair_targets=0)"),
+    ({"pair_targets": 0.5}, "use one-hot targets (--set dirichlet=0 --set pair_targets=0)")])
 def test_terms_that_read_the_classifier_say_how_to_do_without_one(terms, advice):
     """A teacher without nn.Linear (a convolutional classifier): the error names the options that need one."""
     no_linear = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 12), torch.nn.BatchNorm2d(4), torch.nn.Flatten())

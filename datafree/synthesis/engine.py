@@ -93,6 +93,10 @@ class SynthesisConfig:
     # > 0: soft targets ~ Dir(beta * class similarity) instead of one-hot (ZSKD's beta). Several betas:
     # sample i of a batch uses beta i mod n (ZSKD: (1.0, 0.1), half sharp targets, half near one class)
     dirichlet: float | tuple[float, ...] = 0.0
+    # share of each batch whose target is split between its class (weight ~ U(0.5, 0.75)) and one partner class drawn
+    # in proportion to the class similarity: images on the teacher's boundaries between confusable classes, where
+    # a student learns how the teacher separates them (Heo et al. 2019's boundary-supporting samples, data-free)
+    pair_targets: float = 0.0
     ie: float = 0.0  # class balance (DAFL information entropy)
     act: float = 0.0  # activation norm of the teacher's penultimate features (DAFL)
     adv: float = 0.0  # adversarial teacher-student disagreement
@@ -143,6 +147,8 @@ class SynthesisConfig:
         betas = self._betas()
         if not betas or min(betas) < 0 or (len(betas) > 1 and min(betas) == 0) or self.oh_temperature <= 0:
             raise DatafreeError("dirichlet must be >= 0 (or a list of betas > 0) and oh_temperature > 0")
+        if not 0.0 <= self.pair_targets <= 1.0:
+            raise DatafreeError("pair_targets is a share of each batch: between 0 and 1")
         if self.collapse_patience < 0:
             raise DatafreeError("collapse_patience must be >= 0 (0 = never stop)")
         if self.iterations < 1 or self.batch_size < 1:
@@ -185,11 +191,25 @@ class SynthesisConfig:
 def class_similarity(teacher: nn.Module) -> torch.Tensor:
     """ZSKD's class-similarity matrix: cosine similarity of the final layer's class weight vectors,
     min-max scaled to [0, 1] per row (floored at 1e-3 so every Dirichlet concentration is positive)."""
-    remedy = "Dirichlet soft targets read the classes' similarity from its rows: use one-hot targets (--set dirichlet=0)"
+    remedy = ("Dirichlet and pair soft targets read the classes' similarity from its rows: use one-hot targets "
+              "(--set dirichlet=0 --set pair_targets=0)")
     w = F.normalize(class_weights(teacher, remedy=remedy).float().cpu(), dim=1)
     sim = w @ w.t()
     low, high = sim.min(1, keepdim=True).values, sim.max(1, keepdim=True).values
     return ((sim - low) / (high - low).clamp_min(1e-12)).clamp_min(1e-3)
+
+
+def pair_targets(y: torch.Tensor, similarity: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """Two-class soft targets: weight ~ U(0.5, 0.75) on each sample's class ``y``, the rest on a partner class
+    drawn from its ``similarity`` row (the class itself excluded), so a confusable neighbour is the likely one."""
+    others = similarity.clone()
+    others[torch.arange(len(y)), y] = 0.0
+    partner = torch.multinomial(others, 1, generator=rng).squeeze(1)
+    own = 0.5 + 0.25 * torch.rand(len(y), generator=rng)
+    soft = torch.zeros_like(similarity)
+    soft[torch.arange(len(y)), y] = own
+    soft[torch.arange(len(y)), partner] = 1.0 - own
+    return soft
 
 
 class Synthesizer:
@@ -233,7 +253,8 @@ class Synthesizer:
         self.prototypes = (class_weights(self.teacher, remedy=remedy).to(self.device) if config.class_mean > 0
                            else None)
         self.rng = torch.Generator().manual_seed(seed)  # every draw of the engine comes from here
-        self.class_similarity = class_similarity(self.teacher) if config.dirichlet_betas else None
+        self.class_similarity = (class_similarity(self.teacher) if config.dirichlet_betas or config.pair_targets > 0
+                                 else None)
         self.calls = 0
         self.collapsed = 0  # consecutive collapsed batches (see _watch_collapse)
         self.bank = torch.zeros(0, device=self.device)
@@ -265,12 +286,19 @@ class Synthesizer:
         z, y = self._noise()
         if self.class_similarity is None:
             return z, y, None
-        seed = draw_seed(self.rng)
-        with torch.random.fork_rng(devices=[]):  # Dirichlet sampling takes no generator argument
-            torch.manual_seed(seed)
-            betas = torch.tensor(self.config.dirichlet_betas)
-            scale = betas[torch.arange(len(y)) % len(betas)].unsqueeze(1)
-            soft = torch.distributions.Dirichlet(scale * self.class_similarity[y.cpu()]).sample()
+        similarity = self.class_similarity[y.cpu()]
+        if self.config.dirichlet_betas:
+            seed = draw_seed(self.rng)
+            with torch.random.fork_rng(devices=[]):  # Dirichlet sampling takes no generator argument
+                torch.manual_seed(seed)
+                betas = torch.tensor(self.config.dirichlet_betas)
+                scale = betas[torch.arange(len(y)) % len(betas)].unsqueeze(1)
+                soft = torch.distributions.Dirichlet(scale * similarity).sample()
+        else:
+            soft = F.one_hot(y.cpu(), self.spec.num_classes).float()
+        pairs = round(self.config.pair_targets * len(y))
+        if pairs:
+            soft[:pairs] = pair_targets(y[:pairs].cpu(), similarity[:pairs], self.rng)
         return z, y, soft.to(self.device)
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
