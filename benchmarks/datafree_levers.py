@@ -49,6 +49,9 @@ MAIN_JOB_STUDENT = (*GROWN, "--epochs", "30", "--eval-every", "10", "--set", "st
                     "mixup")
 
 
+RESULTS = "datafree_levers"  # benchmarks/results/RESULTS.{json,md}: the published table
+
+
 @dataclass(frozen=True)
 class Lever:
     change: str  # what the row changes, for the table
@@ -197,6 +200,18 @@ LEVERS: dict[str, Lever] = {
         "inherit-adi-grown-200-long-mixup-rkd-distance",
         student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25", "--set", "input_stats=1"),
         set_of="inherit-fourier-parts2-is1"),
+    # boundary targets (pair_targets=0.5: half of each batch's targets split between its class, weight 0.5-0.75, and a
+    # partner drawn by the class similarity), the set only, the ADI batches unchanged. On the BN-free pair a plain set of
+    # such images came in beside the recipe's (datafree_kd's zskd+augment+pairs-...); here the set keeps its 2560
+    # images and its cost, so half of them become boundary images (the share was set before any student ran)
+    "inherit-fourier-parts2-pairs": Lever(
+        "synthesis: Fourier pixels in 2 parts, half the targets split between two similar classes "
+        "(`pair_targets=0.5`); student: inherit",
+        synthesis={"pixel_param": "fourier", "pair_targets": 0.5}, student=("--inherit",), parts=2),
+    "fourier-parts2-pairs-raw-adi-grown-200-long-mixup-rkd-distance": Lever(
+        "synthesis: the main job's set with half its targets split between two similar classes; student: "
+        "inherit-adi-grown-200-long-mixup-rkd-distance",
+        student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25"), set_of="inherit-fourier-parts2-pairs"),
     # FitNets hints from the teacher's start: each synthetic image also teaches a layer's features, not only the
     # logits (a regressor maps the student's channels to the teacher's); the penultimate layer and the last conv's
     **{f"inherit-hint-{layer}-w{w}": Lever(f"student: inherit, FitNets hint on `{layer}` (weight {w})",
@@ -306,17 +321,19 @@ def run_lever(root: Path, lever: str, seed: int, teacher: Path, data: list[str])
 
 
 def recipe(result: dict[str, Any]) -> list[str]:
-    """A run's recorded command without what differs from seed to seed (its seed, output and set paths)."""
+    """A run's recorded command without what differs from seed to seed (its seed, output and set paths), and the
+    teacher file it read: the same command on a teacher retrained to other bits is another recipe."""
     argv, out = list(result.get("argv", [])), []
     for i, token in enumerate(argv):
         out.append("*" if i and argv[i - 1] in ("--seed", "--out", "--transfer") else token)
-    return out
+    return [*out, (result.get("teacher") or {}).get("sha256", "")]
 
 
-def finished(root: Path) -> dict[str, dict[int, dict[str, Any]]]:
-    """Finished runs by row ("kd" or a lever) and seed: those under ``root`` over the published ones, so a clean
-    ``--root`` keeps the table. A row found under ``root`` adds its seeds to the published ones when every run of
-    both has the same recipe (more seeds of the same row), and replaces them as a whole when it does not."""
+def finished(root: Path, stem: str = RESULTS) -> dict[str, dict[int, dict[str, Any]]]:
+    """Finished runs by row ("kd" or a lever) and seed: those under ``root`` over the ones published in
+    ``results/STEM.json``, so a clean ``--root`` keeps the table. A row found under ``root`` adds its seeds to the
+    published ones when every run of both has the same recipe (more seeds of the same row), and replaces them as a
+    whole when it does not."""
     rows: dict[str, dict[int, dict[str, Any]]] = {}
     for path in sorted((root / "levers").glob("*-seed*/result.json")):
         name, seed = path.parent.name.rsplit("-seed", 1)
@@ -328,7 +345,7 @@ def finished(root: Path) -> dict[str, dict[int, dict[str, Any]]]:
                 result["synthesis_time_s"] = synthesis_seconds(read_manifest(tset))
             rows.setdefault(name, {})[int(seed)] = result
     kept = {name: {int(seed): r for seed, r in by_seed.items()}
-            for name, by_seed in published("datafree_levers").get("runs", {}).items()}
+            for name, by_seed in published(stem).get("runs", {}).items()}
     for name, local in rows.items():
         recipes = {json.dumps(recipe(r)) for r in [*kept.get(name, {}).values(), *local.values()]}
         kept[name] = {**kept.get(name, {}), **local} if len(recipes) == 1 else local
@@ -382,6 +399,12 @@ def table(runs: dict[str, dict[int, dict[str, Any]]], compact: bool = False) -> 
     return "\n".join(lines)
 
 
+def teacher_files(runs: dict[str, dict[int, dict[str, Any]]]) -> str:
+    """The teacher files the runs read, by the first 8 hex digits of their sha256."""
+    shas = {(r.get("teacher") or {}).get("sha256", "")[:8] for rows in runs.values() for r in rows.values()}
+    return ", ".join(sorted(shas - {""})) or "not recorded"
+
+
 def report(runs: dict[str, dict[int, dict[str, Any]]]) -> str:
     seed0 = sorted(" ".join(r["argv"]) for rs in runs.values() for s, r in rs.items() if s == 0 and "argv" in r)
     return ("Fashion-MNIST, the main job's BatchNorm pair (LeNet-5-BN teacher -> LeNet-5-half), top-1 test accuracy "
@@ -393,7 +416,8 @@ def report(runs: dict[str, dict[int, dict[str, Any]]]) -> str:
             "`benchmarks/selection.py`). Times: one thread per run, two to four runs at a time on the 2-core "
             "machine.\n\n"
             + table(runs)
-            + "\n\nProduced by `python -m benchmarks.datafree_levers --seeds 0 1 2`. Commands (seed 0):\n\n```\n"
+            + f"\n\nTeacher file (sha256): {teacher_files(runs)}. "
+            + "Produced by `python -m benchmarks.datafree_levers --seeds 0 1 2`. Commands (seed 0):\n\n```\n"
             + "\n".join(seed0) + "\n```")
 
 
@@ -406,7 +430,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true", help="only tabulate the finished runs under --root")
     parser.add_argument("--update-readme", action="store_true",
                         help="write the table into docs/results.md and the README's levers section")
+    parser.add_argument("--results", default=RESULTS, metavar="STEM",
+                        help="the table's file, benchmarks/results/STEM.{json,md} (default: %(default)s); another "
+                             "name keeps runs on a teacher this machine retrains to other bits out of the published "
+                             "table")
     args = parser.parse_args(argv)
+    if args.update_readme and args.results != RESULTS:
+        parser.error("--update-readme publishes the default table only")
     os.chdir(REPO)
     data = ["--dataset", "fashion-mnist"] + (["--device", args.device] if args.device else [])
     teacher = args.root / "teachers" / "fashion-mnist-lenet5_bn"
@@ -419,9 +449,9 @@ def main(argv: list[str] | None = None) -> int:
             for lever in args.levers:
                 result = run_lever(args.root, lever, seed, teacher, data)
                 print(f"{lever} seed {seed}: {acc(result):.2f}", flush=True)
-    runs = finished(args.root)
+    runs = finished(args.root, args.results)
     md = report(runs)
-    publish("datafree_levers", md, {"runs": {k: {str(s): r for s, r in v.items()} for k, v in runs.items()}},
+    publish(args.results, md, {"runs": {k: {str(s): r for s, r in v.items()} for k, v in runs.items()}},
             section="datafree-levers" if args.update_readme else None)
     if args.update_readme:
         update_section("levers", table(runs, compact=True), README)

@@ -133,3 +133,11 @@ def test_more_seeds_of_the_same_recipe_join_the_published_row(tmp_path, monkeypa
     assert sorted(levers.finished(tmp_path)["base"]) == [0, 1, 2]  # seed 2 added to the published seeds 0-1
     (tmp_path / "levers" / "base-seed2" / "result.json").write_text(json.dumps(run(2, 72.0, "0.03")))
     assert sorted(levers.finished(tmp_path)["base"]) == [2]  # another recipe: the local row replaces the published
+    retrained = {**run(2, 72.0), "teacher": {"sha256": "bc1112af"}}
+    (tmp_path / "levers" / "base-seed2" / "result.json").write_text(json.dumps(retrained))
+    assert sorted(levers.finished(tmp_path)["base"]) == [2]  # the same command on another teacher file: not merged
+    assert levers.teacher_files(levers.finished(tmp_path)) == "bc1112af"
+    seen: list[str] = []
+    monkeypatch.setattr(levers, "published", lambda stem: seen.append(stem) or {})
+    levers.finished(tmp_path, "datafree_levers_teacherbc1112af")
+    assert seen == ["datafree_levers_teacherbc1112af"]  # --results: that table's published rows, not the default's
