@@ -590,6 +590,10 @@ def test_pair_targets_split_a_share_of_the_batch_between_its_class_and_a_similar
     for share in (-0.1, 1.5):
         with pytest.raises(DatafreeError, match="pair_targets"):
             preset("zskd", pair_targets=share)
+    one_class = DataSpec(1, 12, 12, 1, (0.5,), (0.25,))
+    with pytest.raises(DatafreeError, match="this data has one"):
+        Synthesizer(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(144, 1)), one_class,
+                    preset("zskd", batch_size=4, dirichlet=0.0, pair_targets=0.5), seed=0)
 
 
 def test_pair_targets_reach_the_pixels_through_the_class_term():

@@ -252,6 +252,8 @@ class Synthesizer:
         self.features = InputHooks(self.teacher, [penultimate_module(self.teacher, remedy=remedy)]) if readers else None
         self.prototypes = (class_weights(self.teacher, remedy=remedy).to(self.device) if config.class_mean > 0
                            else None)
+        if config.pair_targets > 0 and spec.num_classes < 2:
+            raise DatafreeError("pair_targets splits targets between two classes; this data has one (--set pair_targets=0)")
         self.rng = torch.Generator().manual_seed(seed)  # every draw of the engine comes from here
         self.class_similarity = (class_similarity(self.teacher) if config.dirichlet_betas or config.pair_targets > 0
                                  else None)
