@@ -215,6 +215,14 @@ LEVERS: dict[str, Lever] = {
         "synthesis: the main job's set with half its targets split between two similar classes; student: "
         "inherit-adi-grown-200-long-mixup-rkd-distance",
         student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25"), set_of="inherit-fourier-parts2-pairs"),
+    # and the ADI batches made against the student with the same share of boundary targets (as the noflip and is1
+    # rounds tried the set, then the set and the growth). Measured (bc1112af, 5 seeds): 85.43 ± 0.33, +0.28 ± 0.46 on
+    # test and +0.33 ± 0.63 on selection against the recipe, seed 0 down on both: a tie, not adopted ("Thirtieth round")
+    "fourier-parts2-pairs-raw-adi-pairs-grown-200-long-mixup-rkd-distance": Lever(
+        "synthesis: the main job's set and its ADI batches with half their targets split between two similar "
+        "classes; student: inherit-adi-grown-200-long-mixup-rkd-distance",
+        student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25", "--set", "pair_targets=0.5"),
+        set_of="inherit-fourier-parts2-pairs"),
     # FitNets hints from the teacher's start: each synthetic image also teaches a layer's features, not only the
     # logits (a regressor maps the student's channels to the teacher's); the penultimate layer and the last conv's
     **{f"inherit-hint-{layer}-w{w}": Lever(f"student: inherit, FitNets hint on `{layer}` (weight {w})",
