@@ -582,7 +582,7 @@ def test_pair_targets_split_a_share_of_the_batch_between_its_class_and_a_similar
     drawn = pair_targets(ys, sim[ys], torch.Generator().manual_seed(0))
     partner = (drawn * (1 - F.one_hot(ys, 4))).argmax(1)
     assert (partner == (ys + 1) % 4).float().mean() > 0.99
-    # with Dirichlet targets too, only the paired share changes; a share of 0 leaves every draw as it was
+    # with Dirichlet targets too, only the paired share changes: the other samples keep the draws they had without it
     mixed = Synthesizer(teacher, SPEC, preset("zskd", batch_size=40, iterations=1, pair_targets=0.25), seed=3)._draw()
     plain = Synthesizer(teacher, SPEC, preset("zskd", batch_size=40, iterations=1), seed=3)._draw()
     assert torch.equal(mixed[1], plain[1]) and torch.equal(mixed[2][10:], plain[2][10:])

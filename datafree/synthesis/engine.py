@@ -202,13 +202,14 @@ def class_similarity(teacher: nn.Module) -> torch.Tensor:
 def pair_targets(y: torch.Tensor, similarity: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     """Two-class soft targets: weight ~ U(0.5, 0.75) on each sample's class ``y``, the rest on a partner class
     drawn from its ``similarity`` row (the class itself excluded), so a confusable neighbour is the likely one."""
+    rows = torch.arange(len(y))
     others = similarity.clone()
-    others[torch.arange(len(y)), y] = 0.0
+    others[rows, y] = 0.0
     partner = torch.multinomial(others, 1, generator=rng).squeeze(1)
     own = 0.5 + 0.25 * torch.rand(len(y), generator=rng)
     soft = torch.zeros_like(similarity)
-    soft[torch.arange(len(y)), y] = own
-    soft[torch.arange(len(y)), partner] = 1.0 - own
+    soft[rows, y] = own
+    soft[rows, partner] = 1.0 - own
     return soft
 
 
