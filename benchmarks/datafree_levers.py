@@ -223,6 +223,19 @@ LEVERS: dict[str, Lever] = {
         "classes; student: inherit-adi-grown-200-long-mixup-rkd-distance",
         student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25", "--set", "pair_targets=0.5"),
         set_of="inherit-fourier-parts2-pairs"),
+    # the same set with a sharper partner law (pair_power=4: partner drawn in proportion to similarity ** 4): on this
+    # teacher (bc1112af) the similarity row spreads a class's partners over every class (the other upper-body classes
+    # take 0.43-0.68 of T-shirt's, Pullover's, Coat's and Shirt's partners); at power 4 they take 0.83-0.99. The power
+    # was set before any student ran, from the similarity rows alone, and not tuned afterwards
+    "inherit-fourier-parts2-pairs4": Lever(
+        "synthesis: Fourier pixels in 2 parts, half the targets split between two similar classes, partners by "
+        "similarity to the 4th power (`pair_targets=0.5`, `pair_power=4`); student: inherit",
+        synthesis={"pixel_param": "fourier", "pair_targets": 0.5, "pair_power": 4.0}, student=("--inherit",),
+        parts=2),
+    "fourier-parts2-pairs4-raw-adi-grown-200-long-mixup-rkd-distance": Lever(
+        "synthesis: the main job's set with half its targets split between two similar classes, partners by "
+        "similarity to the 4th power; student: inherit-adi-grown-200-long-mixup-rkd-distance",
+        student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25"), set_of="inherit-fourier-parts2-pairs4"),
     # FitNets hints from the teacher's start: each synthetic image also teaches a layer's features, not only the
     # logits (a regressor maps the student's channels to the teacher's); the penultimate layer and the last conv's
     **{f"inherit-hint-{layer}-w{w}": Lever(f"student: inherit, FitNets hint on `{layer}` (weight {w})",

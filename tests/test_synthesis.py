@@ -596,6 +596,32 @@ def test_pair_targets_split_a_share_of_the_batch_between_its_class_and_a_similar
                     preset("zskd", batch_size=4, dirichlet=0.0, pair_targets=0.5), seed=0)
 
 
+def test_pair_power_concentrates_the_partners_on_the_most_similar_classes():
+    """Partners are drawn in proportion to similarity ** pair_power: power 1 keeps the row's own law (and its draws),
+    power 3 moves the mass towards the nearest class by the cube of the ratio."""
+    sim = torch.tensor([[1.0, 0.8, 0.4, 0.2]]).repeat(4000, 1)
+    ys = torch.zeros(4000, dtype=torch.long)
+
+    def shares(power: float) -> torch.Tensor:
+        drawn = pair_targets(ys, sim, torch.Generator().manual_seed(1), power)
+        return torch.bincount((drawn * (1 - F.one_hot(ys, 4))).argmax(1), minlength=4).float() / len(ys)
+
+    assert torch.equal(pair_targets(ys, sim, torch.Generator().manual_seed(1)),
+                       pair_targets(ys, sim, torch.Generator().manual_seed(1), 1.0))
+    for power in (1.0, 3.0):
+        expected = sim[0, 1:] ** power / (sim[0, 1:] ** power).sum()
+        assert shares(power)[0] == 0 and torch.allclose(shares(power)[1:], expected, atol=0.03)
+    assert shares(3.0)[1] > shares(1.0)[1] + 0.2  # 0.88 of the pairs on the nearest class against 0.57
+    teacher = tiny_bn_teacher()
+    config = preset("zskd", batch_size=40, iterations=1, dirichlet=0.0, pair_targets=1.0)
+    sharp = Synthesizer(teacher, SPEC, preset("zskd", batch_size=40, iterations=1, dirichlet=0.0, pair_targets=1.0,
+                                              pair_power=4.0), seed=3)._draw()
+    plain = Synthesizer(teacher, SPEC, config, seed=3)._draw()
+    assert torch.equal(sharp[1], plain[1]) and not torch.equal(sharp[2], plain[2])  # the engine passes the power on
+    with pytest.raises(DatafreeError, match="pair_power"):
+        preset("zskd", pair_power=0.0)
+
+
 def test_pair_targets_reach_the_pixels_through_the_class_term():
     """The boundary targets are what the one-hot term's gradient pulls the pixels towards."""
     teacher = tiny_bn_teacher()

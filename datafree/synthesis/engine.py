@@ -97,6 +97,9 @@ class SynthesisConfig:
     # in proportion to the class similarity: images on the teacher's boundaries between confusable classes, where
     # a student learns how the teacher separates them (Heo et al. 2019's boundary-supporting samples, data-free)
     pair_targets: float = 0.0
+    # the partner law's sharpness: partner drawn in proportion to similarity ** pair_power (1: the row itself; larger
+    # concentrates the pairs on each class's most confusable neighbours rather than spreading them over all classes)
+    pair_power: float = 1.0
     ie: float = 0.0  # class balance (DAFL information entropy)
     act: float = 0.0  # activation norm of the teacher's penultimate features (DAFL)
     adv: float = 0.0  # adversarial teacher-student disagreement
@@ -149,6 +152,8 @@ class SynthesisConfig:
             raise DatafreeError("dirichlet must be >= 0 (or a list of betas > 0) and oh_temperature > 0")
         if not 0.0 <= self.pair_targets <= 1.0:
             raise DatafreeError("pair_targets is a share of each batch: between 0 and 1")
+        if not self.pair_power > 0:
+            raise DatafreeError("pair_power must be > 0 (1: partners in proportion to the class similarity)")
         if self.collapse_patience < 0:
             raise DatafreeError("collapse_patience must be >= 0 (0 = never stop)")
         if self.iterations < 1 or self.batch_size < 1:
@@ -199,11 +204,12 @@ def class_similarity(teacher: nn.Module) -> torch.Tensor:
     return ((sim - low) / (high - low).clamp_min(1e-12)).clamp_min(1e-3)
 
 
-def pair_targets(y: torch.Tensor, similarity: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+def pair_targets(y: torch.Tensor, similarity: torch.Tensor, rng: torch.Generator, power: float = 1.0) -> torch.Tensor:
     """Two-class soft targets: weight ~ U(0.5, 0.75) on each sample's class ``y``, the rest on a partner class
-    drawn from its ``similarity`` row (the class itself excluded), so a confusable neighbour is the likely one."""
+    drawn in proportion to its ``similarity`` row raised to ``power`` (the class itself excluded), so a confusable
+    neighbour is the likely one."""
     rows = torch.arange(len(y))
-    others = similarity.clone()
+    others = similarity.clone() if power == 1 else similarity.pow(power)
     others[rows, y] = 0.0
     partner = torch.multinomial(others, 1, generator=rng).squeeze(1)
     own = 0.5 + 0.25 * torch.rand(len(y), generator=rng)
@@ -301,7 +307,7 @@ class Synthesizer:
             soft = F.one_hot(y.cpu(), self.spec.num_classes).float()
         pairs = round(self.config.pair_targets * len(y))
         if pairs:
-            soft[:pairs] = pair_targets(y[:pairs].cpu(), similarity[:pairs], self.rng)
+            soft[:pairs] = pair_targets(y[:pairs].cpu(), similarity[:pairs], self.rng, self.config.pair_power)
         return z, y, soft.to(self.device)
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
