@@ -441,8 +441,9 @@ def report(runs: dict[str, dict[int, dict[str, Any]]], stem: str = RESULTS) -> s
             "machine.\n\n"
             + table(runs)
             + f"\n\nTeacher file (sha256): {teacher_files(runs)}. "
-            + "Produced by `python -m benchmarks.datafree_levers --seeds 0 1 2"
-            + ("" if stem == RESULTS else f" --results {stem}") + "`. Commands (seed 0):\n\n```\n"
+            + "Produced by `python -m benchmarks.datafree_levers --levers ROW --seeds S ..."
+            + ("" if stem == RESULTS else f" --results {stem}") + "` with each row's seeds (its last column), then "
+            "`--report-only`. Commands (seed 0):\n\n```\n"
             + "\n".join(seed0) + "\n```")
 
 
