@@ -75,6 +75,15 @@ def audit(name: str, transfer: str, teacher: str, students: list[str], root: Pat
             **json.loads((out / "audit.json").read_text())}
 
 
+def _paired(student: dict[str, Any]) -> str:
+    """A later student's AUC minus the first's with its paired 95% bootstrap interval (audits since it was added)."""
+    if "auc_loss_minus_first_95" not in student:
+        return ""
+    return " (minus the first: " + " / ".join(
+        "{:+.3f} [{:+.3f}, {:+.3f}]".format(student[f"auc_{a}_minus_first"], *student[f"auc_{a}_minus_first_95"])
+        for a in ("loss", "calibrated")) + ")"
+
+
 def table(results: list[dict[str, Any]]) -> str:
     lines = ["| transfer set | images | closer than the 5% nearest real test image (pixels / teacher features) "
              "| median NN distance, synthetic vs real test (pixels) | membership AUC, loss / calibrated | teacher |",
@@ -86,7 +95,8 @@ def table(results: list[dict[str, Any]]) -> str:
         closer += f" / {100 * ft['fraction_below_baseline_q05']:.1f}%" if ft else ""
         median = f"{px['synthetic']['median']:.2f} vs {px['baseline']['median']:.2f}"
         mia = "; ".join(f"{Path(s['student']).parent.name}/{Path(s['student']).name}: {s['auc_loss']:.3f} / "
-                        f"{s['auc_calibrated']:.3f}" for s in r.get("membership_inference", {}).get("students", []))
+                        f"{s['auc_calibrated']:.3f}{_paired(s)}"
+                        for s in r.get("membership_inference", {}).get("students", []))
         lines.append(f"| {r['name']} | {r['transfer']['count']} | {closer} | {median} | {mia or 'n/a'} "
                      f"| {r.get('teacher_sha256', '')[:8] or '-'} |")
     return "\n".join(lines)
@@ -107,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append(r)
     md = (f"{table(results)}\n\nProduced by `python -m benchmarks.audit`: `datafree audit` per set (nearest "
           f"neighbours among the 60,000 training images; baseline: 1,000 real test images; membership inference "
-          f"on 2,000 training members vs 2,000 test non-members, seed 0). A fraction near 5% means the set is "
+          f"on 2,000 training members vs 2,000 test non-members, seed 0; where shown, a later student's AUC minus "
+          f"the first's with its 95% interval from 1,000 paired bootstrap resamples). A fraction near 5% means the set is "
           f"no closer to the training data than fresh real images are; AUC 0.5 means no membership signal. The "
           f"teacher column is the start of the sha256 of the teacher file the set was made from (-: not recorded).")
     publish("audit", md, {"results": results}, section="audit" if args.update_readme else None)

@@ -61,6 +61,9 @@ class AuditConfig:
     train_chunk: int = 4096
     batch_size: int = 512
     device: str = "cpu"
+    # bootstrap resamples of the members and non-members for each AUC's 95% interval and for the paired difference of
+    # every student's AUC from the first student's (same resamples for all: the difference is paired); 0 = none
+    resamples: int = 1000
 
 
 # ---------------------------------------------------------------- nearest neighbours
@@ -224,13 +227,56 @@ def attack_scores(target_loss: torch.Tensor, labels: torch.Tensor, reference_los
     return loss_score, -calibrated
 
 
+def membership_scores(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, member: torch.Tensor,
+                      num_classes: int, reference_loss: torch.Tensor | None = None, batch_size: int = 512
+                      ) -> dict[str, torch.Tensor]:
+    """Both attacks' scores of one target model for every candidate, by attack name (``loss``, ``calibrated``)."""
+    loss = per_sample_loss(model, images, labels, batch_size)
+    loss_score, calibrated = attack_scores(loss, labels, reference_loss, ~member, num_classes)
+    return {"loss": loss_score, "calibrated": calibrated}
+
+
 def membership_auc(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, member: torch.Tensor,
                    num_classes: int, reference_loss: torch.Tensor | None = None, batch_size: int = 512) -> dict[str, float]:
     """``auc_loss`` and ``auc_calibrated`` of one target model on members (``member`` True) vs non-members."""
-    loss = per_sample_loss(model, images, labels, batch_size)
-    loss_score, calibrated = attack_scores(loss, labels, reference_loss, ~member, num_classes)
-    return {"auc_loss": roc_auc(loss_score[member], loss_score[~member]),
-            "auc_calibrated": roc_auc(calibrated[member], calibrated[~member])}
+    scores = membership_scores(model, images, labels, member, num_classes, reference_loss, batch_size)
+    return {f"auc_{k}": roc_auc(v[member], v[~member]) for k, v in scores.items()}
+
+
+def bootstrap_auc(scores: torch.Tensor, member: torch.Tensor, resamples: int, generator: torch.Generator,
+                  chunk: int = 1024) -> torch.Tensor:
+    """AUCs of each row of ``scores`` (models x candidates) on ``resamples`` bootstrap draws: members and non-members
+    each drawn with replacement, the same draws for every row, so rows' differences are paired. Returns
+    (rows, resamples).
+
+    Vectorised: a draw is a vector of counts, so its AUC is ``c_in @ H @ c_out / (n_in n_out)`` with ``H`` the
+    pairwise member-above-non-member indicator (ties 0.5), built a chunk of members at a time.
+    """
+    n_in, n_out = int(member.sum()), int((~member).sum())
+    if n_in == 0 or n_out == 0:
+        raise DatafreeError("AUC needs at least one member and one non-member")
+
+    def counts(n: int) -> torch.Tensor:  # float32 is exact here: small integers, and sums of halves below 2 ** 24
+        draws = torch.randint(n, (resamples, n), generator=generator)
+        return torch.zeros(resamples, n).scatter_add_(1, draws, torch.ones(resamples, n))
+
+    c_in, c_out = counts(n_in), counts(n_out)
+    result = torch.empty(len(scores), resamples, dtype=torch.float64)
+    for row, s in enumerate(scores.double().cpu()):
+        inside, outside = s[member.cpu()], s[~member.cpu()]
+        acc = torch.zeros(resamples, n_out)
+        for start in range(0, n_in, chunk):
+            block = inside[start:start + chunk, None]
+            above = (block > outside).float() + 0.5 * (block == outside).float()
+            acc += c_in[:, start:start + chunk] @ above
+        result[row] = (acc.double() * c_out.double()).sum(1) / (n_in * n_out)
+    return result
+
+
+def interval(values: torch.Tensor) -> list[float]:
+    """The central 95% of a bootstrap distribution (percentile interval)."""
+    low, high = torch.quantile(values.double(), torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return [low, high]
 
 
 # ---------------------------------------------------------------- data helpers
@@ -298,14 +344,26 @@ def audit_membership(students: list[tuple[str, nn.Module]], reference: nn.Module
     images, labels = torch.cat([x_in, x_out]), torch.cat([y_in, y_out])
     member = torch.arange(len(labels)) < len(members)
     reference_loss = None if reference is None else per_sample_loss(reference, images, labels, config.batch_size)
-    results = []
+    results, scores = [], []
     for label, model in students:
-        aucs = membership_auc(model, images, labels, member, spec.num_classes, reference_loss, config.batch_size)
+        scored = membership_scores(model, images, labels, member, spec.num_classes, reference_loss, config.batch_size)
         accuracy = evaluate(model, test, config.batch_size, config.device)["accuracy"]
-        results.append({"student": label, "test_accuracy": accuracy, **aucs})
+        results.append({"student": label, "test_accuracy": accuracy,
+                        **{f"auc_{k}": roc_auc(v[member], v[~member]) for k, v in scored.items()}})
+        scores.append(scored)
+    if config.resamples > 0 and scores:
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + 3)
+        for attack in ("loss", "calibrated"):
+            aucs = bootstrap_auc(torch.stack([s[attack] for s in scores]), member, config.resamples, generator)
+            for i, r in enumerate(results):
+                r[f"auc_{attack}_95"] = interval(aucs[i])
+                if i > 0:  # paired: the same resampled members and non-members for both students
+                    r[f"auc_{attack}_minus_first"] = r[f"auc_{attack}"] - results[0][f"auc_{attack}"]
+                    r[f"auc_{attack}_minus_first_95"] = interval(aucs[i] - aucs[0])
     return {"calibration": "reference" if reference is not None else "class_standardised",
             "calibration_method": CALIBRATION["reference" if reference is not None else "class_standardised"],
-            "members": len(members), "nonmembers": len(nonmembers), "students": results}
+            "members": len(members), "nonmembers": len(nonmembers), "resamples": config.resamples,
+            "students": results}
 
 
 def run_audit(transfer: Dataset, manifest: dict[str, Any], train: Dataset, test: Dataset, spec: DataSpec, out: Path,
@@ -345,6 +403,18 @@ def run_audit(transfer: Dataset, manifest: dict[str, Any], train: Dataset, test:
     return report
 
 
+def _auc_text(student: dict[str, Any], attack: str) -> str:
+    """One attack's AUC, with its interval and its paired difference from the first student where measured."""
+    name = "AUC loss" if attack == "loss" else "calibrated"
+    text = f"{name} {student[f'auc_{attack}']:.3f}"
+    if f"auc_{attack}_95" in student:
+        text += " [{:.3f}, {:.3f}]".format(*student[f"auc_{attack}_95"])
+    if f"auc_{attack}_minus_first" in student:
+        text += " (vs first {:+.4f} [{:+.4f}, {:+.4f}])".format(student[f"auc_{attack}_minus_first"],
+                                                              *student[f"auc_{attack}_minus_first_95"])
+    return text
+
+
 def summary(report: dict[str, Any], out: Path) -> str:
     """A few human-readable lines: the numbers a data owner reads first."""
     t = report["transfer"]
@@ -362,7 +432,10 @@ def summary(report: dict[str, Any], out: Path) -> str:
     if mia:
         lines.append(f"  membership inference ({mia['members']} members vs {mia['nonmembers']} non-members; calibrated "
                      f"= {mia['calibration'].replace('_', '-')}):")
-        lines += [f"    {s['student']}: test accuracy {s['test_accuracy']:.2f}%, AUC loss {s['auc_loss']:.3f}, "
-                  f"calibrated {s['auc_calibrated']:.3f}" for s in mia["students"]]
+        lines += [f"    {s['student']}: test accuracy {s['test_accuracy']:.2f}%, "
+                  + ", ".join(_auc_text(s, attack) for attack in ("loss", "calibrated")) for s in mia["students"]]
+        if len(mia["students"]) > 1 and "auc_loss_minus_first_95" in mia["students"][1]:
+            lines.append(f"    (95% intervals from {mia['resamples']} paired bootstrap resamples; 'vs first' is the AUC "
+                         f"minus {mia['students'][0]['student']}'s on the same resamples)")
     lines.append(f"  -> {out / REPORT}, {out / PAIRS_PNG}")
     return "\n".join(lines)

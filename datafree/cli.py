@@ -536,9 +536,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from datafree.data.transfer import TransferSet
 
     config = AuditConfig(baseline_count=args.baseline_count, mia_count=args.mia_count, closest=args.closest,
-                         seed=args.seed, device=args.device)
+                         seed=args.seed, device=args.device, resamples=args.resamples)
     if min(args.baseline_count, args.mia_count, args.closest) < 1:
         raise DatafreeError("--baseline-count, --mia-count and --closest must be at least 1")
+    if args.resamples < 0:
+        raise DatafreeError("--resamples must be >= 0 (0: no intervals)")
     if args.reference_student and not args.student:
         raise DatafreeError("--reference-student calibrates the attack on a --student; give at least one --student")
     transfer = TransferSet(args.transfer)
@@ -917,6 +919,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mia-count", type=int, default=2000,
                    help="training images as members, and as many test images as non-members (default: %(default)s)")
     p.add_argument("--closest", type=int, default=16, help="closest pairs shown in closest_pairs.png (default: %(default)s)")
+    p.add_argument("--resamples", type=int, default=1000,
+                   help="bootstrap resamples for each AUC's 95%% interval and each student's paired difference from "
+                        "the first --student (0: none; default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the baseline and member draws (default: %(default)s)")
     _add_device_arg(p)
     p.add_argument("--out", required=True, help="audit directory (must be new or empty)")

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from datafree.audit import (
     AuditConfig,
+    bootstrap_auc,
     class_standardise,
     membership_auc,
     nearest_neighbours,
@@ -17,6 +18,7 @@ from datafree.checkpoint import ModelInfo, save_model
 from datafree.cli import main
 from datafree.data import FASHION_MNIST, DataSpec, load_dataset
 from datafree.data.transfer import TransferSet, TransferSetWriter
+from datafree.errors import DatafreeError
 from datafree.models import build_model
 
 COPIED = [3, 50, 200]  # training images copied verbatim into the transfer set
@@ -102,6 +104,29 @@ def test_class_standardisation_removes_class_difficulty():
     assert z[~member].view(2, 2).sum().abs() < 1e-9  # the pool has mean 0 per class
 
 
+def test_bootstrap_auc_matches_resampling_by_hand_and_pairs_the_rows():
+    """Each resample's AUC equals roc_auc on the members and non-members it drew (ties included); rows share the
+    draws, so a row against itself differs by exactly 0 and a shifted copy by its fixed effect; seeded."""
+    g = torch.Generator().manual_seed(0)
+    n = 60
+    member = torch.arange(2 * n) < n
+    base = torch.randn(2 * n, generator=g).round(decimals=1)  # rounded: ties between members and non-members
+    base[:n] += 0.5
+    scores = torch.stack([base, base, -base])
+    aucs = bootstrap_auc(scores, member, 50, torch.Generator().manual_seed(1), chunk=7)
+    assert aucs.shape == (3, 50)
+    assert torch.equal(aucs[0], aucs[1]) and torch.allclose(aucs[2], 1 - aucs[0])
+    assert torch.equal(aucs, bootstrap_auc(scores, member, 50, torch.Generator().manual_seed(1)))
+    # replay the draws: the members' counts first, then the non-members', as the function draws them
+    replay = torch.Generator().manual_seed(1)
+    draw_in, draw_out = torch.randint(n, (50, n), generator=replay), torch.randint(n, (50, n), generator=replay)
+    for b in (0, 17, 49):
+        assert aucs[0, b].item() == pytest.approx(roc_auc(base[:n][draw_in[b]], base[n:][draw_out[b]]), abs=1e-12)
+    assert aucs[0].std() > 0.01 and abs(aucs[0].mean().item() - roc_auc(base[:n], base[n:])) < 0.03
+    with pytest.raises(DatafreeError, match="member"):
+        bootstrap_auc(scores, torch.ones(2 * n, dtype=torch.bool), 5, torch.Generator())
+
+
 def test_memorising_student_is_detected_untrained_one_is_not(fmnist_root):
     torch.manual_seed(0)
     train, test = load_dataset("fashion-mnist", "train", fmnist_root), load_dataset("fashion-mnist", "test", fmnist_root)
@@ -145,6 +170,17 @@ def test_cli_audit_writes_report_and_refuses(fmnist_root, tmp_path, capsys):
     assert mia["calibration"] == "class_standardised" and mia["members"] == mia["nonmembers"] == 128
     assert [s["student"] for s in mia["students"]] == [str(a), str(b)]
     assert all(0 <= s[k] <= 1 for s in mia["students"] for k in ("auc_loss", "auc_calibrated"))
+    first, second = mia["students"]
+    assert mia["resamples"] == 1000 and "auc_loss_minus_first" not in first
+    for attack in ("loss", "calibrated"):  # each AUC inside its interval; the paired difference inside its own
+        for s in mia["students"]:
+            low, high = s[f"auc_{attack}_95"]
+            assert low <= s[f"auc_{attack}"] <= high and high - low > 0
+        difference = second[f"auc_{attack}"] - first[f"auc_{attack}"]
+        assert second[f"auc_{attack}_minus_first"] == pytest.approx(difference)
+        low, high = second[f"auc_{attack}_minus_first_95"]
+        assert low <= difference <= high
+    assert "paired bootstrap" in printed and "vs first" in printed
     assert (out / "closest_pairs.png").is_file()
 
     # a non-empty --out is refused; --overwrite (and a reference model) runs
