@@ -48,6 +48,11 @@ CASES = [
      ["datafree/lenet/zskd+augment-T4-is1-tv10-px1-inherit-grown-seed0/student", "baselines/lenet/kd-seed0"]),
     ("zskd-augment (T4, input_stats, tv, full resolution), LeNet-5 teacher",
      "datafree/lenet/zskd-augment-T4-is1-tv10-px1-seed0/transfer", "teachers/fashion-mnist-lenet5", []),
+    # seeds 1 and 2 of that recipe, each student against the KD student of its seed: goal 5 over three seeds
+    *((f"zskd (T4, input_stats, tv, full resolution), LeNet-5 teacher, seed {s}",
+       f"datafree/lenet/zskd+augment-T4-is1-tv10-px1-inherit-grown-seed{s}/transfer", "teachers/fashion-mnist-lenet5",
+       [f"datafree/lenet/zskd+augment-T4-is1-tv10-px1-inherit-grown-seed{s}/student", f"baselines/lenet/kd-seed{s}"])
+      for s in (1, 2)),
     ("fast5-stored, ResNet-14 teacher", "datafree/resnet/fast5-stored-seed0/transfer", "teachers/fashion-mnist-resnet14",
      ["datafree/resnet/fast5-stored-inherit-seed0/student", "baselines/resnet/kd-seed0"]),
     # the ResNet pair's best set since the generator's width was doubled (fast5-stored-ngf32-inherit)
