@@ -149,6 +149,8 @@ def test_audit_adds_a_privacy_table_and_is_reused_until_its_runs_change(smoke_ou
     line = next(x for x in md.splitlines() if x.startswith(f"| {row['pair_name']} | df:zskd | 0 |"))
     assert f"| {row['synthetic_images']} |" in line and line.endswith(("| yes |", "| no |"))
     assert line.count("|") == md.splitlines()[md.splitlines().index(line) - 1].count("|")  # one cell per column
+    kd = audit["membership_inference"]["students"][1]
+    assert "({:+.3f} [{:+.3f}, {:+.3f}])".format(kd["auc_loss_minus_first"], *kd["auc_loss_minus_first_95"]) in line
     capsys.readouterr()
     assert main(["bench", "audit", str(smoke_out), "--data-root", data_root]) == 0
     assert "reuse" in capsys.readouterr().out

@@ -437,15 +437,19 @@ def privacy_table(rows: list[dict[str, Any]], out_dir: Path) -> str:
             private = f"{'yes' if close else 'no'} (images only)"
         else:
             private = "yes" if close and auc[0]["auc_loss"] <= auc[1]["auc_loss"] else "no"
+        cells = [f"{a['auc_loss']:.3f} / {a['auc_calibrated']:.3f}" if a else "-" for a in auc]
+        if auc[1] is not None and "auc_loss_minus_first_95" in auc[1]:  # the KD student's AUC minus the data-free one's
+            cells[1] += " ({:+.3f} [{:+.3f}, {:+.3f}])".format(auc[1]["auc_loss_minus_first"],
+                                                               *auc[1]["auc_loss_minus_first_95"])
         lines.append(f"| {row.get('pair_name', row['pair'])} | {row['source']} | {row['seed']} "
                      f"| {audit['protocol']['synthetic_count']} | {closer} ({' / '.join(near)}) | "
-                     + " | ".join(f"{a['auc_loss']:.3f} / {a['auc_calibrated']:.3f}" if a else "-" for a in auc)
-                     + f" | {private} |")
+                     + " | ".join(cells) + f" | {private} |")
     if not lines:
         return ""
     return "\n".join([
         "| pair | source | seed | images | closer to a training image than the test split's 5% nearest | membership "
-        "AUC, data-free student (loss / calibrated) | real-data KD student | private |",
+        "AUC, data-free student (loss / calibrated) | real-data KD student (its loss AUC minus the data-free "
+        "student's, 95% paired bootstrap interval) | private |",
         "|---|---|---|---|---|---|---|---|", *lines])
 
 
