@@ -445,13 +445,16 @@ def audit(out: str | Path, transfer: Any, train: Dataset, test: Dataset, *, teac
           protocol: dict[str, Any] | None = None) -> AuditResult:
     """Privacy audit of a transfer set: how close its images come to the training images (against real
     test images), and, for each ``(label, model, info)`` of ``students``, membership-inference AUCs
-    (calibrated by ``reference``, a model trained without the members, when given). Writes
+    (calibrated by ``reference``, a model trained without the members, when given), each with a 95% bootstrap
+    interval, and every student after the first with its AUC minus the first's on the same resamples. Writes
     ``out/audit.json`` and ``out/closest_pairs.png``; ``protocol`` adds fields to the report's protocol."""
     from datafree.audit import AuditConfig, prepare_output, run_audit
 
     config = config if config is not None else AuditConfig()
     if min(config.baseline_count, config.mia_count, config.closest) < 1:
         raise DatafreeError("--baseline-count, --mia-count and --closest must be at least 1")
+    if config.resamples < 0:
+        raise DatafreeError("--resamples must be >= 0 (0: no intervals)")
     if reference is not None and not students:
         raise DatafreeError("--reference-student calibrates the attack on a --student; give at least one --student")
     protocol = dict(protocol or {})

@@ -539,8 +539,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
                          seed=args.seed, device=args.device, resamples=args.resamples)
     if min(args.baseline_count, args.mia_count, args.closest) < 1:
         raise DatafreeError("--baseline-count, --mia-count and --closest must be at least 1")
-    if args.resamples < 0:
-        raise DatafreeError("--resamples must be >= 0 (0: no intervals)")
     if args.reference_student and not args.student:
         raise DatafreeError("--reference-student calibrates the attack on a --student; give at least one --student")
     transfer = TransferSet(args.transfer)

@@ -183,6 +183,10 @@ def test_cli_audit_writes_report_and_refuses(fmnist_root, tmp_path, capsys):
     assert "paired bootstrap" in printed and "vs first" in printed
     assert (out / "closest_pairs.png").is_file()
 
+    # a negative resample count: one line, exit 2, no directory
+    assert main([*common, "--student", str(a), "--resamples", "-1", "--out", str(tmp_path / "negative")]) == 2
+    assert "--resamples must be >= 0" in capsys.readouterr().err and not (tmp_path / "negative").exists()
+
     # a non-empty --out is refused; --overwrite (and a reference model) runs
     assert main([*common, "--student", str(a), "--out", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err
