@@ -24,6 +24,7 @@ from typing import Any
 from benchmarks.baselines import REPO
 from benchmarks.calls import call
 from benchmarks.readme import publish, published
+from datafree.audit import paired_difference
 from datafree.bench.runner import teacher_sha256
 
 # (name, transfer set, teacher, students: data-free then real-data KD)
@@ -81,12 +82,10 @@ def audit(name: str, transfer: str, teacher: str, students: list[str], root: Pat
 
 
 def _paired(student: dict[str, Any]) -> str:
-    """A later student's AUC minus the first's with its paired 95% bootstrap interval (audits since it was added)."""
-    if "auc_loss_minus_first_95" not in student:
+    """A later student's AUC minus the first's, both attacks, with their paired 95% intervals (audits since added)."""
+    if not paired_difference(student, "loss"):
         return ""
-    return " (minus the first: " + " / ".join(
-        "{:+.3f} [{:+.3f}, {:+.3f}]".format(student[f"auc_{a}_minus_first"], *student[f"auc_{a}_minus_first_95"])
-        for a in ("loss", "calibrated")) + ")"
+    return f" (minus the first: {paired_difference(student, 'loss')} / {paired_difference(student, 'calibrated')})"
 
 
 def table(results: list[dict[str, Any]]) -> str:

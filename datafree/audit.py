@@ -239,7 +239,12 @@ def membership_scores(model: nn.Module, images: torch.Tensor, labels: torch.Tens
 def membership_auc(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, member: torch.Tensor,
                    num_classes: int, reference_loss: torch.Tensor | None = None, batch_size: int = 512) -> dict[str, float]:
     """``auc_loss`` and ``auc_calibrated`` of one target model on members (``member`` True) vs non-members."""
-    scores = membership_scores(model, images, labels, member, num_classes, reference_loss, batch_size)
+    return attack_aucs(membership_scores(model, images, labels, member, num_classes, reference_loss, batch_size),
+                       member)
+
+
+def attack_aucs(scores: dict[str, torch.Tensor], member: torch.Tensor) -> dict[str, float]:
+    """``auc_<attack>`` for each attack's scores (``membership_scores``) of one target model."""
     return {f"auc_{k}": roc_auc(v[member], v[~member]) for k, v in scores.items()}
 
 
@@ -348,8 +353,7 @@ def audit_membership(students: list[tuple[str, nn.Module]], reference: nn.Module
     for label, model in students:
         scored = membership_scores(model, images, labels, member, spec.num_classes, reference_loss, config.batch_size)
         accuracy = evaluate(model, test, config.batch_size, config.device)["accuracy"]
-        results.append({"student": label, "test_accuracy": accuracy,
-                        **{f"auc_{k}": roc_auc(v[member], v[~member]) for k, v in scored.items()}})
+        results.append({"student": label, "test_accuracy": accuracy, **attack_aucs(scored, member)})
         scores.append(scored)
     if config.resamples > 0 and scores:
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + 3)
@@ -403,15 +407,23 @@ def run_audit(transfer: Dataset, manifest: dict[str, Any], train: Dataset, test:
     return report
 
 
+def paired_difference(student: dict[str, Any], attack: str, digits: int = 3) -> str:
+    """A later student's AUC minus the first's with its paired 95% interval, e.g. ``+0.003 [-0.010, +0.015]``;
+    empty for the first student and for audits made before the intervals were."""
+    if f"auc_{attack}_minus_first_95" not in student:
+        return ""
+    low, high = student[f"auc_{attack}_minus_first_95"]
+    return f"{student[f'auc_{attack}_minus_first']:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
 def _auc_text(student: dict[str, Any], attack: str) -> str:
     """One attack's AUC, with its interval and its paired difference from the first student where measured."""
     name = "AUC loss" if attack == "loss" else "calibrated"
     text = f"{name} {student[f'auc_{attack}']:.3f}"
     if f"auc_{attack}_95" in student:
         text += " [{:.3f}, {:.3f}]".format(*student[f"auc_{attack}_95"])
-    if f"auc_{attack}_minus_first" in student:
-        text += " (vs first {:+.4f} [{:+.4f}, {:+.4f}])".format(student[f"auc_{attack}_minus_first"],
-                                                              *student[f"auc_{attack}_minus_first_95"])
+    if difference := paired_difference(student, attack, digits=4):
+        text += f" (vs first {difference})"
     return text
 
 

@@ -421,6 +421,7 @@ def synthetic_grid(groups: list[dict[str, Any]], out_dir: Path, path: Path, per_
 # ---------------------------------------------------------------- privacy
 def privacy_table(rows: list[dict[str, Any]], out_dir: Path) -> str:
     """One line per audited data-free set (``datafree bench audit``); empty when none was audited."""
+    from datafree.audit import paired_difference
     from datafree.bench.audit import audit_dir, audited_rows, read_audit
 
     lines = []
@@ -438,9 +439,8 @@ def privacy_table(rows: list[dict[str, Any]], out_dir: Path) -> str:
         else:
             private = "yes" if close and auc[0]["auc_loss"] <= auc[1]["auc_loss"] else "no"
         cells = [f"{a['auc_loss']:.3f} / {a['auc_calibrated']:.3f}" if a else "-" for a in auc]
-        if auc[1] is not None and "auc_loss_minus_first_95" in auc[1]:  # the KD student's AUC minus the data-free one's
-            cells[1] += " ({:+.3f} [{:+.3f}, {:+.3f}])".format(auc[1]["auc_loss_minus_first"],
-                                                               *auc[1]["auc_loss_minus_first_95"])
+        if auc[1] is not None and (difference := paired_difference(auc[1], "loss")):  # KD's AUC minus the data-free one's
+            cells[1] += f" ({difference})"
         lines.append(f"| {row.get('pair_name', row['pair'])} | {row['source']} | {row['seed']} "
                      f"| {audit['protocol']['synthetic_count']} | {closer} ({' / '.join(near)}) | "
                      + " | ".join(cells) + f" | {private} |")
