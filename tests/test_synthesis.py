@@ -619,10 +619,9 @@ def test_pair_power_concentrates_the_partners_on_the_most_similar_classes():
         assert shares(power)[0] == 0 and torch.allclose(shares(power)[1:], expected, atol=0.03)
     assert shares(3.0)[1] > shares(1.0)[1] + 0.2  # 0.88 of the pairs on the nearest class against 0.57
     teacher = tiny_bn_teacher()
-    config = preset("zskd", batch_size=40, iterations=1, dirichlet=0.0, pair_targets=1.0)
-    sharp = Synthesizer(teacher, SPEC, preset("zskd", batch_size=40, iterations=1, dirichlet=0.0, pair_targets=1.0,
-                                              pair_power=4.0), seed=3)._draw()
-    plain = Synthesizer(teacher, SPEC, config, seed=3)._draw()
+    options = dict(batch_size=40, iterations=1, dirichlet=0.0, pair_targets=1.0)
+    sharp = Synthesizer(teacher, SPEC, preset("zskd", **options, pair_power=4.0), seed=3)._draw()
+    plain = Synthesizer(teacher, SPEC, preset("zskd", **options), seed=3)._draw()
     assert torch.equal(sharp[1], plain[1]) and not torch.equal(sharp[2], plain[2])  # the engine passes the power on
     with pytest.raises(DatafreeError, match="pair_power"):
         preset("zskd", pair_power=0.0)

@@ -209,7 +209,7 @@ def pair_targets(y: torch.Tensor, similarity: torch.Tensor, rng: torch.Generator
     drawn in proportion to its ``similarity`` row raised to ``power`` (the class itself excluded), so a confusable
     neighbour is the likely one."""
     rows = torch.arange(len(y))
-    others = similarity.clone() if power == 1 else similarity.pow(power)
+    others = similarity.pow(power)  # a new tensor; power 1 is exact, so the flat law's draws are unchanged
     others[rows, y] = 0.0
     partner = torch.multinomial(others, 1, generator=rng).squeeze(1)
     own = 0.5 + 0.25 * torch.rand(len(y), generator=rng)
