@@ -27,8 +27,13 @@ from benchmarks.readme import publish, published
 from datafree.audit import paired_difference
 from datafree.bench.runner import teacher_sha256
 
-# (name, transfer set, teacher, students: data-free then real-data KD)
-CASES = [
+# the main job's recipe as a row of benchmarks.datafree_levers, and the audit's options for the cases that use more
+# members than its default 2,000 (Fashion-MNIST's test split holds 10,000 non-members)
+MAIN_JOB = "fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance"
+MORE_MEMBERS = ("--mia-count", "10000")
+
+# (name, transfer set, teacher, students: data-free then real-data KD[, then others][, audit options])
+CASES: list[tuple] = [
     # each pair's best data-free sets and student (benchmarks.datafree_kd: zskd+augment-inherit-grown trains on the
     # zskd and zskd-augment sets of its seed, grown during distillation by batches that are not stored;
     # fast5-stored-inherit on the fast5-stored sets), and its real-data KD student
@@ -64,10 +69,25 @@ CASES = [
     ("condensed: teacher-only, IPC 10", "condense/teacher-ipc10/set", "teachers/fashion-mnist-resnet14", []),
     ("condensed: herding, IPC 10 (real images: positive control)", "condense/herding-ipc10/set",
      "teachers/fashion-mnist-resnet14", []),
+    # goal 5 at five times the members (10,000 of each, the test split's whole): the paired interval narrows from
+    # about +-0.017 to +-0.008; the teacher is attacked too, as the source of any signal its students carry. The
+    # BN-free pair's full-resolution recipe (teacher 4dbf5be6), then the main job's recipe on the levers' teacher
+    # (benchmarks.datafree_levers; bc1112af) with the same student from random weights (its random-start lever)
+    *((f"zskd (T4, input_stats, tv, full resolution), LeNet-5 teacher, seed {s}, 10,000 members",
+       f"datafree/lenet/zskd+augment-T4-is1-tv10-px1-inherit-grown-seed{s}/transfer", "teachers/fashion-mnist-lenet5",
+       [f"datafree/lenet/zskd+augment-T4-is1-tv10-px1-inherit-grown-seed{s}/student", f"baselines/lenet/kd-seed{s}",
+        "teachers/fashion-mnist-lenet5"], MORE_MEMBERS)
+      for s in (0, 1, 2)),
+    *((f"the main job's recipe (Fourier DeepInversion), LeNet-5-BN teacher, seed {s}, 10,000 members",
+       f"levers/sets/inherit-fourier-parts2-seed{s}", "teachers/fashion-mnist-lenet5_bn",
+       [f"levers/{MAIN_JOB}-seed{s}", f"levers/kd-seed{s}", "teachers/fashion-mnist-lenet5_bn",
+        f"levers/{MAIN_JOB}-random-start-seed{s}"], MORE_MEMBERS)
+      for s in (0, 1, 2)),
 ]
 
 
-def audit(name: str, transfer: str, teacher: str, students: list[str], root: Path, out: Path) -> dict[str, Any] | None:
+def audit(name: str, transfer: str, teacher: str, students: list[str], root: Path, out: Path,
+          options: tuple[str, ...] = ()) -> dict[str, Any] | None:
     if not (root / transfer / "manifest.json").is_file() or any(not (root / s).is_dir() for s in students):
         print(f"  skip   {name}: run the benchmark that makes {transfer} first (its published result, if any, is kept)")
         return None
@@ -75,6 +95,7 @@ def audit(name: str, transfer: str, teacher: str, students: list[str], root: Pat
             "--overwrite", "--dataset", "fashion-mnist"]
     for s in students:
         argv += ["--student", str(root / s)]
+    argv += options
     print(f"  run    datafree {' '.join(argv)}", flush=True)
     call(argv)
     return {"name": name, "argv": ["datafree", *argv], "teacher_sha256": teacher_sha256(root / teacher) or "",
@@ -115,16 +136,18 @@ def main(argv: list[str] | None = None) -> int:
     # a case whose runs are not under --root keeps its published result (made on another machine or before a clean)
     kept = {r["name"]: r for r in published("audit").get("results", [])}
     results = []
-    for i, (name, transfer, teacher, students) in enumerate(CASES):
-        r = audit(name, transfer, teacher, students, args.root, args.root / "audit" / f"case{i}") or kept.get(name)
+    for i, (name, transfer, teacher, students, *options) in enumerate(CASES):
+        r = audit(name, transfer, teacher, students, args.root, args.root / "audit" / f"case{i}",
+                  options[0] if options else ()) or kept.get(name)
         if r is not None:
             results.append(r)
     md = (f"{table(results)}\n\nProduced by `python -m benchmarks.audit`: `datafree audit` per set (nearest "
           f"neighbours among the 60,000 training images; baseline: 1,000 real test images; membership inference "
-          f"on 2,000 training members vs 2,000 test non-members, seed 0; where shown, a later student's AUC minus "
-          f"the first's with its 95% interval from 1,000 paired bootstrap resamples). A fraction near 5% means the set is "
-          f"no closer to the training data than fresh real images are; AUC 0.5 means no membership signal. The "
-          f"teacher column is the start of the sha256 of the teacher file the set was made from (-: not recorded).")
+          f"on 2,000 training members vs 2,000 test non-members (10,000 of each where the case says so), seed 0; "
+          f"where shown, a later student's AUC minus the first's with its 95% interval from 1,000 paired bootstrap "
+          f"resamples). A fraction near 5% means the set is no closer to the training data than fresh real images "
+          f"are; AUC 0.5 means no membership signal. The teacher column is the start of the sha256 of the teacher "
+          f"file the set was made from (-: not recorded).")
     publish("audit", md, {"results": results}, section="audit" if args.update_readme else None)
     return 0
 

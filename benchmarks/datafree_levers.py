@@ -168,6 +168,24 @@ LEVERS: dict[str, Lever] = {
     "fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance": Lever(
         "synthesis: Fourier pixels in 2 parts (the set only); student: inherit-adi-grown-200-long-mixup-rkd-distance",
         student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25"), set_of="inherit-fourier-parts2"),
+    # the main job's student from random weights (no --inherit): what the teacher's start is worth under the whole
+    # recipe, and whether the student's membership signal comes with the teacher's weights (goal 5; the audit of
+    # these students is benchmarks.audit's "random start" cases)
+    "fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance-random-start": Lever(
+        "student: the main job's (adi-grown-200-long-mixup-rkd-distance) from random weights, not the teacher's; "
+        "synthesis: the main job's set",
+        student=(*GROWN, "--epochs", "30", "--eval-every", "10", "--set", "student_steps=200", "--mix", "mixup",
+                 "--rkd-distance", "25"), set_of="inherit-fourier-parts2"),
+    # the main job's student with its first convolution (freeze1) or its first two (freeze2) kept at the teacher's
+    # selected filters (`--freeze`): refitting the inherited layers to synthetic images lost 1.05 ± 0.11
+    # (benchmarks.fitted_start, "Thirty-second round"), so the teacher's filters, learnt on real images, may be
+    # what synthetic images wear away; the layers were chosen before any student ran
+    **{f"fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance-freeze{n}": Lever(
+        f"student: the main job's, its first {what} kept at the teacher's selected filters (`--freeze`); "
+        "synthesis: the main job's set",
+        student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25", *flags), set_of="inherit-fourier-parts2")
+       for n, what, flags in ((1, "convolution", ("--freeze", "features.0")),
+                              (2, "two convolutions", ("--freeze", "features.0", "--freeze", "features.3")))},
     # the synthesis augmentation without its flip (augment_flip=false): the levers' teacher was trained without
     # flips, and on 40 images synthesized without the flip its answer survives a flip on 18% of them, so the flip
     # asks each image to be read as its class both ways round (mirror-ambiguous); the student still sees crop-flip

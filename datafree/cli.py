@@ -299,7 +299,7 @@ def _distill_config(args: argparse.Namespace):
         temperature=args.temperature if args.temperature is not None else api.kd_temperature(args.method),
         hint_weight=args.hint_weight, hint_layers=args.hint, jacobian_weight=args.jacobian_weight,
         standardize_logits=args.standardize_logits, rkd_distance_weight=args.rkd_distance,
-        rkd_angle_weight=args.rkd_angle, relation_layers=args.relation_layers,
+        rkd_angle_weight=args.rkd_angle, relation_layers=args.relation_layers, freeze=tuple(args.freeze or ()),
         steps_per_epoch=args.steps_per_epoch or (api.LIVE_STEPS_PER_EPOCH if args.method else None),
     )
 
@@ -784,6 +784,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rkd-angle", type=float, default=0.0, help="weight of the RKD angle loss (default: %(default)s)")
     g.add_argument("--relation-layers", type=_layer_pair,
                    help="STUDENT_MODULE:TEACHER_MODULE for RKD (default: inputs of the last Linear layers)")
+    g.add_argument("--freeze", action="append", metavar="MODULE",
+                   help="keep this student module's parameters at their start (repeatable; e.g. features.0 with "
+                        "--inherit keeps the teacher's first filters)")
     _add_data_args(p)
     _add_spec_args(p, dataset=False)
     _add_train_args(p, api.DISTILL_DEFAULTS)

@@ -40,7 +40,7 @@ from datafree.data.augment import DSA, MIX_MODES, BatchMix, RandomCropFlip
 from datafree.data.loader import Batch, epoch_generator, iterate_batches, num_batches
 from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
-from datafree.hooks import FeatureHooks, InputHooks, penultimate_module
+from datafree.hooks import FeatureHooks, InputHooks, penultimate_module, resolve_module
 from datafree.io import atomic_write
 from datafree.losses import hint_mse, jacobian_match, kd_kl, rkd_angle, rkd_distance
 from datafree.models.layout import use_channels_last
@@ -85,6 +85,9 @@ class TrainConfig:
     relation_layers: tuple[str, str] | None = None  # default: inputs of the last Linear layers
     augment: str = "none"  # none | crop | crop-flip | dsa
     mix: str = "none"  # none | mixup | cutmix, after augment; the live teacher labels the mixed images
+    # student modules (model.get_submodule paths) whose parameters keep their starting values, e.g. filters inherited
+    # from the teacher; their BatchNorm statistics, if any, still follow the data, as with requires_grad_(False)
+    freeze: tuple[str, ...] = ()
     steps_per_epoch: int | None = None  # required for iterator sources
     eval_batch_size: int = 1000
     eval_every: int = 1  # test every N epochs; the last epoch is always tested (its accuracy is the result)
@@ -247,7 +250,11 @@ class Trainer:
             self.net = DistributedDataParallel(self.model, device_ids=ids)  # copies rank 0's weights to all
             if any(p.requires_grad for p in self.regressor.parameters()):
                 self._regressor_net = DistributedDataParallel(self.regressor, device_ids=ids)
-        params = self._params = list(self.model.parameters()) + list(self.regressor.parameters())
+        for name in config.freeze:
+            resolve_module(self.model, name).requires_grad_(False)
+        params = self._params = [p for p in self.model.parameters() if p.requires_grad] + list(self.regressor.parameters())
+        if not params:
+            raise DatafreeError("every parameter of the student is frozen (--freeze): there is nothing to train")
         if config.optimizer == "sgd":
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
                 params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,

@@ -276,3 +276,21 @@ def test_bf16_trains_in_bfloat16_and_tests_in_float32(data):
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast: the weights stay float32
     protocol = EvalProtocol(bf16=True)
     assert protocol.train_config(0, "cpu").bf16 and protocol.to_dict()["bf16"]
+
+
+def test_frozen_modules_keep_their_start_and_the_rest_trains(data):
+    train, _ = data
+    x, y = train.get_batch(torch.arange(16))
+    model = build_model("lenet5_half", train.spec, seed=0)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    config = cfg(epochs=1, steps_per_epoch=2, freeze=("features.0", "classifier"))
+    Trainer(model, config).fit(iter([(x, y), (x, y)]))
+    moved = {k for k, v in model.state_dict().items() if not torch.equal(v, start[k])}
+    # frozen parameters are left out of the optimizer, so not even weight decay moves them
+    assert not moved & {"features.0.weight", "features.0.bias", "classifier.weight", "classifier.bias"}
+    assert {"features.3.weight", "fc.1.weight"} <= moved
+    assert TrainConfig.from_dict(config.to_dict()).freeze == ("features.0", "classifier")  # a recorded run reloads
+    with pytest.raises(DatafreeError, match="no module 'nope'"):
+        Trainer(build_model("lenet5_half", train.spec), cfg(freeze=("nope",)))
+    with pytest.raises(DatafreeError, match="nothing to train"):
+        Trainer(build_model("lenet5_half", train.spec), cfg(freeze=("",)))  # the whole model
