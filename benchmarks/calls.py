@@ -23,7 +23,7 @@ TRAINING_SWITCHES = {"--standardize-logits", "--bf16"}
 SWITCHES = {"--resume", "--overwrite", "--no-progress", "--calibration-real", "--no-calibration", "--soft-labels",
             "--no-test", "--allow-float", "--no-dsa", "--crop-labels", "--live-teacher", "--fair", "--json",
             "--inherit", *TRAINING_SWITCHES}
-REPEATED = {"--transfer", "--student", "--set", "--calibration"}
+REPEATED = {"--transfer", "--student", "--set", "--calibration", "--freeze"}
 # the options of each command that are not training flags (TrainConfig fields)
 NOT_TRAINING = {"--arch", "--arch-kwargs", "--teacher", "--student", "--student-kwargs", "--student-init", "--inherit",
                 "--transfer", "--method", "--set", "--out", "--dataset", "--data-root", "--device", "--seed"}

@@ -95,6 +95,8 @@ def test_every_recorded_command_makes_the_cli_call(files, tmp_path, monkeypatch)
          "--steps-per-epoch", "3", "--out", o, "--no-progress", *data],
         ["distill", "--teacher", t, "--transfer", s, "--student", "lenet5_half", "--inherit", "--epochs", "1",
          "--out", o, "--no-progress", *data],
+        ["distill", "--teacher", t, "--transfer", s, "--student", "lenet5_half", "--inherit", "--freeze", "features.0",
+         "--freeze", "features.3", "--epochs", "1", "--out", o, "--no-progress", *data],
         ["distill", "--teacher", t, "--transfer", s, "--student", "lenet5_half", "--inherit", "--standardize-logits",
          "--hint", "fc:fc", "--hint-weight", "0.1", "--rkd-distance", "25", "--rkd-angle", "50", "--epochs", "1",
          "--out", o, "--no-progress", *data],

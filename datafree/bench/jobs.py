@@ -71,6 +71,7 @@ def layer_pair(text: str) -> tuple[str, str]:
 # distill's flags that are not named after the TrainConfig field they set
 FLAG_FIELDS = {"--hint": "hint_layers", "--rkd-distance": "rkd_distance_weight", "--rkd-angle": "rkd_angle_weight"}
 LAYER_PAIRS = ("hint_layers", "relation_layers")  # given as STUDENT_MODULE:TEACHER_MODULE
+MODULE_LISTS = ("freeze",)  # repeatable flags: each names one more module
 
 
 def train_fields(flags: Sequence[str]) -> dict[str, Any]:
@@ -88,6 +89,8 @@ def train_fields(flags: Sequence[str]) -> dict[str, Any]:
                 out[name] = layer_pair(value)
             except DatafreeError as e:
                 raise DatafreeError(f"recipe flag {flag}: {e}") from None
+        elif name in MODULE_LISTS:
+            out[name] = (*out.get(name, ()), *([value] if isinstance(value, str) else value))
         else:
             out[name] = _parse(flag, value, hints[name])
     return out
