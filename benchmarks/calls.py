@@ -45,7 +45,7 @@ READS: dict[str, set[str]] = {
     "buffer": {"--experts", "--epochs", "--net", "--net-kwargs", "--lr", "--no-dsa", "--seed", "--resume", "--out",
                "--dataset"},
     "compress": {"--teacher", "--rank-ratio", "--out", "--overwrite", "--dataset"},
-    "audit": {"--teacher", "--student", "--transfer", "--out", "--seed", "--overwrite", "--dataset"},
+    "audit": {"--teacher", "--student", "--transfer", "--out", "--seed", "--mia-count", "--overwrite", "--dataset"},
     "quantize": {"--model", "--out", "--qat-epochs", "--qat-lr", "--qat-batch-size", "--batch-size", "--allow-float",
                  "--calibration", "--calibration-count", "--calibration-method", "--calibration-real", "--no-calibration",
                  "--set", "--no-test", "--seed", "--overwrite", "--dataset"},
@@ -333,7 +333,8 @@ def _audit(argv: list[str], _: list[str], o: dict[str, Any]) -> None:
     protocol = {"dataset": _dataset(o), "argv": argv, "transfer": o["--transfer"][0], "teacher": o.get("--teacher"),
                 "teacher_model": record, "students": list(o.get("--student", [])), "reference_student": None}
     api.audit(o["--out"], TransferSet(o["--transfer"][0]), train, test, teacher=teacher, teacher_info=info,
-              students=students, config=AuditConfig(seed=int(o.get("--seed", 0)), device=_device(o)),
+              students=students, config=AuditConfig(seed=int(o.get("--seed", 0)), device=_device(o),
+                                                    mia_count=int(o.get("--mia-count", AuditConfig.mia_count))),
               overwrite="--overwrite" in o, protocol=protocol)
 
 

@@ -118,6 +118,7 @@ def test_every_recorded_command_makes_the_cli_call(files, tmp_path, monkeypatch)
          "--out", o, *data],
         ["compress", "--teacher", t, "--rank-ratio", "0.5", "--out", o, "--overwrite"],
         ["audit", "--transfer", s, "--teacher", t, "--out", o, "--overwrite", "--student", t, *data],
+        ["audit", "--transfer", s, "--teacher", t, "--out", o, "--overwrite", "--student", t, "--mia-count", "30", *data],
         ["quantize", "--model", t, "--calibration-method", "zskd", "--set", "iterations=2", "--calibration-count",
          "16", "--seed", "1", "--out", o],
         ["quantize", "--model", t, "--calibration", s, "--qat-epochs", "5", "--qat-lr", "0.001", "--out", o],
