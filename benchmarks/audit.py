@@ -23,13 +23,13 @@ from typing import Any
 
 from benchmarks.baselines import REPO
 from benchmarks.calls import call
+from benchmarks.datafree_levers import MAIN_JOB_ROW
 from benchmarks.readme import publish, published
 from datafree.audit import paired_difference
 from datafree.bench.runner import teacher_sha256
 
-# the main job's recipe as a row of benchmarks.datafree_levers, and the audit's options for the cases that use more
-# members than its default 2,000 (Fashion-MNIST's test split holds 10,000 non-members)
-MAIN_JOB = "fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance"
+# the audit's options for the cases that use more members than its default 2,000 (Fashion-MNIST's test split holds
+# 10,000 non-members)
 MORE_MEMBERS = ("--mia-count", "10000")
 
 # (name, transfer set, teacher, students: data-free then real-data KD[, then others][, audit options])
@@ -80,8 +80,8 @@ CASES: list[tuple] = [
       for s in (0, 1, 2)),
     *((f"the main job's recipe (Fourier DeepInversion), LeNet-5-BN teacher, seed {s}, 10,000 members",
        f"levers/sets/inherit-fourier-parts2-seed{s}", "teachers/fashion-mnist-lenet5_bn",
-       [f"levers/{MAIN_JOB}-seed{s}", f"levers/kd-seed{s}", "teachers/fashion-mnist-lenet5_bn",
-        f"levers/{MAIN_JOB}-random-start-seed{s}"], MORE_MEMBERS)
+       [f"levers/{MAIN_JOB_ROW}-seed{s}", f"levers/kd-seed{s}", "teachers/fashion-mnist-lenet5_bn",
+        f"levers/{MAIN_JOB_ROW}-random-start-seed{s}"], MORE_MEMBERS)
       for s in (0, 1, 2)),
 ]
 

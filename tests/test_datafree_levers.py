@@ -141,3 +141,16 @@ def test_more_seeds_of_the_same_recipe_join_the_published_row(tmp_path, monkeypa
     monkeypatch.setattr(levers, "published", lambda stem: seen.append(stem) or {})
     levers.finished(tmp_path, "datafree_levers_teacherbc1112af")
     assert seen == ["datafree_levers_teacherbc1112af"]  # --results: that table's published rows, not the default's
+
+
+def test_a_table_without_a_base_row_pairs_with_the_main_jobs_recipe():
+    from benchmarks.datafree_levers import MAIN_JOB_ROW
+
+    random_start = f"{MAIN_JOB_ROW}-random-start"
+    runs = {"kd": {0: _run(90.0)}, MAIN_JOB_ROW: {0: _run(85.0), 1: _run(84.0)},
+            random_start: {0: _run(81.0), 1: _run(82.0)}}
+    text = table(runs)
+    assert f"vs {MAIN_JOB_ROW} (paired)" in text.splitlines()[0]
+    row = next(line for line in text.splitlines() if line.startswith(f"| {random_start} |"))
+    assert [c.strip() for c in row.strip("|").split("|")][3] == "-3.00 ± 1.41"  # (-4, -2)
+    assert "vs base (paired)" in table({**runs, "base": {0: _run(70.0)}}).splitlines()[0]
