@@ -62,8 +62,9 @@ def ridge(x: torch.Tensor, y: torch.Tensor, strength: float) -> torch.Tensor:
 
 @torch.no_grad()
 def fitted_start(teacher: nn.Module, student: nn.Module, images: torch.Tensor, *, how: str = "importance",
-                 strength: float = 1e-3) -> nn.Module:
-    """``student`` (in place) fitted layer by layer to ``teacher`` on ``images`` (float64 inside)."""
+                 strength: float = 1e-3, fit: bool = True) -> nn.Module:
+    """``student`` (in place) fitted layer by layer to ``teacher`` on ``images`` (float64 inside); without ``fit``,
+    the kept channels' own teacher weights (weight selection with ``how``'s channels)."""
     folded = fold_batchnorm(teacher).double()
     t_chain, s_chain = chain(folded), chain(student.double().eval())
     if [type(m) for m in t_chain] != [type(m) for m in s_chain]:
@@ -76,8 +77,9 @@ def fitted_start(teacher: nn.Module, student: nn.Module, images: torch.Tensor, *
             continue
         zt = t(xt)
         keep = kept_channels(t_chain, i, s.weight.shape[0], how)
-        if keep_in is None:  # the first layer reads the image itself: its kept filters are exact
-            s.weight.copy_(t.weight[keep]), s.bias.copy_(t.bias[keep])
+        if keep_in is None or not fit:  # the first layer reads the image itself: its kept filters are exact
+            weight = t.weight[keep] if keep_in is None else t.weight[keep][:, keep_in]
+            s.weight.copy_(weight), s.bias.copy_(t.bias[keep])
         else:
             target = zt[:, keep]
             if isinstance(t, nn.Conv2d):
@@ -108,6 +110,7 @@ def main() -> None:
     p.add_argument("--student", default="lenet5_half")
     p.add_argument("--channels", choices=["even", "importance"], default="importance")
     p.add_argument("--ridge", type=float, default=1e-3)
+    p.add_argument("--no-fit", action="store_true", help="keep the chosen channels' teacher weights (no least squares)")
     p.add_argument("--real", action="store_true", help="diagnostic: fit on as many real training images "
                    "(outside the selection split) instead")
     p.add_argument("--out", help="save the fitted start here (a checkpoint for distill --student-init)")
@@ -123,9 +126,10 @@ def main() -> None:
     selected = build_model(args.student, info.spec)
     inherit_weights(selected, teacher)
     student = fitted_start(teacher, build_model(args.student, info.spec), images, how=args.channels,
-                           strength=args.ridge).eval()
+                           strength=args.ridge, fit=not args.no_fit).eval()
+    kind = "selected" if args.no_fit else "fitted"
     print(f"selection split: teacher {evaluate(teacher, split).accuracy:.2f}, weight selection "
-          f"{evaluate(selected.eval(), split).accuracy:.2f}, fitted start ({args.channels}, {len(images)} "
+          f"{evaluate(selected.eval(), split).accuracy:.2f}, {kind} start ({args.channels}, {len(images)} "
           f"{'real' if args.real else 'synthetic'} images) {evaluate(student, split).accuracy:.2f}")
     if args.out:
         save_model(Path(args.out) / "model.safetensors", student, ModelInfo(args.student, info.spec, {}))
