@@ -223,6 +223,8 @@ class Trainer:
         if config.mix != "none" and teacher is None:
             raise DatafreeError(f"--mix {config.mix} needs a teacher to label the mixed images")
         self.model = model.to(self.device)
+        for name in config.freeze:  # before any DistributedDataParallel wrap, which registers what it reduces
+            resolve_module(self.model, name).requires_grad_(False)
         self.teacher = teacher.to(self.device).eval().requires_grad_(False) if teacher is not None else None
         # the frozen teacher's labelling pass in channels_last where it is faster (datafree.models.layout; never the
         # student, whose weight gradients hit a oneDNN bug there); close() gives it back in its layout
@@ -250,8 +252,6 @@ class Trainer:
             self.net = DistributedDataParallel(self.model, device_ids=ids)  # copies rank 0's weights to all
             if any(p.requires_grad for p in self.regressor.parameters()):
                 self._regressor_net = DistributedDataParallel(self.regressor, device_ids=ids)
-        for name in config.freeze:
-            resolve_module(self.model, name).requires_grad_(False)
         params = self._params = [p for p in self.model.parameters() if p.requires_grad] + list(self.regressor.parameters())
         if not params:
             raise DatafreeError("every parameter of the student is frozen (--freeze): there is nothing to train")

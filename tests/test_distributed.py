@@ -259,7 +259,8 @@ def test_live_distill_two_processes(bn_teacher, fmnist_root, tmp_path):
     out, keep = tmp_path / "student", tmp_path / "kept"
     argv = ["distill", "--teacher", str(bn_teacher), "--method", "dfad", "--student", "lenet5_half",
             "--epochs", "2", "--steps-per-epoch", "5", "--batch-size", "8", "--set", "batch_size=8",
-            "--set", "nz=16", "--save-transfer", str(keep), "--data-root", str(fmnist_root), "--out", str(out)]
+            "--set", "nz=16", "--save-transfer", str(keep), "--data-root", str(fmnist_root), "--out", str(out),
+            "--freeze", "features.0"]  # a frozen module under DistributedDataParallel
     rank1 = torchrun(tmp_path, argv, tmp_path)
     assert rank1 and outside(rank1, "kept/rank-1") == []  # its own part of the kept set, nothing in the run
     result = json.loads((out / "result.json").read_text())
@@ -271,3 +272,5 @@ def test_live_distill_two_processes(bn_teacher, fmnist_root, tmp_path):
     assert any(not torch.equal(g[0][k], g[1][k]) for k in g[0])  # each rank trains a generator of its own
     ts = TransferSet(keep)
     assert len(ts) == 32 and [r["count"] for r in ts.manifest["ranks"]] == [16, 16]
+    start = build_model("lenet5_half", FASHION_MNIST, seed=0).state_dict()
+    assert torch.equal(weights(out)["features.0.weight"], start["features.0.weight"])
