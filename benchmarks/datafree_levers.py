@@ -48,6 +48,9 @@ GROWN = ("--method", "adi", "--set", "batch_size=128", "--set", "iterations=100"
 # the main job's data-free student (datafree.bench.suites.quick without RKD): 6000 steps, one ADI batch every 200, mixup
 MAIN_JOB_STUDENT = (*GROWN, "--epochs", "30", "--eval-every", "10", "--set", "student_steps=200", "--inherit", "--mix",
                     "mixup")
+# the main job's student from random weights: its flags without --inherit
+RANDOM_START_STUDENT = tuple(flag for flag in (*MAIN_JOB_STUDENT, "--rkd-distance", "25") if flag != "--inherit")
+
 # the main job's recipe as a row: where a table has no base row (a retrained teacher's, which ran only the main job's
 # levers), the paired columns pair with it instead
 MAIN_JOB_ROW = "fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance"
@@ -67,6 +70,8 @@ class Lever:
     full_kd: bool = False  # control: the kd row's real-data KD (all training images) with ``student``'s flags
     count: int = COUNT  # images in the lever's own set (synthesis levers)
     parts: int = 1  # the set made in this many parts (`synthesize --part K/N`), as the main job's workers make it
+    # the student starts from benchmarks.fitted_start's start with these channels (`--student-init`), fitted on its set
+    fitted_start: str = ""
 
 
 LEVERS: dict[str, Lever] = {
@@ -178,8 +183,19 @@ LEVERS: dict[str, Lever] = {
     "fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance-random-start": Lever(
         "student: the main job's (adi-grown-200-long-mixup-rkd-distance) from random weights, not the teacher's; "
         "synthesis: the main job's set",
-        student=(*GROWN, "--epochs", "30", "--eval-every", "10", "--set", "student_steps=200", "--mix", "mixup",
-                 "--rkd-distance", "25"), set_of="inherit-fourier-parts2"),
+        student=RANDOM_START_STUDENT, set_of="inherit-fourier-parts2"),
+    # the main job's student from a start refitted layer by layer to the teacher's activations on the set's images
+    # (benchmarks.fitted_start: 65% right before training with evenly spaced channels, where weight selection's start
+    # answers at chance), at the recipe's learning rate; and with importance-chosen channels at a fifth of it, which
+    # keeps the student nearer its start ("Thirty-second round")
+    "fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance-fitted-start": Lever(
+        "student: the main job's from a start fitted layer by layer to the teacher on the set's images "
+        "(`benchmarks.fitted_start --channels even`), not weight selection; synthesis: the main job's set",
+        student=RANDOM_START_STUDENT, set_of="inherit-fourier-parts2", fitted_start="even"),
+    "fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance-fitted-start-importance-lr0.002": Lever(
+        "student: the main job's from a start fitted on importance-chosen channels (`--channels importance`), "
+        "lr 0.002; synthesis: the main job's set",
+        student=(*RANDOM_START_STUDENT, "--lr", "0.002"), set_of="inherit-fourier-parts2", fitted_start="importance"),
     # the main job's student with its first convolution (freeze1) or its first two (freeze2) kept at the teacher's
     # selected filters (`--freeze`): refitting the inherited layers to synthetic images lost 1.05 ± 0.11
     # (benchmarks.fitted_start, "Thirty-second round"), so the teacher's filters, learnt on real images, may be
@@ -363,9 +379,25 @@ def run_lever(root: Path, lever: str, seed: int, teacher: Path, data: list[str])
         return run([KD[0], "--teacher", str(teacher), *KD[1:], *LEVERS[lever].student, "--seed", str(seed), *data],
                    root / "levers" / f"{lever}-seed{seed}")
     tset = make_set(root, lever, seed, teacher, data)
-    argv = [STUDENT[0], "--teacher", str(teacher), "--transfer", str(tset), *STUDENT[1:], *LEVERS[lever].student,
-            "--seed", str(seed), *data]
-    return run(argv, root / "levers" / f"{lever}-seed{seed}")
+    argv = [STUDENT[0], "--teacher", str(teacher), "--transfer", str(tset), *STUDENT[1:], *LEVERS[lever].student]
+    if LEVERS[lever].fitted_start:
+        argv += ["--student-init", str(make_fitted_start(root, lever, seed, teacher, tset))]
+    return run([*argv, "--seed", str(seed), *data], root / "levers" / f"{lever}-seed{seed}")
+
+
+def make_fitted_start(root: Path, lever: str, seed: int, teacher: Path, tset: Path) -> Path:
+    """The lever's fitted start for this seed's set (made once: it is a function of the teacher and the set)."""
+    from benchmarks.fitted_start import fitted_start, stored_images
+    from datafree.checkpoint import ModelInfo, load_model, save_model
+    from datafree.models import build_model
+
+    out = root / "levers" / "starts" / f"{lever}-seed{seed}"
+    if not (out / "model.safetensors").is_file():
+        model, info = load_model(teacher)
+        student = fitted_start(model.eval(), build_model("lenet5_half", info.spec), stored_images([str(tset)]),
+                               how=LEVERS[lever].fitted_start)
+        save_model(out / "model.safetensors", student, ModelInfo("lenet5_half", info.spec, {}))
+    return out
 
 
 def recipe(result: dict[str, Any]) -> list[str]:
@@ -373,7 +405,7 @@ def recipe(result: dict[str, Any]) -> list[str]:
     teacher file it read: the same command on a teacher retrained to other bits is another recipe."""
     argv, out = list(result.get("argv", [])), []
     for i, token in enumerate(argv):
-        out.append("*" if i and argv[i - 1] in ("--seed", "--out", "--transfer") else token)
+        out.append("*" if i and argv[i - 1] in ("--seed", "--out", "--transfer", "--student-init") else token)
     return [*out, (result.get("teacher") or {}).get("sha256", "")]
 
 

@@ -154,3 +154,23 @@ def test_a_table_without_a_base_row_pairs_with_the_main_jobs_recipe():
     row = next(line for line in text.splitlines() if line.startswith(f"| {random_start} |"))
     assert [c.strip() for c in row.strip("|").split("|")][3] == "-3.00 ± 1.41"  # (-4, -2)
     assert "vs base (paired)" in table({**runs, "base": {0: _run(70.0)}}).splitlines()[0]
+
+
+def test_a_fitted_start_lever_starts_its_student_from_the_fit_not_from_weight_selection(tmp_path, monkeypatch):
+    import benchmarks.datafree_levers as levers
+
+    lever = f"{levers.MAIN_JOB_ROW}-fitted-start"
+    monkeypatch.setattr(levers, "make_set", lambda root, name, seed, teacher, data: set_dir(root, name, seed))
+    starts: list[tuple] = []
+    monkeypatch.setattr(levers, "make_fitted_start",
+                        lambda root, name, seed, teacher, tset: starts.append((name, seed, tset)) or tmp_path / "start")
+    ran: list[list[str]] = []
+    monkeypatch.setattr(levers, "run", lambda argv, out: ran.append(argv) or {})
+    levers.run_lever(tmp_path, lever, 1, tmp_path / "teacher", [])
+    argv = ran[0]
+    assert "--inherit" not in argv and argv[argv.index("--student-init") + 1] == str(tmp_path / "start")
+    assert starts == [(lever, 1, set_dir(tmp_path, levers.LEVERS[lever].set_of, 1))]  # fitted on its own set
+    # the per-seed start path is masked like the set's, so seeds of one row are one recipe
+    other = [*argv]
+    other[argv.index("--student-init") + 1] = "elsewhere"
+    assert levers.recipe({"argv": argv}) == levers.recipe({"argv": other})
