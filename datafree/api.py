@@ -450,11 +450,7 @@ def audit(out: str | Path, transfer: Any, train: Dataset, test: Dataset, *, teac
     ``out/audit.json`` and ``out/closest_pairs.png``; ``protocol`` adds fields to the report's protocol."""
     from datafree.audit import AuditConfig, prepare_output, run_audit
 
-    config = config if config is not None else AuditConfig()
-    if min(config.baseline_count, config.mia_count, config.closest) < 1:
-        raise DatafreeError("--baseline-count, --mia-count and --closest must be at least 1")
-    if config.resamples < 0:
-        raise DatafreeError("--resamples must be >= 0 (0: no intervals)")
+    config = config if config is not None else AuditConfig()  # AuditConfig checks its own values
     if reference is not None and not students:
         raise DatafreeError("--reference-student calibrates the attack on a --student; give at least one --student")
     protocol = dict(protocol or {})

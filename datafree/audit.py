@@ -65,6 +65,12 @@ class AuditConfig:
     # every student's AUC from the first student's (same resamples for all: the difference is paired); 0 = none
     resamples: int = 1000
 
+    def __post_init__(self) -> None:  # one check for every face (CLI, library, benchmarks), before any work
+        if min(self.baseline_count, self.mia_count, self.closest) < 1:
+            raise DatafreeError("--baseline-count, --mia-count and --closest must be at least 1")
+        if self.resamples < 0:
+            raise DatafreeError("--resamples must be >= 0 (0: no intervals)")
+
 
 # ---------------------------------------------------------------- nearest neighbours
 class RunningNearest:

@@ -536,10 +536,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from datafree.data.transfer import TransferSet
 
     config = AuditConfig(baseline_count=args.baseline_count, mia_count=args.mia_count, closest=args.closest,
-                         seed=args.seed, device=args.device, resamples=args.resamples)
-    if min(args.baseline_count, args.mia_count, args.closest) < 1:
-        raise DatafreeError("--baseline-count, --mia-count and --closest must be at least 1")
-    if args.reference_student and not args.student:
+                         seed=args.seed, device=args.device, resamples=args.resamples)  # checks its values
+    if args.reference_student and not args.student:  # before loading anything (api.audit checks it too)
         raise DatafreeError("--reference-student calibrates the attack on a --student; give at least one --student")
     transfer = TransferSet(args.transfer)
     train, test = _load_split(args, "train"), _load_split(args, "test")
