@@ -48,8 +48,10 @@ GROWN = ("--method", "adi", "--set", "batch_size=128", "--set", "iterations=100"
 # the main job's data-free student (datafree.bench.suites.quick without RKD): 6000 steps, one ADI batch every 200, mixup
 MAIN_JOB_STUDENT = (*GROWN, "--epochs", "30", "--eval-every", "10", "--set", "student_steps=200", "--inherit", "--mix",
                     "mixup")
+# and with RKD's distance term, the main job's student as it is now
+MAIN_JOB_RKD_STUDENT = (*MAIN_JOB_STUDENT, "--rkd-distance", "25")
 # the main job's student from random weights: its flags without --inherit
-RANDOM_START_STUDENT = tuple(flag for flag in (*MAIN_JOB_STUDENT, "--rkd-distance", "25") if flag != "--inherit")
+RANDOM_START_STUDENT = tuple(flag for flag in MAIN_JOB_RKD_STUDENT if flag != "--inherit")
 
 # the main job's recipe as a row: where a table has no base row (a retrained teacher's, which ran only the main job's
 # levers), the paired columns pair with it instead
@@ -160,7 +162,7 @@ LEVERS: dict[str, Lever] = {
     "fourier-raw-adi-grown-200-long-mixup-rkd-distance": Lever(
         "synthesis: Fourier pixels (the set only; the ADI batches raw pixels); student: "
         "inherit-adi-grown-200-long-mixup-rkd-distance",
-        student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25"), set_of="inherit-fourier"),
+        student=MAIN_JOB_RKD_STUDENT, set_of="inherit-fourier"),
     # the main job's recipe with ADI batches of 50 pixel steps instead of 100: the growth's synthesis is about half of
     # the main job's data-free student (30 batches x 100 steps, ~55 ms a step on one core), its longest step; this
     # halves it, for a margin under the 10 minutes. Measured: the student 216 s instead of 289 s, but -0.59 ± 0.15 on
@@ -168,7 +170,7 @@ LEVERS: dict[str, Lever] = {
     "fourier-raw-adi50-grown-200-long-mixup-rkd-distance": Lever(
         "synthesis: Fourier pixels (the set only); student: inherit-adi-grown-200-long-mixup-rkd-distance with ADI "
         "batches of 50 steps (`--set iterations=50`)",
-        student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25", "--set", "iterations=50"), set_of="inherit-fourier"),
+        student=(*MAIN_JOB_RKD_STUDENT, "--set", "iterations=50"), set_of="inherit-fourier"),
     # the main job's set in two parts, as its two workers now make it side by side (Recipes.df_parts): the same
     # 2560 images per seed in two halves of 10 batches, the second drawn from its own seed (what rank 1 of torchrun
     # draws), so the student starts about half the set's synthesis time sooner
@@ -176,7 +178,7 @@ LEVERS: dict[str, Lever] = {
                                     synthesis={"pixel_param": "fourier"}, student=("--inherit",), parts=2),
     "fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance": Lever(
         "synthesis: Fourier pixels in 2 parts (the set only); student: inherit-adi-grown-200-long-mixup-rkd-distance",
-        student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25"), set_of="inherit-fourier-parts2"),
+        student=MAIN_JOB_RKD_STUDENT, set_of="inherit-fourier-parts2"),
     # the main job's student from random weights (no --inherit): what the teacher's start is worth under the whole
     # recipe, and whether the student's membership signal comes with the teacher's weights (goal 5; the audit of
     # these students is benchmarks.audit's "random start" cases)
@@ -203,7 +205,7 @@ LEVERS: dict[str, Lever] = {
     **{f"fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance-freeze{n}": Lever(
         f"student: the main job's, its first {what} kept at the teacher's selected filters (`--freeze`); "
         "synthesis: the main job's set",
-        student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25", *flags), set_of="inherit-fourier-parts2")
+        student=(*MAIN_JOB_RKD_STUDENT, *flags), set_of="inherit-fourier-parts2")
        for n, what, flags in ((1, "convolution", ("--freeze", "features.0")),
                               (2, "two convolutions", ("--freeze", "features.0", "--freeze", "features.3")))},
     # the synthesis augmentation without its flip (augment_flip=false): the levers' teacher was trained without
@@ -219,11 +221,11 @@ LEVERS: dict[str, Lever] = {
     "fourier-parts2-noflip-raw-adi-grown-200-long-mixup-rkd-distance": Lever(
         "synthesis: the main job's set without the synthesis flip; student: "
         "inherit-adi-grown-200-long-mixup-rkd-distance",
-        student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25"), set_of="inherit-fourier-parts2-noflip"),
+        student=MAIN_JOB_RKD_STUDENT, set_of="inherit-fourier-parts2-noflip"),
     "fourier-parts2-noflip-raw-adi-noflip-grown-200-long-mixup-rkd-distance": Lever(
         "synthesis: the main job's set and its ADI batches without the synthesis flip; student: "
         "inherit-adi-grown-200-long-mixup-rkd-distance",
-        student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25", "--set", "augment_flip=false"),
+        student=(*MAIN_JOB_RKD_STUDENT, "--set", "augment_flip=false"),
         set_of="inherit-fourier-parts2-noflip"),
     # the input-normalisation term (input_stats=1: each batch's per-channel mean and std pulled to the teacher's input
     # normalisation), which won on the BN-free pair (datafree_kd's zskd+augment-T4-is1-inherit-grown), on the main job's
@@ -236,7 +238,7 @@ LEVERS: dict[str, Lever] = {
     "fourier-parts2-is1-raw-adi-is1-grown-200-long-mixup-rkd-distance": Lever(
         "synthesis: the main job's set and its ADI batches with `input_stats=1`; student: "
         "inherit-adi-grown-200-long-mixup-rkd-distance",
-        student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25", "--set", "input_stats=1"),
+        student=(*MAIN_JOB_RKD_STUDENT, "--set", "input_stats=1"),
         set_of="inherit-fourier-parts2-is1"),
     # boundary targets (pair_targets=0.5: half of each batch's targets split between its class, weight 0.5-0.75, and a
     # partner drawn by the class similarity), the set only, the ADI batches unchanged. On the BN-free pair a plain set of
@@ -252,14 +254,14 @@ LEVERS: dict[str, Lever] = {
     "fourier-parts2-pairs-raw-adi-grown-200-long-mixup-rkd-distance": Lever(
         "synthesis: the main job's set with half its targets split between two similar classes; student: "
         "inherit-adi-grown-200-long-mixup-rkd-distance",
-        student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25"), set_of="inherit-fourier-parts2-pairs"),
+        student=MAIN_JOB_RKD_STUDENT, set_of="inherit-fourier-parts2-pairs"),
     # and the ADI batches made against the student with the same share of boundary targets (as the noflip and is1
     # rounds tried the set, then the set and the growth). Measured (bc1112af, 5 seeds): 85.43 ± 0.33, +0.28 ± 0.46 on
     # test and +0.33 ± 0.63 on selection against the recipe, seed 0 down on both: a tie, not adopted ("Thirtieth round")
     "fourier-parts2-pairs-raw-adi-pairs-grown-200-long-mixup-rkd-distance": Lever(
         "synthesis: the main job's set and its ADI batches with half their targets split between two similar "
         "classes; student: inherit-adi-grown-200-long-mixup-rkd-distance",
-        student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25", "--set", "pair_targets=0.5"),
+        student=(*MAIN_JOB_RKD_STUDENT, "--set", "pair_targets=0.5"),
         set_of="inherit-fourier-parts2-pairs"),
     # the same set with a sharper partner law (pair_power=4: partner drawn in proportion to similarity ** 4): on this
     # teacher (bc1112af) the similarity row spreads a class's partners over every class (the other upper-body classes
@@ -275,7 +277,7 @@ LEVERS: dict[str, Lever] = {
     "fourier-parts2-pairs4-raw-adi-grown-200-long-mixup-rkd-distance": Lever(
         "synthesis: the main job's set with half its targets split between two similar classes, partners by "
         "similarity to the 4th power; student: inherit-adi-grown-200-long-mixup-rkd-distance",
-        student=(*MAIN_JOB_STUDENT, "--rkd-distance", "25"), set_of="inherit-fourier-parts2-pairs4"),
+        student=MAIN_JOB_RKD_STUDENT, set_of="inherit-fourier-parts2-pairs4"),
     # FitNets hints from the teacher's start: each synthetic image also teaches a layer's features, not only the
     # logits (a regressor maps the student's channels to the teacher's); the penultimate layer and the last conv's
     **{f"inherit-hint-{layer}-w{w}": Lever(f"student: inherit, FitNets hint on `{layer}` (weight {w})",
@@ -387,16 +389,14 @@ def run_lever(root: Path, lever: str, seed: int, teacher: Path, data: list[str])
 
 def make_fitted_start(root: Path, lever: str, seed: int, teacher: Path, tset: Path) -> Path:
     """The lever's fitted start for this seed's set (made once: it is a function of the teacher and the set)."""
-    from benchmarks.fitted_start import fitted_start, stored_images
-    from datafree.checkpoint import ModelInfo, load_model, save_model
-    from datafree.models import build_model
+    from benchmarks.fitted_start import make_start, stored_images
+    from datafree.checkpoint import load_model, sidecar_path
 
     out = root / "levers" / "starts" / f"{lever}-seed{seed}"
-    if not (out / "model.safetensors").is_file():
+    if not sidecar_path(out / "model.safetensors").is_file():  # the sidecar is written last
         model, info = load_model(teacher)
-        student = fitted_start(model.eval(), build_model("lenet5_half", info.spec), stored_images([str(tset)]),
-                               how=LEVERS[lever].fitted_start)
-        save_model(out / "model.safetensors", student, ModelInfo("lenet5_half", info.spec, {}))
+        make_start(model.eval(), info, stored_images([str(tset)]), student=STUDENT[STUDENT.index("--student") + 1],
+                   how=LEVERS[lever].fitted_start, out=out)
     return out
 
 

@@ -25,6 +25,7 @@ from torch import nn
 
 from benchmarks.selection import SELECTION_SEED, SELECTION_SIZE, selection_split
 from datafree.api import evaluate, load_dataset
+from datafree.audit import gather
 from datafree.checkpoint import ModelInfo, load_model, save_model
 from datafree.data.transfer import TransferSet, TransferSets
 from datafree.models import build_model, inherit_weights
@@ -93,6 +94,15 @@ def fitted_start(teacher: nn.Module, student: nn.Module, images: torch.Tensor, *
     return student.float()
 
 
+def make_start(teacher: nn.Module, info: ModelInfo, images: torch.Tensor, *, student: str, how: str,
+               strength: float = 1e-3, fit: bool = True, out: str | Path | None = None) -> nn.Module:
+    """A ``student`` architecture's :func:`fitted_start`, saved in ``out`` (for ``distill --student-init``) if given."""
+    start = fitted_start(teacher, build_model(student, info.spec), images, how=how, strength=strength, fit=fit).eval()
+    if out is not None:
+        save_model(Path(out) / "model.safetensors", start, ModelInfo(student, info.spec, {}))
+    return start
+
+
 def stored_images(directories: list[str]) -> torch.Tensor:
     """Every image of the stored sets (a set made in parts is read part by part)."""
     sets = []
@@ -121,18 +131,16 @@ def main() -> None:
     if args.real:
         train = load_dataset("fashion-mnist", "train")
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(SELECTION_SEED))
-        images = torch.stack([train[int(k)][0] for k in order[SELECTION_SIZE:SELECTION_SIZE + len(images)]])
+        images = gather(train, order[SELECTION_SIZE:SELECTION_SIZE + len(images)])[0]
     split = selection_split()
     selected = build_model(args.student, info.spec)
     inherit_weights(selected, teacher)
-    student = fitted_start(teacher, build_model(args.student, info.spec), images, how=args.channels,
-                           strength=args.ridge, fit=not args.no_fit).eval()
+    student = make_start(teacher, info, images, student=args.student, how=args.channels, strength=args.ridge,
+                         fit=not args.no_fit, out=args.out)
     kind = "selected" if args.no_fit else "fitted"
     print(f"selection split: teacher {evaluate(teacher, split).accuracy:.2f}, weight selection "
           f"{evaluate(selected.eval(), split).accuracy:.2f}, {kind} start ({args.channels}, {len(images)} "
           f"{'real' if args.real else 'synthetic'} images) {evaluate(student, split).accuracy:.2f}")
-    if args.out:
-        save_model(Path(args.out) / "model.safetensors", student, ModelInfo(args.student, info.spec, {}))
 
 
 if __name__ == "__main__":
