@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
@@ -88,6 +89,10 @@ class TrainConfig:
     # student modules (model.get_submodule paths) whose parameters keep their starting values, e.g. filters inherited
     # from the teacher; their BatchNorm statistics, if any, still follow the data, as with requires_grad_(False)
     freeze: tuple[str, ...] = ()
+    # decay per step of an exponential moving average of the student's weights and buffers (0: off); the average is
+    # what is tested and what the run ends with. Late, noisy steps (a synthetic stream, a set that keeps growing)
+    # count for less; 0.999 averages over about the last 1000 steps, so it needs runs well beyond that
+    ema: float = 0.0
     steps_per_epoch: int | None = None  # required for iterator sources
     eval_batch_size: int = 1000
     eval_every: int = 1  # test every N epochs; the last epoch is always tested (its accuracy is the result)
@@ -116,6 +121,7 @@ class TrainConfig:
              "mixing needs pure distillation (--alpha 0): a mixed image has no hard label, the teacher labels it"),
             (self.hint_weight == 0 or self.hint_layers is not None, "a hint weight needs hint layers (student:teacher)"),
             (self.jacobian_weight >= 0, "the Jacobian weight must be >= 0"),
+            (0.0 <= self.ema < 1.0, "the weight average's decay (--ema) must be in [0, 1), e.g. 0.999; 0 is off"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -225,6 +231,9 @@ class Trainer:
         self.model = model.to(self.device)
         for name in config.freeze:  # before any DistributedDataParallel wrap, which registers what it reduces
             resolve_module(self.model, name).requires_grad_(False)
+        # the weight average: a copy made before any feature hook is installed on the student
+        self.averaged = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
+                         if config.ema > 0 else None)
         self.teacher = teacher.to(self.device).eval().requires_grad_(False) if teacher is not None else None
         # the frozen teacher's labelling pass in channels_last where it is faster (datafree.models.layout; never the
         # student, whose weight gradients hit a oneDNN bug there); close() gives it back in its layout
@@ -265,6 +274,11 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ set-up
+    @property
+    def tested_model(self) -> nn.Module:
+        """The model the test split measures: the weight average with ``ema``, else the student itself."""
+        return self.averaged.module if self.averaged is not None else self.model
+
     def _autocast(self) -> torch.autocast:
         """The training step's precision: bfloat16 with ``bf16``, else float16 under CUDA ``amp``, else none."""
         if self.config.bf16:
@@ -373,6 +387,8 @@ class Trainer:
         }
         if self.source_state is not None:
             state["source"] = self.source_state.state_dict()
+        if self.averaged is not None:
+            state["averaged"] = self.averaged.state_dict()
         if self.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -391,6 +407,8 @@ class Trainer:
 
     def _restore(self, state: dict[str, Any], scheduler: torch.optim.lr_scheduler.LRScheduler) -> int:
         self.regressor.load_state_dict(state["regressor"])
+        if self.averaged is not None:
+            self.averaged.load_state_dict(state["averaged"])
         self.optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -513,6 +531,8 @@ class Trainer:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 scheduler.step()
+                if self.averaged is not None:
+                    self.averaged.update_parameters(self.model)
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + v.detach().float() * len(y)
                 correct += (logits.detach().argmax(1) == y).sum()
@@ -540,7 +560,7 @@ class Trainer:
                 "samples_per_s": seen / train_time,
             }
             if test is not None and ((epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs):
-                metrics = evaluate(self.model, test, c.eval_batch_size, self.device, self.amp, rank=rank,
+                metrics = evaluate(self.tested_model, test, c.eval_batch_size, self.device, self.amp, rank=rank,
                                    world_size=world)
                 record.update(test_accuracy=metrics["accuracy"], test_loss=metrics["loss"])
             record["epoch_time_s"] = time.perf_counter() - t0  # training + evaluation
@@ -550,6 +570,8 @@ class Trainer:
                 shown = f", test acc {record['test_accuracy']:.2f}%" if "test_accuracy" in record else ""
                 self.log(f"epoch {epoch + 1}/{c.epochs}: loss {record['train_loss']:.4f}, "
                          f"train acc {record['train_accuracy']:.2f}%{shown} ({train_time:.1f}s)")
+        if self.averaged is not None:  # the run ends with the model it tested
+            self.model.load_state_dict(self.averaged.module.state_dict())
         last = dict(self.history[-1]) if self.history else {}
         last["train_time_total_s"] = sum(h["train_time_s"] for h in self.history)
         last["wall_time_s"] = sum(h["epoch_time_s"] for h in self.history)  # all epochs, across resumes
@@ -563,7 +585,8 @@ class Trainer:
         buffers drift by each rank's last batch. Syncing them before evaluating makes every rank
         hold the very model rank 0 saves; a parameter mismatch would be a bug, so it stops the run.
         """
-        distributed.broadcast_tensors(list(self.model.buffers()) + list(self.regressor.buffers()))
+        averaged = list(self.averaged.buffers()) if self.averaged is not None else []  # its BatchNorm statistics
+        distributed.broadcast_tensors(list(self.model.buffers()) + list(self.regressor.buffers()) + averaged)
         params = [p.detach() for p in [*self.model.parameters(), *self.regressor.parameters()]]
         fingerprint = [float(torch.stack([p.double().sum() for p in params]).sum()),
                        float(torch.stack([p.double().abs().sum() for p in params]).sum())]

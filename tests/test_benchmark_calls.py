@@ -97,6 +97,8 @@ def test_every_recorded_command_makes_the_cli_call(files, tmp_path, monkeypatch)
          "--out", o, "--no-progress", *data],
         ["distill", "--teacher", t, "--transfer", s, "--student", "lenet5_half", "--inherit", "--freeze", "features.0",
          "--freeze", "features.3", "--epochs", "1", "--out", o, "--no-progress", *data],
+        ["distill", "--teacher", t, "--transfer", s, "--student", "lenet5_half", "--inherit", "--ema", "0.9",
+         "--epochs", "1", "--out", o, "--no-progress", *data],
         ["distill", "--teacher", t, "--transfer", s, "--student", "lenet5_half", "--inherit", "--standardize-logits",
          "--hint", "fc:fc", "--hint-weight", "0.1", "--rkd-distance", "25", "--rkd-angle", "50", "--epochs", "1",
          "--out", o, "--no-progress", *data],

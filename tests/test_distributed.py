@@ -260,7 +260,7 @@ def test_live_distill_two_processes(bn_teacher, fmnist_root, tmp_path):
     argv = ["distill", "--teacher", str(bn_teacher), "--method", "dfad", "--student", "lenet5_half",
             "--epochs", "2", "--steps-per-epoch", "5", "--batch-size", "8", "--set", "batch_size=8",
             "--set", "nz=16", "--save-transfer", str(keep), "--data-root", str(fmnist_root), "--out", str(out),
-            "--freeze", "features.0"]  # a frozen module under DistributedDataParallel
+            "--freeze", "features.0", "--ema", "0.5"]  # a frozen module and a weight average under DDP
     rank1 = torchrun(tmp_path, argv, tmp_path)
     assert rank1 and outside(rank1, "kept/rank-1") == []  # its own part of the kept set, nothing in the run
     result = json.loads((out / "result.json").read_text())
@@ -268,6 +268,7 @@ def test_live_distill_two_processes(bn_teacher, fmnist_root, tmp_path):
     assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     state = load_training_state(out / "state.pt")
     assert state["world_size"] == 2 and len(state["source"]) == 2  # each rank's stream, to resume it
+    assert state["averaged"]["n_averaged"] == 2 * 5  # one update a step
     g = [s["synthesizer"]["generator"] for s in state["source"]]
     assert any(not torch.equal(g[0][k], g[1][k]) for k in g[0])  # each rank trains a generator of its own
     ts = TransferSet(keep)

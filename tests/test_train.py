@@ -106,10 +106,12 @@ def test_jacobian_term_is_zero_for_a_copy_and_trains_the_student(data):
         Trainer(build_model("lenet5_half", train.spec), cfg(alpha=0.0, jacobian_weight=1.0))
 
 
-def test_resume_is_bitwise_identical(data, tmp_path, monkeypatch):
+# with a weight average (ema) and a student with BatchNorm buffers, the average resumes too
+@pytest.mark.parametrize("arch, ema", [("lenet5_half", 0.0), ("lenet5_bn", 0.9)])
+def test_resume_is_bitwise_identical(data, tmp_path, monkeypatch, arch, ema):
     train, test = data
-    config = cfg(epochs=3, augment="crop-flip")
-    full = build_model("lenet5_half", train.spec, seed=0)
+    config = cfg(epochs=3, augment="crop-flip", ema=ema)
+    full = build_model(arch, train.spec, seed=0)
     Trainer(full, config, out_dir=tmp_path / "full").fit(train, test)
 
     class Crash(Exception):
@@ -123,13 +125,13 @@ def test_resume_is_bitwise_identical(data, tmp_path, monkeypatch):
             raise Crash
 
     monkeypatch.setattr(Trainer, "_save", save_then_crash)
-    part = build_model("lenet5_half", train.spec, seed=0)
+    part = build_model(arch, train.spec, seed=0)
     with pytest.raises(Crash):
         Trainer(part, config, out_dir=tmp_path / "part").fit(train, test)
     monkeypatch.setattr(Trainer, "_save", original_save)
     assert load_training_state(tmp_path / "part" / "state.pt")["epoch"] == 0
     torch.manual_seed(999)  # whatever the global RNG holds, resume restores it
-    resumed = build_model("lenet5_half", train.spec, seed=123)
+    resumed = build_model(arch, train.spec, seed=123)
     Trainer(resumed, config, out_dir=tmp_path / "part").fit(train, test, resume=True)
     for k, v in full.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
@@ -294,3 +296,26 @@ def test_frozen_modules_keep_their_start_and_the_rest_trains(data):
         Trainer(build_model("lenet5_half", train.spec), cfg(freeze=("nope",)))
     with pytest.raises(DatafreeError, match="nothing to train"):
         Trainer(build_model("lenet5_half", train.spec), cfg(freeze=("",)))  # the whole model
+
+
+def test_weight_average_is_the_exponential_average_of_the_steps_and_is_what_is_tested(data):
+    train, test = data
+    model = build_model("lenet5_bn", train.spec, seed=0)
+    trainer = Trainer(model, cfg(epochs=2, ema=0.8, schedule="constant"))
+    steps: list[dict[str, torch.Tensor]] = []  # the student's weights and buffers after each step
+    trainer.optimizer.register_step_post_hook(lambda *_: steps.append(
+        {k: v.detach().clone() for k, v in model.state_dict().items()}))
+    trainer.fit(train, test)
+    assert len(steps) > 2
+    expected = {k: v.double() for k, v in steps[0].items()}  # the first step's weights start the average
+    for step in steps[1:]:
+        expected = {k: 0.8 * expected[k] + 0.2 * step[k].double() for k in expected}
+    for k, v in model.state_dict().items():  # the run ends with the average, not the last weights
+        if v.is_floating_point():
+            assert torch.allclose(v.double(), expected[k], atol=1e-5), k
+    assert not torch.allclose(model.features[0].weight, steps[-1]["features.0.weight"], atol=1e-4)
+    # the last epoch's reported accuracy is the average's, the model the run saves
+    assert trainer.history[-1]["test_accuracy"] == pytest.approx(evaluate(model, test)["accuracy"])
+    assert TrainConfig.from_dict(cfg(ema=0.8).to_dict()).ema == 0.8
+    with pytest.raises(DatafreeError, match="ema"):
+        TrainConfig(ema=1.0)
