@@ -182,7 +182,8 @@ LEVERS: dict[str, Lever] = {
         student=(*MAIN_JOB_RKD_STUDENT, "--ema", "0.999"), set_of="inherit-fourier-parts2"),
     # the same average over a constant learning rate (the recipe's peak, 0.01) in place of the cosine decay: the
     # averaged weights of a run that keeps moving (stochastic weight averaging's setting) sit in flatter regions, which
-    # is said to help most where test images differ from training ones, as real images differ from synthetic ones
+    # is said to help most where test images differ from training ones, as real images differ from synthetic ones.
+    # Measured on teacher bc1112af: 84.85 ± 0.38, -0.08 ± 0.21 paired (+0.07 ± 0.24 on selection): a tie
     "fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance-constant-ema": Lever(
         "student: the main job's at a constant learning rate (`--schedule constant`), tested and saved as the "
         "exponential moving average of its weights (`--ema 0.999`); synthesis: the main job's set",
