@@ -21,17 +21,26 @@ from typing import Any
 import torch
 
 from benchmarks.readme import publish
-from datafree.audit import AuditConfig, attack_scores, bootstrap_auc, draw, gather, interval, per_sample_loss, roc_auc
+from datafree.audit import (
+    AuditConfig,
+    attack_aucs,
+    attack_scores,
+    bootstrap_auc,
+    interval,
+    membership_candidates,
+    per_sample_loss,
+    roc_auc,
+)
 from datafree.checkpoint import load_model
 from datafree.data import load_dataset
 
 
 def student_aucs(loss: torch.Tensor, labels: torch.Tensor, member: torch.Tensor, num_classes: int) -> dict[str, Any]:
     """Pooled loss and calibrated AUCs, and the loss AUC within each class, of one student's per-candidate losses."""
-    loss_score, calibrated = attack_scores(loss, labels, None, ~member, num_classes)
+    pooled = attack_aucs(dict(zip(("loss", "calibrated"), attack_scores(loss, labels, None, ~member, num_classes))),
+                         member)
     within = [roc_auc(-loss[member & (labels == c)], -loss[~member & (labels == c)]) for c in range(num_classes)]
-    return {"loss": roc_auc(loss_score[member], loss_score[~member]),
-            "calibrated": roc_auc(calibrated[member], calibrated[~member]), "within_class": within}
+    return {"loss": pooled["auc_loss"], "calibrated": pooled["auc_calibrated"], "within_class": within}
 
 
 def within_class_interval(losses: torch.Tensor, labels: torch.Tensor, member: torch.Tensor, num_classes: int,
@@ -63,12 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     config = AuditConfig(mia_count=args.mia_count)
     train, test = load_dataset(args.dataset, "train"), load_dataset(args.dataset, "test")
-    members = draw(len(train), config.mia_count, config.seed, stream=1)  # the audit's own draw
-    nonmembers = draw(len(test), len(members), config.seed, stream=2)
-    x_in, y_in = gather(train, members[:len(nonmembers)])
-    x_out, y_out = gather(test, nonmembers)
-    images, labels = torch.cat([x_in, x_out]), torch.cat([y_in, y_out])
-    member = torch.arange(len(labels)) < len(x_in)
+    images, labels, member = membership_candidates(train, test, config)  # the audit's own draw
+    n_in, n_out = int(member.sum()), int((~member).sum())
     classes = train.spec.num_classes
     rows = []
     for data_free, reference in args.pair:
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                      "within_class_mean_95": within_class_interval(losses, labels, member, classes, config.resamples,
                                                                    config.seed),
                      "data_free_aucs": a, "reference_aucs": b})
-    lines = [f"Membership AUC, data-free student minus reference, {len(x_in)} members and {len(x_out)} non-members "
+    lines = [f"Membership AUC, data-free student minus reference, {n_in} members and {n_out} non-members "
              "(`datafree audit`'s draw). Within-class: the loss AUC among one class's images (what the calibrated "
              "score orders within a class).", "",
              "| data-free student | reference | pooled loss | pooled calibrated | within-class mean | classes up | "
@@ -95,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                      + " ".join(f"{d:+.3f}" for d in r["within_class"]) + " |")
     lines += ["", f"Intervals: {config.resamples} paired bootstrap draws within each class. Produced by "
               f"`python -m benchmarks.membership_by_class {' '.join(sys.argv[1:])}`."]
-    publish(args.results, "\n".join(lines), {"mia_count": len(x_in), "rows": rows})
+    publish(args.results, "\n".join(lines), {"mia_count": n_in, "rows": rows})
     return 0
 
 

@@ -342,18 +342,26 @@ def audit_memorisation(synthetic: torch.Tensor, train: Dataset, test: Dataset, s
     return report, pixel.distance.cpu(), pixel.index.cpu()
 
 
-def audit_membership(students: list[tuple[str, nn.Module]], reference: nn.Module | None, train: Dataset,
-                     test: Dataset, spec: DataSpec, config: AuditConfig) -> dict[str, Any]:
-    """Loss and calibrated attack AUCs plus test accuracy of each student, on one member/non-member draw."""
-    from datafree.train import evaluate
-
+def membership_candidates(train: Dataset, test: Dataset, config: AuditConfig
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The membership attack's candidates: ``config.mia_count`` seeded training images (members), then as many seeded
+    test images (non-members); returns images, labels and the member mask. One draw for the audit and any analysis
+    of its students."""
     members = draw(len(train), config.mia_count, config.seed, stream=1)
     nonmembers = draw(len(test), len(members), config.seed, stream=2)
     members = members[:len(nonmembers)]
     x_in, y_in = gather(train, members)
     x_out, y_out = gather(test, nonmembers)
     images, labels = torch.cat([x_in, x_out]), torch.cat([y_in, y_out])
-    member = torch.arange(len(labels)) < len(members)
+    return images, labels, torch.arange(len(labels)) < len(members)
+
+
+def audit_membership(students: list[tuple[str, nn.Module]], reference: nn.Module | None, train: Dataset,
+                     test: Dataset, spec: DataSpec, config: AuditConfig) -> dict[str, Any]:
+    """Loss and calibrated attack AUCs plus test accuracy of each student, on one member/non-member draw."""
+    from datafree.train import evaluate
+
+    images, labels, member = membership_candidates(train, test, config)
     reference_loss = None if reference is None else per_sample_loss(reference, images, labels, config.batch_size)
     results, scores = [], []
     for label, model in students:
@@ -372,7 +380,7 @@ def audit_membership(students: list[tuple[str, nn.Module]], reference: nn.Module
                     r[f"auc_{attack}_minus_first_95"] = interval(aucs[i] - aucs[0])
     return {"calibration": "reference" if reference is not None else "class_standardised",
             "calibration_method": CALIBRATION["reference" if reference is not None else "class_standardised"],
-            "members": len(members), "nonmembers": len(nonmembers), "resamples": config.resamples,
+            "members": int(member.sum()), "nonmembers": int((~member).sum()), "resamples": config.resamples,
             "students": results}
 
 
