@@ -180,6 +180,13 @@ LEVERS: dict[str, Lever] = {
         "student: the main job's, tested and saved as the exponential moving average of its weights (`--ema 0.999`); "
         "synthesis: the main job's set",
         student=(*MAIN_JOB_RKD_STUDENT, "--ema", "0.999"), set_of="inherit-fourier-parts2"),
+    # priority sampling (SSD-KD, one of the levers): half of each student batch drawn from the pool (the stored
+    # set and its ADI batches) in proportion to the student's Jensen-Shannon distance from the teacher on each image,
+    # measured at every ADI batch, the other half uniform; the share (0.5) was fixed before any student ran
+    "fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance-priority": Lever(
+        "student: the main job's, half of each batch drawn in proportion to its disagreement with the teacher on each "
+        "pool image (`--set priority=0.5`); synthesis: the main job's set",
+        student=(*MAIN_JOB_RKD_STUDENT, "--set", "priority=0.5"), set_of="inherit-fourier-parts2"),
     # the same average over a constant learning rate (the recipe's peak, 0.01) in place of the cosine decay: the
     # averaged weights of a run that keeps moving (stochastic weight averaging's setting) sit in flatter regions, which
     # is said to help most where test images differ from training ones, as real images differ from synthetic ones.

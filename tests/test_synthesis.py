@@ -506,6 +506,43 @@ def test_live_pool_seeded_from_stored_images_keeps_them_and_grows():
         online.seed_pool(stored)
 
 
+def test_priority_sampling_draws_in_proportion_to_the_students_disagreement_and_resumes():
+    teacher = tiny_bn_teacher()
+    student = build_model("lenet5_half", SPEC, seed=1).train()
+    stored = torch.rand(5, *SPEC.shape, generator=torch.Generator().manual_seed(0))
+    config = preset("adi", batch_size=4, iterations=1, priority=0.5)
+    stream = LiveStream(Synthesizer(teacher, SPEC, config, student=student), 3, pool_size=100, seed=2)
+    stream.seed_pool(stored)
+    next(stream)  # the synthesis call grows the pool to 9 images and measures the student on every one
+    x, _, t_logits = stream.pool
+    with torch.no_grad():
+        by_hand = disagreement(student.eval()(x), t_logits, "js", config.adv_temperature)
+    student.train()
+    assert torch.allclose(stream.priorities, by_hand, atol=1e-6) and stream.priorities.std() > 0
+    assert student.training and all(p.requires_grad for p in student.parameters())  # left as it was
+    weights = stream.sampling_weights(9)
+    assert torch.allclose(weights, 0.5 / 9 + 0.5 * by_hand / by_hand.sum(), atol=1e-6)
+    # the draws follow the weights: one image holding all the disagreement gets 0.5 + 0.5 / 9 of them
+    stream.priorities = torch.tensor([0.0, 0.0, 4.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    stream.batch_size = 20_000
+    share = (stream._draw(9) == 2).float().mean().item()
+    assert abs(share - (0.5 + 0.5 / 9)) < 0.015
+    stream.priorities, stream.batch_size = by_hand, 3
+    # resumed from its state, the stream draws what the uninterrupted one draws
+    state = stream.state_dict()
+    ahead = [next(stream)[0] for _ in range(4)]
+    again = LiveStream(Synthesizer(teacher, SPEC, config, student=student), 3, pool_size=100, seed=7)
+    again.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(ahead, (next(again)[0] for _ in range(4))))
+    # no disagreement anywhere (a student that answers as the teacher does): uniform draws
+    stream.priorities = torch.zeros(9)
+    assert stream.sampling_weights(9) is None
+    with pytest.raises(DatafreeError, match="between 0 and 1"):
+        preset("adi", priority=1.5)
+    with pytest.raises(DatafreeError, match="needs a pool or meta method"):
+        preset("dfad", priority=0.5)
+
+
 def test_unknown_preset_and_bad_config():
     with pytest.raises(DatafreeError, match="unknown method"):
         preset("gan9000")

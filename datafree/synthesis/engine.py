@@ -122,6 +122,10 @@ class SynthesisConfig:
     # another class (asked to agree on both, the images become mirror-ambiguous)
     augment_flip: bool = True
     student_steps: int = 1  # student steps per synthesis call when distilling from a live stream
+    # share of each pool batch drawn in proportion to how far the student is from the teacher on each pool image (the
+    # adversarial term's measure, adv_kind at adv_temperature), refreshed at every synthesis call; the rest uniform.
+    # SSD-KD's priority sampling: a student trained on a small synthetic pool revisits what it has not learned yet
+    priority: float = 0.0
     # stop after this many consecutive collapsed batches (near-identical images, or the teacher seeing
     # one class in >= 95% of them); 0 = never stop
     collapse_patience: int = 50
@@ -154,6 +158,10 @@ class SynthesisConfig:
             raise DatafreeError("pair_targets is a share of each batch: between 0 and 1")
         if not self.pair_power > 0:
             raise DatafreeError("pair_power must be > 0 (1: partners in proportion to the class similarity)")
+        if not 0.0 <= self.priority <= 1.0:
+            raise DatafreeError("priority is a share of each pool batch: between 0 and 1")
+        if self.priority and self.schedule == "online":
+            raise DatafreeError("priority sampling draws from a pool: it needs a pool or meta method, not an online one")
         if self.collapse_patience < 0:
             raise DatafreeError("collapse_patience must be >= 0 (0 = never stop)")
         if self.iterations < 1 or self.batch_size < 1:
@@ -422,6 +430,20 @@ class Synthesizer:
         logits = self.teacher(x).float()
         return x, logits.argmax(1), logits
 
+    @torch.no_grad()
+    def student_disagreement(self, x: torch.Tensor, t_logits: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+        """Per image, how far the student (in eval mode) is from the teacher's stored logits: the adversarial
+        term's measure (``adv_kind`` at ``adv_temperature``), on the CPU, for priority sampling."""
+        if self.student is None:
+            raise DatafreeError("priority sampling needs the student being trained")
+        state = self._freeze_student()
+        try:
+            parts = [disagreement(self.student(x[i:i + chunk]).float(), t_logits[i:i + chunk], self.config.adv_kind,
+                                  self.config.adv_temperature) for i in range(0, len(x), chunk)]
+        finally:
+            self._restore_student(state)
+        return torch.cat(parts).clamp_min(0.0).cpu()
+
     def sample(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A fresh batch from the current generator (online schedule), labelled by the teacher.
 
@@ -546,7 +568,9 @@ class LiveStream:
     Every ``config.student_steps`` batches the synthesizer is called once. Online schedules yield
     each fresh sample directly; pool and meta schedules add it to an in-memory pool (capped at
     ``pool_size`` images, oldest dropped) and yield random batches from the pool, as CMI and
-    Fast-DFKD train the student on their memory of synthetic data.
+    Fast-DFKD train the student on their memory of synthetic data. With ``config.priority`` that share of each
+    batch is drawn in proportion to the student's disagreement with the teacher on each pool image, measured at
+    every synthesis call (:meth:`Synthesizer.student_disagreement`).
 
     With ``transfer`` set, every fresh batch is also appended to that transfer set. The stream's
     :meth:`state_dict` (synthesizer, pool, random state, step counter, and how many shards the
@@ -557,6 +581,7 @@ class LiveStream:
         self.synth, self.batch_size, self.pool_size = synthesizer, batch_size, pool_size
         self.rng = torch.Generator().manual_seed(seed)
         self.pool: list[torch.Tensor] = []
+        self.priorities: torch.Tensor | None = None  # per pool image, with config.priority > 0
         self.steps = 0
         self.last_terms: dict[str, float] = {}
         self.on_synthesize: Callable[[tuple[torch.Tensor, ...]], None] | None = None  # called with every fresh batch
@@ -591,16 +616,32 @@ class LiveStream:
                 self.on_synthesize(fresh)
             if c.schedule != "online":
                 self.pool = [torch.cat([new, old])[: self.pool_size] for new, old in zip(fresh, self.pool)] or list(fresh)
+                if c.priority:
+                    self.priorities = self.synth.student_disagreement(self.pool[0], self.pool[2])
         self.steps += 1
         if c.schedule == "online":  # a fresh sample for every student step
             return fresh if fresh is not None else self.synth.sample()
-        idx = torch.randint(0, len(self.pool[0]), (self.batch_size,), generator=self.rng)
+        idx = self._draw(len(self.pool[0]))
         return tuple(t[idx.to(t.device)] for t in self.pool)
+
+    def sampling_weights(self, n: int) -> torch.Tensor | None:
+        """Each pool image's chance of a draw under priority sampling; ``None``: uniform."""
+        share, priorities = self.synth.config.priority, self.priorities
+        if not share or priorities is None or len(priorities) != n or not priorities.sum() > 0:
+            return None
+        return (1.0 - share) / n + share * priorities / priorities.sum()
+
+    def _draw(self, n: int) -> torch.Tensor:
+        weights = self.sampling_weights(n)
+        if weights is None:
+            return torch.randint(0, n, (self.batch_size,), generator=self.rng)
+        return torch.multinomial(weights, self.batch_size, replacement=True, generator=self.rng)
 
     # ------------------------------------------------------------------ state (for resume)
     def state_dict(self) -> dict[str, Any]:
         return {"synthesizer": self.synth.state_dict(), "rng": self.rng.get_state(), "steps": self.steps,
                 "pool": [t.detach().cpu() for t in self.pool], "last_terms": dict(self.last_terms),
+                "priorities": self.priorities,
                 "transfer_shards": None if self.transfer is None else len(self.transfer.manifest["shards"])}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -614,6 +655,7 @@ class LiveStream:
         self.rng.set_state(state["rng"])
         self.steps = int(state["steps"])
         self.pool = [t.to(self.synth.device) for t in state["pool"]]
+        self.priorities = state.get("priorities")  # absent in older states
         self.last_terms = dict(state["last_terms"])
         if self.transfer is not None:
             self.transfer.truncate(int(shards))
