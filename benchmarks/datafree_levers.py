@@ -268,6 +268,18 @@ LEVERS: dict[str, Lever] = {
         "inherit-adi-grown-200-long-mixup-rkd-distance",
         student=(*MAIN_JOB_RKD_STUDENT, "--set", "augment_flip=false"),
         set_of="inherit-fourier-parts2-noflip"),
+    # smaller synthesis crops (`augment_scale=0.25`, the teacher-only condenser's; the engine's default 0.5): the
+    # teacher reads each image through crops down to a quarter of it, so every part of a garment must look like its
+    # class (SRe2L's recovery, whose crops go down to 8%). The set, and the set with its ADI batches; 0.25 was fixed
+    # before any image was made
+    "inherit-fourier-parts2-crop0.25": Lever(
+        "synthesis: Fourier pixels in 2 parts, synthesis crops down to a quarter of the image (`augment_scale=0.25`); "
+        "student: inherit", synthesis={"pixel_param": "fourier", "augment_scale": 0.25}, student=("--inherit",),
+        parts=2),
+    "fourier-parts2-crop0.25-raw-adi-crop0.25-grown-200-long-mixup-rkd-distance": Lever(
+        "synthesis: the main job's set and its ADI batches with synthesis crops down to a quarter of the image; "
+        "student: inherit-adi-grown-200-long-mixup-rkd-distance",
+        student=(*MAIN_JOB_RKD_STUDENT, "--set", "augment_scale=0.25"), set_of="inherit-fourier-parts2-crop0.25"),
     # the input-normalisation term (input_stats=1: each batch's per-channel mean and std pulled to the teacher's input
     # normalisation), which won on the BN-free pair (datafree_kd's zskd+augment-T4-is1-inherit-grown), on the main job's
     # set and its ADI batches; on the BN-free pair it turned the images' grey backgrounds dark. Measured: +0.11 ± 0.51

@@ -449,6 +449,22 @@ def test_augment_flip_decides_whether_the_teacher_sees_mirrored_views(flip):
     assert (slope < 0).any() == flip
 
 
+@pytest.mark.parametrize("scale", [0.5, 0.25])
+def test_augment_scale_is_the_smallest_crop_the_teacher_sees(scale):
+    # a crop of side s (area s^2) zooms a ramp so that its slope is s times the image's: the views' slopes span
+    # [sqrt(scale), 1] of it
+    teacher = _Recorder()
+    config = preset("deepinversion", bn=0.0, tv=0.0, l2=0.0, batch_size=256, augment_flip=False, augment_scale=scale)
+    synth = Synthesizer(teacher, SPEC, config, seed=0)
+    x = torch.linspace(-1, 1, SPEC.shape[-1]).expand(256, *SPEC.shape).contiguous()
+    synth.loss_terms(x, torch.zeros(256, dtype=torch.long))
+    ratio = teacher.seen[0][..., 1:-1].diff(dim=-1).mean((1, 2, 3)) / x.diff(dim=-1).mean()
+    assert ratio.min() >= scale ** 0.5 - 0.02 and ratio.max() <= 1.02
+    assert ratio.min() <= scale ** 0.5 + 0.05  # the smallest crops are drawn
+    with pytest.raises(DatafreeError, match="augment_scale"):
+        preset("deepinversion", augment_scale=0.0)
+
+
 def test_bn_methods_refuse_a_teacher_without_batchnorm():
     teacher = build_model("lenet5_half", SPEC, seed=0)
     with pytest.raises(DatafreeError, match="no BatchNorm"):

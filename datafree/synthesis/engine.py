@@ -121,6 +121,9 @@ class SynthesisConfig:
     # the flip of that augmentation: off for a teacher trained without flips, which reads a flipped image as
     # another class (asked to agree on both, the images become mirror-ambiguous)
     augment_flip: bool = True
+    # the smallest area fraction of those crops (0.5: a zoom of up to 1.4x). Smaller crops ask every part of an image
+    # to read as its class at every scale (SRe2L's recovery crops down to 8% of the image; the teacher-only condenser 25%)
+    augment_scale: float = 0.5
     student_steps: int = 1  # student steps per synthesis call when distilling from a live stream
     # share of each pool batch drawn in proportion to how far the student is from the teacher on each pool image (the
     # adversarial term's measure, adv_kind at adv_temperature), refreshed at every synthesis call; the rest uniform.
@@ -158,6 +161,8 @@ class SynthesisConfig:
             raise DatafreeError("pair_targets is a share of each batch: between 0 and 1")
         if not self.pair_power > 0:
             raise DatafreeError("pair_power must be > 0 (1: partners in proportion to the class similarity)")
+        if not 0.0 < self.augment_scale <= 1.0:
+            raise DatafreeError("augment_scale is the smallest crop's area fraction: in (0, 1]")
         if not 0.0 <= self.priority <= 1.0:
             raise DatafreeError("priority is a share of each pool batch: between 0 and 1")
         if self.priority and self.schedule == "online":
@@ -319,7 +324,7 @@ class Synthesizer:
         return z, y, soft.to(self.device)
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
-        return random_resized_crop_flip(x, self.rng, flip=self.config.augment_flip)
+        return random_resized_crop_flip(x, self.rng, (self.config.augment_scale, 1.0), flip=self.config.augment_flip)
 
     def _teacher_embedding(self) -> torch.Tensor:
         return next(iter(self.features.features.values())).flatten(1)  # type: ignore[union-attr]
