@@ -559,6 +559,31 @@ def test_priority_sampling_draws_in_proportion_to_the_students_disagreement_and_
         preset("dfad", priority=0.5)
 
 
+def test_detour_asks_for_a_neighbouring_class_in_the_first_half_of_the_steps():
+    teacher = tiny_bn_teacher()
+    config = preset("deepinversion", batch_size=8, iterations=4, detour=0.5)
+    synth = Synthesizer(teacher, SPEC, config, seed=3)
+    asked: list[torch.Tensor] = []
+    terms = synth.loss_terms
+
+    def recording(x, y, soft=None):
+        asked.append((soft if soft is not None else F.one_hot(y, SPEC.num_classes).float()).argmax(1))
+        return terms(x, y, soft)
+
+    synth.loss_terms = recording
+    x, _, _ = synth.synthesize()[0]
+    own = asked[-1]
+    assert all(torch.equal(a, own) for a in asked[2:])  # the second half: every image's own class
+    first = asked[0]
+    assert torch.equal(asked[1], first) and torch.equal(first[:4], own[:4])  # the first half: the share's rows only
+    assert (first[4:] != own[4:]).all()  # ask for another class
+    assert x.shape == (8, *SPEC.shape)
+    with pytest.raises(DatafreeError, match="between 0 and 1"):
+        preset("deepinversion", detour=1.5)
+    with pytest.raises(DatafreeError, match="needs a pool or meta method"):
+        preset("dfad", detour=0.5)
+
+
 def test_unknown_preset_and_bad_config():
     with pytest.raises(DatafreeError, match="unknown method"):
         preset("gan9000")

@@ -100,6 +100,12 @@ class SynthesisConfig:
     # the partner law's sharpness: partner drawn in proportion to similarity ** pair_power (1: the row itself; larger
     # concentrates the pairs on each class's most confusable neighbours rather than spreading them over all classes)
     pair_power: float = 1.0
+    # share of each batch whose class term first asks, for the first half of the steps, for a neighbouring class
+    # (drawn in proportion to the class similarity), then for its own: an image that forms as a neighbour's garment
+    # and is carried across the teacher's boundary, not grown from noise to its class's extreme. Aimed at a class that
+    # real images reach from its neighbours (Fashion-MNIST's Shirt, between T-shirt, Pullover and Coat), whose
+    # synthetic images a student learns and whose real ones it still misses
+    detour: float = 0.0
     ie: float = 0.0  # class balance (DAFL information entropy)
     act: float = 0.0  # activation norm of the teacher's penultimate features (DAFL)
     adv: float = 0.0  # adversarial teacher-student disagreement
@@ -157,6 +163,11 @@ class SynthesisConfig:
         betas = self._betas()
         if not betas or min(betas) < 0 or (len(betas) > 1 and min(betas) == 0) or self.oh_temperature <= 0:
             raise DatafreeError("dirichlet must be >= 0 (or a list of betas > 0) and oh_temperature > 0")
+        if not 0.0 <= self.detour <= 1.0:
+            raise DatafreeError("detour is a share of each batch: between 0 and 1")
+        if self.detour and self.schedule == "online":
+            raise DatafreeError("detour changes a batch's targets halfway through its steps: it needs a pool or meta "
+                                "method, not an online one")
         if not 0.0 <= self.pair_targets <= 1.0:
             raise DatafreeError("pair_targets is a share of each batch: between 0 and 1")
         if not self.pair_power > 0:
@@ -217,14 +228,20 @@ def class_similarity(teacher: nn.Module) -> torch.Tensor:
     return ((sim - low) / (high - low).clamp_min(1e-12)).clamp_min(1e-3)
 
 
+def neighbours(y: torch.Tensor, similarity: torch.Tensor, rng: torch.Generator, power: float = 1.0) -> torch.Tensor:
+    """For each class of ``y``, another class drawn in proportion to its ``similarity`` row (the rows of ``y``'s
+    classes) raised to ``power``: a confusable neighbour is the likely one."""
+    others = similarity.pow(power)  # a new tensor; power 1 is exact, so the flat law's draws are unchanged
+    others[torch.arange(len(y)), y] = 0.0
+    return torch.multinomial(others, 1, generator=rng).squeeze(1)
+
+
 def pair_targets(y: torch.Tensor, similarity: torch.Tensor, rng: torch.Generator, power: float = 1.0) -> torch.Tensor:
     """Two-class soft targets: weight ~ U(0.5, 0.75) on each sample's class ``y``, the rest on a partner class
     drawn in proportion to its ``similarity`` row raised to ``power`` (the class itself excluded), so a confusable
     neighbour is the likely one."""
     rows = torch.arange(len(y))
-    others = similarity.pow(power)  # a new tensor; power 1 is exact, so the flat law's draws are unchanged
-    others[rows, y] = 0.0
-    partner = torch.multinomial(others, 1, generator=rng).squeeze(1)
+    partner = neighbours(y, similarity, rng, power)
     own = 0.5 + 0.25 * torch.rand(len(y), generator=rng)
     soft = torch.zeros_like(similarity)
     soft[rows, y] = own
@@ -274,9 +291,12 @@ class Synthesizer:
                            else None)
         if config.pair_targets > 0 and spec.num_classes < 2:
             raise DatafreeError("pair_targets splits targets between two classes; this data has one (--set pair_targets=0)")
+        if config.detour > 0 and (spec.num_classes < 2 or not config.generator_config.targets_sampled):  # type: ignore[union-attr]
+            raise DatafreeError("detour asks for a neighbouring class first: it needs two classes or more and a "
+                                "generator that takes target classes (--set detour=0)")
         self.rng = torch.Generator().manual_seed(seed)  # every draw of the engine comes from here
-        self.class_similarity = (class_similarity(self.teacher) if config.dirichlet_betas or config.pair_targets > 0
-                                 else None)
+        self.class_similarity = (class_similarity(self.teacher)
+                                 if config.dirichlet_betas or config.pair_targets > 0 or config.detour > 0 else None)
         self.calls = 0
         self.collapsed = 0  # consecutive collapsed batches (see _watch_collapse)
         self.bank = torch.zeros(0, device=self.device)
@@ -322,6 +342,23 @@ class Synthesizer:
         if pairs:
             soft[:pairs] = pair_targets(y[:pairs].cpu(), similarity[:pairs], self.rng, self.config.pair_power)
         return z, y, soft.to(self.device)
+
+    def _detour(self, y: torch.Tensor, soft: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """The first half's targets with ``detour``: its share of the batch (the last rows, apart from the pairs at
+        the front) asks for a neighbouring class; ``None`` without it."""
+        n = round(self.config.detour * len(y))
+        if not n:
+            return None
+        assert self.class_similarity is not None
+        rows = slice(len(y) - n, len(y))
+        partner = neighbours(y[rows].cpu(), self.class_similarity[y[rows].cpu()], self.rng).to(y.device)
+        first_y = y.clone()
+        first_y[rows] = partner
+        first_soft = None
+        if soft is not None:
+            first_soft = soft.clone()
+            first_soft[rows] = F.one_hot(partner, soft.shape[1]).to(soft.dtype)
+        return first_y, first_soft
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         return random_resized_crop_flip(x, self.rng, (self.config.augment_scale, 1.0), flip=self.config.augment_flip)
@@ -377,8 +414,10 @@ class Synthesizer:
         return terms
 
     def _optimise(self, generator: nn.Module, optimizer: torch.optim.Optimizer, steps: int,
-                  fixed: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None) -> dict[str, float]:
-        """``steps`` generator updates; fresh noise per step unless ``fixed`` is given."""
+                  fixed: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None,
+                  first: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> dict[str, float]:
+        """``steps`` generator updates; fresh noise per step unless ``fixed`` is given; ``first`` (targets, soft
+        targets) replaces ``fixed``'s targets in the first half of the steps (``detour``)."""
         student_state = self._freeze_student()
         terms: dict[str, torch.Tensor] = {}
         try:
@@ -388,6 +427,8 @@ class Synthesizer:
                         group["lr"] = self.config.lr * cosine_decay(step, steps)
                 z, y, soft = fixed if fixed is not None else self._draw()
                 x = generator(z, y)
+                if first is not None and step < steps // 2:
+                    y, soft = first
                 terms = self.loss_terms(x, y, soft)
                 loss = sum(terms.values())
                 if not torch.isfinite(loss):
@@ -468,16 +509,17 @@ class Synthesizer:
             self._watch_collapse(batch[0], batch[1])
             return batch, terms
         fixed = self._draw()
+        first = self._detour(fixed[1], fixed[2])
         if c.schedule == "pool":
             generator = self._new_generator()
-            terms = self._optimise(generator, self._new_optimizer(generator), c.iterations, fixed)
+            terms = self._optimise(generator, self._new_optimizer(generator), c.iterations, fixed, first)
         else:  # meta: adapt a copy of the meta initialisation, then move it towards the result
             kind = c.generator_config
             if kind.renew_every and self.calls > 1 and (self.calls - 1) % kind.renew_every == 0:
                 self.generator = self._new_generator()
             kind.begin_batch(self.generator, self.rng)
             generator = copy.deepcopy(self.generator)
-            terms = self._optimise(generator, self._new_optimizer(generator), c.iterations, fixed)
+            terms = self._optimise(generator, self._new_optimizer(generator), c.iterations, fixed, first)
             with torch.no_grad():
                 for meta_p, fast_p in zip(self.generator.parameters(), generator.parameters()):
                     meta_p.add_(fast_p - meta_p, alpha=c.meta_lr)
