@@ -225,6 +225,15 @@ VARIANTS["zskd+augment+pairs-T4-is1-tv10-px1-inherit-grown"] = {
     **VARIANTS[PX1_PLAIN], "set_of": PX1_PLAIN, "with_sets": (PX1_AUG, PX1_PAIRS)}
 VARIANTS["zskd-pairs+augment-T4-is1-tv10-px1-inherit-grown"] = {
     **VARIANTS[PX1_PLAIN], "overrides": VARIANTS[PX1_PAIRS]["overrides"], "set_of": PX1_PAIRS}
+# detours (`detour=0.5`) in place of the recipe's plain set: half of each batch asks the teacher for a neighbouring
+# class (drawn by class similarity) in its first 150 pixel steps and for its own class in the last 150, so the image
+# forms as a neighbour's garment and is carried across the teacher's boundary. Aimed at Shirt and Pullover, whose
+# synthetic images the students learn while missing the real ones (real shirts sit among T-shirts, pullovers and
+# coats). The share (0.5) was fixed before any image was made; the augmented set and the growth are the recipe's
+PX1_DETOUR = "zskd-detour-T4-is1-tv10-px1"
+VARIANTS[PX1_DETOUR] = {**VARIANTS["zskd-augment"], "overrides": {**ZSKD_T4_IS_TV_PX1, "detour": 0.5}}
+VARIANTS["zskd-detour+augment-T4-is1-tv10-px1-inherit-grown"] = {
+    **VARIANTS[PX1_PLAIN], "overrides": VARIANTS[PX1_DETOUR]["overrides"], "set_of": PX1_DETOUR}
 # The same boundary set with a sharper partner law (pair_power 4: partner drawn in proportion to similarity ** 4). On
 # teacher 4dbf5be6 the similarity row spreads each class's partners over every class (Shirt's likeliest, T-shirt,
 # holds 0.25; Coat's third likeliest is Sneaker; the other upper-body classes take 0.40-0.74 of T-shirt's, Pullover's,
