@@ -133,7 +133,9 @@ class SynthesisConfig:
     student_steps: int = 1  # student steps per synthesis call when distilling from a live stream
     # share of each pool batch drawn in proportion to how far the student is from the teacher on each pool image (the
     # adversarial term's measure, adv_kind at adv_temperature), refreshed at every synthesis call; the rest uniform.
-    # SSD-KD's priority sampling: a student trained on a small synthetic pool revisits what it has not learned yet
+    # SSD-KD's priority sampling: a student trained on a small synthetic pool revisits what it has not learned yet.
+    # Costs one student forward pass over the pool per synthesis call (cheap at the LeNet pairs' 200-400 steps a call;
+    # with a large pool and a call every few steps, as Fast-DFKD's, it is not)
     priority: float = 0.0
     # stop after this many consecutive collapsed batches (near-identical images, or the teacher seeing
     # one class in >= 95% of them); 0 = never stop
