@@ -536,7 +536,7 @@ def test_priority_sampling_draws_in_proportion_to_the_students_disagreement_and_
     student.train()
     assert torch.allclose(stream.priorities, by_hand, atol=1e-6) and stream.priorities.std() > 0
     assert student.training and all(p.requires_grad for p in student.parameters())  # left as it was
-    weights = stream.sampling_weights(9)
+    weights = stream.sampling_weights()
     assert torch.allclose(weights, 0.5 / 9 + 0.5 * by_hand / by_hand.sum(), atol=1e-6)
     # the draws follow the weights: one image holding all the disagreement gets 0.5 + 0.5 / 9 of them
     stream.priorities = torch.tensor([0.0, 0.0, 4.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
@@ -552,7 +552,7 @@ def test_priority_sampling_draws_in_proportion_to_the_students_disagreement_and_
     assert all(torch.equal(a, b) for a, b in zip(ahead, (next(again)[0] for _ in range(4))))
     # no disagreement anywhere (a student that answers as the teacher does): uniform draws
     stream.priorities = torch.zeros(9)
-    assert stream.sampling_weights(9) is None
+    assert stream.sampling_weights() is None
     with pytest.raises(DatafreeError, match="between 0 and 1"):
         preset("adi", priority=1.5)
     with pytest.raises(DatafreeError, match="needs a pool or meta method"):

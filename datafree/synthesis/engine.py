@@ -673,15 +673,16 @@ class LiveStream:
         idx = self._draw(len(self.pool[0]))
         return tuple(t[idx.to(t.device)] for t in self.pool)
 
-    def sampling_weights(self, n: int) -> torch.Tensor | None:
-        """Each pool image's chance of a draw under priority sampling; ``None``: uniform."""
+    def sampling_weights(self) -> torch.Tensor | None:
+        """Each pool image's chance of a draw under priority sampling (the priorities are refreshed with the pool, so
+        they cover it); ``None``: uniform."""
         share, priorities = self.synth.config.priority, self.priorities
-        if not share or priorities is None or len(priorities) != n or not priorities.sum() > 0:
+        if not share or priorities is None or not priorities.sum() > 0:
             return None
-        return (1.0 - share) / n + share * priorities / priorities.sum()
+        return (1.0 - share) / len(priorities) + share * priorities / priorities.sum()
 
     def _draw(self, n: int) -> torch.Tensor:
-        weights = self.sampling_weights(n)
+        weights = self.sampling_weights()
         if weights is None:
             return torch.randint(0, n, (self.batch_size,), generator=self.rng)
         return torch.multinomial(weights, self.batch_size, replacement=True, generator=self.rng)
