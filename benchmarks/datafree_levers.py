@@ -305,6 +305,25 @@ LEVERS: dict[str, Lever] = {
         "synthesis: the main job's set and its ADI batches, half of each batch first asked for a neighbouring class; "
         "student: inherit-adi-grown-200-long-mixup-rkd-distance",
         student=(*MAIN_JOB_RKD_STUDENT, "--set", "detour=0.5"), set_of="inherit-fourier-parts2-detour"),
+    # dropout on the teacher's classifier input while the set is made (`teacher_dropout=0.5`, a fresh mask each pixel
+    # step): each image must read as its class from any half of the teacher's penultimate features, not from the few
+    # it can push furthest. Aimed, like the detours, at the set's shirts, which the students learn while missing real
+    # ones (a real-data KD student calls only 55% of them shirts): images that rest on the teacher's narrowest
+    # evidence do not carry to a student with other features. Model augmentation (Zhang et al. 2023) perturbs the
+    # networks a distilled set is matched on for the same reason. The rate (0.5) was fixed before any image was made
+    "inherit-fourier-parts2-tdrop": Lever(
+        "synthesis: Fourier pixels in 2 parts, dropout 0.5 on the teacher's classifier input (`teacher_dropout=0.5`); "
+        "student: inherit", synthesis={"pixel_param": "fourier", "teacher_dropout": 0.5}, student=("--inherit",),
+        parts=2),
+    "fourier-parts2-tdrop-raw-adi-grown-200-long-mixup-rkd-distance": Lever(
+        "synthesis: the main job's set with dropout 0.5 on the teacher's classifier input; student: "
+        "inherit-adi-grown-200-long-mixup-rkd-distance",
+        student=MAIN_JOB_RKD_STUDENT, set_of="inherit-fourier-parts2-tdrop"),
+    # and its ADI batches made the same way (`--set teacher_dropout=0.5` on the student's growth)
+    "fourier-parts2-tdrop-raw-adi-tdrop-grown-200-long-mixup-rkd-distance": Lever(
+        "synthesis: the main job's set and its ADI batches with dropout 0.5 on the teacher's classifier input; "
+        "student: inherit-adi-grown-200-long-mixup-rkd-distance",
+        student=(*MAIN_JOB_RKD_STUDENT, "--set", "teacher_dropout=0.5"), set_of="inherit-fourier-parts2-tdrop"),
     # the input-normalisation term (input_stats=1: each batch's per-channel mean and std pulled to the teacher's input
     # normalisation), which won on the BN-free pair (datafree_kd's zskd+augment-T4-is1-inherit-grown), on the main job's
     # set and its ADI batches; on the BN-free pair it turned the images' grey backgrounds dark. Measured: +0.11 ± 0.51

@@ -7,7 +7,7 @@ from torch.nn import functional as F
 
 from datafree.data import DataSpec
 from datafree.errors import DatafreeError
-from datafree.hooks import BatchNormStatistics
+from datafree.hooks import BatchNormStatistics, embed, penultimate_module
 from datafree.losses import (
     activation_norm,
     batch_moments,
@@ -945,3 +945,33 @@ def test_nayer_resumes_bit_exactly_across_a_generator_renewal():
     resumed = Synthesizer(tiny_bn_teacher(), SPEC, config, seed=99)
     resumed.load_state_dict(first.state_dict())
     assert torch.equal(resumed.synthesize()[0][0], expected[2]) and torch.equal(resumed.synthesize()[0][0], expected[3])
+
+
+def test_teacher_dropout_drops_the_classifiers_input_in_the_synthesis_pass_only():
+    teacher = tiny_bn_teacher()
+    head = dict(teacher.named_modules())[penultimate_module(teacher)]  # its classifier
+    config = preset("deepinversion", batch_size=8, augment=False, teacher_dropout=0.5)
+    synth = Synthesizer(teacher, SPEC, config, seed=0)
+    seen: list[torch.Tensor] = []
+    recorder = head.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0].detach()))
+    x = torch.randn(8, *SPEC.shape, generator=torch.Generator().manual_seed(1)).requires_grad_()
+    y = torch.arange(8) % SPEC.num_classes
+    state = synth.rng.get_state()
+    terms = synth.loss_terms(x, y)
+    clean = embed(teacher, x).detach()
+    keep = torch.rand(clean.shape, generator=torch.Generator().set_state(state)) < 0.5  # the engine's own draw
+    assert 0.3 < keep.float().mean() < 0.7
+    assert torch.allclose(seen[0], clean * keep / 0.5)  # dropped, survivors scaled by 1 / (1 - rate)
+    expected = config.oh * F.cross_entropy(head(clean * keep / 0.5) / config.oh_temperature, y)
+    assert torch.allclose(terms["oh"], expected, atol=1e-6)
+    sum(terms.values()).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0  # the gradient reaches the images through the survivors
+    recorder.remove()
+    assert not head._forward_pre_hooks  # nothing left on the teacher: its labels for the student are whole
+    assert torch.allclose(synth.label(x.detach())[2], teacher(x.detach()))
+    plain = Synthesizer(teacher, SPEC, preset("deepinversion", batch_size=8, augment=False), seed=0).loss_terms(x, y)
+    assert torch.allclose(terms["bn"], plain["bn"])  # BatchNorm statistics from the whole teacher
+    assert not torch.allclose(terms["oh"], plain["oh"])
+    for bad in (1.0, -0.1):
+        with pytest.raises(DatafreeError, match="teacher_dropout"):
+            preset("deepinversion", teacher_dropout=bad)

@@ -18,6 +18,7 @@ weight is a field of :class:`SynthesisConfig`, so presets are just configs.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -137,6 +138,14 @@ class SynthesisConfig:
     # Costs one student forward pass over the pool per synthesis call (cheap at the LeNet pairs' 200-400 steps a call;
     # with a large pool and a call every few steps, as Fast-DFKD's, it is not)
     priority: float = 0.0
+    # dropout (this rate, inverted: survivors scaled by 1 / (1 - rate)) on the input of the teacher's classifier (its
+    # last nn.Linear) in the synthesis loss's teacher pass, a fresh mask per step from the engine's generator: an
+    # image must read as its class from any part of the teacher's evidence, not from the few features it can push
+    # furthest, which a student with other features does not share (model augmentation: Zhang et al. 2023 perturb
+    # the networks a distilled set is matched on so that it serves others). It comes after every BatchNorm layer, so
+    # BN statistics are matched on the whole teacher; the terms that read the teacher's penultimate features (act,
+    # class_mean, the contrastive term's first view) see them dropped. The student's labels are never dropped
+    teacher_dropout: float = 0.0
     # stop after this many consecutive collapsed batches (near-identical images, or the teacher seeing
     # one class in >= 95% of them); 0 = never stop
     collapse_patience: int = 50
@@ -180,6 +189,8 @@ class SynthesisConfig:
             raise DatafreeError("priority is a share of each pool batch: between 0 and 1")
         if self.priority and self.schedule == "online":
             raise DatafreeError("priority sampling draws from a pool: it needs a pool or meta method, not an online one")
+        if not 0.0 <= self.teacher_dropout < 1.0:
+            raise DatafreeError("teacher_dropout is a dropout rate: at least 0 and below 1")
         if self.collapse_patience < 0:
             raise DatafreeError("collapse_patience must be >= 0 (0 = never stop)")
         if self.iterations < 1 or self.batch_size < 1:
@@ -289,6 +300,9 @@ class Synthesizer:
         remedy = f"{terms} them: leave {'it' if len(readers) == 1 else 'them'} off (" + \
             " ".join(f"--set {n}=0" for n in readers) + ")"
         self.features = InputHooks(self.teacher, [penultimate_module(self.teacher, remedy=remedy)]) if readers else None
+        self.classifier = (dict(self.teacher.named_modules())[penultimate_module(
+            self.teacher, remedy="teacher_dropout drops its input: leave it off (--set teacher_dropout=0)")]
+            if config.teacher_dropout > 0 else None)
         self.prototypes = (class_weights(self.teacher, remedy=remedy).to(self.device) if config.class_mean > 0
                            else None)
         if config.pair_targets > 0 and spec.num_classes < 2:
@@ -365,6 +379,25 @@ class Synthesizer:
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         return random_resized_crop_flip(x, self.rng, (self.config.augment_scale, 1.0), flip=self.config.augment_flip)
 
+    @contextlib.contextmanager
+    def _dropout(self) -> Iterator[None]:
+        """``teacher_dropout`` on the classifier's input while the context is open (nothing without it)."""
+        if self.classifier is None:
+            yield
+            return
+        keep = 1.0 - self.config.teacher_dropout
+
+        def drop(_module: nn.Module, inputs: tuple) -> tuple:
+            x = inputs[0]
+            mask = (torch.rand(x.shape, generator=self.rng) < keep).to(x.device, x.dtype)
+            return (x * mask / keep, *inputs[1:])
+
+        handle = self.classifier.register_forward_pre_hook(drop)
+        try:
+            yield
+        finally:
+            handle.remove()
+
     def _teacher_embedding(self) -> torch.Tensor:
         return next(iter(self.features.features.values())).flatten(1)  # type: ignore[union-attr]
 
@@ -375,7 +408,7 @@ class Synthesizer:
         """
         c = self.config
         view = self._augment(x) if c.augment else x
-        with self.bn_stats.recording():
+        with self.bn_stats.recording(), self._dropout():
             t_logits = self.teacher(view)
             bn = self.bn_stats.loss() if c.bn > 0 else None
         terms: dict[str, torch.Tensor] = {}
