@@ -13,6 +13,11 @@ A student that agrees on its own images but not on test images the teacher finds
 the synthetic images, not the teacher's view of real ones: the set misses some of the data's modes.
 
     python -m benchmarks.teacher_view --pair lenet --methods zskd real-images-6400 [--update-readme]
+    python -m benchmarks.teacher_view --levers kd fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance \
+        --results teacher_view_levers_teacherbc1112af
+
+``--levers`` reads benchmarks.datafree_levers' rows instead (the main job's BatchNorm LeNet and its teacher);
+``kd`` there is their real-data KD student, which has no set: only its test answers are read.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import statistics
 import sys
@@ -30,6 +36,7 @@ import torch
 from torch import nn
 
 from benchmarks.baselines import PAIRS, REPO
+from benchmarks.datafree_levers import LEVERS
 from benchmarks.readme import publish
 from datafree.audit import draw, gather
 from datafree.checkpoint import load_model
@@ -105,6 +112,25 @@ def per_class_accuracy(answers: torch.Tensor, labels: torch.Tensor, classes: int
     return [100 * (answers[labels == c] == c).float().mean().item() for c in range(classes)]
 
 
+def student_runs(root: Path, pair: str, methods: list[str], levers: list[str] | None
+                 ) -> list[tuple[str, int, str, Path, dict[str, Any]]]:
+    """(method or lever, seed, run name, student checkpoint, result) of every finished run to read, by seed:
+    benchmarks.datafree_kd's students under ``root/datafree/pair`` or, with ``levers``, benchmarks.datafree_levers'
+    under ``root/levers``."""
+    found = []
+    for name in levers or methods:
+        runs = (root / "levers").glob(f"{name}-seed*") if levers else (root / "datafree" / pair).glob(f"{name}-seed*")
+        for run in runs:
+            seed = run.name.removeprefix(f"{name}-seed")
+            student = run if levers else run / "student"
+            if not seed.isdigit() or not (student / "result.json").is_file():
+                continue
+            result = json.loads((student / "result.json").read_text())
+            if levers or result.get("transfer"):  # datafree_kd's rows without a set are not data-free students
+                found.append((name, int(seed), run.name, student, result))
+    return sorted(found, key=lambda r: ((levers or methods).index(r[0]), r[1]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pair", choices=PAIRS, default="lenet")
@@ -114,12 +140,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="look at this many images of each stored set (a seeded draw, datafree.audit.draw; 0: all)")
     parser.add_argument("--recalibrate-images", type=int, default=5120,
                         help="real training images (a seeded draw) to re-estimate the students' BatchNorm statistics on")
+    parser.add_argument("--levers", nargs="+", choices=["kd", *LEVERS],
+                        help="read these benchmarks.datafree_levers rows instead, with their teacher (the main job's "
+                             "BatchNorm LeNet); kd: their real-data KD students")
     parser.add_argument("--root", type=Path, default=Path("artifacts"))
+    parser.add_argument("--results", metavar="STEM", help="benchmarks/results/STEM.{json,md} (default: teacher_view_PAIR, "
+                        "or teacher_view_levers with --levers)")
     parser.add_argument("--update-readme", action="store_true", help="write the tables into docs/results.md")
     args = parser.parse_args(argv)
+    stem = args.results or ("teacher_view_levers" if args.levers else f"teacher_view_{args.pair}")
+    if args.update_readme and stem != f"teacher_view_{args.pair}":
+        parser.error("--update-readme publishes a pair's default table only")
     os.chdir(REPO)
     pair = PAIRS[args.pair]
-    teacher, info = load_model(args.root / "teachers" / f"fashion-mnist-{pair.teacher}")
+    teacher_name = "lenet5_bn" if args.levers else pair.teacher
+    teacher, info = load_model(args.root / "teachers" / f"fashion-mnist-{teacher_name}")
     teacher.eval()
     test = load_dataset("fashion-mnist", "test")
     batches = list(iterate_batches(test, 1000))
@@ -128,28 +163,25 @@ def main(argv: list[str] | None = None) -> int:
     teacher_test = logits_of(teacher, x_test)
     train = load_dataset("fashion-mnist", "train")
     x_recalibrate = gather(train, draw(len(train), args.recalibrate_images, seed=0, stream=1))[0]
-    students: dict[str, list[list[float]]] = {}
+    students: dict[str, dict[int, list[float]]] = {}
     agreements: dict[str, dict[str, Any]] = {}
-    for method in args.methods:
-        for run in sorted((args.root / "datafree" / args.pair).glob(f"{method}-seed*")):
-            result = json.loads((run / "student" / "result.json").read_text()) if (
-                run / "student" / "result.json").is_file() else None
-            if result is None or not result.get("transfer"):
-                continue
+    for method, seed, run, student_dir, result in student_runs(args.root, args.pair, args.methods, args.levers):
+        student, _ = load_model(student_dir)
+        student.eval()
+        student_test = logits_of(student, x_test).argmax(1)
+        students.setdefault(method, {})[seed] = per_class_accuracy(student_test, y_test, info.spec.num_classes)
+        own_set = float("nan")
+        if result.get("transfer"):
             tset = TransferSet(result["transfer"])
             own = gather(tset, draw(len(tset), args.max_images or len(tset), seed=0, stream=0))[0]
-            views[f"{method} ({Path(result['transfer']).parent.name})"] = {**teacher_view(teacher, own),
-                                                                           **pixel_view(own, info.spec)}
-            student, _ = load_model(run / "student")
-            student.eval()
-            student_test = logits_of(student, x_test).argmax(1)
-            students.setdefault(method, []).append(per_class_accuracy(student_test, y_test, info.spec.num_classes))
-            agreements[run.name] = {"own_set": agreement(logits_of(teacher, own), logits_of(student, own).argmax(1))["all"],
-                                    "test": agreement(teacher_test, student_test),
-                                    "test_accuracy": result["metrics"]["test_accuracy"],
-                                    "test_accuracy_real_batchnorm": 100 * (logits_of(
-                                        with_batchnorm_from(student, x_recalibrate), x_test).argmax(1) == y_test
-                                    ).float().mean().item()}
+            set_name = Path(result["transfer"]).name if args.levers else Path(result["transfer"]).parent.name
+            views[f"{method} ({set_name})"] = {**teacher_view(teacher, own), **pixel_view(own, info.spec)}
+            own_set = agreement(logits_of(teacher, own), logits_of(student, own).argmax(1))["all"]
+        agreements[run] = {"own_set": own_set, "test": agreement(teacher_test, student_test),
+                           "test_accuracy": result["metrics"]["test_accuracy"],
+                           "test_accuracy_real_batchnorm": 100 * (logits_of(
+                               with_batchnorm_from(student, x_recalibrate), x_test).argmax(1) == y_test
+                           ).float().mean().item()}
     names = list(info.spec.class_names) or [str(c) for c in range(info.spec.num_classes)]
     lines = ["| images | count | teacher's mean top logit | mean top probability | class means from its rows (1 - cos) "
              "| same answer after a flip (%) | after a 2-pixel shift (%) | mean pixel | dark pixels (< 0.1, %) |",
@@ -161,26 +193,38 @@ def main(argv: list[str] | None = None) -> int:
     lines.append("| teacher | " + " | ".join(f"{a:.1f}" for a in per_class_accuracy(teacher_test.argmax(1), y_test,
                                                                                         info.spec.num_classes)) + " |")
     for method, rows in students.items():
-        for seed, row in enumerate(rows):
+        for seed, row in rows.items():
             lines.append(f"| {method}, seed {seed} | " + " | ".join(f"{a:.1f}" for a in row) + " |")
-        lines.append(f"| {method}, mean | " + " | ".join(f"{statistics.fmean(col):.1f}" for col in zip(*rows)) + " |")
+        lines.append(f"| {method}, mean | " + " | ".join(f"{statistics.fmean(col):.1f}" for col in zip(*rows.values()))
+                     + " |")
+    base = next(iter(students), None)
+    for method, rows in students.items():  # per class, each row against the first one on the seeds both have
+        seeds = sorted(set(rows) & set(students[base])) if method != base else []
+        if seeds:
+            diffs = [[rows[s][c] - students[base][s][c] for s in seeds] for c in range(len(names))]
+            lines.append(f"| {method} minus {base}, seeds {', '.join(map(str, seeds))} | "
+                         + " | ".join(f"{statistics.fmean(d):+.1f}" for d in diffs) + " |")
     sure_share = next(iter(agreements.values()))["test"]["sure_share"] if agreements else float("nan")
     lines += ["", "| student | test accuracy | gives the teacher's answer: on its own set (%) | on the test split | "
               f"on test images the teacher is sure of ({sure_share:.0f}%) | on the others | test accuracy, BatchNorm "
               f"statistics from {args.recalibrate_images} real training images (diagnostic) |",
               "|---|---|---|---|---|---|---|"]
-    lines += [f"| {name} | {a['test_accuracy']:.2f} | {a['own_set']:.1f} | {a['test']['all']:.1f} | "
+    own_set = lambda v: "no set" if math.isnan(v) else f"{v:.1f}"  # noqa: E731
+    lines += [f"| {name} | {a['test_accuracy']:.2f} | {own_set(a['own_set'])} | {a['test']['all']:.1f} | "
               f"{a['test']['sure']:.1f} | {a['test']['unsure']:.1f} | {a['test_accuracy_real_batchnorm']:.2f} |"
               for name, a in agreements.items()]
     drawn = f" ({args.max_images} seeded images of each set)" if args.max_images else ""
-    md = (f"Fashion-MNIST, {pair.name}: the teacher on each stored set of benchmarks.datafree_kd{drawn} and on the "
+    source = ("benchmarks.datafree_levers (the main job's BatchNorm LeNet-5 -> LeNet-5-half, teacher sha256 "
+              f"{info.sha256[:8]})" if args.levers else f"{pair.name}: benchmarks.datafree_kd")
+    md = (f"Fashion-MNIST, {source}: the teacher on each stored set{drawn} and on the "
           "test split (shifts wrap around; the students train with 2-pixel crops and flips), then the per-class "
           "test accuracy (%) of the teacher and of each set's student, then how often each student gives the "
           "teacher's answer (sure: top probability > 0.9).\n\n" + "\n".join(lines)
-          + f"\n\nProduced by `python -m benchmarks.teacher_view --pair {args.pair} --methods "
-          + " ".join(args.methods) + (f" --max-images {args.max_images}" if args.max_images else "")
-          + "` (then `--update-readme`).")
-    publish(f"teacher_view_{args.pair}", md, {"views": views, "students": students, "agreement": agreements,
+          + "\n\nProduced by `python -m benchmarks.teacher_view "
+          + (f"--levers {' '.join(args.levers)}" if args.levers else f"--pair {args.pair} --methods {' '.join(args.methods)}")
+          + (f" --max-images {args.max_images}" if args.max_images else "")
+          + (f" --results {stem}`." if args.results else "` (then `--update-readme`)."))
+    publish(stem, md, {"views": views, "students": students, "agreement": agreements,
                                               "classes": names},
             section=f"teacher-view-{args.pair}" if args.update_readme else None)
     return 0

@@ -432,3 +432,26 @@ def test_datafree_kd_reads_the_real_data_rows_of_the_teacher_file_its_runs_used(
                     "--update-readme"])
     with pytest.raises(SystemExit):
         baselines.main(["--profile", "full", "--results", "baselines_other", "--update-readme"])
+
+
+def test_teacher_view_reads_finished_students_of_either_benchmark_by_seed(tmp_path) -> None:
+    from benchmarks.teacher_view import student_runs
+
+    def finish(student: Path, **result) -> None:
+        student.mkdir(parents=True)
+        (student / "result.json").write_text(json.dumps(result))
+
+    for seed in (10, 2, 0):  # datafree_levers: the student is the run
+        finish(tmp_path / "levers" / f"kd-seed{seed}")
+    finish(tmp_path / "levers" / "row-seed0", transfer="sets/row-seed0")
+    (tmp_path / "levers" / "row-seed1").mkdir()  # unfinished: skipped
+    finish(tmp_path / "levers" / "row-extra-seed0")  # another row whose name starts alike
+    found = student_runs(tmp_path, "lenet", [], ["row", "kd"])
+    assert [(name, seed) for name, seed, *_ in found] == [("row", 0), ("kd", 0), ("kd", 2), ("kd", 10)]
+    assert found[0][3] == tmp_path / "levers" / "row-seed0"
+    # datafree_kd: the student sits in the run's student/, and a run without a set is no data-free student
+    finish(tmp_path / "datafree" / "lenet" / "zskd-seed0" / "student", transfer="t")
+    finish(tmp_path / "datafree" / "lenet" / "zskd-seed1" / "student")
+    found = student_runs(tmp_path, "lenet", ["zskd"], None)
+    assert [(name, seed, run) for name, seed, run, *_ in found] == [("zskd", 0, "zskd-seed0")]
+    assert found[0][3] == tmp_path / "datafree" / "lenet" / "zskd-seed0" / "student"
