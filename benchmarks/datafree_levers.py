@@ -305,6 +305,15 @@ LEVERS: dict[str, Lever] = {
         "synthesis: the main job's set and its ADI batches, half of each batch first asked for a neighbouring class; "
         "student: inherit-adi-grown-200-long-mixup-rkd-distance",
         student=(*MAIN_JOB_RKD_STUDENT, "--set", "detour=0.5"), set_of="inherit-fourier-parts2-detour"),
+    # the soft-target term as the centred logits' squared error (`--kd-loss mse`, KL's limit as T grows) in place of
+    # T^2 * KL at T = 4: every class's logit gap counts alike, so how the teacher ranks the classes after its top one
+    # (Shirt against T-shirt, Pullover and Coat on an image it reads as one of them) is taught as firmly as its answer;
+    # at T = 4 those gaps count by their softened probability, small on images the teacher reads at 0.93. Set before
+    # any student ran; the term's scale is KL's (datafree.losses.kd_logit_mse), so no weight was chosen
+    "fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance-kdmse": Lever(
+        "student: the main job's with the logits' squared error as its soft-target term (`--kd-loss mse`); "
+        "synthesis: the main job's set",
+        student=(*MAIN_JOB_RKD_STUDENT, "--kd-loss", "mse"), set_of="inherit-fourier-parts2"),
     # dropout on the teacher's classifier input while the set is made (`teacher_dropout=0.5`, a fresh mask each pixel
     # step): each image must read as its class from any half of the teacher's penultimate features, not from the few
     # it can push furthest. Aimed, like the detours, at the set's shirts, which the students learn while missing real

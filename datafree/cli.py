@@ -301,7 +301,7 @@ def _distill_config(args: argparse.Namespace):
         args, alpha=args.alpha,
         temperature=args.temperature if args.temperature is not None else api.kd_temperature(args.method),
         hint_weight=args.hint_weight, hint_layers=args.hint, jacobian_weight=args.jacobian_weight,
-        standardize_logits=args.standardize_logits, rkd_distance_weight=args.rkd_distance,
+        standardize_logits=args.standardize_logits, kd_loss=args.kd_loss, rkd_distance_weight=args.rkd_distance,
         rkd_angle_weight=args.rkd_angle, relation_layers=args.relation_layers, freeze=tuple(args.freeze or ()),
         steps_per_epoch=args.steps_per_epoch or (api.LIVE_STEPS_PER_EPOCH if args.method else None),
     )
@@ -778,6 +778,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--standardize-logits", action="store_true",
                    help="z-score teacher and student logits per sample before the KD softmax (logit "
                         "standardisation: match their shape, not their scale)")
+    g.add_argument("--kd-loss", choices=("kl", "mse"), default="kl",
+                   help="the soft-target term: kl (T^2 * KL at the temperature) or mse (the centred logits' squared "
+                        "error / 2K, KL's limit as T grows: every class's logit gap counts alike) (default: %(default)s)")
     g.add_argument("--jacobian-weight", type=float, default=0.0,
                    help="weight of Jacobian matching: the student's input gradient of the teacher's predicted "
                         "class follows the teacher's (normalised; double backward, about 3x a step) (default: %(default)s)")

@@ -30,6 +30,22 @@ def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperatur
     return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (t * t)
 
 
+def kd_logit_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor, standardize: bool = False) -> torch.Tensor:
+    """``||(s - mean s) - (t - mean t)||^2 / (2K)`` over ``K`` classes, averaged over the batch: the limit of
+    :func:`kd_kl` (``T^2 * KL``) as ``T`` grows (Hinton et al. 2015, section 2.1), so ``alpha`` keeps its meaning.
+
+    Every class's logit gap counts alike, where a finite temperature weighs the teacher's minor classes by their
+    softened probability: on synthetic images that the teacher reads with one large logit, how it ranks the other
+    classes (which real images of a neighbouring class need) carries little weight in the KL. DFAD distils with an
+    L1 logit loss for a related reason; Kim et al. (2021) find logit matching at least as good as KL with real data.
+    """
+    if standardize:
+        student_logits, teacher_logits = standardize_logits(student_logits), standardize_logits(teacher_logits)
+    centred = lambda z: z - z.mean(1, keepdim=True)  # noqa: E731
+    gap = centred(student_logits) - centred(teacher_logits.detach())
+    return gap.pow(2).sum(1).mean() / (2 * student_logits.shape[1])
+
+
 def rkd_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """RKD distance loss: Huber between pairwise distances, each normalised by its mean."""
     def normalised_pdist(e: torch.Tensor) -> torch.Tensor:

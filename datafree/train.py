@@ -43,12 +43,13 @@ from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
 from datafree.hooks import FeatureHooks, InputHooks, penultimate_module, resolve_module
 from datafree.io import atomic_write
-from datafree.losses import hint_mse, jacobian_match, kd_kl, rkd_angle, rkd_distance
+from datafree.losses import hint_mse, jacobian_match, kd_kl, kd_logit_mse, rkd_angle, rkd_distance
 from datafree.models.layout import use_channels_last
 from datafree.schedules import cosine_decay
 
 STATE_FILE = "state.pt"
 AUGMENTS = ("none", "crop", "crop-flip", "dsa")  # batch augmentations (TrainConfig.augment)
+KD_LOSSES = ("kl", "mse")  # soft-target terms (TrainConfig.kd_loss)
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -78,6 +79,9 @@ class TrainConfig:
     alpha: float = 1.0  # weight of CE on hard labels; 1.0 = no distillation
     temperature: float = 4.0
     standardize_logits: bool = False  # z-score both sides' logits before the KD softmax
+    # the soft-target term: kl (Hinton's T^2 * KL at ``temperature``) or mse (centred logits' squared error / 2K, its
+    # limit as T grows, datafree.losses.kd_logit_mse; the temperature does not enter)
+    kd_loss: str = "kl"
     hint_weight: float = 0.0
     jacobian_weight: float = 0.0  # match input gradients of the teacher's top class (needs a teacher)
     hint_layers: tuple[str, str] | None = None  # (student module, teacher module)
@@ -112,6 +116,7 @@ class TrainConfig:
             (self.lr > 0, "learning rate must be > 0"),
             (0.0 <= self.alpha <= 1.0, "alpha must be in [0, 1]"),
             (self.temperature > 0, "temperature must be > 0"),
+            (self.kd_loss in KD_LOSSES, f"unknown KD loss {self.kd_loss!r} ({', '.join(KD_LOSSES)})"),
             (self.clip_grad_norm is None or self.clip_grad_norm > 0, "gradient clipping norm must be > 0"),
             (self.optimizer in ("sgd", "adam"), f"unknown optimizer {self.optimizer!r} (sgd, adam)"),
             (self.schedule in ("cosine", "step", "constant"), f"unknown schedule {self.schedule!r} (cosine, step, constant)"),
@@ -345,7 +350,8 @@ class Trainer:
         if c.alpha < 1:
             if t_logits is None:
                 raise DatafreeError("alpha < 1 needs a teacher or a source with teacher logits")
-            terms["kd"] = (1 - c.alpha) * kd_kl(logits, t_logits, c.temperature, c.standardize_logits)
+            terms["kd"] = (1 - c.alpha) * (kd_kl(logits, t_logits, c.temperature, c.standardize_logits)
+                                           if c.kd_loss == "kl" else kd_logit_mse(logits, t_logits, c.standardize_logits))
         if "hint" in self._student_hooks:
             s = self._regressor_net(next(iter(self._student_hooks["hint"].features.values())))
             t = next(iter(self._teacher_hooks["hint"].features.values()))

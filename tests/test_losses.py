@@ -3,7 +3,15 @@ import math
 import pytest
 import torch
 
-from datafree.losses import hint_mse, jacobian_match, kd_kl, rkd_angle, rkd_distance, standardize_logits
+from datafree.losses import (
+    hint_mse,
+    jacobian_match,
+    kd_kl,
+    kd_logit_mse,
+    rkd_angle,
+    rkd_distance,
+    standardize_logits,
+)
 
 
 def test_kd_kl_matches_hand_computation_with_t_squared():
@@ -90,3 +98,35 @@ def test_standardized_kd_ignores_the_teachers_logit_scale_and_shift():
     assert kd_kl(s, 10 * t + 5, 2.0, standardize=True).item() == pytest.approx(kd_kl(s, t, 2.0, standardize=True).item())
     assert kd_kl(s, 10 * t + 5, 2.0).item() != pytest.approx(kd_kl(s, t, 2.0).item())
     assert kd_kl(3 * t - 1, t, 2.0, standardize=True).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_kd_logit_mse_is_kd_kl_at_a_high_temperature_and_ignores_shifts():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(4, 10, generator=g), 2 * torch.randn(4, 10, generator=g)
+    gap = (s - s.mean(1, keepdim=True)) - (t - t.mean(1, keepdim=True))
+    assert kd_logit_mse(s, t).item() == pytest.approx((gap ** 2).sum(1).mean().item() / 20)  # / (2K), K = 10
+    limit = kd_kl(s.double(), t.double(), 1000.0).item()  # float64: at T = 1000 the softmaxes differ by ~1e-3
+    assert limit == pytest.approx(kd_logit_mse(s, t).item(), rel=1e-2)  # the same scale as T^2 KL
+    assert kd_logit_mse(s + 3.0, t - 1.0).item() == pytest.approx(kd_logit_mse(s, t).item())  # a row's shift is free
+    assert kd_logit_mse(t, t).item() == 0.0
+    s.requires_grad_(True), t.requires_grad_(True)
+    kd_logit_mse(s, t).backward()
+    assert t.grad is None and torch.allclose(s.grad, gap / 20 / 4 * 2)  # d/ds of the batch mean of |gap|^2 / 2K
+
+
+def test_trainer_kd_loss_picks_the_soft_target_term():
+    from datafree.errors import DatafreeError
+    from datafree.train import TrainConfig, Trainer
+
+    net = torch.nn.Linear(6, 10)
+    x, y = torch.randn(8, 6, generator=torch.Generator().manual_seed(1)), torch.arange(8) % 10
+    t_logits = 3 * torch.randn(8, 10, generator=torch.Generator().manual_seed(2))
+    for name, expected in (("kl", lambda s: kd_kl(s, t_logits, 4.0)), ("mse", lambda s: kd_logit_mse(s, t_logits))):
+        trainer = Trainer(net, TrainConfig(alpha=0.0, temperature=4.0, kd_loss=name, progress=False))
+        terms, logits = trainer.loss_terms(x, y, t_logits)
+        assert terms["kd"].item() == pytest.approx(expected(net(x)).item())
+        net.zero_grad()
+        terms["kd"].backward()
+        assert net.weight.grad.abs().sum() > 0  # the term's gradient reaches the student
+    with pytest.raises(DatafreeError, match="unknown KD loss"):
+        TrainConfig(kd_loss="l2")
