@@ -316,6 +316,13 @@ LEVERS: dict[str, Lever] = {
         "student: the main job's with the logits' squared error as its soft-target term (`--kd-loss mse`); "
         "synthesis: the main job's set",
         student=(*MAIN_JOB_RKD_STUDENT, "--kd-loss", "mse"), set_of="inherit-fourier-parts2"),
+    # the main job's student for 9000 steps (45 epochs of 200, so 45 ADI batches) in place of 6000: the main job
+    # runs in about 6.5 of its 10 minutes, and this student is its critical path (about 2 more minutes idle). From 2000
+    # to 4000 steps this pair's student gained 1.16 and from 4000 to 6000 (with mixup) 0.49; the BN-free pair's
+    # lost at 1.5x its steps (0.37, "Thirty-first round"). The length was set before any student ran
+    "fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance-9000steps": Lever(
+        "student: the main job's for 9000 steps (45 ADI batches) in place of 6000; synthesis: the main job's set",
+        student=(*MAIN_JOB_RKD_STUDENT, "--epochs", "45", "--eval-every", "15"), set_of="inherit-fourier-parts2"),
     # dropout on the teacher's classifier input while the set is made (`teacher_dropout=0.5`, a fresh mask each pixel
     # step): each image must read as its class from any half of the teacher's penultimate features, not from the few
     # it can push furthest. Aimed, like the detours, at the set's shirts, which the students learn while missing real

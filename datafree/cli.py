@@ -778,7 +778,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--standardize-logits", action="store_true",
                    help="z-score teacher and student logits per sample before the KD softmax (logit "
                         "standardisation: match their shape, not their scale)")
-    g.add_argument("--kd-loss", choices=("kl", "mse"), default="kl",
+    from datafree.train import KD_LOSSES
+
+    g.add_argument("--kd-loss", choices=KD_LOSSES, default="kl",
                    help="the soft-target term: kl (T^2 * KL at the temperature) or mse (the centred logits' squared "
                         "error / 2K, KL's limit as T grows: every class's logit gap counts alike) (default: %(default)s)")
     g.add_argument("--jacobian-weight", type=float, default=0.0,
