@@ -321,7 +321,7 @@ LEVERS: dict[str, Lever] = {
     # to 4000 steps this pair's student gained 1.16 and from 4000 to 6000 (with mixup) 0.49; the BN-free pair's
     # lost at 1.5x its steps (0.37, "Thirty-first round"). The length was set before any student ran. Measured on
     # teacher bc1112af, 3 seeds: 85.25 / 84.68 / 84.71, -0.05 ± 0.07 paired (+0.01, -0.04, -0.13), +0.10 ± 0.08 on
-    # selection: a tie at 1.5x the student's time; not adopted ("Thirty-fifth round")
+    # selection: a tie at 1.5x the student's steps; not adopted ("Thirty-fifth round")
     "fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance-9000steps": Lever(
         "student: the main job's for 9000 steps (45 ADI batches) in place of 6000; synthesis: the main job's set",
         student=(*MAIN_JOB_RKD_STUDENT, "--epochs", "45", "--eval-every", "15"), set_of="inherit-fourier-parts2"),

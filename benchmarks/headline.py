@@ -38,8 +38,8 @@ def _fmt(values: list[float]) -> str:
 
 
 def _fmt_marked(values: list[float]) -> str:
-    """``_fmt``, marked where a cell is one run (the caption promises 3 seeds unless marked)."""
-    return _fmt(values) + ("" if len(values) > 1 else " (1 seed)")
+    """``_fmt``, marked where a cell is not three runs (the caption promises 3 seeds unless marked)."""
+    return _fmt(values) + ("" if len(values) == MIN_SEEDS else f" ({len(values)} seed{'s' if len(values) > 1 else ''})")
 
 
 def datafree_rows(datafree_stem: str = DATAFREE, baselines_stem: str = BASELINES, label: str = "") -> list[str]:

@@ -114,7 +114,7 @@ def test_headline_lists_a_family_only_once_it_has_a_data_free_run(tmp_path, monk
     (tmp_path / "datafree_families.json").write_text(json.dumps({"families": fams}))
     # KD over each recipe's own seeds: seed 0 only for the one-seed recipe
     assert headline.family_rows() == ["| WRN | 90.00 (1 seed) | fast5-stored, unchanged | 85.50 (1 seed) | 0.95 |",
-                                      "| WRN | 90.50 ± 0.71 | wide, unchanged | 86.50 ± 0.14 | 0.96 |"]
+                                      "| WRN | 90.50 ± 0.71 (2 seeds) | wide, unchanged | 86.50 ± 0.14 (2 seeds) | 0.96 |"]
 
 
 def test_headline_best_source_needs_three_seeds_when_the_pair_has_any(tmp_path, monkeypatch):
