@@ -238,6 +238,11 @@ PX1_DETOUR = "zskd-detour-T4-is1-tv10-px1"
 VARIANTS[PX1_DETOUR] = {**VARIANTS["zskd-augment"], "overrides": {**ZSKD_T4_IS_TV_PX1, "detour": 0.5}}
 VARIANTS["zskd-detour+augment-T4-is1-tv10-px1-inherit-grown"] = {
     **VARIANTS[PX1_PLAIN], "overrides": VARIANTS[PX1_DETOUR]["overrides"], "set_of": PX1_DETOUR}
+# Both ties that led on mean, together: the detours' plain set (in place of the recipe's), the augmented set, and the
+# boundary pairs' set as a third (19200 images, as +pairs). Each alone was up on most seeds of both splits but not
+# every one (detours: seed 1 down; +pairs: seed 2 down on test). Nothing was chosen for the combination.
+VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown"] = {
+    **VARIANTS["zskd-detour+augment-T4-is1-tv10-px1-inherit-grown"], "with_sets": (PX1_AUG, PX1_PAIRS)}
 # The same boundary set with a sharper partner law (pair_power 4: partner drawn in proportion to similarity ** 4). On
 # teacher 4dbf5be6 the similarity row spreads each class's partners over every class (Shirt's likeliest, T-shirt,
 # holds 0.25; Coat's third likeliest is Sneaker; the other upper-body classes take 0.40-0.74 of T-shirt's, Pullover's,
