@@ -209,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
               f"on test images the teacher is sure of ({sure_share:.0f}%) | on the others | test accuracy, BatchNorm "
               f"statistics from {args.recalibrate_images} real training images (diagnostic) |",
               "|---|---|---|---|---|---|---|"]
-    own_set = lambda v: "no set" if math.isnan(v) else f"{v:.1f}"  # noqa: E731
-    lines += [f"| {name} | {a['test_accuracy']:.2f} | {own_set(a['own_set'])} | {a['test']['all']:.1f} | "
+    own_cell = lambda v: "no set" if math.isnan(v) else f"{v:.1f}"  # noqa: E731
+    lines += [f"| {name} | {a['test_accuracy']:.2f} | {own_cell(a['own_set'])} | {a['test']['all']:.1f} | "
               f"{a['test']['sure']:.1f} | {a['test']['unsure']:.1f} | {a['test_accuracy_real_batchnorm']:.2f} |"
               for name, a in agreements.items()]
     drawn = f" ({args.max_images} seeded images of each set)" if args.max_images else ""
