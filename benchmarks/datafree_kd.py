@@ -241,6 +241,9 @@ VARIANTS["zskd-detour+augment-T4-is1-tv10-px1-inherit-grown"] = {
 # Both ties that led on mean, together: the detours' plain set (in place of the recipe's), the augmented set, and the
 # boundary pairs' set as a third (19200 images, as +pairs). Each alone was up on most seeds of both splits but not
 # every one (detours: seed 1 down; +pairs: seed 2 down on test). Nothing was chosen for the combination.
+# Measured on teacher 4dbf5be6, 5 seeds: 84.42 / 84.20 / 84.32 / 84.57 / 83.92, 84.29 ± 0.25, +0.66 ± 0.27 paired on
+# test (+1.05, +0.55, +0.31, +0.75, +0.66) and +0.83 ± 0.26 on selection (+1.13, +0.44, +0.99, +0.73, +0.84) against
+# the previous recipe, every seed up on both: the pair's recipe (README; "Thirty-fifth round")
 VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown"] = {
     **VARIANTS["zskd-detour+augment-T4-is1-tv10-px1-inherit-grown"], "with_sets": (PX1_AUG, PX1_PAIRS)}
 # The same boundary set with a sharper partner law (pair_power 4: partner drawn in proportion to similarity ** 4). On
