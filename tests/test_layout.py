@@ -89,3 +89,16 @@ def test_the_synthesizer_runs_the_teacher_and_the_frozen_student_channels_last()
     assert seen and all(s == (True, False) for s in seen)  # frozen (eval, no weight gradients) and channels_last
     assert not is_channels_last(student) and student.training and all(p.requires_grad for p in student.parameters())
     assert all(p.is_contiguous() for p in student.parameters())
+
+
+def test_a_model_that_flattens_with_view_takes_the_students_augmented_views():
+    # a one-channel crop built as (B, H, W, 1) and permuted has a channel stride of 1, which .contiguous() keeps and a
+    # convolution reads as channels_last: a user's VGGish (x.view(n, -1)) then failed in `distill --augment crop-flip`
+    from datafree.data.augment import DSA, RandomCropFlip
+
+    vggish = VGGish(width=4).eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, *SHAPE, generator=g)
+    for views in (RandomCropFlip()(x, g), DSA()(x, g)):
+        assert views.stride() == torch.empty(views.shape).stride()
+        assert vggish(views).shape == (4, 10)

@@ -71,8 +71,16 @@ class RandomCropFlip(nn.Module):
             cols = shifts[1].view(b, 1) + torch.arange(w, device=x.device)
             batch = torch.arange(b, device=x.device).view(b, 1, 1)
             # advanced indices around a slice put the indexed dims first: (B, H, W, C)
-            x = padded[batch, :, rows.view(b, h, 1), cols.view(b, 1, w)].permute(0, 3, 1, 2).contiguous()
+            x = standard_strides(padded[batch, :, rows.view(b, h, 1), cols.view(b, 1, w)].permute(0, 3, 1, 2))
         return x
+
+
+def standard_strides(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with the default layout's strides. ``.contiguous()`` keeps a one-channel (B, 1, H, W) view out of a
+    (B, H, W, 1) tensor as it is (its channel stride of 1 counts as contiguous), and a convolution reads that stride
+    as channels_last and gives channels_last activations, which a user's model that flattens with ``x.view(n, -1)``
+    cannot take ("view size is not compatible")."""
+    return x.clone(memory_format=torch.contiguous_format)
 
 
 MIX_MODES = ("none", "mixup", "cutmix")
@@ -274,7 +282,7 @@ class DSA(nn.Module):
         cols = (dx.view(n, 1) + torch.arange(w, device=x.device)).view(n, 1, w)
         batch = torch.arange(b, device=x.device).view(b, 1, 1)
         # advanced indices around a slice put the indexed dims first: (B, H, W, C)
-        return padded[batch, :, rows, cols].permute(0, 3, 1, 2).contiguous()
+        return standard_strides(padded[batch, :, rows, cols].permute(0, 3, 1, 2))
 
     def _cutout(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         _, _, h, w = x.shape
