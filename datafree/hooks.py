@@ -69,10 +69,14 @@ def penultimate_module(model: nn.Module, *, remedy: str = "") -> str:
     return linears[-1]
 
 
+def classifier_module(model: nn.Module, *, remedy: str = "") -> nn.Module:
+    """``model``'s classifier: its last ``nn.Linear``, the module :func:`penultimate_module` names."""
+    return model.get_submodule(penultimate_module(model, remedy=remedy))
+
+
 def class_weights(model: nn.Module, *, remedy: str = "") -> torch.Tensor:
     """The weight of ``model``'s last ``nn.Linear`` (one row per class: the classes' prototypes), detached."""
-    final = dict(model.named_modules())[penultimate_module(model, remedy=remedy)]
-    return final.weight.detach()
+    return classifier_module(model, remedy=remedy).weight.detach()
 
 
 class InputHooks(FeatureHooks):

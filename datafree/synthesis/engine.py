@@ -31,7 +31,7 @@ from torch.nn import functional as F
 from datafree.config import config_from_dict
 from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
-from datafree.hooks import BatchNormStatistics, InputHooks, class_weights, penultimate_module
+from datafree.hooks import BatchNormStatistics, InputHooks, class_weights, classifier_module, penultimate_module
 from datafree.losses import (
     activation_norm,
     class_balance,
@@ -300,8 +300,8 @@ class Synthesizer:
         remedy = f"{terms} them: leave {'it' if len(readers) == 1 else 'them'} off (" + \
             " ".join(f"--set {n}=0" for n in readers) + ")"
         self.features = InputHooks(self.teacher, [penultimate_module(self.teacher, remedy=remedy)]) if readers else None
-        self.classifier = (dict(self.teacher.named_modules())[penultimate_module(
-            self.teacher, remedy="teacher_dropout drops its input: leave it off (--set teacher_dropout=0)")]
+        self.classifier = (classifier_module(
+            self.teacher, remedy="teacher_dropout drops its input: leave it off (--set teacher_dropout=0)")
             if config.teacher_dropout > 0 else None)
         self.prototypes = (class_weights(self.teacher, remedy=remedy).to(self.device) if config.class_mean > 0
                            else None)
