@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     x_recalibrate = gather(train, draw(len(train), args.recalibrate_images, seed=0, stream=1))[0]
     students: dict[str, dict[int, list[float]]] = {}
     agreements: dict[str, dict[str, Any]] = {}
+    read: dict[str, tuple[torch.Tensor, dict[str, float], torch.Tensor]] = {}  # per set: images, view, teacher logits
     for method, seed, run, student_dir, result in student_runs(args.root, args.pair, args.methods, args.levers):
         student, _ = load_model(student_dir)
         student.eval()
@@ -172,11 +173,15 @@ def main(argv: list[str] | None = None) -> int:
         students.setdefault(method, {})[seed] = per_class_accuracy(student_test, y_test, info.spec.num_classes)
         own_set = float("nan")
         if result.get("transfer"):
-            tset = TransferSet(result["transfer"])
-            own = gather(tset, draw(len(tset), args.max_images or len(tset), seed=0, stream=0))[0]
+            if result["transfer"] not in read:  # rows that share a set (a student-only lever's) read it once
+                tset = TransferSet(result["transfer"])
+                own = gather(tset, draw(len(tset), args.max_images or len(tset), seed=0, stream=0))[0]
+                read[result["transfer"]] = (own, {**teacher_view(teacher, own), **pixel_view(own, info.spec)},
+                                            logits_of(teacher, own))
+            own, view, teacher_own = read[result["transfer"]]
             set_name = Path(result["transfer"]).name if args.levers else Path(result["transfer"]).parent.name
-            views[f"{method} ({set_name})"] = {**teacher_view(teacher, own), **pixel_view(own, info.spec)}
-            own_set = agreement(logits_of(teacher, own), logits_of(student, own).argmax(1))["all"]
+            views[f"{method} ({set_name})"] = view
+            own_set = agreement(teacher_own, logits_of(student, own).argmax(1))["all"]
         agreements[run] = {"own_set": own_set, "test": agreement(teacher_test, student_test),
                            "test_accuracy": result["metrics"]["test_accuracy"],
                            "test_accuracy_real_batchnorm": 100 * (logits_of(
