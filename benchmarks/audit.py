@@ -83,6 +83,16 @@ CASES: list[tuple] = [
        [f"levers/{MAIN_JOB_ROW}-seed{s}", f"levers/kd-seed{s}", "teachers/fashion-mnist-lenet5_bn",
         f"levers/{MAIN_JOB_ROW}-random-start-seed{s}"], MORE_MEMBERS)
       for s in (0, 1, 2)),
+    # the BN-free pair's recipe since the thirty-fifth round (benchmarks.datafree_kd's
+    # zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown): its student reads three stored sets, the detours'
+    # plain set, the augmented set (the previous recipe's, audited above) and the boundary pairs' set, so the two new
+    # sets are audited, the student with the first
+    ("zskd detours (T4, input_stats, tv, full resolution), LeNet-5 teacher, seed 0, 10,000 members",
+     "datafree/lenet/zskd-detour-T4-is1-tv10-px1-seed0/transfer", "teachers/fashion-mnist-lenet5",
+     ["datafree/lenet/zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-seed0/student", "baselines/lenet/kd-seed0",
+      "teachers/fashion-mnist-lenet5"], MORE_MEMBERS),
+    ("zskd boundary pairs (T4, input_stats, tv, full resolution), LeNet-5 teacher, seed 0",
+     "datafree/lenet/zskd-pairs-T4-is1-tv10-px1-seed0/transfer", "teachers/fashion-mnist-lenet5", []),
 ]
 
 

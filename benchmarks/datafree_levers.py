@@ -69,6 +69,7 @@ class Lever:
     real: bool = False  # control: random real training images instead of a synthetic set
     method: str = "deepinversion"  # another preset: its own recipe with ``synthesis`` overrides, same image count
     set_of: str = ""  # a student-only lever on another lever's sets (default: the base set)
+    with_sets: tuple[str, ...] = ()  # other levers' sets the student reads too (`distill --transfer A --transfer B`)
     full_kd: bool = False  # control: the kd row's real-data KD (all training images) with ``student``'s flags
     count: int = COUNT  # images in the lever's own set (synthesis levers)
     parts: int = 1  # the set made in this many parts (`synthesize --part K/N`), as the main job's workers make it
@@ -305,6 +306,16 @@ LEVERS: dict[str, Lever] = {
         "synthesis: the main job's set and its ADI batches, half of each batch first asked for a neighbouring class; "
         "student: inherit-adi-grown-200-long-mixup-rkd-distance",
         student=(*MAIN_JOB_RKD_STUDENT, "--set", "detour=0.5"), set_of="inherit-fourier-parts2-detour"),
+    # the BN-free pair's winning combination brought to this pair: the detours' set in place of the recipe's and the
+    # boundary pairs' set beside it (5120 stored images, both sets made in 2 parts; the growth and the student are the
+    # recipe's). On the BN-free pair each alone tied and the two together were up on every seed of both splits
+    # (datafree_kd's zskd-detour+augment+pairs-..., "Thirty-fifth round"); here each alone tied too (+0.17 and
+    # +0.18 on 5 seeds of bc1112af). Nothing was chosen for the combination. Run first on the main job's own teacher
+    # file (70de22de, where the recipe is at 0.938 of KD over 3 seeds)
+    "fourier-parts2-detour+pairs-raw-adi-grown-200-long-mixup-rkd-distance": Lever(
+        "synthesis: the main job's set with detours, and beside it the set with boundary pairs (5120 images); student: "
+        "inherit-adi-grown-200-long-mixup-rkd-distance",
+        student=MAIN_JOB_RKD_STUDENT, set_of="inherit-fourier-parts2-detour", with_sets=("inherit-fourier-parts2-pairs",)),
     # the soft-target term as the centred logits' squared error (`--kd-loss mse`, KL's limit as T grows) in place of
     # T^2 * KL at T = 4: every class's logit gap counts alike, so how the teacher ranks the classes after its top one
     # (Shirt against T-shirt, Pullover and Coat on an image it reads as one of them) is taught as firmly as its answer;
@@ -501,10 +512,11 @@ def run_lever(root: Path, lever: str, seed: int, teacher: Path, data: list[str])
     if LEVERS[lever].full_kd:
         return run([KD[0], "--teacher", str(teacher), *KD[1:], *LEVERS[lever].student, "--seed", str(seed), *data],
                    root / "levers" / f"{lever}-seed{seed}")
-    tset = make_set(root, lever, seed, teacher, data)
-    argv = [STUDENT[0], "--teacher", str(teacher), "--transfer", str(tset), *STUDENT[1:], *LEVERS[lever].student]
+    tsets = [make_set(root, name, seed, teacher, data) for name in (lever, *LEVERS[lever].with_sets)]
+    argv = [STUDENT[0], "--teacher", str(teacher), *(a for t in tsets for a in ("--transfer", str(t))), *STUDENT[1:],
+            *LEVERS[lever].student]
     if LEVERS[lever].fitted_start:
-        argv += ["--student-init", str(make_fitted_start(root, lever, seed, teacher, tset))]
+        argv += ["--student-init", str(make_fitted_start(root, lever, seed, teacher, tsets[0]))]
     return run([*argv, "--seed", str(seed), *data], root / "levers" / f"{lever}-seed{seed}")
 
 
@@ -542,8 +554,8 @@ def finished(root: Path, stem: str = RESULTS) -> dict[str, dict[int, dict[str, A
             result = json.loads(path.read_text())
             result["selection_accuracy"] = selection_accuracy(path.parent)
             if name in LEVERS:
-                tset = Path(result.get("transfer") or set_dir(root, name, int(seed)))
-                result["synthesis_time_s"] = synthesis_seconds(read_manifest(tset))
+                tsets = result.get("transfers") or [result.get("transfer") or set_dir(root, name, int(seed))]
+                result["synthesis_time_s"] = sum(synthesis_seconds(read_manifest(Path(t))) for t in tsets)
             rows.setdefault(name, {})[int(seed)] = result
     kept = {name: {int(seed): r for seed, r in by_seed.items()}
             for name, by_seed in published(stem).get("runs", {}).items()}

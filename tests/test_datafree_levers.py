@@ -174,3 +174,30 @@ def test_a_fitted_start_lever_starts_its_student_from_the_fit_not_from_weight_se
     other = [*argv]
     other[argv.index("--student-init") + 1] = "elsewhere"
     assert levers.recipe({"argv": argv}) == levers.recipe({"argv": other})
+
+
+def test_a_lever_with_more_sets_makes_and_reads_each_and_counts_their_synthesis(tmp_path, monkeypatch):
+    import benchmarks.datafree_levers as levers
+
+    lever = "fourier-parts2-detour+pairs-raw-adi-grown-200-long-mixup-rkd-distance"
+    made: list[str] = []
+    monkeypatch.setattr(levers, "make_set",
+                        lambda root, name, seed, teacher, data: made.append(name) or set_dir(root, name, seed))
+    ran: list[list[str]] = []
+    monkeypatch.setattr(levers, "run", lambda argv, out: ran.append(argv) or {})
+    levers.run_lever(tmp_path, lever, 3, tmp_path / "teacher", [])
+    detour, pairs = (set_dir(tmp_path, name, 3) for name in ("inherit-fourier-parts2-detour", "inherit-fourier-parts2-pairs"))
+    assert made == [lever, "inherit-fourier-parts2-pairs"]  # the first resolves to its set_of's set
+    argv = ran[0]
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--transfer"] == [str(detour), str(pairs)]
+    # the table's synthesis time is both sets', read from the student's recorded transfers
+    out = tmp_path / "levers" / f"{lever}-seed3"
+    out.mkdir(parents=True)
+    (out / "result.json").write_text(json.dumps({**_run(85.0), "argv": ["datafree", *argv],
+                                                 "transfer": str(detour), "transfers": [str(detour), str(pairs)]}))
+    monkeypatch.setattr(levers, "published", lambda stem: {})
+    monkeypatch.setattr(levers, "selection_accuracy", lambda path: None)
+    seconds = {str(detour): 100.0, str(pairs): 30.0}
+    monkeypatch.setattr(levers, "read_manifest", lambda path: {"path": str(path)})
+    monkeypatch.setattr(levers, "synthesis_seconds", lambda manifest: seconds[manifest["path"]])
+    assert levers.finished(tmp_path)[lever][3]["synthesis_time_s"] == 130.0
