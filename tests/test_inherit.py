@@ -29,7 +29,8 @@ def _zero_unselected(model: nn.Module) -> None:
     with torch.no_grad():
         for layer in layers[:-1]:
             layer.weight[1::2] = 0
-            layer.bias[1::2] = 0
+            if layer.bias is not None:
+                layer.bias[1::2] = 0
 
 
 def test_a_half_width_student_of_a_teacher_without_its_dropped_channels_computes_the_teacher():
@@ -42,6 +43,24 @@ def test_a_half_width_student_of_a_teacher_without_its_dropped_channels_computes
     assert report.matched_by == "name" and report.parameters == report.total_parameters
     x = torch.randn(4, 1, 28, 28)
     torch.testing.assert_close(student(x), teacher(x))
+
+
+def test_a_linear_layer_after_flatten_keeps_the_kept_channels_positions():
+    """A user's VGG-style teacher whose head flattens a 2x2 map (tests/user_models.py's VGGish, matched by name):
+    the head's inputs are (channel, position) pairs, so the selection keeps the conv's kept channels with all their
+    positions; spreading single features would read a kept channel's positions with other channels' weights."""
+    from tests.user_models import VGGish
+
+    teacher = VGGish(width=4).eval()
+    _zero_unselected(teacher)
+    student = VGGish(width=2).eval()
+    report = inherit_weights(student, teacher)
+    assert report.matched_by == "name" and report.parameters == report.total_parameters
+    x = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(student(x), teacher(x))
+    w = torch.arange(4 * 12, dtype=torch.float32).reshape(4, 12)  # 3 channels of 4 positions -> 2 channels, all 4
+    torch.testing.assert_close(select(w, torch.Size([4, 8]), in_block=4), w[:, [0, 1, 2, 3, 4, 5, 6, 7]])
+    torch.testing.assert_close(select(w, torch.Size([4, 6]), in_block=4), w[:, [0, 2, 4, 6, 8, 10]])  # no blocks
 
 
 def _randomise_batchnorm(model: nn.Module) -> nn.Module:

@@ -5,7 +5,9 @@ that starts from the teacher's own filters starts from what the teacher learned 
 selection (Xu et al., "Initializing Models with Larger Ones", ICLR 2024) builds that start without any
 data: each student layer takes a subset of the matching teacher layer's weights. The subset is *consistent*:
 a channel count of ``t`` cut to ``s`` always keeps the same evenly spaced channels, so the channels a layer
-keeps are the ones the next layer's kept inputs read. Spatial kernel dimensions keep their centre.
+keeps are the ones the next layer's kept inputs read. Spatial kernel dimensions keep their centre. A linear
+layer that reads a conv's output through ``flatten`` (VGG-style heads, ``x.view(n, -1)`` of a map larger than 1x1)
+keeps those channels' whole blocks of positions.
 
 Layers are matched by name when every student conv/linear name is in the teacher (a shallower or thinner
 network of the same family: ResNet-8 from ResNet-14 shares the names of each stage's first block), else by
@@ -49,16 +51,36 @@ def centred(teacher_size: int, student_size: int) -> torch.Tensor:
     return torch.arange(start, start + student_size)
 
 
-def select(teacher: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
-    """The consistent selection of ``teacher`` with ``shape`` (None: a dimension is larger in the student)."""
+def select(teacher: torch.Tensor, shape: torch.Size, in_block: int = 1) -> torch.Tensor | None:
+    """The consistent selection of ``teacher`` with ``shape`` (None: a dimension is larger in the student).
+
+    ``in_block`` > 1: the input dimension is a flattened (channels, positions) map with that many positions per
+    channel (a linear layer after ``flatten`` of a conv's output): it keeps whole channels, the ones the conv
+    kept, each with all its positions, where spreading single features would pair a kept channel's positions
+    with weights of other channels and positions (a student whose input does not split into such blocks keeps
+    the features spread out)."""
     if teacher.dim() != len(shape) or any(s > t for s, t in zip(shape, teacher.shape)):
         return None
     out = teacher
     for dim, (t, s) in enumerate(zip(teacher.shape, shape)):
-        if t != s:
-            pick = centred if dim >= 2 else evenly_spaced  # kernels keep their centre, channels spread out
-            out = out.index_select(dim, pick(t, s).to(out.device))
+        if t == s:
+            continue
+        if dim == 1 and in_block > 1 and t % in_block == 0 and s % in_block == 0:
+            kept = evenly_spaced(t // in_block, s // in_block)
+            pick = (kept[:, None] * in_block + torch.arange(in_block)).flatten()
+        else:
+            pick = (centred if dim >= 2 else evenly_spaced)(t, s)  # kernels keep their centre, channels spread out
+        out = out.index_select(dim, pick.to(out.device))
     return out
+
+
+def flattened_positions(previous: nn.Module | None, layer: nn.Module) -> int:
+    """How many positions per channel a linear layer reads when it follows a conv through ``flatten`` (1: it reads
+    channels, as after global pooling; or it does not follow a conv)."""
+    if not isinstance(layer, nn.Linear) or not isinstance(previous, nn.Conv2d):
+        return 1
+    channels = previous.out_channels
+    return layer.in_features // channels if layer.in_features % channels == 0 else 1
 
 
 def _layers(model: nn.Module, kinds: tuple[type, ...]) -> list[tuple[str, nn.Module]]:
@@ -93,12 +115,15 @@ def inherit_weights(student: nn.Module, teacher: nn.Module) -> Inheritance:
                             "thinner version of the teacher's architecture); leave --inherit off")
     chosen: dict[str, torch.Tensor] = {}
     ids = {id(m): n for n, m in student.named_modules()}
+    previous = {id(t): p for (_, p), (_, t) in zip(t_layers, t_layers[1:])}  # the teacher layer before each one
     for s_mod, t_mod in pairs:
         t_state = t_mod.state_dict()
+        in_block = flattened_positions(previous.get(id(t_mod)), t_mod)
         for key, value in s_mod.state_dict().items():
             if key not in t_state:
                 continue
-            picked = select(t_state[key], value.shape) if value.dim() else t_state[key]
+            picked = (select(t_state[key], value.shape, in_block if key == "weight" else 1) if value.dim()
+                      else t_state[key])
             if picked is None:
                 raise DatafreeError(f"cannot inherit the teacher's weights: student layer {ids[id(s_mod)]!r} "
                                     f"({key} {tuple(value.shape)}) is larger than its teacher layer "
