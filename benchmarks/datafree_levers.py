@@ -310,12 +310,26 @@ LEVERS: dict[str, Lever] = {
     # boundary pairs' set beside it (5120 stored images, both sets made in 2 parts; the growth and the student are the
     # recipe's). On the BN-free pair each alone tied and the two together were up on every seed of both splits
     # (datafree_kd's zskd-detour+augment+pairs-..., "Thirty-fifth round"); here each alone tied too (+0.17 and
-    # +0.18 on 5 seeds of bc1112af). Nothing was chosen for the combination. Run first on the main job's own teacher
-    # file (70de22de, where the recipe is at 0.938 of KD over 3 seeds)
+    # +0.18 on 5 seeds of bc1112af). Nothing was chosen for the combination. Measured, 5 seeds: on the main job's own
+    # teacher file (70de22de; --root with that teacher, --results datafree_levers_teacher70de22de) 83.21 ± 0.41, +0.07
+    # ± 0.47 paired (+0.16 ± 0.30 on selection); on bc1112af 85.11 ± 0.46, -0.03 ± 0.43 (+0.01 ± 0.57): ties on both
+    # files, not adopted ("Thirty-sixth round")
     "fourier-parts2-detour+pairs-raw-adi-grown-200-long-mixup-rkd-distance": Lever(
         "synthesis: the main job's set with detours, and beside it the set with boundary pairs (5120 images); student: "
         "inherit-adi-grown-200-long-mixup-rkd-distance",
         student=MAIN_JOB_RKD_STUDENT, set_of="inherit-fourier-parts2-detour", with_sets=("inherit-fourier-parts2-pairs",)),
+    # the main job's student on crops without flips (`--augment crop`): both LeNet teachers were trained without flips
+    # and read flipped footwear as other classes (0% of flipped ankle boots, "Twenty-fifth round"), so the teacher's
+    # labels on the student's flipped views teach it answers for mirror images it is never tested on, and the
+    # real-data KD reference sees no flips at all. On the main job's own teacher file (70de22de) the recipe's students
+    # are 8.1 points under KD on Ankle boot and 6.5 on Pullover, besides Shirt (benchmarks/results/
+    # teacher_view_levers_teacher70de22de.md). Set before any student ran; the set and the growth are the recipe's.
+    # Measured, 5 seeds: on 70de22de 83.24 ± 0.47, +0.10 ± 0.84 paired (+0.17 ± 0.55 on selection; Ankle boot -7.6
+    # under KD against the recipe's -8.1); on bc1112af 85.16 ± 0.29, +0.02 ± 0.51 (+0.07 ± 0.53): ties, not adopted
+    # ("Thirty-sixth round")
+    "fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance-crop": Lever(
+        "student: the main job's on crops without flips (`--augment crop`); synthesis: the main job's set",
+        student=(*MAIN_JOB_RKD_STUDENT, "--augment", "crop"), set_of="inherit-fourier-parts2"),
     # the soft-target term as the centred logits' squared error (`--kd-loss mse`, KL's limit as T grows) in place of
     # T^2 * KL at T = 4: every class's logit gap counts alike, so how the teacher ranks the classes after its top one
     # (Shirt against T-shirt, Pullover and Coat on an image it reads as one of them) is taught as firmly as its answer;
