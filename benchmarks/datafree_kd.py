@@ -29,7 +29,7 @@ from benchmarks.calls import call
 from benchmarks.readme import publish, published
 from datafree.bench.runner import df_overrides, kwargs_args, made_from_teacher, merge_args, set_args, teacher_has_batchnorm
 from datafree.bench.suites import FMNIST_DF_COUNT, FMNIST_PAIRS, FMNIST_RECIPES
-from datafree.data.transfer import read_manifest, synthesis_seconds
+from datafree.data.transfer import read_manifest, sets_synthesis_seconds
 from datafree.synthesis import PRESETS, SynthesisConfig, preset
 
 # CPU-sized recipes (datafree.bench.suites' FMNIST_DF_*): a DCGAN generator of width 64 costs ~200x
@@ -516,11 +516,6 @@ def real_images_set(pair_key: str, control: str, seed: int, root: Path, data: li
     return tset
 
 
-def synthesis_time(sets: list[Path]) -> float:
-    """Synthesis time of the sets a student used (a condensed set of real images records none)."""
-    return sum(synthesis_seconds(read_manifest(t)) for t in sets)
-
-
 def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str]) -> dict[str, Any]:
     pair = PAIRS[pair_key]
     teacher = root / "teachers" / f"fashion-mnist-{pair.teacher}"
@@ -552,7 +547,7 @@ def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str
     argv = ["distill", "--teacher", str(teacher), *(a for t in tsets for a in ("--transfer", str(t))), *grow,
             *student, *stored_student, "--seed", str(seed), *data]
     result = run(argv, out / "student")
-    result["synthesis_time_s"] = synthesis_time(tsets)
+    result["synthesis_time_s"] = sets_synthesis_seconds(tsets)  # a condensed real set records none
     return result
 
 
@@ -612,7 +607,7 @@ def finished_runs(root: Path, stem: str = RESULTS) -> dict[tuple[str, str], list
         result = json.loads(path.read_text())
         # a live run has no set; the real-image control's set took no synthesis
         sets = result.get("transfers") or ([result["transfer"]] if result.get("transfer") else [])
-        result["synthesis_time_s"] = synthesis_time([Path(t) for t in sets])
+        result["synthesis_time_s"] = sets_synthesis_seconds(sets)
         runs.setdefault((pair_key, method), []).append(result)
     return {**published_runs(stem), **runs}
 

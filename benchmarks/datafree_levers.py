@@ -32,7 +32,7 @@ from benchmarks.calls import call
 from benchmarks.readme import README, publish, published, update_section
 from benchmarks.selection import SELECTION_SIZE, selection_accuracy
 from datafree.bench.runner import made_from_teacher, set_args
-from datafree.data.transfer import read_manifest, synthesis_seconds
+from datafree.data.transfer import read_manifest, sets_synthesis_seconds
 
 TEACHER = ("train-teacher", "--arch", "lenet5_bn", "--epochs", "10", "--lr", "0.05", "--seed", "0")
 KD = ("distill", "--student", "lenet5_half", "--epochs", "10", "--lr", "0.01", "--alpha", "0.1", "--temperature", "4")
@@ -569,7 +569,7 @@ def finished(root: Path, stem: str = RESULTS) -> dict[str, dict[int, dict[str, A
             result["selection_accuracy"] = selection_accuracy(path.parent)
             if name in LEVERS:
                 tsets = result.get("transfers") or [result.get("transfer") or set_dir(root, name, int(seed))]
-                result["synthesis_time_s"] = sum(synthesis_seconds(read_manifest(Path(t))) for t in tsets)
+                result["synthesis_time_s"] = sets_synthesis_seconds(tsets)
             rows.setdefault(name, {})[int(seed)] = result
     kept = {name: {int(seed): r for seed, r in by_seed.items()}
             for name, by_seed in published(stem).get("runs", {}).items()}

@@ -293,8 +293,10 @@ def test_agreement_splits_by_the_teachers_confidence() -> None:
 
 def _stub_stored_runs(bench, tmp_path: Path, monkeypatch) -> None:
     """datafree_kd without synthesis or training: sets are named paths, runs return their command."""
+    import datafree.data.transfer as transfer
+
     monkeypatch.setattr(bench, "stored_set", lambda pair, method, seed, root, teacher: tmp_path / f"{method}-{seed}")
-    monkeypatch.setattr(bench, "read_manifest", lambda path: {"synthesis_time_s": 10.0})
+    monkeypatch.setattr(transfer, "read_manifest", lambda path: {"synthesis_time_s": 10.0})
     monkeypatch.setattr(bench, "run", lambda argv, out: {"argv": argv, "metrics": {}})
     teacher = tmp_path / "teachers" / "fashion-mnist-lenet5"
     teacher.mkdir(parents=True)

@@ -2,6 +2,7 @@
 
 import json
 
+import datafree.data.transfer as transfer
 from benchmarks.datafree_levers import LEVERS, set_dir, table
 from datafree.data.transfer import FORMAT
 
@@ -127,7 +128,7 @@ def test_more_seeds_of_the_same_recipe_join_the_published_row(tmp_path, monkeypa
 
     monkeypatch.setattr(levers, "published", lambda stem: {"runs": {"base": {"0": run(0, 70.0), "1": run(1, 71.0)}}})
     monkeypatch.setattr(levers, "selection_accuracy", lambda path: None)
-    monkeypatch.setattr(levers, "read_manifest", lambda path: {})
+    monkeypatch.setattr(transfer, "read_manifest", lambda path: {})
     (tmp_path / "levers" / "base-seed2").mkdir(parents=True)
     (tmp_path / "levers" / "base-seed2" / "result.json").write_text(json.dumps(run(2, 72.0)))
     assert sorted(levers.finished(tmp_path)["base"]) == [0, 1, 2]  # seed 2 added to the published seeds 0-1
@@ -198,6 +199,6 @@ def test_a_lever_with_more_sets_makes_and_reads_each_and_counts_their_synthesis(
     monkeypatch.setattr(levers, "published", lambda stem: {})
     monkeypatch.setattr(levers, "selection_accuracy", lambda path: None)
     seconds = {str(detour): 100.0, str(pairs): 30.0}
-    monkeypatch.setattr(levers, "read_manifest", lambda path: {"path": str(path)})
-    monkeypatch.setattr(levers, "synthesis_seconds", lambda manifest: seconds[manifest["path"]])
+    monkeypatch.setattr(transfer, "read_manifest", lambda path: {"path": str(path)})
+    monkeypatch.setattr(transfer, "synthesis_seconds", lambda manifest: seconds[manifest["path"]])
     assert levers.finished(tmp_path)[lever][3]["synthesis_time_s"] == 130.0

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +205,11 @@ def synthesis_seconds(manifest: dict[str, Any]) -> float:
     if ranks and all("synthesis_time_s" in r for r in ranks):
         return float(sum(float(r["synthesis_time_s"]) for r in ranks))
     return float(manifest.get("synthesis_time_s", 0.0))
+
+
+def sets_synthesis_seconds(directories: Iterable[str | Path]) -> float:
+    """What the stored sets a student read cost to make: their :func:`synthesis_seconds`, summed."""
+    return sum(synthesis_seconds(read_manifest(d)) for d in directories)
 
 
 def gather(offsets: torch.Tensor, index: torch.Tensor,
