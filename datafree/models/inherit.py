@@ -122,8 +122,7 @@ def inherit_weights(student: nn.Module, teacher: nn.Module) -> Inheritance:
         for key, value in s_mod.state_dict().items():
             if key not in t_state:
                 continue
-            picked = (select(t_state[key], value.shape, in_block if key == "weight" else 1) if value.dim()
-                      else t_state[key])
+            picked = select(t_state[key], value.shape, in_block) if value.dim() else t_state[key]
             if picked is None:
                 raise DatafreeError(f"cannot inherit the teacher's weights: student layer {ids[id(s_mod)]!r} "
                                     f"({key} {tuple(value.shape)}) is larger than its teacher layer "
