@@ -9,6 +9,9 @@ its own set, and on the test images the teacher is sure of (top probability > 0.
 A last column re-estimates each student's BatchNorm running statistics on real *training* images (a seeded
 draw; never the test split) and tests it again: whether the statistics a student took from synthetic
 images, rather than its weights, cost it accuracy. It is a diagnostic; no data-free student may do this.
+Two more refit only the bias of each student's classifier (one number per class) and test again: to the labels of
+the same real draw (a diagnostic: how much of the gap is a shift in which classes the student answers), and to the
+teacher's answers on the whole, unaugmented images of the student's own set (what a data-free refit recovers).
 A student that agrees on its own images but not on test images the teacher finds easy has learnt
 the synthetic images, not the teacher's view of real ones: the set misses some of the data's modes.
 
@@ -42,7 +45,7 @@ from datafree.audit import draw, gather
 from datafree.checkpoint import load_model
 from datafree.data import iterate_batches, load_dataset
 from datafree.data.transfer import TransferSet
-from datafree.hooks import InputHooks, class_weights, penultimate_module
+from datafree.hooks import InputHooks, class_weights, classifier_module, embed, penultimate_module
 from datafree.losses import class_mean_alignment
 
 SHIFTS = ((2, 0), (-2, 0), (0, 2), (0, -2))  # (dy, dx) in pixels, wrapped around (torch.roll)
@@ -108,6 +111,31 @@ def with_batchnorm_from(model: nn.Module, images: torch.Tensor, batch_size: int 
     return copied.eval()
 
 
+def refit_bias(model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> nn.Module:
+    """A copy of ``model`` whose classifier bias alone is refitted (L-BFGS, the rest frozen) to ``targets`` on
+    ``images``: class labels (cross-entropy) or a teacher's logits (KL from its softmax at temperature 1)."""
+    copied = copy.deepcopy(model).eval()
+    classifier = classifier_module(copied)
+    with torch.no_grad():
+        features = torch.cat([embed(copied, x) for x in images.split(1000)])
+        weight = classifier.weight.detach()
+    bias = classifier.bias.detach().clone().requires_grad_(True)
+    optimizer = torch.optim.LBFGS([bias], max_iter=300)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        logits = features @ weight.T + bias
+        loss = (nn.functional.cross_entropy(logits, targets) if targets.dim() == 1 else
+                nn.functional.kl_div(logits.log_softmax(1), targets.softmax(1), reduction="batchmean"))
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        classifier.bias.copy_(bias)
+    return copied
+
+
 def per_class_accuracy(answers: torch.Tensor, labels: torch.Tensor, classes: int) -> list[float]:
     return [100 * (answers[labels == c] == c).float().mean().item() for c in range(classes)]
 
@@ -162,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     views = {"real test split": {**teacher_view(teacher, x_test), **pixel_view(x_test, info.spec)}}
     teacher_test = logits_of(teacher, x_test)
     train = load_dataset("fashion-mnist", "train")
-    x_recalibrate = gather(train, draw(len(train), args.recalibrate_images, seed=0, stream=1))[0]
+    x_recalibrate, y_recalibrate = gather(train, draw(len(train), args.recalibrate_images, seed=0, stream=1))[:2]
     students: dict[str, dict[int, list[float]]] = {}
     agreements: dict[str, dict[str, Any]] = {}
     read: dict[str, tuple[torch.Tensor, dict[str, float], torch.Tensor]] = {}  # per set: images, view, teacher logits
@@ -171,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         student.eval()
         student_test = logits_of(student, x_test).argmax(1)
         students.setdefault(method, {})[seed] = per_class_accuracy(student_test, y_test, info.spec.num_classes)
-        own_set = float("nan")
+        own_set = own_bias = float("nan")
+        accuracy = lambda model: 100 * (logits_of(model, x_test).argmax(1) == y_test).float().mean().item()  # noqa: E731
         if result.get("transfer"):
             if result["transfer"] not in read:  # rows that share a set (a student-only lever's) read it once
                 tset = TransferSet(result["transfer"])
@@ -182,11 +211,12 @@ def main(argv: list[str] | None = None) -> int:
             set_name = Path(result["transfer"]).name if args.levers else Path(result["transfer"]).parent.name
             views[f"{method} ({set_name})"] = view
             own_set = agreement(teacher_own, logits_of(student, own).argmax(1))["all"]
+            own_bias = accuracy(refit_bias(student, own, teacher_own))
         agreements[run] = {"own_set": own_set, "test": agreement(teacher_test, student_test),
                            "test_accuracy": result["metrics"]["test_accuracy"],
-                           "test_accuracy_real_batchnorm": 100 * (logits_of(
-                               with_batchnorm_from(student, x_recalibrate), x_test).argmax(1) == y_test
-                           ).float().mean().item()}
+                           "test_accuracy_real_batchnorm": accuracy(with_batchnorm_from(student, x_recalibrate)),
+                           "test_accuracy_real_bias": accuracy(refit_bias(student, x_recalibrate, y_recalibrate)),
+                           "test_accuracy_own_set_bias": own_bias}
     names = list(info.spec.class_names) or [str(c) for c in range(info.spec.num_classes)]
     lines = ["| images | count | teacher's mean top logit | mean top probability | class means from its rows (1 - cos) "
              "| same answer after a flip (%) | after a 2-pixel shift (%) | mean pixel | dark pixels (< 0.1, %) |",
@@ -212,11 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     sure_share = next(iter(agreements.values()))["test"]["sure_share"] if agreements else float("nan")
     lines += ["", "| student | test accuracy | gives the teacher's answer: on its own set (%) | on the test split | "
               f"on test images the teacher is sure of ({sure_share:.0f}%) | on the others | test accuracy, BatchNorm "
-              f"statistics from {args.recalibrate_images} real training images (diagnostic) |",
-              "|---|---|---|---|---|---|---|"]
+              f"statistics from {args.recalibrate_images} real training images (diagnostic) | classifier bias refitted "
+              "to their labels (diagnostic) | classifier bias refitted to the teacher on its own set (data-free) |",
+              "|---|---|---|---|---|---|---|---|---|"]
     own_cell = lambda v: "no set" if math.isnan(v) else f"{v:.1f}"  # noqa: E731
     lines += [f"| {name} | {a['test_accuracy']:.2f} | {own_cell(a['own_set'])} | {a['test']['all']:.1f} | "
-              f"{a['test']['sure']:.1f} | {a['test']['unsure']:.1f} | {a['test_accuracy_real_batchnorm']:.2f} |"
+              f"{a['test']['sure']:.1f} | {a['test']['unsure']:.1f} | {a['test_accuracy_real_batchnorm']:.2f} | "
+              f"{a['test_accuracy_real_bias']:.2f} | {own_cell(a['test_accuracy_own_set_bias'])} |"
               for name, a in agreements.items()]
     drawn = f" ({args.max_images} seeded images of each set)" if args.max_images else ""
     source = ("benchmarks.datafree_levers (the main job's BatchNorm LeNet-5 -> LeNet-5-half, teacher sha256 "

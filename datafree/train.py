@@ -90,6 +90,7 @@ class TrainConfig:
     relation_layers: tuple[str, str] | None = None  # default: inputs of the last Linear layers
     augment: str = "none"  # none | crop | crop-flip | dsa
     mix: str = "none"  # none | mixup | cutmix, after augment; the live teacher labels the mixed images
+    mix_share: float = 1.0  # the share of each batch's images that are mixed (the rest stay whole)
     # student modules (model.get_submodule paths) whose parameters keep their starting values, e.g. filters inherited
     # from the teacher; their BatchNorm statistics, if any, still follow the data, as with requires_grad_(False)
     freeze: tuple[str, ...] = ()
@@ -122,6 +123,7 @@ class TrainConfig:
             (self.schedule in ("cosine", "step", "constant"), f"unknown schedule {self.schedule!r} (cosine, step, constant)"),
             (self.augment in AUGMENTS, f"unknown augment {self.augment!r} ({', '.join(AUGMENTS)})"),
             (self.mix in MIX_MODES, f"unknown mixing {self.mix!r} ({', '.join(MIX_MODES)})"),
+            (0.0 < self.mix_share <= 1.0, "the share of mixed images (--mix-share) must be in (0, 1]"),
             (self.mix == "none" or self.alpha == 0,
              "mixing needs pure distillation (--alpha 0): a mixed image has no hard label, the teacher labels it"),
             (self.hint_weight == 0 or self.hint_layers is not None, "a hint weight needs hint layers (student:teacher)"),
@@ -253,7 +255,7 @@ class Trainer:
             self.augment = DSA(per_image=True)
         elif config.augment != "none":
             self.augment = RandomCropFlip(padding=2, flip=config.augment == "crop-flip")
-        self.mix = BatchMix(config.mix) if config.mix != "none" else None
+        self.mix = BatchMix(config.mix, config.mix_share) if config.mix != "none" else None
         self._student_hooks, self._teacher_hooks = self._make_hooks()
         self.regressor = self._make_regressor(spec)
         # the modules a training step calls: DistributedDataParallel wrappers under torchrun

@@ -3,6 +3,7 @@ it is evaluated along the way (the README's condensation table depends on both).
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -266,6 +267,31 @@ def test_batchnorm_statistics_are_re_estimated_on_the_given_images_only() -> Non
     assert not copied.training and torch.allclose(copied[1].running_mean, means.mean(0), atol=1e-5)
     assert torch.equal(model[1].running_mean, torch.full((3,), 7.0))  # the original is untouched
     assert torch.equal(copied[0].weight, model[0].weight) and torch.equal(copied[3].weight, model[3].weight)
+
+
+def test_a_refitted_bias_undoes_a_shift_of_the_classes_and_nothing_else() -> None:
+    from benchmarks.teacher_view import refit_bias
+
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    x = torch.randn(400, 1, 4, 4, generator=g)
+    with torch.no_grad():
+        for p in teacher.parameters():  # logits far enough apart that its answers show where its boundaries are
+            p.copy_(torch.randn(p.shape, generator=g))
+    student = copy.deepcopy(teacher)
+    with torch.no_grad():
+        student[3].bias.add_(torch.tensor([4.0, -2.0, 0.0]))  # the student answers class 0 far too often
+        teacher_logits, labels = teacher(x), teacher(x).argmax(1)
+    for targets in (teacher_logits, labels):
+        refitted = refit_bias(student, x, targets)
+        with torch.no_grad():
+            agree = (refitted(x).argmax(1) == labels).float().mean().item()
+            shift = refitted[3].bias - teacher[3].bias
+        assert agree > 0.95 and (student(x).argmax(1) == labels).float().mean().item() < 0.8
+        if targets.dim() == 2:  # against the teacher's logits the shift is undone exactly, up to a constant
+            assert torch.allclose(shift, shift.mean().expand(3), atol=1e-3)
+        assert torch.equal(refitted[3].weight, student[3].weight) and torch.equal(refitted[1].weight, student[1].weight)
+    assert torch.equal(student[3].bias, teacher[3].bias + torch.tensor([4.0, -2.0, 0.0]))  # the original is untouched
 
 
 def test_agreement_splits_by_the_teachers_confidence() -> None:

@@ -241,6 +241,24 @@ def test_batch_mix_blends_or_pastes_batch_partners_reproducibly():
         BatchMix("blend")
 
 
+def test_a_mix_share_leaves_the_other_images_whole():
+    from datafree.data.augment import BatchMix
+
+    x = torch.arange(64.0).view(64, 1, 1, 1).expand(64, 1, 4, 4).contiguous()
+    for mode in ("mixup", "cutmix"):
+        every = BatchMix(mode)(x, torch.Generator().manual_seed(5))
+        half = BatchMix(mode, share=0.5)(x, torch.Generator().manual_seed(5))
+        whole = (half == x).flatten(1).all(1)
+        assert 16 <= int(whole.sum()) <= 48  # about half stay as they were ...
+        # ... and the rest are exactly what mixing every image gives them: the share draws after the mix
+        assert torch.equal(half[~whole], every[~whole])
+        assert torch.equal(BatchMix(mode, share=1.0)(x, torch.Generator().manual_seed(5)), every)
+    with pytest.raises(DatafreeError, match="share"):
+        BatchMix("mixup", share=0.0)
+    with pytest.raises(DatafreeError, match="mix-share"):
+        cfg(alpha=0.0, mix="mixup", mix_share=1.5)
+
+
 def test_mixing_distills_from_the_live_teacher_only(data):
     train, test = data
     teacher = build_model("lenet5", train.spec, seed=1)

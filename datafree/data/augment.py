@@ -94,18 +94,30 @@ class BatchMix(nn.Module):
     are not mixed. Mixed images fill the space between a transfer set's images, which is sparse
     when the set is small or synthetic. The mixing weight is uniform (Beta(1, 1)), partner,
     weight and box position come from the ``generator`` passed to :meth:`forward`.
+
+    ``share`` < 1 mixes only that share of the images (each one with that probability) and leaves the rest as
+    they are: the student still sees whole images, the kind it is tested on, in every batch.
     """
 
-    def __init__(self, mode: str = "mixup") -> None:
+    def __init__(self, mode: str = "mixup", share: float = 1.0) -> None:
         super().__init__()
         if mode not in MIX_MODES[1:]:
             raise DatafreeError(f"unknown mixing {mode!r} ({', '.join(MIX_MODES[1:])})")
-        self.mode = mode
+        if not 0.0 < share <= 1.0:
+            raise DatafreeError(f"the share of mixed images must be in (0, 1], not {share}")
+        self.mode, self.share = mode, share
 
     def extra_repr(self) -> str:
-        return self.mode
+        return self.mode if self.share == 1.0 else f"{self.mode}, share={self.share}"
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        mixed = self._mix(x, generator)
+        if self.share == 1.0:  # no draw: a run that mixes every image is the same as before the share existed
+            return mixed
+        chosen = torch.rand(x.shape[0], generator=generator).to(x.device) < self.share
+        return torch.where(chosen.view(-1, 1, 1, 1), mixed, x)
+
+    def _mix(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         b, _, h, w = x.shape
         other = x[torch.randperm(b, generator=generator).to(x.device)]
         lam = torch.rand(b, generator=generator).to(device=x.device, dtype=x.dtype)
