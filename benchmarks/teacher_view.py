@@ -5,13 +5,14 @@ the teacher's mean top logit and top probability, how far its class means of pen
 its classifier rows (datafree.losses.class_mean_alignment: 1 - cos, centred, classes by its answers), how often
 its answer survives a horizontal flip and a 2-pixel shift (both part of the students' augmentation), the
 per-class test accuracy of the students distilled from those sets, and how often each student gives the teacher's answer: on
-its own set, and on the test images the teacher is sure of (top probability > 0.9) and the rest.
+its own sets (every stored set it read), and on the test images the teacher is sure of (top probability > 0.9) and
+the rest.
 A last column re-estimates each student's BatchNorm running statistics on real *training* images (a seeded
 draw; never the test split) and tests it again: whether the statistics a student took from synthetic
 images, rather than its weights, cost it accuracy. It is a diagnostic; no data-free student may do this.
 Two more refit only the bias of each student's classifier (one number per class) and test again: to the labels of
 the same real draw (a diagnostic: how much of the gap is a shift in which classes the student answers), and to the
-teacher's answers on the whole, unaugmented images of the student's own set (what a data-free refit recovers).
+teacher's answers on the whole, unaugmented images of the student's own sets (what a data-free refit recovers).
 A student that agrees on its own images but not on test images the teacher finds easy has learnt
 the synthetic images, not the teacher's view of real ones: the set misses some of the data's modes.
 
@@ -202,14 +203,16 @@ def main(argv: list[str] | None = None) -> int:
         own_set = own_bias = float("nan")
         accuracy = lambda model: 100 * (logits_of(model, x_test).argmax(1) == y_test).float().mean().item()  # noqa: E731
         if result.get("transfer"):
-            if result["transfer"] not in read:  # rows that share a set (a student-only lever's) read it once
-                tset = TransferSet(result["transfer"])
-                own = gather(tset, draw(len(tset), args.max_images or len(tset), seed=0, stream=0))[0]
-                read[result["transfer"]] = (own, {**teacher_view(teacher, own), **pixel_view(own, info.spec)},
-                                            logits_of(teacher, own))
-            own, view, teacher_own = read[result["transfer"]]
-            set_name = Path(result["transfer"]).name if args.levers else Path(result["transfer"]).parent.name
-            views[f"{method} ({set_name})"] = view
+            sets = result.get("transfers") or [result["transfer"]]  # a student that read several sets: all of them
+            for path in sets:
+                if path not in read:  # rows that share a set (a student-only lever's) read it once
+                    tset = TransferSet(path)
+                    own = gather(tset, draw(len(tset), args.max_images or len(tset), seed=0, stream=0))[0]
+                    read[path] = (own, {**teacher_view(teacher, own), **pixel_view(own, info.spec)},
+                                  logits_of(teacher, own))
+                set_name = Path(path).name if args.levers else Path(path).parent.name
+                views[f"{method} ({set_name})"] = read[path][1]
+            own, teacher_own = (torch.cat([read[path][k] for path in sets]) for k in (0, 2))
             own_set = agreement(teacher_own, logits_of(student, own).argmax(1))["all"]
             own_bias = accuracy(refit_bias(student, own, teacher_own))
         agreements[run] = {"own_set": own_set, "test": agreement(teacher_test, student_test),
