@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     teacher_test = logits_of(teacher, x_test)
     train = load_dataset("fashion-mnist", "train")
     x_recalibrate, y_recalibrate = gather(train, draw(len(train), args.recalibrate_images, seed=0, stream=1))[:2]
+    accuracy = lambda model: 100 * (logits_of(model, x_test).argmax(1) == y_test).float().mean().item()  # noqa: E731
     students: dict[str, dict[int, list[float]]] = {}
     agreements: dict[str, dict[str, Any]] = {}
     read: dict[str, tuple[torch.Tensor, dict[str, float], torch.Tensor]] = {}  # per set: images, view, teacher logits
@@ -201,7 +202,6 @@ def main(argv: list[str] | None = None) -> int:
         student_test = logits_of(student, x_test).argmax(1)
         students.setdefault(method, {})[seed] = per_class_accuracy(student_test, y_test, info.spec.num_classes)
         own_set = own_bias = float("nan")
-        accuracy = lambda model: 100 * (logits_of(model, x_test).argmax(1) == y_test).float().mean().item()  # noqa: E731
         if result.get("transfer"):
             sets = result.get("transfers") or [result["transfer"]]  # a student that read several sets: all of them
             for path in sets:
@@ -248,10 +248,10 @@ def main(argv: list[str] | None = None) -> int:
               f"statistics from {args.recalibrate_images} real training images (diagnostic) | classifier bias refitted "
               "to their labels (diagnostic) | classifier bias refitted to the teacher on its own set (data-free) |",
               "|---|---|---|---|---|---|---|---|---|"]
-    own_cell = lambda v: "no set" if math.isnan(v) else f"{v:.1f}"  # noqa: E731
+    own_cell = lambda v, digits=1: "no set" if math.isnan(v) else f"{v:.{digits}f}"  # noqa: E731
     lines += [f"| {name} | {a['test_accuracy']:.2f} | {own_cell(a['own_set'])} | {a['test']['all']:.1f} | "
               f"{a['test']['sure']:.1f} | {a['test']['unsure']:.1f} | {a['test_accuracy_real_batchnorm']:.2f} | "
-              f"{a['test_accuracy_real_bias']:.2f} | {own_cell(a['test_accuracy_own_set_bias'])} |"
+              f"{a['test_accuracy_real_bias']:.2f} | {own_cell(a['test_accuracy_own_set_bias'], 2)} |"
               for name, a in agreements.items()]
     drawn = f" ({args.max_images} seeded images of each set)" if args.max_images else ""
     source = ("benchmarks.datafree_levers (the main job's BatchNorm LeNet-5 -> LeNet-5-half, teacher sha256 "

@@ -124,6 +124,7 @@ class TrainConfig:
             (self.augment in AUGMENTS, f"unknown augment {self.augment!r} ({', '.join(AUGMENTS)})"),
             (self.mix in MIX_MODES, f"unknown mixing {self.mix!r} ({', '.join(MIX_MODES)})"),
             (0.0 < self.mix_share <= 1.0, "the share of mixed images (--mix-share) must be in (0, 1]"),
+            (self.mix_share == 1.0 or self.mix != "none", "--mix-share needs --mix mixup or --mix cutmix"),
             (self.mix == "none" or self.alpha == 0,
              "mixing needs pure distillation (--alpha 0): a mixed image has no hard label, the teacher labels it"),
             (self.hint_weight == 0 or self.hint_layers is not None, "a hint weight needs hint layers (student:teacher)"),

@@ -202,3 +202,24 @@ def test_a_lever_with_more_sets_makes_and_reads_each_and_counts_their_synthesis(
     monkeypatch.setattr(transfer, "read_manifest", lambda path: {"path": str(path)})
     monkeypatch.setattr(transfer, "synthesis_seconds", lambda manifest: seconds[manifest["path"]])
     assert levers.finished(tmp_path)[lever][3]["synthesis_time_s"] == 130.0
+
+
+def test_a_teacher_from_another_seed_trains_only_into_its_own_table(tmp_path, monkeypatch):
+    import pytest
+
+    import benchmarks.datafree_levers as levers
+
+    assert levers.teacher_command() == levers.TEACHER
+    other = levers.teacher_command(3)
+    assert other[:-1] == levers.TEACHER[:-1] and other[other.index("--seed") + 1] == "3"
+    with pytest.raises(SystemExit):  # the published table is seed 0's teacher: another needs its own stem
+        levers.main(["--teacher-seed", "3", "--root", str(tmp_path)])
+    trained = []
+    monkeypatch.setattr(levers, "run", lambda argv, out: trained.append(argv) or {"metrics": {"test_accuracy": 80.0}})
+    monkeypatch.setattr(levers, "run_lever", lambda *a: {"metrics": {"test_accuracy": 80.0}})
+    monkeypatch.setattr(levers, "finished", lambda *a: {})
+    monkeypatch.setattr(levers, "report", lambda *a: "")
+    monkeypatch.setattr(levers, "publish", lambda *a, **k: None)
+    levers.main(["--teacher-seed", "3", "--root", str(tmp_path), "--levers", "base", "--seeds", "0",
+                 "--results", "tmp_teacher_seed3"])
+    assert trained[0][:len(other)] == list(other)

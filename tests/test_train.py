@@ -257,6 +257,8 @@ def test_a_mix_share_leaves_the_other_images_whole():
         BatchMix("mixup", share=0.0)
     with pytest.raises(DatafreeError, match="mix-share"):
         cfg(alpha=0.0, mix="mixup", mix_share=1.5)
+    with pytest.raises(DatafreeError, match="needs --mix"):  # a share without mixing would be silently ignored
+        cfg(alpha=0.0, mix_share=0.5)
 
 
 def test_mixing_distills_from_the_live_teacher_only(data):
