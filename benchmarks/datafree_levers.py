@@ -648,8 +648,10 @@ def teacher_files(runs: dict[str, dict[int, dict[str, Any]]]) -> str:
     return ", ".join(sorted(shas - {""})) or "not recorded"
 
 
-def report(runs: dict[str, dict[int, dict[str, Any]]], stem: str = RESULTS) -> str:
+def report(runs: dict[str, dict[int, dict[str, Any]]], stem: str = RESULTS, teacher_seed: int = 0) -> str:
     seed0 = sorted(" ".join(r["argv"]) for rs in runs.values() for s, r in rs.items() if s == 0 and "argv" in r)
+    if teacher_seed:  # the teacher's own command, which the table's rows do not show
+        seed0.insert(0, " ".join(("datafree", *teacher_command(teacher_seed))))
     return ("Fashion-MNIST, the main job's BatchNorm pair (LeNet-5-BN teacher -> LeNet-5-half), top-1 test accuracy "
             "after the last epoch, mean ± std over seeds. Base: `datafree " + " ".join(SYNTHESIS) + " --seed S`, then "
             "`datafree " + " ".join(STUDENT) + "` on that set (2000 steps); each row changes what it says. The "
@@ -661,6 +663,7 @@ def report(runs: dict[str, dict[int, dict[str, Any]]], stem: str = RESULTS) -> s
             + table(runs)
             + f"\n\nTeacher file (sha256): {teacher_files(runs)}. "
             + "Produced by `python -m benchmarks.datafree_levers --levers ROW --seeds S ..."
+            + (f" --teacher-seed {teacher_seed}" if teacher_seed else "")
             + ("" if stem == RESULTS else f" --results {stem}") + "` with each row's seeds (its last column), then "
             "`--report-only`. Commands (seed 0):\n\n```\n"
             + "\n".join(seed0) + "\n```")
@@ -700,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = run_lever(args.root, lever, seed, teacher, data)
                 print(f"{lever} seed {seed}: {acc(result):.2f}", flush=True)
     runs = finished(args.root, args.results)
-    md = report(runs, args.results)
+    md = report(runs, args.results, args.teacher_seed)
     publish(args.results, md, {"runs": {k: {str(s): r for s, r in v.items()} for k, v in runs.items()}},
             section="datafree-levers" if args.update_readme else None)
     if args.update_readme:

@@ -210,7 +210,7 @@ def test_a_teacher_from_another_seed_trains_only_into_its_own_table(tmp_path, mo
     import benchmarks.datafree_levers as levers
 
     assert levers.teacher_command() == levers.TEACHER
-    other = levers.teacher_command(3)
+    other, report = levers.teacher_command(3), levers.report
     assert other[:-1] == levers.TEACHER[:-1] and other[other.index("--seed") + 1] == "3"
     with pytest.raises(SystemExit):  # the published table is seed 0's teacher: another needs its own stem
         levers.main(["--teacher-seed", "3", "--root", str(tmp_path)])
@@ -223,3 +223,6 @@ def test_a_teacher_from_another_seed_trains_only_into_its_own_table(tmp_path, mo
     levers.main(["--teacher-seed", "3", "--root", str(tmp_path), "--levers", "base", "--seeds", "0",
                  "--results", "tmp_teacher_seed3"])
     assert trained[0][:len(other)] == list(other)
+    assert "--teacher-seed 3" in report({}, "tmp_teacher_seed3", 3)  # the table says which teacher it used
+    assert " ".join(other) in report({}, "tmp_teacher_seed3", 3)
+    assert "--teacher-seed" not in report({}, "tmp_teacher_seed3")
