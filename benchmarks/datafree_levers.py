@@ -35,11 +35,6 @@ from datafree.bench.runner import made_from_teacher, set_args
 from datafree.data.transfer import read_manifest, sets_synthesis_seconds
 
 TEACHER = ("train-teacher", "--arch", "lenet5_bn", "--epochs", "10", "--lr", "0.05", "--seed", "0")
-
-
-def teacher_command(seed: int = 0) -> tuple[str, ...]:
-    """TEACHER from another seed (``--teacher-seed``): a teacher of the same recipe that no lever was chosen on."""
-    return (*TEACHER[:-1], str(seed))
 KD = ("distill", "--student", "lenet5_half", "--epochs", "10", "--lr", "0.01", "--alpha", "0.1", "--temperature", "4")
 COUNT = 2560
 SYNTHESIS = ("synthesize", "--method", "deepinversion", "--count", str(COUNT), "--set", "iterations=100")
@@ -61,6 +56,11 @@ RANDOM_START_STUDENT = tuple(flag for flag in MAIN_JOB_RKD_STUDENT if flag != "-
 # the main job's recipe as a row: where a table has no base row (a retrained teacher's, which ran only the main job's
 # levers), the paired columns pair with it instead
 MAIN_JOB_ROW = "fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance"
+
+
+def teacher_command(seed: int = 0) -> tuple[str, ...]:
+    """TEACHER from another seed (``--teacher-seed``): a teacher of the same recipe that no lever was chosen on."""
+    return (*TEACHER[:-1], str(seed))
 
 
 RESULTS = "datafree_levers"  # benchmarks/results/RESULTS.{json,md}: the published table
