@@ -16,7 +16,7 @@ a small result dataclass; everything it wrote is in its ``out`` directory as wel
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -205,7 +205,8 @@ def distill(out: str | Path, student: str | nn.Module, config: TrainConfig, *, t
 
     ``student`` is an architecture name (built with ``config.seed``) or a model with ``student_info``.
     ``inherit`` starts it from a consistent selection of the teacher's weights
-    (:func:`datafree.models.inherit_weights`), not from random ones.
+    (:func:`datafree.models.inherit_weights`), not from random ones; with ``config.fade`` it trains at the teacher's
+    width while the channels it lacks fade out, and ends as that selection (:class:`datafree.models.FadingWidth`).
     ``save_transfer`` keeps every live batch as a transfer set.
     """
     from datafree.models import build_model
@@ -229,18 +230,25 @@ def distill(out: str | Path, student: str | nn.Module, config: TrainConfig, *, t
         check_compatible(student_info.spec, spec, "student")
         info = ModelInfo(student_info.arch, spec, student_info.arch_kwargs)
     extra = dict(extra or {})
+    final = None
+    if config.fade > 0 and not inherit:
+        raise DatafreeError("a fade (--fade) starts from the teacher's own width: it needs inherit (--inherit)")
     if inherit:
-        from datafree.models import inherit_weights
+        from datafree.models import FadingWidth, inherit_weights
 
         if teacher is None:
             raise DatafreeError("inherit (--inherit) starts the student from the teacher's weights: give the teacher (--teacher)")
         extra["student_inherit"] = asdict(inherit_weights(student, teacher))
+        if config.fade > 0:  # trained at the teacher's width; the run ends with the student it fades into
+            student = FadingWidth(teacher, student, config.fade)
+            extra["student_fade"] = {"fade": config.fade, "trained_parameters": sum(p.numel() for p in student.parameters())}
+            final = FadingWidth.student
     if method is None:
         record = train_run(out, student, info, config, train, test, teacher=teacher, resume=resume,
-                           overwrite=overwrite, extra=extra)
+                           overwrite=overwrite, extra=extra, final=final)
         return RunResult(Path(out), record)
     return _distill_live(out, student, info, config, teacher, teacher_info, train, method, synthesis, test,
-                         save_transfer, resume, overwrite, extra)
+                         save_transfer, resume, overwrite, extra, final)
 
 
 def _spec_of(data: Dataset) -> DataSpec:
@@ -252,7 +260,7 @@ def _spec_of(data: Dataset) -> DataSpec:
 def _distill_live(out: str | Path, student: nn.Module, info: ModelInfo, config: TrainConfig, teacher: nn.Module,
                   teacher_info: ModelInfo, stored: Dataset | None, method: str, synthesis: Any, test: Dataset | None,
                   save_transfer: str | Path | None, resume: bool, overwrite: bool,
-                  extra: dict[str, Any]) -> RunResult:
+                  extra: dict[str, Any], final: Callable[[nn.Module], nn.Module] | None = None) -> RunResult:
     from datafree.distributed import world_size
     from datafree.run import train_run
     from datafree.synthesis import preset
@@ -280,7 +288,7 @@ def _distill_live(out: str | Path, student: nn.Module, info: ModelInfo, config: 
 
     try:  # the stream's state (generator, pool, RNG, transfer shards) is saved inside state.pt
         record = train_run(out, student, info, config, stream, test, teacher=teacher, resume=resume,
-                           overwrite=overwrite, extra=extra, source_state=stream, late_extra=made)
+                           overwrite=overwrite, extra=extra, source_state=stream, late_extra=made, final=final)
         if save_transfer:
             finish_live_transfer(stream, save_transfer, config.seed)
     finally:

@@ -305,7 +305,7 @@ def _distill_config(args: argparse.Namespace):
         hint_weight=args.hint_weight, hint_layers=args.hint, jacobian_weight=args.jacobian_weight,
         standardize_logits=args.standardize_logits, kd_loss=args.kd_loss, rkd_distance_weight=args.rkd_distance,
         rkd_angle_weight=args.rkd_angle, relation_layers=args.relation_layers, freeze=tuple(args.freeze or ()),
-        steps_per_epoch=args.steps_per_epoch or (api.LIVE_STEPS_PER_EPOCH if args.method else None),
+        fade=args.fade, steps_per_epoch=args.steps_per_epoch or (api.LIVE_STEPS_PER_EPOCH if args.method else None),
     )
 
 
@@ -760,6 +760,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start the student from a consistent selection of the teacher's weights (weight selection: "
                         "each layer keeps evenly spaced channels of the matching teacher layer; the student must be "
                         "a shallower or thinner version of the teacher's architecture)")
+    p.add_argument("--fade", type=float, default=0.0, metavar="FRACTION",
+                   help="with --inherit: train at the teacher's own width (its BatchNorm folded) while the channels "
+                        "weight selection drops fade linearly to zero over this fraction of the steps, then end as "
+                        "the student (a student without BatchNorm, thinner layer for layer; e.g. 0.5) "
+                        "(default: %(default)s, off)")
     g = p.add_argument_group("source (default: the real training set)")
     g.add_argument("--transfer", action="append", help="a transfer-set directory made by 'datafree synthesize' "
                    "(repeat to train on several sets as one); with a pool "

@@ -96,11 +96,14 @@ def train_run(
     extra: dict[str, Any] | None = None,
     late_extra: Callable[[], dict[str, Any]] | None = None,
     source_state: Stateful | None = None,
+    final: Callable[[nn.Module], nn.Module] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` into run directory ``out`` and return its result record.
 
     ``late_extra`` adds fields known only after training (e.g. how many images were synthesized);
-    ``source_state`` is saved and restored with the trainer's state (a live stream).
+    ``source_state`` is saved and restored with the trainer's state (a live stream);
+    ``final`` gives the model the run ends with from the trained one (``info`` describes it): the student of a
+    :class:`~datafree.models.FadingWidth`.
     Under torchrun every rank trains (DDP) and only rank 0 checks ``out`` and writes into it.
     """
     out = distributed.run_on_main(lambda: prepare_run_dir(out, resume=resume, overwrite=overwrite))
@@ -110,6 +113,7 @@ def train_run(
     finally:
         trainer.close()
     info.metrics = {k: metrics[k] for k in ("test_accuracy", "test_loss", "epoch") if k in metrics}
+    model = final(trainer.model) if final is not None else trainer.model
     world = distributed.world_size()
     result = {
         "metrics": metrics,
@@ -127,7 +131,7 @@ def train_run(
                                  "global_batch_size": world * config.batch_size,
                                  "note": "batch_size is per process; DDP averages gradients over the processes"}
     if distributed.is_main():
-        save_model(out / MODEL_FILE, trainer.model.cpu(), info)
+        save_model(out / MODEL_FILE, model.cpu(), info)
         write_json(out / RESULT_FILE, result)
     distributed.barrier()  # every rank returns once the run's files are written
     return result

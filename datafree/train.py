@@ -98,6 +98,9 @@ class TrainConfig:
     # what is tested and what the run ends with. Late, noisy steps (a synthetic stream, a set that keeps growing)
     # count for less; 0.999 averages over about the last 1000 steps, so it needs runs well beyond that
     ema: float = 0.0
+    # with a teacher-width start (datafree.models.FadingWidth, which api.distill builds for inherit): the fraction of
+    # the steps over which the channels the student lacks fade to zero (0: off, the student is trained as it is)
+    fade: float = 0.0
     steps_per_epoch: int | None = None  # required for iterator sources
     eval_batch_size: int = 1000
     eval_every: int = 1  # test every N epochs; the last epoch is always tested (its accuracy is the result)
@@ -130,6 +133,9 @@ class TrainConfig:
             (self.hint_weight == 0 or self.hint_layers is not None, "a hint weight needs hint layers (student:teacher)"),
             (self.jacobian_weight >= 0, "the Jacobian weight must be >= 0"),
             (0.0 <= self.ema < 1.0, "the weight average's decay (--ema) must be in [0, 1), e.g. 0.999; 0 is off"),
+            (0.0 <= self.fade <= 1.0, "the fade (--fade) is a fraction of training in [0, 1]; 0 is off"),
+            (self.fade == 0 or self.ema == 0,
+             "--fade and --ema do not combine: the average would mix networks of different widths"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -234,6 +240,9 @@ class Trainer:
             raise DatafreeError("--device cuda requested but CUDA is not available")
         if config.needs_teacher and teacher is None:
             raise DatafreeError("hint, Jacobian and relation losses need a teacher")
+        if config.fade > 0 and not hasattr(model, "set_progress"):
+            raise DatafreeError("a fade (--fade) trains a teacher-width start: pass a datafree.models.FadingWidth "
+                                "(datafree.api.distill builds it with inherit=True)")
         if config.mix != "none" and teacher is None:
             raise DatafreeError(f"--mix {config.mix} needs a teacher to label the mixed images")
         self.model = model.to(self.device)
@@ -485,6 +494,9 @@ class Trainer:
                 self._write_metrics()  # killed between state.pt and metrics.jsonl: the metrics lag one epoch
                 self.log(f"resumed after epoch {start} of {c.epochs}")
         stream = None if isinstance(train, Dataset) else iter(train)
+        total_steps = c.epochs * steps
+        if c.fade > 0:
+            self.model.set_progress(start * steps / total_steps)  # type: ignore[operator]
         self.model.train()
         for epoch in range(start, c.epochs):
             # Dropout and other module-level randomness use the global generator: seed it per
@@ -540,6 +552,8 @@ class Trainer:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 scheduler.step()
+                if c.fade > 0:
+                    self.model.set_progress((epoch * steps + step + 1) / total_steps)  # type: ignore[operator]
                 if self.averaged is not None:
                     self.averaged.update_parameters(self.model)
                 for k, v in terms.items():
