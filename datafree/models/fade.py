@@ -11,6 +11,8 @@ answers; once the factor is 0 the network computes exactly what its selection co
 is that selection: the student, with no loss at the cut.
 
 The trainer tells the model how far training is (:meth:`FadingWidth.set_progress`, called after every step).
+Measured on the main job's pair (docs/datafree_recipes.md, "Thirty-eighth round"): +0.60 on one teacher file, a tie
+on another, so no recipe turns it on.
 """
 
 from __future__ import annotations
