@@ -36,7 +36,7 @@ class _Fade:
 
     def __call__(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
         dropped = getattr(self.owner, self.dropped)
-        factor = torch.where(dropped, self.owner.scale(), 1.0).to(out.dtype)
+        factor = torch.where(dropped, self.owner.factor(), 1.0).to(out.dtype)
         return out * factor.view(1, -1, *[1] * (out.dim() - 2))
 
 
@@ -78,9 +78,14 @@ class FadingWidth(nn.Module):
             w.register_forward_hook(_Fade(self, f"dropped{i}"))
         self._student = [student]  # in a list: not a submodule (not trained, not in the state dict)
 
+    def factor(self) -> torch.Tensor:
+        """The factor on the dropped channels now, on the model's device (no host sync in the forward pass): 1 at
+        the start, 0 from ``fade`` of training on."""
+        return (1.0 - self.progress / self.fade).clamp(min=0.0)
+
     def scale(self) -> float:
-        """The factor on the dropped channels now: 1 at the start, 0 from ``fade`` of training on."""
-        return max(0.0, 1.0 - float(self.progress) / self.fade)
+        """:meth:`factor` as a number."""
+        return float(self.factor())
 
     def set_progress(self, fraction: float) -> None:
         """How much of training is done (0 to 1); the trainer calls it after every step."""
