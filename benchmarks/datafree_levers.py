@@ -374,6 +374,24 @@ LEVERS: dict[str, Lever] = {
         "student: the main job's from the teacher's whole width, the channels it lacks fading out over the first "
         "half of the steps (`--fade 0.5`); synthesis: the main job's set",
         student=(*MAIN_JOB_RKD_STUDENT, "--fade", "0.5"), set_of="inherit-fourier-parts2"),
+    # procedural images (datafree.synthesis.procedural.dead_leaves: flat discs and rectangles over one another, sizes
+    # from a power law), labelled by the teacher with no pixel step (`--set iterations=0`; ZSKD's preset, which needs
+    # no BatchNorm, so its loss weights are unused): mid-grey regions and edges, where the recipe's set is saturated
+    # and its students miss the real shirts, which are mid-grey. The floor first: the plain inherited student on them
+    "deadleaves": Lever("synthesis: 2560 dead-leaves images, no pixel step (`--set iterations=0 --set "
+                        "pixel_init=dead_leaves`); student: inherit", method="zskd",
+                        synthesis={"iterations": 0, "pixel_init": "dead_leaves"}, student=("--inherit",)),
+    # then beside the recipe's set (5120 stored images; the growth and the student are the recipe's), and as the start
+    # of the recipe's ADI batches in place of uniform noise (`--set pixel_init=dead_leaves` on the growth). Both were
+    # set before any student ran
+    "fourier-parts2+deadleaves-raw-adi-grown-200-long-mixup-rkd-distance": Lever(
+        "synthesis: the main job's set and beside it 2560 dead-leaves images; student: "
+        "inherit-adi-grown-200-long-mixup-rkd-distance",
+        student=MAIN_JOB_RKD_STUDENT, set_of="inherit-fourier-parts2", with_sets=("deadleaves",)),
+    "fourier-parts2-raw-adi-deadleaves-grown-200-long-mixup-rkd-distance": Lever(
+        "synthesis: the main job's set, its ADI batches started from dead leaves (`--set pixel_init=dead_leaves`); "
+        "student: inherit-adi-grown-200-long-mixup-rkd-distance",
+        student=(*MAIN_JOB_RKD_STUDENT, "--set", "pixel_init=dead_leaves"), set_of="inherit-fourier-parts2"),
     "fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance-9000steps": Lever(
         "student: the main job's for 9000 steps (45 ADI batches) in place of 6000; synthesis: the main job's set",
         student=(*MAIN_JOB_RKD_STUDENT, "--epochs", "45", "--eval-every", "15"), set_of="inherit-fourier-parts2"),

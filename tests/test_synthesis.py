@@ -24,6 +24,7 @@ from datafree.models import build_model
 from datafree.synthesis import PRESETS, Generator, LiveStream, PixelGenerator, SynthesisConfig, Synthesizer, preset
 from datafree.synthesis.engine import class_similarity, pair_targets
 from datafree.synthesis.generators import DCGANConfig
+from datafree.synthesis.procedural import dead_leaves
 
 SPEC = DataSpec(1, 12, 12, 4, (0.5,), (0.25,), name="tiny")
 
@@ -229,6 +230,47 @@ def test_pixels_can_start_near_the_teachers_input_mean():
     assert preset("deepinversion", pixel_init="mean").generator_config.pixel_init == "mean"
     with pytest.raises(DatafreeError, match="unknown pixel_init 'dark'"):
         preset("deepinversion", pixel_init="dark")
+
+
+def test_dead_leaves_are_flat_regions_with_edges_and_grey_levels():
+    g = torch.Generator().manual_seed(0)
+    x = dead_leaves(32, 3, 28, 28, generator=g)
+    assert x.shape == (32, 3, 28, 28) and x.min() >= 0 and x.max() <= 1
+    assert torch.equal(x, dead_leaves(32, 3, 28, 28, generator=torch.Generator().manual_seed(0)))  # seeded
+    step = (x[..., 1:] - x[..., :-1]).abs()
+    assert 0.5 < (step == 0).float().mean() < 0.99  # mostly flat regions, with edges between them
+    noise = torch.rand(32, 3, 28, 28, generator=g)
+    assert (noise[..., 1:] - noise[..., :-1] == 0).float().mean() < 0.01
+    levels = [len(image.unique()) for image in x[:, 0]]
+    assert min(levels) >= 2 and sum(levels) / len(levels) > 5  # several leaves show in every image
+    assert (x[:, 0] != x[:, 1]).any()  # each channel has its own grey level: colours, not greys, on RGB
+    with pytest.raises(ValueError):
+        dead_leaves(4, 1, 8, 8, min_radius=0.5, max_radius=0.1)
+
+
+def test_pixels_can_start_as_dead_leaves():
+    start = PixelGenerator(SPEC, 8, torch.Generator().manual_seed(0), init="dead_leaves")(None)
+    assert torch.allclose(start, SPEC.normalize(dead_leaves(8, 1, 12, 12, generator=torch.Generator().manual_seed(0))))
+    config = preset("deepinversion", batch_size=4, iterations=2, pixel_init="dead_leaves")
+    (out, _, _), _ = Synthesizer(tiny_bn_teacher(), SPEC, config, seed=0).synthesize()
+    assert out.shape == (4, *SPEC.shape) and torch.isfinite(out).all()
+
+
+def test_a_pool_of_zero_steps_is_the_start_labelled_by_the_teacher():
+    """iterations=0: a procedural set, each batch the generator's start as it is (no gradient, no loss terms)."""
+    teacher = tiny_bn_teacher()
+    config = preset("zskd", batch_size=16, iterations=0, pixel_init="dead_leaves")
+    (x, y, logits), terms = Synthesizer(teacher, SPEC, config, seed=0).synthesize()
+    assert terms == {}
+    raw = SPEC.denormalize(x)
+    assert raw.min() >= -1e-5 and raw.max() <= 1 + 1e-5
+    assert ((raw[..., 1:] - raw[..., :-1]).abs() < 1e-6).float().mean() > 0.5  # dead leaves: flat regions, unmoved
+    with torch.no_grad():
+        assert torch.allclose(logits, teacher(x), atol=1e-5) and torch.equal(y, logits.argmax(1))
+    with pytest.raises(DatafreeError, match="needs schedule=pool"):
+        preset("fast5", iterations=0)
+    with pytest.raises(DatafreeError, match="iterations >= 0"):
+        preset("zskd", iterations=-1)
 
 
 def test_fourier_pixels_start_at_the_input_mean_and_stay_in_range():

@@ -78,7 +78,9 @@ class SynthesisConfig:
     generator: str = "dcgan"
     generator_config: GeneratorConfig | None = None
     batch_size: int = 256
-    iterations: int = 200  # generator steps per call (pool: per round; meta: per batch; online: per call)
+    # generator steps per call (pool: per round; meta: per batch; online: per call). A pool of 0: each batch is the
+    # generator's start as it is, labelled by the teacher (pixel_init=dead_leaves gives a procedural set)
+    iterations: int = 200
     lr: float = 1e-3  # generator (or pixel) learning rate, Adam
     # constant | cosine: within each pool round, lr decays to 0 over its iterations (DeepInversion's and
     # SRe2L's recovery), so the last steps refine the images instead of jittering at full lr
@@ -193,8 +195,10 @@ class SynthesisConfig:
             raise DatafreeError("teacher_dropout is a dropout rate: at least 0 and below 1")
         if self.collapse_patience < 0:
             raise DatafreeError("collapse_patience must be >= 0 (0 = never stop)")
-        if self.iterations < 1 or self.batch_size < 1:
-            raise DatafreeError("iterations and batch size must be >= 1")
+        if self.batch_size < 1 or self.iterations < 0:
+            raise DatafreeError("batch size must be >= 1 and iterations >= 0")
+        if self.iterations == 0 and self.schedule != "pool":
+            raise DatafreeError("iterations=0 (each batch is the generator's start, unoptimised) needs schedule=pool")
 
     @property
     def dirichlet_betas(self) -> tuple[float, ...]:

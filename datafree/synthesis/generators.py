@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
 from datafree.hooks import class_weights
+from datafree.synthesis.procedural import dead_leaves
 
 OUTPUTS = ("sigmoid", "tanh-bn")
 
@@ -73,7 +74,7 @@ class Generator(nn.Module):
         return (torch.sigmoid(x) - self.mean) / self.std
 
 
-PIXEL_INITS = ("uniform", "mean")
+PIXEL_INITS = ("uniform", "mean", "dead_leaves")
 PIXEL_PARAMS = ("pixels", "fourier")
 
 
@@ -87,7 +88,9 @@ class PixelGenerator(nn.Module):
     Images start as uniform noise in [0, 1] pixel space (``init="uniform"``), or (``init="mean"``) close to the
     teacher's input mean: normal noise of std 0.2 in normalised units, so every image starts as the average
     intensity of the data the teacher was normalised for, a prior the checkpoint itself carries (its DataSpec).
-    On Fashion-MNIST that start is dark, like the garments' background. After every optimiser step the engine
+    On Fashion-MNIST that start is dark, like the garments' background. ``init="dead_leaves"`` starts from procedural
+    images of flat, overlapping shapes (:func:`~datafree.synthesis.procedural.dead_leaves`): mid-grey regions and
+    edges at every scale, where uniform noise has none. After every optimiser step the engine
     calls :meth:`clamp_`, which keeps each pixel inside that range, as DeepInversion does:
     unclamped pixels drift far outside it and earn the teacher's confidence with extreme values.
 
@@ -131,6 +134,8 @@ class PixelGenerator(nn.Module):
         if init == "uniform":
             uniform = torch.rand(batch_size, spec.channels, *size, generator=generator)
             images = self.low + uniform * (self.high - self.low)
+        elif init == "dead_leaves":
+            images = spec.normalize(dead_leaves(batch_size, spec.channels, *size, generator=generator))
         else:
             images = 0.2 * torch.randn(batch_size, spec.channels, *size, generator=generator)
             images = torch.maximum(torch.minimum(images, self.high), self.low)
@@ -241,7 +246,7 @@ class PixelConfig(KeepsItsGenerator):
     """The pixel 'generator's fields (DeepInversion, ADI, ZSKD): the batch itself is optimised."""
 
     pixel_scale: int = 1  # optimise images this many times coarser, upsampled (a smoothness prior)
-    pixel_init: str = "uniform"  # uniform in [0, 1] | mean: near the teacher's input mean (PixelGenerator)
+    pixel_init: str = "uniform"  # uniform in [0, 1] | mean: near the teacher's input mean | dead_leaves: shapes
     pixel_param: str = "pixels"  # pixels | fourier: each image's spectrum, scaled by 1/|f| (a shape-first prior)
     fourier_std: float = 0.01  # std of the Fourier coefficients' random start: larger, more diverse and noisier
     schedules: ClassVar[tuple[str, ...] | None] = ("pool",)  # a fresh batch per call: pool only
