@@ -10,8 +10,8 @@ from datafree.synthesis.generators import (
     PixelConfig,
     PixelGenerator,
 )
-from datafree.synthesis.procedural import dead_leaves
 from datafree.synthesis.presets import KD_TEMPERATURE, METHODS, PRESETS, SynthesisMethod, preset, register
+from datafree.synthesis.procedural import dead_leaves
 
 __all__ = ["GENERATORS", "KD_TEMPERATURE", "METHODS", "PRESETS", "DCGANConfig", "Generator", "LiveStream",
            "NoisyLayerConfig", "NoisyLayerGenerator", "PixelConfig", "PixelGenerator", "SynthesisConfig", "SynthesisMethod",
