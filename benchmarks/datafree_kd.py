@@ -246,6 +246,16 @@ VARIANTS["zskd-detour+augment-T4-is1-tv10-px1-inherit-grown"] = {
 # the previous recipe, every seed up on both: the pair's recipe (README; "Thirty-fifth round")
 VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown"] = {
     **VARIANTS["zskd-detour+augment-T4-is1-tv10-px1-inherit-grown"], "with_sets": (PX1_AUG, PX1_PAIRS)}
+# The recipe with its growth batches started from dead leaves (`pixel_init=dead_leaves`: flat overlapping shapes,
+# datafree.synthesis.procedural) in place of uniform noise; its three sets and everything else equal. Without
+# BatchNorm nothing but the class term, the input-normalisation term and TV shapes the pixels, so the start is a
+# prior of its own; set before any student ran (the same change tied on the BatchNorm LeNet's recipe: "Thirty-ninth
+# round"). Screened on teacher 4dbf5be6 with the seed-0 sets (docs/datafree_recipes.md, "Thirty-ninth round"); its
+# own sets' seeds 1-4 not yet run
+VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves"] = {
+    **VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown"],
+    "grow": ("zskd", {**VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown"]["grow"][1],
+                      "pixel_init": "dead_leaves"})}
 # The same boundary set with a sharper partner law (pair_power 4: partner drawn in proportion to similarity ** 4). On
 # teacher 4dbf5be6 the similarity row spreads each class's partners over every class (Shirt's likeliest, T-shirt,
 # holds 0.25; Coat's third likeliest is Sneaker; the other upper-body classes take 0.40-0.74 of T-shirt's, Pullover's,

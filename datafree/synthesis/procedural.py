@@ -18,9 +18,10 @@ def dead_leaves(count: int, channels: int, height: int, width: int, generator: t
     """``count`` images in [0, 1], shape ``(count, channels, height, width)``.
 
     Each image starts as one random colour, then ``shapes`` leaves are painted back to front. A leaf is a disc or an
-    axis-aligned rectangle (even odds) at a uniform centre, with a radius in image widths drawn from density
-    ``r ** -power`` on ``[min_radius, max_radius]`` (many small leaves, a few large), a log-normal aspect ratio and one
-    colour (a grey level per channel). The loop runs over leaves, each painted on every image at once.
+    axis-aligned rectangle (even odds) at a uniform centre, with a radius (a fraction of the image's side) drawn
+    from density ``r ** -power`` on ``[min_radius, max_radius]`` (many small leaves, a few large), a log-normal
+    aspect ratio and one colour (a grey level per channel). The loop runs over leaves, each painted on every image
+    at once.
     """
     if count < 0 or channels < 1 or height < 1 or width < 1 or shapes < 0:
         raise ValueError("dead_leaves needs count >= 0, shapes >= 0 and a positive image size")
