@@ -8,8 +8,9 @@ positive control: its images must be flagged.
 
     python -m benchmarks.audit --update-readme
 
-Uses the runs of benchmarks.baselines, benchmarks.datafree_kd and benchmarks.condense (missing
-ones are skipped). Results: benchmarks/results/audit.{json,md}.
+``--update-readme`` writes the whole table to docs/results.md and goal 5's summary (each pair's best set and
+student, README_ROWS) to the README. Uses the runs of benchmarks.baselines, benchmarks.datafree_kd and
+benchmarks.condense (missing ones are skipped). Results: benchmarks/results/audit.{json,md}.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 from benchmarks.baselines import REPO
 from benchmarks.calls import call
 from benchmarks.datafree_levers import MAIN_JOB_ROW
-from benchmarks.readme import publish, published
+from benchmarks.readme import README, publish, published, update_section
 from datafree.audit import paired_difference
 from datafree.bench.runner import teacher_sha256
 
@@ -96,6 +97,62 @@ CASES: list[tuple] = [
 ]
 
 
+# goal 5's summary in the README: each pair's best data-free set and student when they were audited, by case name (a
+# row of several cases is one recipe's seeds, each against the real-data KD student of its seed)
+README_ROWS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("LeNet-5 -> LeNet-5-half", "zskd+augment-T4-is1-inherit-grown, seed 0",
+     ("zskd (T4, input_stats), LeNet-5 teacher",)),
+    ("ResNet-14 -> ResNet-8 (width 8)", "fast5-stored-ngf32-inherit, seed 0", ("fast5-stored-ngf32, ResNet-14 teacher",)),
+    ("LeNet-5 -> LeNet-5-half (teacher 4dbf5be6)", "zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown, seed 0",
+     ("zskd detours (T4, input_stats, tv, full resolution), LeNet-5 teacher, seed 0, 10,000 members",)),
+    ("LeNet-5 -> LeNet-5-half (teacher 4dbf5be6)", "zskd+augment-T4-is1-tv10-px1-inherit-grown (the recipe before), "
+     "seeds 0-2", tuple(f"zskd (T4, input_stats, tv, full resolution), LeNet-5 teacher, seed {s}, 10,000 members"
+                        for s in (0, 1, 2))),
+    ("main job's: LeNet-5-BN -> LeNet-5-half (teacher bc1112af)", f"{MAIN_JOB_ROW}, seeds 0-2",
+     tuple(f"the main job's recipe (Fourier DeepInversion), LeNet-5-BN teacher, seed {s}, 10,000 members"
+           for s in (0, 1, 2))),
+]
+
+
+def minus_kd(case: dict[str, Any], attack: str) -> tuple[float, tuple[float, float] | None]:
+    """The data-free student's AUC (a case's first student) minus the real-data KD student's (its second), with the
+    paired 95% interval where the audit measured one (the audit stores the second minus the first)."""
+    first, kd = case["membership_inference"]["students"][:2]
+    if f"auc_{attack}_minus_first_95" in kd:
+        low, high = kd[f"auc_{attack}_minus_first_95"]
+        return -kd[f"auc_{attack}_minus_first"], (-high, -low)
+    return first[f"auc_{attack}"] - kd[f"auc_{attack}"], None
+
+
+def _difference(value: float, interval: tuple[float, float] | None) -> str:
+    return f"{value:+.3f}" + (f" [{interval[0]:+.3f}, {interval[1]:+.3f}]" if interval else "")
+
+
+def readme_table(results: list[dict[str, Any]]) -> str:
+    """Goal 5 per pair: how close the images come to the training data, and whether the data-free student carries
+    more membership signal than the real-data KD student (README_ROWS; a row whose cases are not all published is
+    left out)."""
+    by_name = {r["name"]: r for r in results}
+    lines = ["| pair | data-free set and student | images closer than the test split's 5th percentile "
+             "(pixels / features) | members | AUC loss / calibrated: data-free | real-data KD "
+             "| data-free minus KD, loss | calibrated |",
+             "|---|---|---|---|---|---|---|---|"]
+    for pair, source, names in README_ROWS:
+        if not all(n in by_name for n in names):
+            continue
+        cases = [by_name[n] for n in names]
+        closer = " / ".join(
+            f"{100 * max(c['nearest_neighbour'][space]['fraction_below_baseline_q05'] for c in cases):.1f}%"
+            for space in ("pixel", "teacher_feature"))
+        students = [c["membership_inference"]["students"][:2] for c in cases]
+        aucs = ["; ".join(f"{s[i]['auc_loss']:.3f} / {s[i]['auc_calibrated']:.3f}" for s in students) for i in (0, 1)]
+        diffs = ["; ".join(_difference(*minus_kd(c, attack)) for c in cases) for attack in ("loss", "calibrated")]
+        members = cases[0]["membership_inference"]["members"]
+        lines.append(f"| {pair} | {source} | {closer} | {members:,} | {aucs[0]} | {aucs[1]} | {diffs[0]} "
+                     f"| {diffs[1]} |")
+    return "\n".join(lines)
+
+
 def audit(name: str, transfer: str, teacher: str, students: list[str], root: Path, out: Path,
           options: tuple[str, ...] = ()) -> dict[str, Any] | None:
     if not (root / transfer / "manifest.json").is_file() or any(not (root / s).is_dir() for s in students):
@@ -159,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
           f"are; AUC 0.5 means no membership signal. The teacher column is the start of the sha256 of the teacher "
           f"file the set was made from (-: not recorded).")
     publish("audit", md, {"results": results}, section="audit" if args.update_readme else None)
+    if args.update_readme:
+        update_section("privacy", readme_table(results), README)
     return 0
 
 
