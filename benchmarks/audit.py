@@ -26,7 +26,7 @@ from benchmarks.baselines import REPO
 from benchmarks.calls import call
 from benchmarks.datafree_levers import MAIN_JOB_ROW
 from benchmarks.readme import README, publish, published, update_section
-from datafree.audit import paired_difference
+from datafree.audit import difference_text, paired_difference
 from datafree.bench.runner import teacher_sha256
 
 # the audit's options for the cases that use more members than its default 2,000 (Fashion-MNIST's test split holds
@@ -134,10 +134,6 @@ def minus_kd(case: dict[str, Any], attack: str) -> tuple[float, tuple[float, flo
     return first[f"auc_{attack}"] - kd[f"auc_{attack}"], None
 
 
-def _difference(value: float, interval: tuple[float, float] | None) -> str:
-    return f"{value:+.3f}" + (f" [{interval[0]:+.3f}, {interval[1]:+.3f}]" if interval else "")
-
-
 def readme_table(results: list[dict[str, Any]]) -> str:
     """Goal 5 per pair: how close the images come to the training data, and whether the data-free student carries
     more membership signal than the real-data KD student (README_ROWS; a row whose cases are not all published is
@@ -156,7 +152,7 @@ def readme_table(results: list[dict[str, Any]]) -> str:
             for space in ("pixel", "teacher_feature"))
         students = [c["membership_inference"]["students"][:2] for c in cases]
         aucs = ["; ".join(f"{s[i]['auc_loss']:.3f} / {s[i]['auc_calibrated']:.3f}" for s in students) for i in (0, 1)]
-        diffs = ["; ".join(_difference(*minus_kd(c, attack)) for c in cases) for attack in ("loss", "calibrated")]
+        diffs = ["; ".join(difference_text(*minus_kd(c, attack)) for c in cases) for attack in ("loss", "calibrated")]
         members = cases[0]["membership_inference"]["members"]
         lines.append(f"| {pair} | {source} | {closer} | {members:,} | {aucs[0]} | {aucs[1]} | {diffs[0]} "
                      f"| {diffs[1]} |")

@@ -421,13 +421,19 @@ def run_audit(transfer: Dataset, manifest: dict[str, Any], train: Dataset, test:
     return report
 
 
+def difference_text(value: float, interval: tuple[float, float] | None = None, digits: int = 3) -> str:
+    """A signed difference with its 95% interval where there is one, e.g. ``+0.003 [-0.010, +0.015]``."""
+    text = f"{value:+.{digits}f}"
+    return text + (f" [{interval[0]:+.{digits}f}, {interval[1]:+.{digits}f}]" if interval is not None else "")
+
+
 def paired_difference(student: dict[str, Any], attack: str, digits: int = 3) -> str:
     """A later student's AUC minus the first's with its paired 95% interval, e.g. ``+0.003 [-0.010, +0.015]``;
     empty for the first student and for audits made before the intervals were."""
     if f"auc_{attack}_minus_first_95" not in student:
         return ""
     low, high = student[f"auc_{attack}_minus_first_95"]
-    return f"{student[f'auc_{attack}_minus_first']:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+    return difference_text(student[f"auc_{attack}_minus_first"], (low, high), digits)
 
 
 def _auc_text(student: dict[str, Any], attack: str) -> str:
