@@ -303,7 +303,8 @@ def _distill_config(args: argparse.Namespace):
         args, alpha=args.alpha,
         temperature=args.temperature if args.temperature is not None else api.kd_temperature(args.method),
         hint_weight=args.hint_weight, hint_layers=args.hint, jacobian_weight=args.jacobian_weight,
-        standardize_logits=args.standardize_logits, kd_loss=args.kd_loss, rkd_distance_weight=args.rkd_distance,
+        standardize_logits=args.standardize_logits, kd_loss=args.kd_loss, dkd_beta=args.dkd_beta,
+        rkd_distance_weight=args.rkd_distance,
         rkd_angle_weight=args.rkd_angle, relation_layers=args.relation_layers, freeze=tuple(args.freeze or ()),
         fade=args.fade, steps_per_epoch=args.steps_per_epoch or (api.LIVE_STEPS_PER_EPOCH if args.method else None),
     )
@@ -788,8 +789,12 @@ def build_parser() -> argparse.ArgumentParser:
     from datafree.train import KD_LOSSES
 
     g.add_argument("--kd-loss", choices=KD_LOSSES, default="kl",
-                   help="the soft-target term: kl (T^2 * KL at the temperature) or mse (the centred logits' squared "
-                        "error / 2K, KL's limit as T grows: every class's logit gap counts alike) (default: %(default)s)")
+                   help="the soft-target term: kl (T^2 * KL at the temperature), mse (the centred logits' squared "
+                        "error / 2K, KL's limit as T grows: every class's logit gap counts alike) or dkd (decoupled KD: "
+                        "the teacher's top class against the rest, plus --dkd-beta times the KL among the other "
+                        "classes) (default: %(default)s)")
+    g.add_argument("--dkd-beta", type=float, default=8.0,
+                   help="with --kd-loss dkd, the weight of the other classes' KL (default: %(default)s)")
     g.add_argument("--jacobian-weight", type=float, default=0.0,
                    help="weight of Jacobian matching: the student's input gradient of the teacher's predicted "
                         "class follows the teacher's (normalised; double backward, about 3x a step) (default: %(default)s)")

@@ -46,6 +46,44 @@ def kd_logit_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor, sta
     return gap.pow(2).sum(1).mean() / (2 * student_logits.shape[1])
 
 
+def decoupled_kd_parts(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample, the two parts of Hinton's KL at ``temperature`` that Zhao et al. (CVPR 2022) decouple, around
+    the teacher's top class ``k``: TCKD, the KL of the binary split (``k`` / the rest), and NCKD, the KL among the
+    other classes renormalised. ``KL = TCKD + (1 - p_T[k]) * NCKD`` exactly, so a teacher that is sure of ``k`` (as
+    it is on synthetic images made to be ``k``) all but mutes what it says about the other classes."""
+    t = temperature
+    s, tl = student_logits / t, teacher_logits.detach() / t
+    k = tl.argmax(1, keepdim=True)
+    target = torch.zeros_like(s, dtype=torch.bool).scatter_(1, k, True)
+
+    def split(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """log p(k), log p(not k) and the log-softmax over the classes other than k."""
+        whole = z.logsumexp(1, keepdim=True)
+        others = z.masked_fill(target, float("-inf"))
+        rest = others.logsumexp(1, keepdim=True)
+        binary = torch.cat([z.gather(1, k) - whole, rest - whole], 1)
+        return binary, (others - rest).masked_fill(target, 0.0)
+
+    b_s, n_s = split(s)
+    b_t, n_t = split(tl)
+    tckd = (b_t.exp() * (b_t - b_s)).sum(1)
+    nckd = (n_t.exp().masked_fill(target, 0.0) * (n_t - n_s)).sum(1)
+    return tckd, nckd
+
+
+def kd_decoupled(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
+                 beta: float = 8.0) -> torch.Tensor:
+    """Decoupled KD: ``T^2 * (TCKD + beta * NCKD)``, averaged over the batch (:func:`decoupled_kd_parts`).
+
+    The target class is the teacher's top class, since a data-free image has no label of its own. ``beta`` > 1
+    gives the teacher's ranking of the other classes (which real images of a neighbouring class need: a shirt
+    the teacher reads as part coat) the weight a confident teacher takes from it; the paper's default is 8.
+    """
+    tckd, nckd = decoupled_kd_parts(student_logits, teacher_logits, temperature)
+    return (tckd + beta * nckd).mean() * (temperature * temperature)
+
+
 def rkd_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """RKD distance loss: Huber between pairwise distances, each normalised by its mean."""
     def normalised_pdist(e: torch.Tensor) -> torch.Tensor:

@@ -43,13 +43,22 @@ from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
 from datafree.hooks import FeatureHooks, InputHooks, penultimate_module, resolve_module
 from datafree.io import atomic_write
-from datafree.losses import hint_mse, jacobian_match, kd_kl, kd_logit_mse, rkd_angle, rkd_distance
+from datafree.losses import (
+    hint_mse,
+    jacobian_match,
+    kd_decoupled,
+    kd_kl,
+    kd_logit_mse,
+    rkd_angle,
+    rkd_distance,
+    standardize_logits,
+)
 from datafree.models.layout import use_channels_last
 from datafree.schedules import cosine_decay
 
 STATE_FILE = "state.pt"
 AUGMENTS = ("none", "crop", "crop-flip", "dsa")  # batch augmentations (TrainConfig.augment)
-KD_LOSSES = ("kl", "mse")  # soft-target terms (TrainConfig.kd_loss)
+KD_LOSSES = ("kl", "mse", "dkd")  # soft-target terms (TrainConfig.kd_loss)
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -80,8 +89,10 @@ class TrainConfig:
     temperature: float = 4.0
     standardize_logits: bool = False  # z-score both sides' logits before the KD softmax
     # the soft-target term: kl (Hinton's T^2 * KL at ``temperature``) or mse (centred logits' squared error / 2K, its
-    # limit as T grows, datafree.losses.kd_logit_mse; the temperature does not enter)
+    # limit as T grows, datafree.losses.kd_logit_mse; the temperature does not enter) or dkd (decoupled KD around the
+    # teacher's top class, the other classes weighted by dkd_beta: datafree.losses.kd_decoupled)
     kd_loss: str = "kl"
+    dkd_beta: float = 8.0
     hint_weight: float = 0.0
     jacobian_weight: float = 0.0  # match input gradients of the teacher's top class (needs a teacher)
     hint_layers: tuple[str, str] | None = None  # (student module, teacher module)
@@ -121,6 +132,7 @@ class TrainConfig:
             (0.0 <= self.alpha <= 1.0, "alpha must be in [0, 1]"),
             (self.temperature > 0, "temperature must be > 0"),
             (self.kd_loss in KD_LOSSES, f"unknown KD loss {self.kd_loss!r} ({', '.join(KD_LOSSES)})"),
+            (self.dkd_beta >= 0, "dkd_beta must be >= 0"),
             (self.clip_grad_norm is None or self.clip_grad_norm > 0, "gradient clipping norm must be > 0"),
             (self.optimizer in ("sgd", "adam"), f"unknown optimizer {self.optimizer!r} (sgd, adam)"),
             (self.schedule in ("cosine", "step", "constant"), f"unknown schedule {self.schedule!r} (cosine, step, constant)"),
@@ -362,8 +374,7 @@ class Trainer:
         if c.alpha < 1:
             if t_logits is None:
                 raise DatafreeError("alpha < 1 needs a teacher or a source with teacher logits")
-            terms["kd"] = (1 - c.alpha) * (kd_kl(logits, t_logits, c.temperature, c.standardize_logits)
-                                           if c.kd_loss == "kl" else kd_logit_mse(logits, t_logits, c.standardize_logits))
+            terms["kd"] = (1 - c.alpha) * self._soft_target_term(logits, t_logits)
         if "hint" in self._student_hooks:
             s = self._regressor_net(next(iter(self._student_hooks["hint"].features.values())))
             t = next(iter(self._teacher_hooks["hint"].features.values()))
@@ -380,6 +391,16 @@ class Trainer:
             if c.rkd_angle_weight > 0:
                 terms["rkd_angle"] = c.rkd_angle_weight * rkd_angle(s, t)
         return terms, logits
+
+    def _soft_target_term(self, logits: torch.Tensor, t_logits: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        if c.kd_loss == "mse":
+            return kd_logit_mse(logits, t_logits, c.standardize_logits)
+        if c.kd_loss == "dkd":
+            if c.standardize_logits:
+                logits, t_logits = standardize_logits(logits), standardize_logits(t_logits)
+            return kd_decoupled(logits, t_logits, c.temperature, c.dkd_beta)
+        return kd_kl(logits, t_logits, c.temperature, c.standardize_logits)
 
     def _jacobian_term(self, x: torch.Tensor, logits: torch.Tensor, t_logits: torch.Tensor) -> torch.Tensor:
         """Jacobian matching on the teacher's predicted class: the student's input gradient keeps

@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from datafree.losses import (
+    decoupled_kd_parts,
     hint_mse,
     jacobian_match,
+    kd_decoupled,
     kd_kl,
     kd_logit_mse,
     rkd_angle,
@@ -114,6 +116,30 @@ def test_kd_logit_mse_is_kd_kl_at_a_high_temperature_and_ignores_shifts():
     assert t.grad is None and torch.allclose(s.grad, gap / 20 / 4 * 2)  # d/ds of the batch mean of |gap|^2 / 2K
 
 
+def test_decoupled_kd_splits_hintons_kl_exactly_and_weights_the_other_classes():
+    g = torch.Generator().manual_seed(3)
+    s, t = torch.randn(5, 10, generator=g), 3 * torch.randn(5, 10, generator=g)
+    tckd, nckd = decoupled_kd_parts(s, t, 4.0)
+    p_top = torch.softmax(t / 4.0, 1).max(1).values
+    whole = torch.stack([kd_kl(s[i:i + 1], t[i:i + 1], 4.0) for i in range(5)]) / 16  # per sample, without T^2
+    assert torch.allclose(tckd + (1 - p_top) * nckd, whole, atol=1e-6)  # Zhao et al.'s identity
+    assert (tckd >= -1e-7).all() and (nckd >= -1e-7).all()
+    assert kd_decoupled(s, t, 4.0, beta=0.0).item() == pytest.approx(tckd.mean().item() * 16)
+    assert kd_decoupled(s, t, 4.0, beta=8.0).item() == pytest.approx((tckd + 8 * nckd).mean().item() * 16)
+    same = t.clone()
+    assert kd_decoupled(same, t, 4.0).item() == pytest.approx(0.0, abs=1e-6)
+    # only the other classes' ranking differs: TCKD sees nothing, NCKD all of it
+    k = t.argmax(1)
+    shuffled = t.clone()
+    others = [c for c in range(10) if c != int(k[0])]
+    shuffled[0, others] = t[0, others].flip(0)
+    tckd0, nckd0 = decoupled_kd_parts(shuffled[:1], t[:1], 4.0)
+    assert tckd0.item() == pytest.approx(0.0, abs=1e-6) and nckd0.item() > 0.01
+    s.requires_grad_(True)
+    kd_decoupled(s, t, 4.0).backward()
+    assert s.grad.abs().sum() > 0 and torch.isfinite(s.grad).all()
+
+
 def test_trainer_kd_loss_picks_the_soft_target_term():
     from datafree.errors import DatafreeError
     from datafree.train import TrainConfig, Trainer
@@ -121,7 +147,8 @@ def test_trainer_kd_loss_picks_the_soft_target_term():
     net = torch.nn.Linear(6, 10)
     x, y = torch.randn(8, 6, generator=torch.Generator().manual_seed(1)), torch.arange(8) % 10
     t_logits = 3 * torch.randn(8, 10, generator=torch.Generator().manual_seed(2))
-    for name, expected in (("kl", lambda s: kd_kl(s, t_logits, 4.0)), ("mse", lambda s: kd_logit_mse(s, t_logits))):
+    for name, expected in (("kl", lambda s: kd_kl(s, t_logits, 4.0)), ("mse", lambda s: kd_logit_mse(s, t_logits)),
+                           ("dkd", lambda s: kd_decoupled(s, t_logits, 4.0, 8.0))):
         trainer = Trainer(net, TrainConfig(alpha=0.0, temperature=4.0, kd_loss=name, progress=False))
         terms, logits = trainer.loss_terms(x, y, t_logits)
         assert terms["kd"].item() == pytest.approx(expected(net(x)).item())
