@@ -675,6 +675,83 @@ def table(runs: dict[str, dict[int, dict[str, Any]]], compact: bool = False) -> 
     return "\n".join(lines)
 
 
+# The README's table of what was tried on top of the main job's recipe, each lever paired by seed with the recipe on
+# every teacher file whose table has both: (file label, results stem), then (lever, a short name for the change).
+RECIPE_FILES = (("levers' teacher", RESULTS), ("70de22de (the main job's)", "datafree_levers_teacher70de22de"),
+                ("bc1112af", "datafree_levers_teacherbc1112af"))
+R = MAIN_JOB_ROW
+RECIPE_ROWS: tuple[tuple[str, str], ...] = (
+    (f"{R}-random-start", "student from random weights (no `--inherit`)"),
+    (f"{R}-fitted-start", "start refitted layer by layer to the teacher on the set (`benchmarks/fitted_start.py`)"),
+    (f"{R}-fitted-start-importance-lr0.002", "the same on the channels of largest weight norm, learning rate / 5"),
+    (f"{R}-freeze1", "the inherited first convolution kept fixed (`--freeze features.0`)"),
+    (f"{R}-freeze2", "the first two kept fixed"),
+    (f"{R}-fade", "weight selection in steps (`--fade 0.5`)"),
+    ("fourier-parts2-iter200-raw-adi-grown-200-long-mixup-rkd-distance", "the set at 200 pixel steps a batch"),
+    ("fourier-parts2-raw-adi200-grown-200-long-mixup-rkd-distance", "ADI batches at 200 pixel steps"),
+    ("fourier-parts2-noflip-raw-adi-grown-200-long-mixup-rkd-distance",
+     "no synthesis flip (`--set augment_flip=false`), the set"),
+    ("fourier-parts2-noflip-raw-adi-noflip-grown-200-long-mixup-rkd-distance", "the same, set and ADI batches"),
+    ("fourier-parts2-is1-raw-adi-is1-grown-200-long-mixup-rkd-distance",
+     "input-normalisation term (`--set input_stats=1`), set and ADI batches"),
+    ("fourier-parts2-pairs-raw-adi-grown-200-long-mixup-rkd-distance",
+     "targets on class boundaries (`--set pair_targets=0.5`), the set"),
+    ("fourier-parts2-pairs-raw-adi-pairs-grown-200-long-mixup-rkd-distance", "the same, set and ADI batches"),
+    ("fourier-parts2-pairs4-raw-adi-grown-200-long-mixup-rkd-distance",
+     "the same, partners drawn by similarity^4 (`pair_power=4`)"),
+    ("fourier-parts2-detour-raw-adi-grown-200-long-mixup-rkd-distance",
+     "detours through a similar class (`--set detour=0.5`), the set"),
+    ("fourier-parts2-detour-raw-adi-detour-grown-200-long-mixup-rkd-distance", "the same, set and ADI batches"),
+    ("fourier-parts2-detour+pairs-raw-adi-grown-200-long-mixup-rkd-distance",
+     "the BN-free recipe's two sets (detours, boundary pairs)"),
+    ("fourier-parts2-tdrop-raw-adi-grown-200-long-mixup-rkd-distance",
+     "teacher dropout in synthesis (`--set teacher_dropout=0.5`), the set"),
+    ("fourier-parts2-tdrop-raw-adi-tdrop-grown-200-long-mixup-rkd-distance", "the same, set and ADI batches"),
+    ("fourier-parts2-crop0.25-raw-adi-crop0.25-grown-200-long-mixup-rkd-distance",
+     "synthesis crops down to a quarter (`--set augment_scale=0.25`)"),
+    ("fourier-parts2+deadleaves-raw-adi-grown-200-long-mixup-rkd-distance", "2560 dead-leaves images beside the set"),
+    ("fourier-parts2-raw-adi-deadleaves-grown-200-long-mixup-rkd-distance", "ADI batches started from dead leaves"),
+    (f"{R}-priority", "priority sampling by disagreement (`--set priority=0.5`)"),
+    (f"{R}-kdmse", "the logits' squared error as the soft-target term (`--kd-loss mse`)"),
+    (f"{R}-9000steps", "9000 student steps (the recipe: 6000)"),
+    (f"{R}-ema", "weight average (`--ema 0.999`)"),
+    (f"{R}-constant-ema", "weight average over a constant learning rate"),
+    (f"{R}-crop", "student views without flips (`--augment crop`)"),
+    (f"{R}-mixhalf", "mixup on half of each batch (`--mix-share 0.5`)"),
+)
+del R
+
+
+def recipe_cell(rows: dict[int, dict[str, Any]], recipe_rows: dict[int, dict[str, Any]]) -> str:
+    """``test / selection (seeds)`` paired with the recipe; bold where every seed is up on both splits, the rule a
+    lever must pass to join the recipe ("" where the file has no run of the lever)."""
+    seeds = [s for s in rows if s in recipe_rows]
+    if not seeds:
+        return ""
+    up = all(acc(rows[s]) > acc(recipe_rows[s]) and (selection(rows[s]) or 0) > (selection(recipe_rows[s]) or 0)
+             for s in seeds)
+    cell = f"{paired(rows, recipe_rows)} / {paired(rows, recipe_rows, selection) or '-'} ({len(seeds)})"
+    return f"**{cell}**" if up and len(seeds) >= 3 else cell
+
+
+def recipe_levers_table(files: dict[str, dict[str, dict[int, dict[str, Any]]]]) -> str:
+    """The README's table: every lever of :data:`RECIPE_ROWS` against the main job's recipe, per teacher file."""
+    head = ["change to the main job's recipe", *(f"{label}: test / selection (seeds)" for label in files), "row"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, change in RECIPE_ROWS:
+        cells = [recipe_cell(runs.get(name, {}), runs.get(MAIN_JOB_ROW, {})) for runs in files.values()]
+        if any(cells):
+            lines.append("| " + " | ".join([change, *cells, f"`{name}`"]) + " |")
+    return "\n".join(lines)
+
+
+def recipe_files() -> dict[str, dict[str, dict[int, dict[str, Any]]]]:
+    """Each teacher file's published runs, by row and seed."""
+    return {label: {name: {int(s): r for s, r in by_seed.items()}
+                    for name, by_seed in published(stem).get("runs", {}).items()}
+            for label, stem in RECIPE_FILES}
+
+
 def teacher_files(runs: dict[str, dict[int, dict[str, Any]]]) -> str:
     """The teacher files the runs read, by the first 8 hex digits of their sha256."""
     shas = {(r.get("teacher") or {}).get("sha256", "")[:8] for rows in runs.values() for r in rows.values()}
@@ -741,6 +818,7 @@ def main(argv: list[str] | None = None) -> int:
             section="datafree-levers" if args.update_readme else None)
     if args.update_readme:
         update_section("levers", table(runs, compact=True), README)
+        update_section("levers-recipe", recipe_levers_table(recipe_files()), README)
     return 0
 
 

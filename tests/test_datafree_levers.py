@@ -3,7 +3,7 @@
 import json
 
 import datafree.data.transfer as transfer
-from benchmarks.datafree_levers import LEVERS, set_dir, table
+from benchmarks.datafree_levers import LEVERS, MAIN_JOB_ROW, RECIPE_ROWS, recipe_levers_table, set_dir, table
 from datafree.data.transfer import FORMAT
 
 
@@ -226,3 +226,21 @@ def test_a_teacher_from_another_seed_trains_only_into_its_own_table(tmp_path, mo
     assert "--teacher-seed 3" in report({}, "tmp_teacher_seed3", 3)  # the table says which teacher it used
     assert " ".join(other) in report({}, "tmp_teacher_seed3", 3)
     assert "--teacher-seed" not in report({}, "tmp_teacher_seed3")
+
+
+def test_the_readme_table_pairs_each_lever_with_the_recipe_per_teacher_file_and_bolds_only_a_clean_win():
+    def run(test: float, chosen: float) -> dict:
+        return {**_run(test), "selection_accuracy": chosen}
+
+    assert all(name in LEVERS for name, _ in RECIPE_ROWS)
+    (up, up_change), (mixed, mixed_change), (absent, absent_change) = RECIPE_ROWS[:3]
+    recipe = {s: run(80.0, 81.0) for s in range(3)}
+    files = {"A": {MAIN_JOB_ROW: recipe,
+                   up: {s: run(81.0, 82.0) for s in range(3)},  # every seed up on both splits
+                   mixed: {0: run(82.0, 80.0), 1: run(81.0, 82.0), 2: run(81.0, 82.0)}},  # seed 0 down on selection
+             "B": {MAIN_JOB_ROW: recipe, up: {0: run(79.0, 80.0)}}}
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in recipe_levers_table(files).splitlines()[2:]}
+    assert rows[up_change][1:3] == ["**+1.00 ± 0.00 / +1.00 ± 0.00 (3)**", "-1.00 / -1.00 (1)"]
+    assert rows[mixed_change][1:3] == ["+1.33 ± 0.58 / +0.33 ± 1.15 (3)", ""]  # not bold: a seed is down
+    assert absent_change not in rows  # a lever with no run on any file has no row
