@@ -346,6 +346,14 @@ LEVERS: dict[str, Lever] = {
         "student: the main job's with the logits' squared error as its soft-target term (`--kd-loss mse`); "
         "synthesis: the main job's set",
         student=(*MAIN_JOB_RKD_STUDENT, "--kd-loss", "mse"), set_of="inherit-fourier-parts2"),
+    # decoupled KD (Zhao et al. 2022, beta 8, the paper's default, set before any student ran) in place of KL: the
+    # teacher reads the set's images with one large logit, so KL all but mutes its ranking of the other classes, which
+    # real shirts (read by the teacher as part coat, part T-shirt) need; the mse row gave every class's gap equal
+    # weight and tied
+    "fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance-dkd": Lever(
+        "student: the main job's with decoupled KD as its soft-target term (`--kd-loss dkd`, beta 8); "
+        "synthesis: the main job's set",
+        student=(*MAIN_JOB_RKD_STUDENT, "--kd-loss", "dkd"), set_of="inherit-fourier-parts2"),
     # the main job's student for 9000 steps (45 epochs of 200, so 45 ADI batches) in place of 6000: the main job
     # runs in about 6.5 of its 10 minutes, and this student is its critical path (about 2 more minutes idle). From 2000
     # to 4000 steps this pair's student gained 1.16 and from 4000 to 6000 (with mixup) 0.49; the BN-free pair's
@@ -713,6 +721,7 @@ RECIPE_ROWS: tuple[tuple[str, str], ...] = (
     ("fourier-parts2-raw-adi-deadleaves-grown-200-long-mixup-rkd-distance", "ADI batches started from dead leaves"),
     (f"{R}-priority", "priority sampling by disagreement (`--set priority=0.5`)"),
     (f"{R}-kdmse", "the logits' squared error as the soft-target term (`--kd-loss mse`)"),
+    (f"{R}-dkd", "decoupled KD as the soft-target term (`--kd-loss dkd`, beta 8)"),
     (f"{R}-9000steps", "9000 student steps (the recipe: 6000)"),
     (f"{R}-ema", "weight average (`--ema 0.999`)"),
     (f"{R}-constant-ema", "weight average over a constant learning rate"),
