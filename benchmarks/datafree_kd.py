@@ -279,6 +279,10 @@ VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves-dkd
 # zskd-pairs-...). The growth is where the dead-leaves start paid, and its batches are made against the student, so
 # images on the upper-body boundaries there might move the classes the stored sets leave weak. Settings are the
 # stored sets', not tuned.
+# Measured on teacher 4dbf5be6 against the dead-leaves variant (and the recipe): detour growth, seed 0, 83.85, -1.41 /
+# -1.40 on test / selection (-0.39 / -0.32), stopped; pairs growth, seeds 0-3, 84.81 / 85.08 / 82.58 / 84.41, -0.68 ±
+# 1.36 / -0.19 ± 1.06 (against the recipe -0.20 ± 1.10 / +0.16 ± 1.02), seed 2 down by 1.8-2.7 on both, stopped at four
+# seeds; Shirt lower on every seed (44-50% against 47-54%). Losses, not adopted ("Forty-first round")
 DL = "zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves"
 VARIANTS[f"{DL}-detour"] = {**VARIANTS[DL], "grow": ("zskd", {**VARIANTS[DL]["grow"][1], "detour": 0.5})}
 VARIANTS[f"{DL}-pairs"] = {**VARIANTS[DL], "grow": ("zskd", {**VARIANTS[DL]["grow"][1], "pair_targets": 1.0})}
