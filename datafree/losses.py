@@ -73,13 +73,16 @@ def decoupled_kd_parts(student_logits: torch.Tensor, teacher_logits: torch.Tenso
 
 
 def kd_decoupled(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
-                 beta: float = 8.0) -> torch.Tensor:
+                 beta: float = 8.0, standardize: bool = False) -> torch.Tensor:
     """Decoupled KD: ``T^2 * (TCKD + beta * NCKD)``, averaged over the batch (:func:`decoupled_kd_parts`).
 
     The target class is the teacher's top class, since a data-free image has no label of its own. ``beta`` > 1
     gives the teacher's ranking of the other classes (which real images of a neighbouring class need: a shirt
     the teacher reads as part coat) the weight a confident teacher takes from it; the paper's default is 8.
+    ``standardize`` z-scores both sides first, as in :func:`kd_kl`.
     """
+    if standardize:
+        student_logits, teacher_logits = standardize_logits(student_logits), standardize_logits(teacher_logits)
     tckd, nckd = decoupled_kd_parts(student_logits, teacher_logits, temperature)
     return (tckd + beta * nckd).mean() * (temperature * temperature)
 

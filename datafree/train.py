@@ -51,7 +51,6 @@ from datafree.losses import (
     kd_logit_mse,
     rkd_angle,
     rkd_distance,
-    standardize_logits,
 )
 from datafree.models.layout import use_channels_last
 from datafree.schedules import cosine_decay
@@ -393,13 +392,12 @@ class Trainer:
         return terms, logits
 
     def _soft_target_term(self, logits: torch.Tensor, t_logits: torch.Tensor) -> torch.Tensor:
+        """The KD term that ``kd_loss`` names, before the ``1 - alpha`` weight."""
         c = self.config
         if c.kd_loss == "mse":
             return kd_logit_mse(logits, t_logits, c.standardize_logits)
         if c.kd_loss == "dkd":
-            if c.standardize_logits:
-                logits, t_logits = standardize_logits(logits), standardize_logits(t_logits)
-            return kd_decoupled(logits, t_logits, c.temperature, c.dkd_beta)
+            return kd_decoupled(logits, t_logits, c.temperature, c.dkd_beta, c.standardize_logits)
         return kd_kl(logits, t_logits, c.temperature, c.standardize_logits)
 
     def _jacobian_term(self, x: torch.Tensor, logits: torch.Tensor, t_logits: torch.Tensor) -> torch.Tensor:

@@ -135,6 +135,8 @@ def test_decoupled_kd_splits_hintons_kl_exactly_and_weights_the_other_classes():
     shuffled[0, others] = t[0, others].flip(0)
     tckd0, nckd0 = decoupled_kd_parts(shuffled[:1], t[:1], 4.0)
     assert tckd0.item() == pytest.approx(0.0, abs=1e-6) and nckd0.item() > 0.01
+    assert kd_decoupled(s, 10 * t + 5, 4.0, standardize=True).item() == pytest.approx(
+        kd_decoupled(s, t, 4.0, standardize=True).item(), rel=1e-5)  # z-scored: the teacher's scale drops out
     s.requires_grad_(True)
     kd_decoupled(s, t, 4.0).backward()
     assert s.grad.abs().sum() > 0 and torch.isfinite(s.grad).all()
