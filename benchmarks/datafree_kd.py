@@ -274,6 +274,14 @@ VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves-dkd
     **VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves"],
     "student": (*VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves"]["student"],
                 "--kd-loss", "dkd")}
+# The other way round: decoupled KD with beta 0, so the student learns only how sure the teacher is of its top class
+# and nothing of its ranking of the others (TCKD alone). Run to test the reading of the dkd row (beta 8 lowered Shirt
+# on both seeds): if what the teacher says of the other classes on these images leads away from real shirts, less of
+# it should raise Shirt. Beta 0 is the end of the range, not a tuned value.
+VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves-tckd"] = {
+    **VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves"],
+    "student": (*VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves"]["student"],
+                "--kd-loss", "dkd", "--dkd-beta", "0")}
 # The dead-leaves variant's growth batches made the way the pair's two winning stored sets were: detours through a
 # neighbouring class (`detour=0.5`, as zskd-detour-...) or targets split with a similar class (`pair_targets=1`, as
 # zskd-pairs-...). The growth is where the dead-leaves start paid, and its batches are made against the student, so
