@@ -268,8 +268,9 @@ VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves"] =
 # 50-55% against KD's 73%); decoupled KD gives that ranking back its weight.
 # Measured on teacher 4dbf5be6, seeds 0-1: 84.37 / 82.67 against the dead-leaves variant's 85.26 / 84.82, -1.52 ± 0.89
 # on test and -1.34 ± 1.20 on selection, both seeds down on both; against the recipe +0.13 / -2.00. A loss, stopped at
-# two seeds. Its students answer Pullover more and Shirt less (Shirt 48 / 40% on selection against 54 / 53%): what the
-# teacher says of the other classes on these images leads away from real shirts ("Forty-first round")
+# two seeds. Its students answer Pullover more and Shirt less (Shirt 48 / 40% on selection against 54 / 53%); with no
+# weight on the other classes (the tckd row below) Shirt falls further, so it is the weight, not the information, that
+# hurts ("Forty-first round")
 VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves-dkd"] = {
     **VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves"],
     "student": (*VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves"]["student"],
@@ -278,6 +279,10 @@ VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves-dkd
 # and nothing of its ranking of the others (TCKD alone). Run to test the reading of the dkd row (beta 8 lowered Shirt
 # on both seeds): if what the teacher says of the other classes on these images leads away from real shirts, less of
 # it should raise Shirt. Beta 0 is the end of the range, not a tuned value.
+# Measured on teacher 4dbf5be6, seeds 0-1: 81.19 / 80.67, -4.11 ± 0.06 on test and -4.22 ± 0.05 on selection against
+# the dead-leaves variant, and Shirt falls to 37% on both seeds. The reading was wrong: the teacher's ranking of the
+# other classes is what carries Shirt; KL's weight on it (1 - p) does better than none and than beta 8 ("Forty-first
+# round")
 VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves-tckd"] = {
     **VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves"],
     "student": (*VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves"]["student"],
