@@ -261,6 +261,7 @@ VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves"] =
     **VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown"],
     "grow": ("zskd", {**VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown"]["grow"][1],
                       "pixel_init": "dead_leaves"})}
+DL = "zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves"  # the variants below are built on it
 # The dead-leaves variant's student distilled by decoupled KD (`--kd-loss dkd`, Zhao et al. 2022, beta 8, the paper's
 # default, set before any student ran) in place of KL. The teacher reads the synthetic images with one large
 # logit (top probability 0.93-0.94 at temperature 1), so KL mutes what it says about the other classes, and the
@@ -271,10 +272,7 @@ VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves"] =
 # two seeds. Its students answer Pullover more and Shirt less (Shirt 48 / 40% on selection against 54 / 53%); with no
 # weight on the other classes (the tckd row below) Shirt falls further, so it is the weight, not the information, that
 # hurts ("Forty-first round")
-VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves-dkd"] = {
-    **VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves"],
-    "student": (*VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves"]["student"],
-                "--kd-loss", "dkd")}
+VARIANTS[f"{DL}-dkd"] = {**VARIANTS[DL], "student": (*VARIANTS[DL]["student"], "--kd-loss", "dkd")}
 # The other way round: decoupled KD with beta 0, so the student learns only how sure the teacher is of its top class
 # and nothing of its ranking of the others (TCKD alone). Run to test the reading of the dkd row (beta 8 lowered Shirt
 # on both seeds): if what the teacher says of the other classes on these images leads away from real shirts, less of
@@ -283,10 +281,7 @@ VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves-dkd
 # the dead-leaves variant, and Shirt falls to 37% on both seeds. The reading was wrong: the teacher's ranking of the
 # other classes is what carries Shirt; KL's weight on it (1 - p) does better than none and than beta 8 ("Forty-first
 # round")
-VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves-tckd"] = {
-    **VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves"],
-    "student": (*VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves"]["student"],
-                "--kd-loss", "dkd", "--dkd-beta", "0")}
+VARIANTS[f"{DL}-tckd"] = {**VARIANTS[DL], "student": (*VARIANTS[DL]["student"], "--kd-loss", "dkd", "--dkd-beta", "0")}
 # The dead-leaves variant's growth batches made the way the pair's two winning stored sets were: detours through a
 # neighbouring class (`detour=0.5`, as zskd-detour-...) or targets split with a similar class (`pair_targets=1`, as
 # zskd-pairs-...). The growth is where the dead-leaves start paid, and its batches are made against the student, so
@@ -296,7 +291,6 @@ VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves-tck
 # -1.40 on test / selection (-0.39 / -0.32), stopped; pairs growth, seeds 0-3, 84.81 / 85.08 / 82.58 / 84.41, -0.68 ±
 # 1.36 / -0.19 ± 1.06 (against the recipe -0.20 ± 1.10 / +0.16 ± 1.02), seed 2 down by 1.8-2.7 on both, stopped at four
 # seeds; Shirt lower on every seed (44-50% against 47-54%). Losses, not adopted ("Forty-first round")
-DL = "zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves"
 VARIANTS[f"{DL}-detour"] = {**VARIANTS[DL], "grow": ("zskd", {**VARIANTS[DL]["grow"][1], "detour": 0.5})}
 VARIANTS[f"{DL}-pairs"] = {**VARIANTS[DL], "grow": ("zskd", {**VARIANTS[DL]["grow"][1], "pair_targets": 1.0})}
 # The same boundary set with a sharper partner law (pair_power 4: partner drawn in proportion to similarity ** 4). On

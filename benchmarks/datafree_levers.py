@@ -614,6 +614,12 @@ def recipe(result: dict[str, Any]) -> list[str]:
     return [*out, (result.get("teacher") or {}).get("sha256", "")]
 
 
+def published_runs(stem: str = RESULTS) -> dict[str, dict[int, dict[str, Any]]]:
+    """The runs published in ``results/STEM.json``, by row and seed ({} if none)."""
+    return {name: {int(seed): r for seed, r in by_seed.items()}
+            for name, by_seed in published(stem).get("runs", {}).items()}
+
+
 def finished(root: Path, stem: str = RESULTS) -> dict[str, dict[int, dict[str, Any]]]:
     """Finished runs by row ("kd" or a lever) and seed: those under ``root`` over the ones published in
     ``results/STEM.json``, so a clean ``--root`` keeps the table. A row found under ``root`` adds its seeds to the
@@ -629,8 +635,7 @@ def finished(root: Path, stem: str = RESULTS) -> dict[str, dict[int, dict[str, A
                 tsets = result.get("transfers") or [result.get("transfer") or set_dir(root, name, int(seed))]
                 result["synthesis_time_s"] = sets_synthesis_seconds(tsets)
             rows.setdefault(name, {})[int(seed)] = result
-    kept = {name: {int(seed): r for seed, r in by_seed.items()}
-            for name, by_seed in published(stem).get("runs", {}).items()}
+    kept = published_runs(stem)
     for name, local in rows.items():
         recipes = {json.dumps(recipe(r)) for r in [*kept.get(name, {}).values(), *local.values()]}
         kept[name] = {**kept.get(name, {}), **local} if len(recipes) == 1 else local
@@ -758,9 +763,7 @@ def recipe_levers_table(files: dict[str, dict[str, dict[int, dict[str, Any]]]]) 
 
 def recipe_files() -> dict[str, dict[str, dict[int, dict[str, Any]]]]:
     """Each teacher file's published runs, by row and seed."""
-    return {label: {name: {int(s): r for s, r in by_seed.items()}
-                    for name, by_seed in published(stem).get("runs", {}).items()}
-            for label, stem in RECIPE_FILES}
+    return {label: published_runs(stem) for label, stem in RECIPE_FILES}
 
 
 def teacher_files(runs: dict[str, dict[int, dict[str, Any]]]) -> str:
