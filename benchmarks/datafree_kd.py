@@ -246,6 +246,13 @@ VARIANTS["zskd-detour+augment-T4-is1-tv10-px1-inherit-grown"] = {
 # the previous recipe, every seed up on both: the pair's recipe (README; "Thirty-fifth round")
 VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown"] = {
     **VARIANTS["zskd-detour+augment-T4-is1-tv10-px1-inherit-grown"], "with_sets": (PX1_AUG, PX1_PAIRS)}
+# The recipe's student with the kept-channel hint (`--kept-hint 10`, datafree.losses.kept_channel_hint): every layer
+# of the inherited student reads, on its kept channels, what the teacher's layer reads. The weight is the main job's
+# lever's (fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance-kepthint in benchmarks/datafree_levers.py), set
+# there before any student ran; not tuned here ("Forty-second round").
+VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-kepthint"] = {
+    **VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown"],
+    "student": (*VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown"]["student"], "--kept-hint", "10")}
 # The recipe with its growth batches started from dead leaves (`pixel_init=dead_leaves`: flat overlapping shapes,
 # datafree.synthesis.procedural) in place of uniform noise; its three sets and everything else equal. Without
 # BatchNorm nothing but the class term, the input-normalisation term and TV shapes the pixels, so the start is a

@@ -356,6 +356,17 @@ LEVERS: dict[str, Lever] = {
         "student: the main job's with decoupled KD as its soft-target term (`--kd-loss dkd`, beta 8); "
         "synthesis: the main job's set",
         student=(*MAIN_JOB_RKD_STUDENT, "--kd-loss", "dkd"), set_of="inherit-fourier-parts2"),
+    # the kept-channel hint (`--kept-hint 10`, datafree.losses.kept_channel_hint): every layer of the inherited
+    # student reads, on its kept channels, what the teacher's layer reads (MSE, mean over the four layers after the
+    # first). The thirty-eighth round found the students read the synthetic shirts by other evidence than the teacher
+    # does on real ones, and that a network of the teacher's width keeps the teacher under the same recipe: the
+    # term keeps the half-width student's inner evidence the teacher's. Weight 10 makes the term about a third of the
+    # KD term at the start (1.0 against 3.2 on a 20-step run); set before any student of this lever ran (a scratch
+    # screen with the same weight on the ReLU outputs, before pooling, led to it: "Forty-second round")
+    "fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance-kepthint": Lever(
+        "student: the main job's with every layer's input pulled to the teacher's at the kept channels "
+        "(`--kept-hint 10`); synthesis: the main job's set",
+        student=(*MAIN_JOB_RKD_STUDENT, "--kept-hint", "10"), set_of="inherit-fourier-parts2"),
     # the main job's student for 9000 steps (45 epochs of 200, so 45 ADI batches) in place of 6000: the main job
     # runs in about 6.5 of its 10 minutes, and this student is its critical path (about 2 more minutes idle). From 2000
     # to 4000 steps this pair's student gained 1.16 and from 4000 to 6000 (with mixup) 0.49; the BN-free pair's
@@ -729,6 +740,7 @@ RECIPE_ROWS: tuple[tuple[str, str], ...] = (
     (f"{R}-priority", "priority sampling by disagreement (`--set priority=0.5`)"),
     (f"{R}-kdmse", "the logits' squared error as the soft-target term (`--kd-loss mse`)"),
     (f"{R}-dkd", "decoupled KD as the soft-target term (`--kd-loss dkd`, beta 8)"),
+    (f"{R}-kepthint", "every layer's input pulled to the teacher's at the kept channels (`--kept-hint 10`)"),
     (f"{R}-9000steps", "9000 student steps (the recipe: 6000)"),
     (f"{R}-ema", "weight average (`--ema 0.999`)"),
     (f"{R}-constant-ema", "weight average over a constant learning rate"),

@@ -305,7 +305,8 @@ def _distill_config(args: argparse.Namespace):
         hint_weight=args.hint_weight, hint_layers=args.hint, jacobian_weight=args.jacobian_weight,
         standardize_logits=args.standardize_logits, kd_loss=args.kd_loss, dkd_beta=args.dkd_beta,
         rkd_distance_weight=args.rkd_distance,
-        rkd_angle_weight=args.rkd_angle, relation_layers=args.relation_layers, freeze=tuple(args.freeze or ()),
+        rkd_angle_weight=args.rkd_angle, relation_layers=args.relation_layers, kept_hint_weight=args.kept_hint,
+        freeze=tuple(args.freeze or ()),
         fade=args.fade, steps_per_epoch=args.steps_per_epoch or (api.LIVE_STEPS_PER_EPOCH if args.method else None),
     )
 
@@ -802,6 +803,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rkd-angle", type=float, default=0.0, help="weight of the RKD angle loss (default: %(default)s)")
     g.add_argument("--relation-layers", type=_layer_pair,
                    help="STUDENT_MODULE:TEACHER_MODULE for RKD (default: inputs of the last Linear layers)")
+    g.add_argument("--kept-hint", type=float, default=0.0, metavar="WEIGHT",
+                   help="with --inherit: weight of an MSE that keeps every layer's input at the teacher's, on the "
+                        "channels weight selection kept (default: %(default)s)")
     g.add_argument("--freeze", action="append", metavar="MODULE",
                    help="keep this student module's parameters at their start (repeatable; e.g. features.0 with "
                         "--inherit keeps the teacher's first filters)")

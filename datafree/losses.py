@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch.nn import functional as F
 
+from datafree.errors import DatafreeError
+
 
 def standardize_logits(logits: torch.Tensor) -> torch.Tensor:
     """Each sample's logits z-scored (mean 0, std 1): what is left is their shape, not their scale."""
@@ -111,6 +113,29 @@ def rkd_angle(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 def hint_mse(student_feature: torch.Tensor, teacher_feature: torch.Tensor) -> torch.Tensor:
     """FitNets hint: MSE between (regressed) student and teacher features of equal shape."""
     return F.mse_loss(student_feature, teacher_feature.detach())
+
+
+def kept_channel_hint(student_inputs: Sequence[torch.Tensor], teacher_inputs: Sequence[torch.Tensor],
+                      kept: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Mean over layers of the MSE between what each student layer reads and what its teacher layer reads at the
+    ``kept`` channels (dim 1; :func:`datafree.models.inherit.kept_inputs`).
+
+    A student started by weight selection holds, in each layer, a subset of the teacher's channels. Pulling those
+    channels toward the teacher's own, at every layer, keeps the half-width student reading the images by the
+    teacher's evidence rather than by whatever else separates the synthetic images; a FitNets hint through a
+    learned regressor lets the student's features be any linear mix of the teacher's.
+    """
+    if not student_inputs or len(student_inputs) != len(teacher_inputs) or len(kept) != len(student_inputs):
+        raise DatafreeError("the kept-channel hint needs one teacher input and one kept index per student layer")
+    terms = []
+    for s, t, k in zip(student_inputs, teacher_inputs, kept):
+        t = t.detach().index_select(1, k.to(t.device))
+        if s.shape != t.shape:
+            raise DatafreeError(f"the kept-channel hint pairs a student layer input of shape {tuple(s.shape[1:])} "
+                                f"with the teacher's {tuple(t.shape[1:])}: it needs a thinner student of the "
+                                "teacher's architecture (as --inherit does)")
+        terms.append(F.mse_loss(s.float(), t.float()))
+    return torch.stack(terms).mean()
 
 
 def jacobian_match(student_grad: torch.Tensor, teacher_grad: torch.Tensor) -> torch.Tensor:

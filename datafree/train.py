@@ -5,6 +5,7 @@ Loss per batch, as a dict of named terms so each is logged::
     alpha * CE(student, y) + (1 - alpha) * T^2 * KL(teacher_T || student_T)
     + hint_weight * MSE(regressor(student feature), teacher feature)       (FitNets)
     + rkd_distance_weight * RKD-D + rkd_angle_weight * RKD-A                (relations)
+    + kept_hint_weight * MSE(each layer's input, the teacher's at the kept channels)  (weight selection's pairs)
 
 Sources: any Dataset yielding ``(x, y)`` or ``(x, y, teacher_logits)``, or an iterable of such
 batches (a live generator stream) with ``steps_per_epoch``. When a teacher is given it is run
@@ -49,9 +50,11 @@ from datafree.losses import (
     kd_decoupled,
     kd_kl,
     kd_logit_mse,
+    kept_channel_hint,
     rkd_angle,
     rkd_distance,
 )
+from datafree.models.inherit import kept_inputs
 from datafree.models.layout import use_channels_last
 from datafree.schedules import cosine_decay
 
@@ -98,6 +101,9 @@ class TrainConfig:
     rkd_distance_weight: float = 0.0
     rkd_angle_weight: float = 0.0
     relation_layers: tuple[str, str] | None = None  # default: inputs of the last Linear layers
+    # every layer the student shares with the teacher (weight selection's pairing) reads what the teacher's reads at
+    # the channels selection kept: MSE, mean over layers (datafree.losses.kept_channel_hint); meant for --inherit
+    kept_hint_weight: float = 0.0
     augment: str = "none"  # none | crop | crop-flip | dsa
     mix: str = "none"  # none | mixup | cutmix, after augment; the live teacher labels the mixed images
     mix_share: float = 1.0  # the share of each batch's images that are mixed (the rest stay whole)
@@ -143,6 +149,7 @@ class TrainConfig:
              "mixing needs pure distillation (--alpha 0): a mixed image has no hard label, the teacher labels it"),
             (self.hint_weight == 0 or self.hint_layers is not None, "a hint weight needs hint layers (student:teacher)"),
             (self.jacobian_weight >= 0, "the Jacobian weight must be >= 0"),
+            (self.kept_hint_weight >= 0, "the kept-channel hint's weight must be >= 0"),
             (0.0 <= self.ema < 1.0, "the weight average's decay (--ema) must be in [0, 1), e.g. 0.999; 0 is off"),
             (0.0 <= self.fade <= 1.0, "the fade (--fade) is a fraction of training in [0, 1]; 0 is off"),
             (self.fade == 0 or self.ema == 0,
@@ -159,7 +166,7 @@ class TrainConfig:
     @property
     def needs_teacher(self) -> bool:
         return (self.hint_weight > 0 or self.jacobian_weight > 0 or self.rkd_distance_weight > 0
-                or self.rkd_angle_weight > 0)
+                or self.rkd_angle_weight > 0 or self.kept_hint_weight > 0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -328,6 +335,10 @@ class Trainer:
             else:
                 s_name, t_name = c.relation_layers
                 student["rkd"], teacher["rkd"] = FeatureHooks(self.model, [s_name]), FeatureHooks(self.teacher, [t_name])
+        if c.kept_hint_weight > 0 and self.teacher is not None:
+            self._kept = kept_inputs(self.model, self.teacher)
+            student["kept_hint"] = InputHooks(self.model, [s for s, _, _ in self._kept])
+            teacher["kept_hint"] = InputHooks(self.teacher, [t for _, t, _ in self._kept])
         return student, teacher
 
     def _make_regressor(self, spec: DataSpec | None) -> nn.Module:
@@ -380,6 +391,10 @@ class Trainer:
             if s.shape[2:] != t.shape[2:]:
                 s = F.adaptive_avg_pool2d(s, t.shape[2:])
             terms["hint"] = c.hint_weight * hint_mse(s, t)
+        if "kept_hint" in self._student_hooks:
+            s_in, t_in = self._student_hooks["kept_hint"].features, self._teacher_hooks["kept_hint"].features
+            terms["kept_hint"] = c.kept_hint_weight * kept_channel_hint(
+                [s_in[s] for s, _, _ in self._kept], [t_in[t] for _, t, _ in self._kept], [k for _, _, k in self._kept])
         if c.jacobian_weight > 0:
             terms["jacobian"] = c.jacobian_weight * self._jacobian_term(x, logits, t_logits)  # type: ignore[arg-type]
         if "rkd" in self._student_hooks:

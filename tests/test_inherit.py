@@ -12,7 +12,7 @@ from datafree.cli import main
 from datafree.data.spec import FASHION_MNIST
 from datafree.errors import DatafreeError
 from datafree.models import build_model, fold_batchnorm, inherit_weights
-from datafree.models.inherit import select
+from datafree.models.inherit import kept_inputs, select
 
 
 def test_select_spreads_channels_and_keeps_the_kernel_centre():
@@ -189,3 +189,39 @@ def test_inherit_without_a_teacher_is_a_one_line_error(tmp_path):
     with pytest.raises(DatafreeError, match="give the teacher"):
         api.distill(tmp_path / "s", "lenet5_half", TrainConfig(epochs=1), train=data, inherit=True)
     assert not (tmp_path / "s").exists()
+
+
+def test_kept_inputs_pair_every_layer_but_the_first_at_the_channels_selection_kept():
+    teacher = _randomise_batchnorm(build_model("lenet5_bn", FASHION_MNIST, seed=0))
+    student = build_model("lenet5_half", FASHION_MNIST, seed=1)
+    kept = kept_inputs(student, teacher)  # position-matched: LeNet-5-BN's names are shifted by its BatchNorms
+    assert [(s, t) for s, t, _ in kept] == [("features.3", "features.4"), ("features.7", "features.9"),
+                                           ("fc.1", "fc.1"), ("classifier", "classifier")]
+    assert [k.tolist() for _, _, k in kept] == [[0, 2, 4], list(range(0, 16, 2)), list(range(0, 120, 2)),
+                                               list(range(0, 84, 2))]
+    with pytest.raises(DatafreeError, match="cannot pair the student's layers .* kept-channel hint"):
+        kept_inputs(build_model("lenet5_half", FASHION_MNIST, seed=0), build_model("resnet8", FASHION_MNIST, seed=0))
+
+
+def test_the_kept_channel_hint_is_zero_for_the_teacher_s_own_selection_and_its_gradient_reaches_the_first_layer():
+    from datafree.train import TrainConfig, Trainer
+
+    teacher = build_model("lenet5", FASHION_MNIST, seed=0).eval()
+    _zero_unselected(teacher)  # the half-width selection then computes the teacher exactly, layer by layer
+    student = build_model("lenet5_half", FASHION_MNIST, seed=1)
+    inherit_weights(student, teacher)
+    trainer = Trainer(student, TrainConfig(alpha=0.0, kept_hint_weight=1.0, progress=False), teacher=teacher,
+                      spec=FASHION_MNIST)
+    x, y = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(2)), torch.zeros(8, dtype=torch.long)
+    terms, _ = trainer.loss_terms(x, y)
+    assert terms["kept_hint"].item() == pytest.approx(0.0, abs=1e-10)
+    with torch.no_grad():
+        student.features[0].weight.mul_(1.5)  # the first layer's output is no layer's input but the second's
+    terms, _ = trainer.loss_terms(x, y)
+    assert terms["kept_hint"].item() > 1e-4
+    terms["kept_hint"].backward()
+    assert student.features[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in teacher.parameters())
+    assert TrainConfig(kept_hint_weight=1.0).needs_teacher
+    with pytest.raises(DatafreeError, match="kept-channel hint's weight"):
+        TrainConfig(kept_hint_weight=-1.0)

@@ -10,6 +10,7 @@ from datafree.losses import (
     kd_decoupled,
     kd_kl,
     kd_logit_mse,
+    kept_channel_hint,
     rkd_angle,
     rkd_distance,
     standardize_logits,
@@ -159,3 +160,21 @@ def test_trainer_kd_loss_picks_the_soft_target_term():
         assert net.weight.grad.abs().sum() > 0  # the term's gradient reaches the student
     with pytest.raises(DatafreeError, match="unknown KD loss"):
         TrainConfig(kd_loss="l2")
+
+
+def test_kept_channel_hint_compares_the_kept_channels_layer_by_layer():
+    from datafree.errors import DatafreeError
+
+    g = torch.Generator().manual_seed(0)
+    s1, t1 = torch.randn(2, 2, 3, 3, generator=g), torch.randn(2, 4, 3, 3, generator=g)
+    s2, t2 = torch.randn(2, 3, generator=g), torch.randn(2, 6, generator=g)
+    kept = [torch.tensor([0, 2]), torch.tensor([1, 3, 5])]
+    expected = (((s1 - t1[:, [0, 2]]) ** 2).mean() + ((s2 - t2[:, [1, 3, 5]]) ** 2).mean()) / 2
+    assert kept_channel_hint([s1, s2], [t1, t2], kept).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert kept_channel_hint([t1[:, [0, 2]]], [t1], kept[:1]).item() == 0.0
+    s1.requires_grad_(True)
+    t1.requires_grad_(True)
+    kept_channel_hint([s1], [t1], kept[:1]).backward()
+    assert s1.grad.abs().sum() > 0 and t1.grad is None  # the teacher's side is a target
+    with pytest.raises(DatafreeError, match="thinner student"):
+        kept_channel_hint([s1], [t2], [torch.tensor([0, 1])])

@@ -69,7 +69,8 @@ def layer_pair(text: str) -> tuple[str, str]:
 
 
 # distill's flags that are not named after the TrainConfig field they set
-FLAG_FIELDS = {"--hint": "hint_layers", "--rkd-distance": "rkd_distance_weight", "--rkd-angle": "rkd_angle_weight"}
+FLAG_FIELDS = {"--hint": "hint_layers", "--rkd-distance": "rkd_distance_weight", "--rkd-angle": "rkd_angle_weight",
+               "--kept-hint": "kept_hint_weight"}
 LAYER_PAIRS = ("hint_layers", "relation_layers")  # given as STUDENT_MODULE:TEACHER_MODULE
 MODULE_LISTS = ("freeze",)  # repeatable flags: each names one more module
 

@@ -51,6 +51,15 @@ def centred(teacher_size: int, student_size: int) -> torch.Tensor:
     return torch.arange(start, start + student_size)
 
 
+def kept_indices(teacher_size: int, student_size: int, in_block: int = 1) -> torch.Tensor:
+    """The indices a channel (or feature) dimension of ``teacher_size`` keeps for ``student_size``: evenly spaced,
+    or with ``in_block`` > 1 (a flattened (channels, positions) map) the kept channels' whole blocks of positions."""
+    if in_block > 1 and teacher_size % in_block == 0 and student_size % in_block == 0:
+        kept = evenly_spaced(teacher_size // in_block, student_size // in_block)
+        return (kept[:, None] * in_block + torch.arange(in_block)).flatten()
+    return evenly_spaced(teacher_size, student_size)
+
+
 def select(teacher: torch.Tensor, shape: torch.Size, in_block: int = 1) -> torch.Tensor | None:
     """The consistent selection of ``teacher`` with ``shape`` (None: a dimension is larger in the student).
 
@@ -65,11 +74,10 @@ def select(teacher: torch.Tensor, shape: torch.Size, in_block: int = 1) -> torch
     for dim, (t, s) in enumerate(zip(teacher.shape, shape)):
         if t == s:
             continue
-        if dim == 1 and in_block > 1 and t % in_block == 0 and s % in_block == 0:
-            kept = evenly_spaced(t // in_block, s // in_block)
-            pick = (kept[:, None] * in_block + torch.arange(in_block)).flatten()
+        if dim >= 2:
+            pick = centred(t, s)  # kernels keep their centre
         else:
-            pick = (centred if dim >= 2 else evenly_spaced)(t, s)  # kernels keep their centre, channels spread out
+            pick = kept_indices(t, s, in_block if dim == 1 else 1)  # channels spread out
         out = out.index_select(dim, pick.to(out.device))
     return out
 
@@ -87,6 +95,44 @@ def _layers(model: nn.Module, kinds: tuple[type, ...]) -> list[tuple[str, nn.Mod
     return [(name, m) for name, m in model.named_modules() if isinstance(m, kinds)]
 
 
+def paired_layers(student: nn.Module, teacher: nn.Module, purpose: str = "inherit the teacher's weights"
+                  ) -> tuple[str, list[tuple[str, str]]]:
+    """How weight selection pairs the student's conv/linear layers with the teacher's: ``("name" or "position",
+    [(student layer, teacher layer), ...])``, by module name. One-line :class:`DatafreeError` ("cannot
+    ``purpose``") when they do not pair."""
+    s_layers, t_layers = _layers(student, WEIGHTED), _layers(teacher, WEIGHTED)
+    t_names = {name for name, _ in t_layers}
+    if s_layers and all(name in t_names for name, _ in s_layers):
+        return "name", [(name, name) for name, _ in s_layers]
+    if [type(m) for _, m in s_layers] == [type(m) for _, m in t_layers]:
+        return "position", [(s, t) for (s, _), (t, _) in zip(s_layers, t_layers)]
+    raise DatafreeError(f"cannot {purpose}: the student's conv/linear layers match the teacher's neither by name "
+                        "nor in sequence (weight selection needs a shallower or thinner version of the teacher's "
+                        "architecture); leave --inherit off")
+
+
+def _input_size(layer: nn.Module) -> int:
+    return layer.in_channels if isinstance(layer, nn.Conv2d) else layer.in_features
+
+
+def kept_inputs(student: nn.Module, teacher: nn.Module) -> list[tuple[str, str, torch.Tensor]]:
+    """``(student layer, teacher layer, kept)`` for every layer pair of :func:`paired_layers` but the first, whose
+    input is the image: ``kept`` indexes the teacher layer's input (dim 1) at what the student layer's input holds
+    under weight selection, so an inherited student starts with each layer reading those very channels."""
+    _, pairs = paired_layers(student, teacher, "pair the student's layers with the teacher's for the kept-channel hint")
+    s_by_name, t_layers = dict(_layers(student, WEIGHTED)), _layers(teacher, WEIGHTED)
+    t_by_name = dict(t_layers)
+    previous = {name: prev for (_, prev), (name, _) in zip(t_layers, t_layers[1:])}
+    kept = []
+    for s_name, t_name in pairs:
+        if t_name == t_layers[0][0]:
+            continue
+        t_mod = t_by_name[t_name]
+        in_block = flattened_positions(previous.get(t_name), t_mod)
+        kept.append((s_name, t_name, kept_indices(_input_size(t_mod), _input_size(s_by_name[s_name]), in_block)))
+    return kept
+
+
 def inherit_weights(student: nn.Module, teacher: nn.Module) -> Inheritance:
     """Set ``student``'s weights (in place) to a consistent selection of ``teacher``'s; returns what it did.
 
@@ -97,22 +143,15 @@ def inherit_weights(student: nn.Module, teacher: nn.Module) -> Inheritance:
     if teacher_norms and not student_norms:
         teacher = fold_batchnorm(teacher)
         teacher_norms = []
-    s_layers, t_layers = _layers(student, WEIGHTED), _layers(teacher, WEIGHTED)
-    t_by_name = dict(t_layers)
-    pairs: list[tuple[nn.Module, nn.Module]]
-    if s_layers and all(name in t_by_name for name, _ in s_layers):
-        matched_by = "name"
+    t_layers = _layers(teacher, WEIGHTED)
+    matched_by, layer_names = paired_layers(student, teacher)
+    s_modules, t_modules = dict(student.named_modules()), dict(teacher.named_modules())
+    pairs: list[tuple[nn.Module, nn.Module]] = [(s_modules[s], t_modules[t]) for s, t in layer_names]
+    if matched_by == "name":
         t_norms = dict(teacher_norms)
-        pairs = [(m, t_by_name[n]) for n, m in s_layers] + [(m, t_norms[n]) for n, m in student_norms if n in t_norms]
-    elif [type(m) for _, m in s_layers] == [type(m) for _, m in t_layers]:
-        matched_by = "position"
-        pairs = list(zip([m for _, m in s_layers], [m for _, m in t_layers]))
-        if [type(m) for _, m in student_norms] == [type(m) for _, m in teacher_norms]:
-            pairs += list(zip([m for _, m in student_norms], [m for _, m in teacher_norms]))
-    else:
-        raise DatafreeError("cannot inherit the teacher's weights: the student's conv/linear layers match the "
-                            "teacher's neither by name nor in sequence (weight selection needs a shallower or "
-                            "thinner version of the teacher's architecture); leave --inherit off")
+        pairs += [(m, t_norms[n]) for n, m in student_norms if n in t_norms]
+    elif [type(m) for _, m in student_norms] == [type(m) for _, m in teacher_norms]:
+        pairs += list(zip([m for _, m in student_norms], [m for _, m in teacher_norms]))
     chosen: dict[str, torch.Tensor] = {}
     ids = {id(m): n for n, m in student.named_modules()}
     previous = {id(t): p for (_, p), (_, t) in zip(t_layers, t_layers[1:])}  # the teacher layer before each one
