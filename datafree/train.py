@@ -152,6 +152,8 @@ class TrainConfig:
             (self.kept_hint_weight >= 0, "the kept-channel hint's weight must be >= 0"),
             (0.0 <= self.ema < 1.0, "the weight average's decay (--ema) must be in [0, 1), e.g. 0.999; 0 is off"),
             (0.0 <= self.fade <= 1.0, "the fade (--fade) is a fraction of training in [0, 1]; 0 is off"),
+            (self.fade == 0 or self.kept_hint_weight == 0,
+             "--fade and --kept-hint do not combine: while it fades, the student is the teacher's width"),
             (self.fade == 0 or self.ema == 0,
              "--fade and --ema do not combine: the average would mix networks of different widths"),
         ]
@@ -323,6 +325,7 @@ class Trainer:
     def _make_hooks(self) -> tuple[dict[str, FeatureHooks], dict[str, FeatureHooks]]:
         """Feature hooks for hint and relation terms, keyed by term."""
         c, student, teacher = self.config, {}, {}
+        self._kept: list[tuple[str, str, torch.Tensor]] = []  # the kept-channel hint's layer pairs
         if c.hint_weight > 0 and self.teacher is not None:
             s_name, t_name = c.hint_layers  # type: ignore[misc]
             student["hint"], teacher["hint"] = FeatureHooks(self.model, [s_name]), FeatureHooks(self.teacher, [t_name])

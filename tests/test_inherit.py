@@ -229,3 +229,5 @@ def test_the_kept_channel_hint_is_zero_for_the_teacher_s_own_selection_and_its_g
     assert TrainConfig(kept_hint_weight=1.0).needs_teacher
     with pytest.raises(DatafreeError, match="kept-channel hint's weight"):
         TrainConfig(kept_hint_weight=-1.0)
+    with pytest.raises(DatafreeError, match="--fade and --kept-hint do not combine"):
+        TrainConfig(kept_hint_weight=1.0, fade=0.5)
