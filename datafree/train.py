@@ -339,7 +339,8 @@ class Trainer:
                 s_name, t_name = c.relation_layers
                 student["rkd"], teacher["rkd"] = FeatureHooks(self.model, [s_name]), FeatureHooks(self.teacher, [t_name])
         if c.kept_hint_weight > 0 and self.teacher is not None:
-            self._kept = kept_inputs(self.model, self.teacher)
+            # the kept indices live on the training device once, not copied there every step
+            self._kept = [(s, t, k.to(self.device)) for s, t, k in kept_inputs(self.model, self.teacher)]
             student["kept_hint"] = InputHooks(self.model, [s for s, _, _ in self._kept])
             teacher["kept_hint"] = InputHooks(self.teacher, [t for _, t, _ in self._kept])
         return student, teacher
