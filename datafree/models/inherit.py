@@ -95,11 +95,11 @@ def _layers(model: nn.Module, kinds: tuple[type, ...]) -> list[tuple[str, nn.Mod
     return [(name, m) for name, m in model.named_modules() if isinstance(m, kinds)]
 
 
-def paired_layers(student: nn.Module, teacher: nn.Module, purpose: str = "inherit the teacher's weights"
-                  ) -> tuple[str, list[tuple[str, str]]]:
+def paired_layers(student: nn.Module, teacher: nn.Module, purpose: str = "inherit the teacher's weights",
+                  remedy: str = "leave --inherit off") -> tuple[str, list[tuple[str, str]]]:
     """How weight selection pairs the student's conv/linear layers with the teacher's: ``("name" or "position",
     [(student layer, teacher layer), ...])``, by module name. One-line :class:`DatafreeError` ("cannot
-    ``purpose``") when they do not pair."""
+    ``purpose``: ...; ``remedy``") when they do not pair."""
     s_layers, t_layers = _layers(student, WEIGHTED), _layers(teacher, WEIGHTED)
     t_names = {name for name, _ in t_layers}
     if s_layers and all(name in t_names for name, _ in s_layers):
@@ -108,7 +108,7 @@ def paired_layers(student: nn.Module, teacher: nn.Module, purpose: str = "inheri
         return "position", [(s, t) for (s, _), (t, _) in zip(s_layers, t_layers)]
     raise DatafreeError(f"cannot {purpose}: the student's conv/linear layers match the teacher's neither by name "
                         "nor in sequence (weight selection needs a shallower or thinner version of the teacher's "
-                        "architecture); leave --inherit off")
+                        f"architecture); {remedy}")
 
 
 def _input_size(layer: nn.Module) -> int:
@@ -119,7 +119,8 @@ def kept_inputs(student: nn.Module, teacher: nn.Module) -> list[tuple[str, str, 
     """``(student layer, teacher layer, kept)`` for every layer pair of :func:`paired_layers` but the first, whose
     input is the image: ``kept`` indexes the teacher layer's input (dim 1) at what the student layer's input holds
     under weight selection, so an inherited student starts with each layer reading those very channels."""
-    _, pairs = paired_layers(student, teacher, "pair the student's layers with the teacher's for the kept-channel hint")
+    _, pairs = paired_layers(student, teacher, "pair the student's layers with the teacher's for the kept-channel hint",
+                             "leave --kept-hint off")
     s_by_name, t_layers = dict(_layers(student, WEIGHTED)), _layers(teacher, WEIGHTED)
     t_by_name = dict(t_layers)
     previous = {name: prev for (_, prev), (name, _) in zip(t_layers, t_layers[1:])}
