@@ -257,6 +257,13 @@ VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown"] = {
 VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-kepthint"] = {
     **VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown"],
     "student": (*VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown"]["student"], "--kept-hint", "10")}
+# The recipe with the student started from the teacher's important channels (`--keep-channels important`,
+# datafree.models.rank) in place of evenly spaced ones; without BatchNorm the score's signal is the norm of each
+# channel's incoming weights. The main job's lever of the same name ("Forty-third round")
+VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-important"] = {
+    **VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown"],
+    "student": (*VARIANTS["zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown"]["student"], "--keep-channels",
+                "important")}
 # The recipe with its growth batches started from dead leaves (`pixel_init=dead_leaves`: flat overlapping shapes,
 # datafree.synthesis.procedural) in place of uniform noise; its three sets and everything else equal. Without
 # BatchNorm nothing but the class term, the input-normalisation term and TV shapes the pixels, so the start is a

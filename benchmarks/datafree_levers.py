@@ -372,6 +372,16 @@ LEVERS: dict[str, Lever] = {
         "student: the main job's with every layer's input pulled to the teacher's at the kept channels "
         "(`--kept-hint 10`); synthesis: the main job's set",
         student=(*MAIN_JOB_RKD_STUDENT, "--kept-hint", "10"), set_of="inherit-fourier-parts2"),
+    # the main job's student started from the teacher's important channels (`--keep-channels important`,
+    # datafree.models.rank) in place of evenly spaced ones. A trained network's channel order is arbitrary, so spread
+    # selection keeps a random draw of its features; on seed 0, two random reorderings of the same teacher gave
+    # students 2.7 and 1.6 points below spread on bc1112af, and -0.0 / +1.0 on 70de22de, while the sets traded between
+    # files moved nothing ("Forty-third round"). The score (signal after BatchNorm times the next layer's read) was
+    # fixed before any student ran
+    "fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance-important": Lever(
+        "student: the main job's, started from the teacher's important channels (`--keep-channels important`); "
+        "synthesis: the main job's set",
+        student=(*MAIN_JOB_RKD_STUDENT, "--keep-channels", "important"), set_of="inherit-fourier-parts2"),
     # the main job's student for 9000 steps (45 epochs of 200, so 45 ADI batches) in place of 6000: the main job
     # runs in about 6.5 of its 10 minutes, and this student is its critical path (about 2 more minutes idle). From 2000
     # to 4000 steps this pair's student gained 1.16 and from 4000 to 6000 (with mixup) 0.49; the BN-free pair's

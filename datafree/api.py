@@ -205,7 +205,9 @@ def distill(out: str | Path, student: str | nn.Module, config: TrainConfig, *, t
 
     ``student`` is an architecture name (built with ``config.seed``) or a model with ``student_info``.
     ``inherit`` starts it from a consistent selection of the teacher's weights
-    (:func:`datafree.models.inherit_weights`), not from random ones; with ``config.fade`` it trains at the teacher's
+    (:func:`datafree.models.inherit_weights`), not from random ones: with ``config.keep_channels="important"`` the
+    channels a data-free score ranks highest (:func:`datafree.models.rank_channels`; the teacher the run uses is then
+    that reordered copy, the same function), and with ``config.fade`` it trains at the teacher's
     width while the channels it lacks fade out, and ends as that selection (:class:`datafree.models.FadingWidth`).
     ``save_transfer`` keeps every live batch as a transfer set.
     """
@@ -233,11 +235,16 @@ def distill(out: str | Path, student: str | nn.Module, config: TrainConfig, *, t
     final = None
     if config.fade > 0 and not inherit:
         raise DatafreeError("a fade (--fade) starts from the teacher's own width: it needs inherit (--inherit)")
+    if config.keep_channels != "spread" and not inherit:
+        raise DatafreeError("--keep-channels chooses the teacher channels weight selection keeps: it needs --inherit")
     if inherit:
-        from datafree.models import FadingWidth, inherit_weights
+        from datafree.models import FadingWidth, inherit_weights, rank_channels
 
         if teacher is None:
             raise DatafreeError("inherit (--inherit) starts the student from the teacher's weights: give the teacher (--teacher)")
+        if config.keep_channels == "important":  # the same function, its best channels where selection looks
+            probe = torch.randn(8, *spec.shape, generator=torch.Generator().manual_seed(0))  # checks the function
+            teacher = rank_channels(teacher, student, probe.to(next(teacher.parameters()).device))
         extra["student_inherit"] = asdict(inherit_weights(student, teacher))
         if config.fade > 0:  # trained at the teacher's width; the run ends with the student it fades into
             student = FadingWidth(teacher, student, config.fade)

@@ -307,7 +307,8 @@ def _distill_config(args: argparse.Namespace):
         rkd_distance_weight=args.rkd_distance,
         rkd_angle_weight=args.rkd_angle, relation_layers=args.relation_layers, kept_hint_weight=args.kept_hint,
         freeze=tuple(args.freeze or ()),
-        fade=args.fade, steps_per_epoch=args.steps_per_epoch or (api.LIVE_STEPS_PER_EPOCH if args.method else None),
+        fade=args.fade, keep_channels=args.keep_channels,
+        steps_per_epoch=args.steps_per_epoch or (api.LIVE_STEPS_PER_EPOCH if args.method else None),
     )
 
 
@@ -762,6 +763,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start the student from a consistent selection of the teacher's weights (weight selection: "
                         "each layer keeps evenly spaced channels of the matching teacher layer; the student must be "
                         "a shallower or thinner version of the teacher's architecture)")
+    p.add_argument("--keep-channels", choices=("spread", "important"), default="spread",
+                   help="with --inherit: which of the teacher's channels each layer keeps: spread (evenly spaced in "
+                        "the teacher's own order) or important (the ones that carry the most signal into the next "
+                        "layer, scored from the weights and BatchNorm statistics; needs layers that feed one another "
+                        "in sequence, as LeNet or VGG) (default: %(default)s)")
     p.add_argument("--fade", type=float, default=0.0, metavar="FRACTION",
                    help="with --inherit: train at the teacher's own width (its BatchNorm folded) while the channels "
                         "weight selection drops fade linearly to zero over this fraction of the steps, then end as "

@@ -61,6 +61,7 @@ from datafree.schedules import cosine_decay
 STATE_FILE = "state.pt"
 AUGMENTS = ("none", "crop", "crop-flip", "dsa")  # batch augmentations (TrainConfig.augment)
 KD_LOSSES = ("kl", "mse", "dkd")  # soft-target terms (TrainConfig.kd_loss)
+KEEP_CHANNELS = ("spread", "important")  # which teacher channels weight selection keeps (TrainConfig.keep_channels)
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -117,6 +118,9 @@ class TrainConfig:
     # with a teacher-width start (datafree.models.FadingWidth, which api.distill builds for inherit): the fraction of
     # the steps over which the channels the student lacks fade to zero (0: off, the student is trained as it is)
     fade: float = 0.0
+    # which of the teacher's channels weight selection keeps (api.distill with inherit): spread (evenly spaced, in the
+    # teacher's own arbitrary order) or important (datafree.models.rank: the ones a data-free score ranks highest)
+    keep_channels: str = "spread"
     steps_per_epoch: int | None = None  # required for iterator sources
     eval_batch_size: int = 1000
     eval_every: int = 1  # test every N epochs; the last epoch is always tested (its accuracy is the result)
@@ -152,6 +156,8 @@ class TrainConfig:
             (self.kept_hint_weight >= 0, "the kept-channel hint's weight must be >= 0"),
             (0.0 <= self.ema < 1.0, "the weight average's decay (--ema) must be in [0, 1), e.g. 0.999; 0 is off"),
             (0.0 <= self.fade <= 1.0, "the fade (--fade) is a fraction of training in [0, 1]; 0 is off"),
+            (self.keep_channels in KEEP_CHANNELS,
+             f"unknown channel choice {self.keep_channels!r} for --keep-channels ({', '.join(KEEP_CHANNELS)})"),
             (self.fade == 0 or self.kept_hint_weight == 0,
              "--fade and --kept-hint do not combine: while it fades, the student is the teacher's width"),
             (self.fade == 0 or self.ema == 0,

@@ -33,6 +33,34 @@ def fold_into(layer: nn.Module, bn: _BatchNorm) -> None:
         layer.bias = nn.Parameter((bias * scale + shift).to(layer.weight.dtype))
 
 
+def batchnorm_sources(model: nn.Module, what: str = "fold BatchNorm") -> dict[str, str | None]:
+    """For every BatchNorm with running statistics in ``model``'s traced graph, by module name: the conv or linear
+    layer of its width that directly feeds it and nothing else (its only use), or None where there is none (it
+    follows an addition or an activation, or its layer is called more than once). A model ``torch.fx`` cannot trace
+    (data-dependent control flow) is a one-line error: "cannot ``what``: ..."."""
+    try:
+        graph = fx.symbolic_trace(model).graph
+    except Exception as e:  # symbolic tracing fails on data-dependent control flow
+        raise DatafreeError(f"cannot {what}: torch.fx cannot trace the model "
+                            f"({str(e).splitlines()[0][:120]})") from None
+    modules = dict(model.named_modules())
+    calls: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    sources: dict[str, str | None] = {}
+    for node in graph.nodes:
+        bn = modules.get(node.target) if node.op == "call_module" else None
+        if not isinstance(bn, _BatchNorm) or not bn.track_running_stats or bn.running_var is None:
+            continue
+        source = node.args[0]
+        layer = modules.get(source.target) if isinstance(source, fx.Node) and source.op == "call_module" else None
+        feeds = (isinstance(layer, FOLDABLE) and len(source.users) == 1 and calls[source.target] == 1
+                 and calls[node.target] == 1 and layer.weight.shape[0] == bn.num_features)
+        sources[node.target] = source.target if feeds else None
+    return sources
+
+
 def fold_batchnorm(model: nn.Module, *, strict: bool = True) -> nn.Module:
     """A copy of ``model`` in eval mode with every BatchNorm that directly follows a conv or linear layer (its
     only use, in the traced graph) folded into that layer and replaced by ``nn.Identity``; module names are kept.
@@ -42,28 +70,13 @@ def fold_batchnorm(model: nn.Module, *, strict: bool = True) -> nn.Module:
     left in place. A model ``torch.fx`` cannot trace (data-dependent control flow) is a one-line error.
     """
     model = copy.deepcopy(model).eval()
-    try:
-        graph = fx.symbolic_trace(model).graph
-    except Exception as e:  # symbolic tracing fails on data-dependent control flow
-        raise DatafreeError(f"cannot fold BatchNorm: torch.fx cannot trace the model "
-                            f"({str(e).splitlines()[0][:120]})") from None
     modules = dict(model.named_modules())
-    calls: dict[str, int] = {}
-    for node in graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
-    for node in graph.nodes:
-        bn = modules.get(node.target) if node.op == "call_module" else None
-        if not isinstance(bn, _BatchNorm) or not bn.track_running_stats or bn.running_var is None:
-            continue
-        source = node.args[0]
-        layer = modules.get(source.target) if isinstance(source, fx.Node) and source.op == "call_module" else None
-        if (isinstance(layer, FOLDABLE) and len(source.users) == 1 and calls[source.target] == 1
-                and calls[node.target] == 1 and layer.weight.shape[0] == bn.num_features):
-            fold_into(layer, bn)
-            parent, _, child = node.target.rpartition(".")
+    for name, layer in batchnorm_sources(model).items():
+        if layer is not None:
+            fold_into(modules[layer], modules[name])
+            parent, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, child, nn.Identity())
         elif strict:
-            raise DatafreeError(f"cannot fold BatchNorm {node.target!r}: it does not directly follow a conv or linear "
+            raise DatafreeError(f"cannot fold BatchNorm {name!r}: it does not directly follow a conv or linear "
                                 "layer of its width (a pre-activation block, or a shared layer)")
     return model
