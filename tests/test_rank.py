@@ -54,7 +54,7 @@ def test_a_dead_or_unread_channel_scores_lowest():
     with torch.no_grad():
         norm.weight[2], norm.bias[2] = 1e-6, -3.0  # never fires
         nxt.weight[:, 4] = 0  # never read
-    scores = channel_scores(layer, norm, nxt, in_block)
+    scores = channel_scores(layer, norm, nxt)
     assert set(torch.topk(scores, 4).indices.tolist()).isdisjoint({2, 4})
 
 
@@ -66,13 +66,13 @@ def test_the_ranked_teacher_is_the_same_function_and_the_student_inherits_its_be
     torch.testing.assert_close(ranked(x), teacher(x), rtol=1e-4, atol=1e-5)
     assert ranked is not teacher and not torch.equal(ranked.features[0].weight, teacher.features[0].weight)
     # the student's first filters are the teacher's three best-scoring ones (BatchNorm folded), in the teacher's order
-    best = torch.topk(channel_scores(*chain(teacher)[0][1:]), 3).indices.sort().values
+    best = torch.topk(channel_scores(*chain(teacher)[0][1:4]), 3).indices.sort().values
     inherit_weights(student, ranked)
     folded = fold_batchnorm(teacher)
     torch.testing.assert_close(student.features[0].weight, folded.features[0].weight[best])
     torch.testing.assert_close(student.features[0].bias, folded.features[0].bias[best])
     # and the next layer reads exactly those channels
-    nxt = torch.topk(channel_scores(*chain(teacher)[1][1:]), 8).indices.sort().values
+    nxt = torch.topk(channel_scores(*chain(teacher)[1][1:4]), 8).indices.sort().values
     torch.testing.assert_close(student.features[3].weight, folded.features[4].weight[nxt][:, best])
 
 
@@ -151,5 +151,5 @@ def test_cli_keep_channels_important_starts_the_student_from_the_best_channels(f
     teacher, _ = load_model(teacher_dir)
     trained, _ = load_model(out)
     # lr 1e-9: the saved student is the selection itself, the first layer's three best channels (BatchNorm folded)
-    best = torch.topk(channel_scores(*chain(teacher)[0][1:]), 3).indices.sort().values
+    best = torch.topk(channel_scores(*chain(teacher)[0][1:4]), 3).indices.sort().values
     torch.testing.assert_close(trained.features[0].weight, fold_batchnorm(teacher).features[0].weight[best])

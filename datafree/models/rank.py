@@ -52,7 +52,7 @@ def _reads(layer: nn.Module, nxt: nn.Module, in_block: int) -> bool:
 
 def _input_index(perm: torch.Tensor, in_block: int) -> torch.Tensor:
     """The next layer's input indices for a channel permutation (whole blocks of positions after ``flatten``)."""
-    return (perm[:, None] * in_block + torch.arange(in_block)).flatten() if in_block > 1 else perm
+    return (perm[:, None] * in_block + torch.arange(in_block, device=perm.device)).flatten() if in_block > 1 else perm
 
 
 def chain(model: nn.Module) -> list[tuple[str, nn.Module, nn.Module | None, nn.Module, int]]:
@@ -67,7 +67,7 @@ def chain(model: nn.Module) -> list[tuple[str, nn.Module, nn.Module | None, nn.M
 
 
 @torch.no_grad()
-def channel_scores(layer: nn.Module, norm: nn.Module | None, reader: nn.Module, in_block: int = 1) -> torch.Tensor:
+def channel_scores(layer: nn.Module, norm: nn.Module | None, reader: nn.Module) -> torch.Tensor:
     """The data-free importance of each output channel of ``layer`` (see the module docstring)."""
     size = _size(layer)
     if norm is not None and norm.affine:
@@ -82,6 +82,7 @@ def channel_scores(layer: nn.Module, norm: nn.Module | None, reader: nn.Module, 
 def keep_first(scores: torch.Tensor, keep: int) -> torch.Tensor:
     """A permutation (new channel i is old channel ``perm[i]``) that puts the ``keep`` best-scoring channels, in
     their own order, at the positions spread selection keeps, and the others, in order, in between."""
+    scores = scores.detach().cpu()
     size = len(scores)
     best = torch.topk(scores, keep).indices.sort().values
     positions = kept_indices(size, keep)
@@ -112,7 +113,7 @@ def rank_channels(teacher: nn.Module, student: nn.Module, example: torch.Tensor)
         if not _reads(layer, nxt, in_block):
             raise DatafreeError(f"cannot {REASON}: the layer after {name!r} does not read its channels one by one "
                                 f"({NOT_A_CHAIN}); {REMEDY}")
-        perm = keep_first(channel_scores(layer, norm, nxt, in_block), keep).to(layer.weight.device)
+        perm = keep_first(channel_scores(layer, norm, nxt), keep).to(layer.weight.device)
         layer.weight.copy_(layer.weight[perm])
         if layer.bias is not None:
             layer.bias.copy_(layer.bias[perm])
