@@ -100,6 +100,12 @@ CASES: list[tuple] = [
      "dead leaves", "datafree/lenet/zskd-detour-T4-is1-tv10-px1-seed0/transfer", "teachers/fashion-mnist-lenet5",
      ["datafree/lenet/zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves-seed0/student",
       "baselines/lenet/kd-seed0", "teachers/fashion-mnist-lenet5"], MORE_MEMBERS),
+    # the same recipe with the student started from the teacher's important channels (...-inherit-grown-important,
+    # "Forty-third round"): the same stored sets, so the detours' set again, with that student
+    ("zskd detours (T4, input_stats, tv, full resolution), LeNet-5 teacher, seed 0, 10,000 members, the important "
+     "channels", "datafree/lenet/zskd-detour-T4-is1-tv10-px1-seed0/transfer", "teachers/fashion-mnist-lenet5",
+     ["datafree/lenet/zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-important-seed0/student",
+      "baselines/lenet/kd-seed0", "teachers/fashion-mnist-lenet5"], MORE_MEMBERS),
 ]
 
 
