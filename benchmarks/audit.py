@@ -115,13 +115,18 @@ README_ROWS: list[tuple[str, str, tuple[str, ...]]] = [
     ("LeNet-5 -> LeNet-5-half", "zskd+augment-T4-is1-inherit-grown, seed 0",
      ("zskd (T4, input_stats), LeNet-5 teacher",)),
     ("ResNet-14 -> ResNet-8 (width 8)", "fast5-stored-ngf32-inherit, seed 0", ("fast5-stored-ngf32, ResNet-14 teacher",)),
-    ("LeNet-5 -> LeNet-5-half (teacher 4dbf5be6)", "zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown (the recipe), seed 0",
+    ("LeNet-5 -> LeNet-5-half (teacher 4dbf5be6)",
+     "zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-important (the recipe), seed 0",
+     ("zskd detours (T4, input_stats, tv, full resolution), LeNet-5 teacher, seed 0, 10,000 members, the important "
+      "channels",)),
+    ("LeNet-5 -> LeNet-5-half (teacher 4dbf5be6)",
+     "zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown (the recipe before, evenly spaced channels), seed 0",
      ("zskd detours (T4, input_stats, tv, full resolution), LeNet-5 teacher, seed 0, 10,000 members",)),
     ("LeNet-5 -> LeNet-5-half (teacher 4dbf5be6)",
-     "zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves (the best mean), seed 0",
+     "zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves (the growth from dead leaves), seed 0",
      ("zskd detours (T4, input_stats, tv, full resolution), LeNet-5 teacher, seed 0, 10,000 members, the growth from "
       "dead leaves",)),
-    ("LeNet-5 -> LeNet-5-half (teacher 4dbf5be6)", "zskd+augment-T4-is1-tv10-px1-inherit-grown (the recipe before), "
+    ("LeNet-5 -> LeNet-5-half (teacher 4dbf5be6)", "zskd+augment-T4-is1-tv10-px1-inherit-grown (an earlier recipe), "
      "seeds 0-2", tuple(f"zskd (T4, input_stats, tv, full resolution), LeNet-5 teacher, seed {s}, 10,000 members"
                         for s in (0, 1, 2))),
     ("main job's: LeNet-5-BN -> LeNet-5-half (teacher bc1112af)", f"{MAIN_JOB_ROW}, seeds 0-2",
