@@ -763,7 +763,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start the student from a consistent selection of the teacher's weights (weight selection: "
                         "each layer keeps evenly spaced channels of the matching teacher layer; the student must be "
                         "a shallower or thinner version of the teacher's architecture)")
-    p.add_argument("--keep-channels", choices=("spread", "important"), default="spread",
+    from datafree.train import KEEP_CHANNELS
+
+    p.add_argument("--keep-channels", choices=KEEP_CHANNELS, default="spread",
                    help="with --inherit: which of the teacher's channels each layer keeps: spread (evenly spaced in "
                         "the teacher's own order) or important (the ones that carry the most signal into the next "
                         "layer, scored from the weights and BatchNorm statistics; needs layers that feed one another "
