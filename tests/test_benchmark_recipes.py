@@ -483,3 +483,24 @@ def test_teacher_view_reads_finished_students_of_either_benchmark_by_seed(tmp_pa
     found = student_runs(tmp_path, "lenet", ["zskd"], None)
     assert [(name, seed, run) for name, seed, run, *_ in found] == [("zskd", 0, "zskd-seed0")]
     assert found[0][3] == tmp_path / "datafree" / "lenet" / "zskd-seed0" / "student"
+
+
+def test_channel_order_control_reorders_the_teacher_without_changing_its_function(tmp_path) -> None:
+    """benchmarks.channel_order's random order: every hidden layer's channels move, the function stays."""
+    from benchmarks.channel_order import TEACHER, reordered_teacher
+    from datafree.checkpoint import ModelInfo, load_model, save_model
+    from datafree.data import FASHION_MNIST
+    from datafree.models import build_model
+
+    teacher = build_model("lenet5_bn", FASHION_MNIST, seed=0)
+    for m in teacher.modules():
+        if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+            torch.nn.init.uniform_(m.weight, 0.1, 2.0), torch.nn.init.normal_(m.bias)
+    (tmp_path / TEACHER).mkdir(parents=True)
+    save_model(tmp_path / TEACHER / "model.safetensors", teacher.eval(), ModelInfo("lenet5_bn", FASHION_MNIST))
+    out = reordered_teacher(tmp_path, 1)
+    assert reordered_teacher(tmp_path, 1) == out  # made once
+    original, reordered = load_model(tmp_path / TEACHER)[0].eval(), load_model(out)[0].eval()
+    x = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(reordered(x), original(x), rtol=1e-4, atol=1e-4)
+    assert not torch.equal(reordered.features[0].weight, original.features[0].weight)

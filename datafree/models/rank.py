@@ -97,6 +97,20 @@ def keep_first(scores: torch.Tensor, keep: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+def permute(layer: nn.Module, norm: nn.Module | None, nxt: nn.Module, in_block: int, perm: torch.Tensor) -> None:
+    """Reorder ``layer``'s output channels (in place; new channel i is old channel ``perm[i]``), its BatchNorm's, and
+    the next layer's inputs to match: in a chain, the network's function is unchanged."""
+    perm = perm.to(layer.weight.device)
+    layer.weight.copy_(layer.weight[perm])
+    if layer.bias is not None:
+        layer.bias.copy_(layer.bias[perm])
+    for tensor in (norm.weight, norm.bias, norm.running_mean, norm.running_var) if norm is not None else ():
+        if tensor is not None:
+            tensor.copy_(tensor[perm])
+    nxt.weight.copy_(nxt.weight[:, _input_index(perm, in_block)])
+
+
+@torch.no_grad()
 def rank_channels(teacher: nn.Module, student: nn.Module, example: torch.Tensor) -> nn.Module:
     """A copy of ``teacher`` that computes the same function, each hidden layer's channels reordered so that spread
     selection for ``student`` keeps the best-scoring ones. ``example`` (a batch of inputs, any values) checks that
@@ -113,14 +127,7 @@ def rank_channels(teacher: nn.Module, student: nn.Module, example: torch.Tensor)
         if not _reads(layer, nxt, in_block):
             raise DatafreeError(f"cannot {REASON}: the layer after {name!r} does not read its channels one by one "
                                 f"({NOT_A_CHAIN}); {REMEDY}")
-        perm = keep_first(channel_scores(layer, norm, nxt), keep).to(layer.weight.device)
-        layer.weight.copy_(layer.weight[perm])
-        if layer.bias is not None:
-            layer.bias.copy_(layer.bias[perm])
-        for tensor in (norm.weight, norm.bias, norm.running_mean, norm.running_var) if norm is not None else ():
-            if tensor is not None:
-                tensor.copy_(tensor[perm])
-        nxt.weight.copy_(nxt.weight[:, _input_index(perm, in_block)])
+        permute(layer, norm, nxt, in_block, keep_first(channel_scores(layer, norm, nxt), keep))
     was_training = teacher.training
     before, after = teacher.eval()(example), ranked.eval()(example)
     teacher.train(was_training)

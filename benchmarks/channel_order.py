@@ -1,0 +1,109 @@
+"""What makes a teacher file easy or hard for the main job's recipe: its images, or the channels its student keeps?
+
+Two controls on a teacher file's recipe students ("Forty-third round" of docs/datafree_recipes.md), each the published
+recipe run's own recorded command (``benchmarks/results/STEM.json``, row
+``fourier-parts2-raw-adi-grown-200-long-mixup-rkd-distance``) with one thing changed:
+
+- ``--order random:K``: the teacher with every hidden layer's channels in a random order (seeded by K; its
+  BatchNorm and the next layer's inputs follow, so the function is the same, checked on a probe batch). Weight
+  selection keeps evenly spaced channels, so the student starts from other channels of the same teacher.
+- ``--set-from ROOT2``: the stored set of another teacher file (the same seed); the teacher that labels every view
+  and makes the ADI growth stays the file's own.
+
+    python -m benchmarks.channel_order --root ROOT --results STEM --order random:1 --seeds 0 1
+    python -m benchmarks.channel_order --root ROOT --results STEM --set-from ROOT2 --seeds 0
+
+Runs go under ROOT/channel_order/; the table (every run under ``--root``, with the published recipe student of the
+same seed beside it) is printed and written to ``benchmarks/results/channel_order_STEM.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.baselines import run
+from benchmarks.datafree_levers import MAIN_JOB_ROW, published_runs
+from benchmarks.readme import publish
+from datafree.checkpoint import load_model, save_model, sidecar_path
+from datafree.models.rank import chain, permute
+
+TEACHER = "teachers/fashion-mnist-lenet5_bn"
+
+
+def reordered_teacher(root: Path, k: int) -> Path:
+    """The file's teacher with each hidden layer's channels in a random order drawn from seed ``k`` (made once)."""
+    out = root / "channel_order" / "teachers" / f"random{k}"
+    if sidecar_path(out / "model.safetensors").is_file():
+        return out
+    model, info = load_model(root / TEACHER)
+    model.eval()
+    reordered = load_model(root / TEACHER)[0].eval()
+    g = torch.Generator().manual_seed(k)
+    for _, layer, norm, nxt, in_block in chain(reordered):
+        size = layer.weight.shape[0]
+        permute(layer, norm, nxt, in_block, torch.randperm(size, generator=g))
+    probe = torch.randn(64, *info.spec.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        if not torch.allclose(model(probe), reordered(probe), rtol=1e-4, atol=1e-4):
+            sys.exit(f"reordering {root / TEACHER} changed its function: it is not a chain of layers")
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(out / "model.safetensors", reordered, info)
+    return out
+
+
+def control_run(root: Path, stem: str, seed: int, order: int | None, set_from: Path | None) -> dict[str, Any]:
+    argv = list(published_runs(stem)[MAIN_JOB_ROW][seed]["argv"][1:])
+    argv[argv.index("--teacher") + 1] = str(reordered_teacher(root, order) if order is not None else root / TEACHER)
+    sets = set_from if set_from is not None else root  # the recorded set path may name a root since renamed
+    argv[argv.index("--transfer") + 1] = str(sets / "levers" / "sets" / f"inherit-fourier-parts2-seed{seed}")
+    name = f"random{order}" if order is not None else f"set-from-{set_from.name}"
+    i = argv.index("--out")
+    del argv[i:i + 2]
+    argv = [a for a in argv if a != "--no-progress"]  # run() adds --out and --no-progress
+    return run(argv, root / "channel_order" / f"{name}-seed{seed}")
+
+
+def table(root: Path, stem: str) -> tuple[str, dict[str, Any]]:
+    recipe = published_runs(stem)[MAIN_JOB_ROW]
+    rows, runs = [], {}
+    for path in sorted((root / "channel_order").glob("*-seed*/result.json")):
+        name, seed = path.parent.name.rsplit("-seed", 1)
+        result = json.loads(path.read_text())
+        runs.setdefault(name, {})[seed] = result
+        base = recipe[int(seed)]["metrics"]["test_accuracy"]
+        acc = result["metrics"]["test_accuracy"]
+        rows.append(f"| {name} | {seed} | {acc:.2f} | {base:.2f} | {acc - base:+.2f} |")
+    md = ("| control | seed | student (%) | the recipe's student, same seed (%) | difference |\n|---|---|---|---|---|\n"
+          + "\n".join(rows))
+    return md, runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, required=True, help="the teacher file's levers root")
+    parser.add_argument("--results", required=True, metavar="STEM", help="that file's published levers table")
+    parser.add_argument("--order", type=lambda t: int(t.removeprefix("random:")), metavar="random:K",
+                        help="the teacher's channels in random order K")
+    parser.add_argument("--set-from", type=Path, metavar="ROOT2", help="another teacher file's levers root")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args(argv)
+    if not args.report_only:
+        if (args.order is None) == (args.set_from is None):
+            parser.error("give one of --order random:K and --set-from ROOT2")
+        for seed in args.seeds:
+            result = control_run(args.root, args.results, seed, args.order, args.set_from)
+            print(f"seed {seed}: {result['metrics']['test_accuracy']:.2f}", flush=True)
+    md, runs = table(args.root, args.results)
+    publish(f"channel_order_{args.results}", md, {"runs": runs})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
