@@ -20,6 +20,7 @@ same seed beside it) is printed and written to ``benchmarks/results/channel_orde
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
@@ -43,7 +44,7 @@ def reordered_teacher(root: Path, k: int) -> Path:
         return out
     model, info = load_model(root / TEACHER)
     model.eval()
-    reordered = load_model(root / TEACHER)[0].eval()
+    reordered = copy.deepcopy(model)
     g = torch.Generator().manual_seed(k)
     for _, layer, norm, nxt, in_block in chain(reordered):
         size = layer.weight.shape[0]

@@ -51,12 +51,19 @@ def centred(teacher_size: int, student_size: int) -> torch.Tensor:
     return torch.arange(start, start + student_size)
 
 
+def position_blocks(channels: torch.Tensor, in_block: int) -> torch.Tensor:
+    """The flattened input indices of ``channels`` when each reaches a linear layer as a block of ``in_block``
+    positions (``flatten`` of a (channels, positions) map); the channels themselves when ``in_block`` is 1."""
+    if in_block == 1:
+        return channels
+    return (channels[:, None] * in_block + torch.arange(in_block, device=channels.device)).flatten()
+
+
 def kept_indices(teacher_size: int, student_size: int, in_block: int = 1) -> torch.Tensor:
     """The indices a channel (or feature) dimension of ``teacher_size`` keeps for ``student_size``: evenly spaced,
     or with ``in_block`` > 1 (a flattened (channels, positions) map) the kept channels' whole blocks of positions."""
     if in_block > 1 and teacher_size % in_block == 0 and student_size % in_block == 0:
-        kept = evenly_spaced(teacher_size // in_block, student_size // in_block)
-        return (kept[:, None] * in_block + torch.arange(in_block)).flatten()
+        return position_blocks(evenly_spaced(teacher_size // in_block, student_size // in_block), in_block)
     return evenly_spaced(teacher_size, student_size)
 
 

@@ -23,7 +23,15 @@ from torch import nn
 
 from datafree.errors import DatafreeError
 from datafree.models.fold import batchnorm_sources
-from datafree.models.inherit import WEIGHTED, flattened_positions, kept_indices, paired_layers
+from datafree.models.inherit import (
+    WEIGHTED,
+    _input_size,
+    _layers,
+    flattened_positions,
+    kept_indices,
+    paired_layers,
+    position_blocks,
+)
 
 REASON = "keep the teacher's important channels"
 REMEDY = "leave --keep-channels at spread"
@@ -46,13 +54,7 @@ def _size(layer: nn.Module) -> int:
 def _reads(layer: nn.Module, nxt: nn.Module, in_block: int) -> bool:
     """Whether ``nxt`` can read ``layer``'s channels, each as a block of ``in_block`` inputs, with ungrouped weights."""
     grouped = any(getattr(m, "groups", 1) != 1 for m in (layer, nxt))
-    reads = nxt.in_channels if isinstance(nxt, nn.Conv2d) else nxt.in_features
-    return not grouped and reads == _size(layer) * in_block
-
-
-def _input_index(perm: torch.Tensor, in_block: int) -> torch.Tensor:
-    """The next layer's input indices for a channel permutation (whole blocks of positions after ``flatten``)."""
-    return (perm[:, None] * in_block + torch.arange(in_block, device=perm.device)).flatten() if in_block > 1 else perm
+    return not grouped and _input_size(nxt) == _size(layer) * in_block
 
 
 def chain(model: nn.Module) -> list[tuple[str, nn.Module, nn.Module | None, nn.Module, int]]:
@@ -61,7 +63,7 @@ def chain(model: nn.Module) -> list[tuple[str, nn.Module, nn.Module | None, nn.M
     in that order (LeNet, VGG) is really a chain; :func:`rank_channels` checks that by the function."""
     modules = dict(model.named_modules())
     norms = {layer: modules[bn] for bn, layer in batchnorm_sources(model, REASON).items() if layer is not None}
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, WEIGHTED)]
+    layers = _layers(model, WEIGHTED)
     return [(name, layer, norms.get(name), nxt, flattened_positions(layer, nxt))
             for (name, layer), (_, nxt) in zip(layers, layers[1:])]
 
@@ -107,7 +109,7 @@ def permute(layer: nn.Module, norm: nn.Module | None, nxt: nn.Module, in_block: 
     for tensor in (norm.weight, norm.bias, norm.running_mean, norm.running_var) if norm is not None else ():
         if tensor is not None:
             tensor.copy_(tensor[perm])
-    nxt.weight.copy_(nxt.weight[:, _input_index(perm, in_block)])
+    nxt.weight.copy_(nxt.weight[:, position_blocks(perm, in_block)])
 
 
 @torch.no_grad()
