@@ -13,13 +13,13 @@ from datafree.data.spec import FASHION_MNIST
 from datafree.errors import DatafreeError
 from datafree.models import build_model, fold_batchnorm, inherit_weights, rank_channels
 from datafree.models.inherit import kept_indices
-from datafree.models.rank import chain, channel_scores, keep_first, relu_rms
+from datafree.models.rank import channel_groups, channel_scores, keep_first, relu_rms
 from datafree.train import TrainConfig
 
 
-def _teacher(seed: int = 0) -> nn.Module:
-    """LeNet-5-BN with random BatchNorm scales, shifts and statistics, as a trained one has."""
-    model = build_model("lenet5_bn", FASHION_MNIST, seed=seed)
+def _teacher(seed: int = 0, arch: str = "lenet5_bn", **kwargs) -> nn.Module:
+    """A network (LeNet-5-BN) with random BatchNorm scales, shifts and statistics, as a trained one has."""
+    model = build_model(arch, FASHION_MNIST, seed=seed, **kwargs)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
@@ -47,14 +47,30 @@ def test_keep_first_puts_the_best_channels_in_order_where_spread_selection_looks
     assert perm[[1, 3, 5]].tolist() == [0, 2, 5]  # the rest, in order, in between
 
 
+X = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+
+
+def _hidden(model: nn.Module) -> list:
+    return [g for g in channel_groups(model, X) if not g.fixed]
+
+
+def test_a_chain_has_one_group_per_hidden_layer():
+    teacher = _teacher()
+    groups = channel_groups(teacher, X)
+    assert [g.fixed for g in groups] == ["the input", None, None, None, None, "the output"]
+    first = groups[1]
+    assert first.writers == [("features.0", teacher.features[0])] and first.norms == [teacher.features[1]]
+    assert [(r, b) for r, b, _ in first.readers] == [(teacher.features[4], 1)]
+
+
 def test_a_dead_or_unread_channel_scores_lowest():
     teacher = _teacher()
-    name, layer, norm, nxt, in_block = chain(teacher)[0]
-    assert name == "features.0" and norm is teacher.features[1] and nxt is teacher.features[4] and in_block == 1
+    group = _hidden(teacher)[0]
+    norm, (nxt, _, _) = group.norms[0], group.readers[0]
     with torch.no_grad():
         norm.weight[2], norm.bias[2] = 1e-6, -3.0  # never fires
         nxt.weight[:, 4] = 0  # never read
-    scores = channel_scores(layer, norm, nxt)
+    scores = channel_scores(group)
     assert set(torch.topk(scores, 4).indices.tolist()).isdisjoint({2, 4})
 
 
@@ -66,13 +82,14 @@ def test_the_ranked_teacher_is_the_same_function_and_the_student_inherits_its_be
     torch.testing.assert_close(ranked(x), teacher(x), rtol=1e-4, atol=1e-5)
     assert ranked is not teacher and not torch.equal(ranked.features[0].weight, teacher.features[0].weight)
     # the student's first filters are the teacher's three best-scoring ones (BatchNorm folded), in the teacher's order
-    best = torch.topk(channel_scores(*chain(teacher)[0][1:4]), 3).indices.sort().values
+    groups = _hidden(teacher)
+    best = torch.topk(channel_scores(groups[0]), 3).indices.sort().values
     inherit_weights(student, ranked)
     folded = fold_batchnorm(teacher)
     torch.testing.assert_close(student.features[0].weight, folded.features[0].weight[best])
     torch.testing.assert_close(student.features[0].bias, folded.features[0].bias[best])
     # and the next layer reads exactly those channels
-    nxt = torch.topk(channel_scores(*chain(teacher)[1][1:4]), 8).indices.sort().values
+    nxt = torch.topk(channel_scores(groups[1]), 8).indices.sort().values
     torch.testing.assert_close(student.features[3].weight, folded.features[4].weight[nxt][:, best])
 
 
@@ -88,21 +105,40 @@ def test_a_linear_head_after_flatten_moves_whole_blocks_of_positions():
     x = torch.randn(3, 1, 28, 28)
     ranked = rank_channels(teacher, VGGish(width=2), x)
     torch.testing.assert_close(ranked(x), teacher(x), rtol=1e-4, atol=1e-5)
-    assert chain(teacher)[1][4] == 4  # the second conv's channels reach the head as blocks of 4 positions
+    # the second conv's channels reach the head as blocks of 4 positions
+    assert [b for g in _hidden(teacher) for _, b, _ in g.readers] == [1, 4, 1]
 
 
-def test_a_residual_teacher_is_a_one_line_error():
-    """WRN-16-1 from WRN-16-2 (weight selection pairs them by name): each block adds its input to its output, so a
-    layer's channels are tied to others' and reordering one layer alone would change the function."""
-    teacher = build_model("wrn_16_2", FASHION_MNIST, seed=0).eval()
-    student = build_model("wrn_16_1", FASHION_MNIST, seed=0)
-    with torch.no_grad():
-        for m in teacher.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                nn.init.uniform_(m.weight, 0.1, 2.0), nn.init.normal_(m.bias)
-    with pytest.raises(DatafreeError, match=r"^cannot keep the teacher's important channels: .*"
-                                            r"leave --keep-channels at spread$"):
-        rank_channels(teacher, student, torch.randn(2, 1, 28, 28))
+def test_a_residual_stream_is_one_group_and_the_student_inherits_its_best_channels():
+    """ResNet-8 (width 8) from ResNet-14, as the ResNet pair: a stage's stem or shortcut and each block's last layer
+    add into one stream, so their channels move as one, and every layer reading the stream reads the same ones."""
+    teacher = _teacher(arch="resnet14")
+    student = build_model("resnet8", FASHION_MNIST, seed=0, width=8)
+    stream = _hidden(teacher)[0]
+    assert [name for name, _ in stream.writers] == ["conv1", "layers.0.0.conv2", "layers.0.1.conv2"]
+    assert stream.norms == [teacher.bn1, teacher.layers[0][0].bn2, teacher.layers[0][1].bn2]
+    assert [r for r, _, _ in stream.readers] == [teacher.layers[0][0].conv1, teacher.layers[0][1].conv1,
+                                                 teacher.layers[1][0].conv1, teacher.layers[1][0].shortcut[0]]
+    ranked = rank_channels(teacher, student, X)
+    torch.testing.assert_close(ranked(X), teacher(X), rtol=1e-4, atol=1e-5)
+    best = torch.topk(channel_scores(stream), 8).indices.sort().values
+    assert not torch.equal(best, kept_indices(16, 8))  # spread selection alone would keep others
+    inherit_weights(student, ranked)
+    torch.testing.assert_close(student.conv1.weight, teacher.conv1.weight[best])
+    inner = torch.topk(channel_scores(_hidden(teacher)[1]), 8).indices.sort().values  # layers.0.0.conv1's own group
+    torch.testing.assert_close(student.layers[0][0].conv1.weight, teacher.layers[0][0].conv1.weight[inner][:, best])
+    torch.testing.assert_close(student.layers[0][0].conv2.weight, teacher.layers[0][0].conv2.weight[best][:, inner])
+
+
+@pytest.mark.parametrize(("arch", "kwargs", "student_arch", "student_kwargs"), [
+    ("wrn_16_2", {}, "wrn_16_1", {}),  # pre-activation: BatchNorms read the stream
+    ("mobilenetv2", {"width": 1.0}, "mobilenetv2", {"width": 0.5}),  # depthwise convolutions, linear bottlenecks
+])
+def test_other_residual_families_keep_their_function(arch, kwargs, student_arch, student_kwargs):
+    teacher = _teacher(arch=arch, **kwargs)
+    ranked = rank_channels(teacher, build_model(student_arch, FASHION_MNIST, seed=0, **student_kwargs), X)
+    torch.testing.assert_close(ranked(X), teacher(X), rtol=1e-4, atol=1e-5)
+    assert any(not torch.equal(a, b) for a, b in zip(ranked.state_dict().values(), teacher.state_dict().values()))
 
 
 class _Skip(nn.Module):
@@ -120,13 +156,57 @@ class _Skip(nn.Module):
         return self.head(h.mean((2, 3)))
 
 
-def test_a_skip_connection_that_the_shapes_do_not_show_is_caught_by_the_function():
+def test_a_skip_connection_ties_the_layers_it_adds():
+    """A user's module: the addition puts both layers' channels in one group, read by conv2 and by the head."""
     teacher = _Skip(8)
     for m in (teacher.bn1, teacher.bn2):
         nn.init.uniform_(m.weight, 0.1, 2.0), nn.init.normal_(m.bias)
-    with pytest.raises(DatafreeError, match=r"^cannot keep the teacher's important channels: reordering them changes "
-                                            r"its outputs .*; leave --keep-channels at spread$"):
-        rank_channels(teacher.eval(), _Skip(4), torch.randn(2, 1, 12, 12))
+    teacher.eval()
+    (group,) = _hidden(teacher)
+    assert [name for name, _ in group.writers] == ["conv1", "conv2"]
+    assert [r for r, _, _ in group.readers] == [teacher.conv2, teacher.head]
+    assert group.readers[1][2] == (teacher.bn2, teacher.bn1)  # the head reads the sum of both BatchNorms' outputs
+    ranked = rank_channels(teacher, _Skip(4), X)
+    torch.testing.assert_close(ranked(X), teacher(X), rtol=1e-4, atol=1e-5)
+
+
+class _Unequal(_Skip):
+    """_Skip's layers by name, without the skip, so its two layers can have different widths."""
+
+    def __init__(self, first: int, second: int) -> None:
+        nn.Module.__init__(self)
+        self.conv1, self.bn1 = nn.Conv2d(1, first, 3), nn.BatchNorm2d(first)
+        self.conv2, self.bn2 = nn.Conv2d(first, second, 3, padding=1), nn.BatchNorm2d(second)
+        self.head = nn.Linear(second, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))).mean((2, 3)))
+
+
+def test_a_student_that_cuts_tied_channels_to_different_widths_is_a_one_line_error():
+    with pytest.raises(DatafreeError, match=r"^cannot keep the teacher's important channels: the student cuts "
+                                            r"channels that move together \(the outputs of 'conv1', 'conv2'\) to "
+                                            r"different widths \[4, 6\]; leave --keep-channels at spread$"):
+        rank_channels(_Skip(8).eval(), _Unequal(4, 6), X)
+
+
+class _Concat(nn.Module):
+    """Two branches concatenated along channels: the trace does not follow ``torch.cat``."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(1, width, 3), nn.Conv2d(1, width, 3)
+        self.head = nn.Linear(2 * width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([self.a(x), self.b(x)], 1).mean((2, 3)))
+
+
+def test_channels_tied_by_an_operation_the_trace_does_not_follow_are_a_one_line_error():
+    with pytest.raises(DatafreeError, match=r"^cannot keep the teacher's important channels: the channels of 'a' "
+                                            r"are tied by an operation it does not follow .*; "
+                                            r"leave --keep-channels at spread$"):
+        rank_channels(_Concat(8).eval(), _Concat(4), X)
 
 
 def test_keep_channels_is_checked():
@@ -151,5 +231,5 @@ def test_cli_keep_channels_important_starts_the_student_from_the_best_channels(f
     teacher, _ = load_model(teacher_dir)
     trained, _ = load_model(out)
     # lr 1e-9: the saved student is the selection itself, the first layer's three best channels (BatchNorm folded)
-    best = torch.topk(channel_scores(*chain(teacher)[0][1:4]), 3).indices.sort().values
+    best = torch.topk(channel_scores(_hidden(teacher)[0]), 3).indices.sort().values
     torch.testing.assert_close(trained.features[0].weight, fold_batchnorm(teacher).features[0].weight[best])
