@@ -101,11 +101,14 @@ CASES: list[tuple] = [
      ["datafree/lenet/zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-deadleaves-seed0/student",
       "baselines/lenet/kd-seed0", "teachers/fashion-mnist-lenet5"], MORE_MEMBERS),
     # the same recipe with the student started from the teacher's important channels (...-inherit-grown-important,
-    # "Forty-third round"): the same stored sets, so the detours' set again, with that student
-    ("zskd detours (T4, input_stats, tv, full resolution), LeNet-5 teacher, seed 0, 10,000 members, the important "
-     "channels", "datafree/lenet/zskd-detour-T4-is1-tv10-px1-seed0/transfer", "teachers/fashion-mnist-lenet5",
-     ["datafree/lenet/zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-important-seed0/student",
-      "baselines/lenet/kd-seed0", "teachers/fashion-mnist-lenet5"], MORE_MEMBERS),
+    # "Forty-third round"): the same stored sets, so the detours' set again, with that student; seeds 0-2, each
+    # student against the KD student of its seed
+    *((f"zskd detours (T4, input_stats, tv, full resolution), LeNet-5 teacher, seed {s}, 10,000 members, the "
+       "important channels", f"datafree/lenet/zskd-detour-T4-is1-tv10-px1-seed{s}/transfer",
+       "teachers/fashion-mnist-lenet5",
+       [f"datafree/lenet/zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-important-seed{s}/student",
+        f"baselines/lenet/kd-seed{s}", "teachers/fashion-mnist-lenet5"], MORE_MEMBERS)
+      for s in (0, 1, 2)),
 ]
 
 
@@ -116,9 +119,9 @@ README_ROWS: list[tuple[str, str, tuple[str, ...]]] = [
      ("zskd (T4, input_stats), LeNet-5 teacher",)),
     ("ResNet-14 -> ResNet-8 (width 8)", "fast5-stored-ngf32-inherit, seed 0", ("fast5-stored-ngf32, ResNet-14 teacher",)),
     ("LeNet-5 -> LeNet-5-half (teacher 4dbf5be6)",
-     "zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-important (the recipe), seed 0",
-     ("zskd detours (T4, input_stats, tv, full resolution), LeNet-5 teacher, seed 0, 10,000 members, the important "
-      "channels",)),
+     "zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown-important (the recipe), seeds 0-2",
+     tuple(f"zskd detours (T4, input_stats, tv, full resolution), LeNet-5 teacher, seed {s}, 10,000 members, the "
+           "important channels" for s in (0, 1, 2))),
     ("LeNet-5 -> LeNet-5-half (teacher 4dbf5be6)",
      "zskd-detour+augment+pairs-T4-is1-tv10-px1-inherit-grown (the recipe before, evenly spaced channels), seed 0",
      ("zskd detours (T4, input_stats, tv, full resolution), LeNet-5 teacher, seed 0, 10,000 members",)),
