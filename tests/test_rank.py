@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -13,7 +14,7 @@ from datafree.data.spec import FASHION_MNIST
 from datafree.errors import DatafreeError
 from datafree.models import build_model, fold_batchnorm, inherit_weights, rank_channels
 from datafree.models.inherit import kept_indices
-from datafree.models.rank import channel_groups, channel_scores, keep_first, relu_rms
+from datafree.models.rank import channel_groups, channel_scores, keep_first, permute, relu_rms
 from datafree.train import TrainConfig
 
 
@@ -233,3 +234,25 @@ def test_cli_keep_channels_important_starts_the_student_from_the_best_channels(f
     # lr 1e-9: the saved student is the selection itself, the first layer's three best channels (BatchNorm folded)
     best = torch.topk(channel_scores(_hidden(teacher)[0]), 3).indices.sort().values
     torch.testing.assert_close(trained.features[0].weight, fold_batchnorm(teacher).features[0].weight[best])
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small"])
+def test_random_orders_of_every_group_keep_a_torchvision_networks_function(name):
+    """Users' networks as torchvision writes them: in-place residual additions (``out += identity``) and
+    squeeze-and-excitation gates (a product of two tensors) tie channels too; every group the trace can move is
+    moved at random and the outputs stay the same."""
+    import torchvision
+
+    model = getattr(torchvision.models, name)(num_classes=10).eval()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            nn.init.uniform_(m.weight, 0.1, 2.0), nn.init.normal_(m.bias)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    reordered = copy.deepcopy(model)
+    groups = channel_groups(reordered, x)
+    assert [g.fixed for g in groups if g.fixed] == ["the input", "the output"]
+    g = torch.Generator().manual_seed(1)
+    for group in groups[1:-1]:
+        permute(group, torch.randperm(group.size, generator=g))
+    with torch.no_grad():
+        torch.testing.assert_close(reordered(x), model(x), rtol=1e-4, atol=1e-4 * float(model(x).abs().max()))

@@ -39,15 +39,15 @@ REMEDY = "leave --keep-channels at spread"
 _BatchNorm = nn.modules.batchnorm._BatchNorm
 
 # operations that act on each channel alone (or pool positions): their output's channels are their input's
-_PER_CHANNEL_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish,
-                        nn.Hardtanh, nn.Mish, nn.Dropout, nn.Dropout2d, nn.Identity, nn.MaxPool2d, nn.AvgPool2d,
+_PER_CHANNEL_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Hardsigmoid,
+                        nn.Tanh, nn.Hardswish, nn.Hardtanh, nn.Mish, nn.Dropout, nn.Dropout2d, nn.Identity, nn.MaxPool2d, nn.AvgPool2d,
                         nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 _PER_CHANNEL_FUNCTIONS = {F.relu, F.relu6, F.leaky_relu, F.elu, F.gelu, F.silu, F.hardswish, F.hardtanh, F.mish,
-                          F.dropout, F.dropout2d, F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d,
+                          F.hardsigmoid, F.dropout, F.dropout2d, F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d,
                           F.adaptive_max_pool2d, torch.relu, torch.sigmoid, torch.tanh}
 _PER_CHANNEL_METHODS = {"relu", "relu_", "sigmoid", "tanh", "contiguous", "clone"}
 _ADD = {operator.add, operator.iadd, torch.add}
-_SCALE = {operator.mul, operator.truediv, torch.mul}
+_SCALE = {operator.mul, operator.imul, operator.truediv, torch.mul}
 
 
 @dataclass(eq=False)
@@ -143,12 +143,13 @@ class _Walk:
         target = self.modules.get(node.target) if node.op == "call_module" else None
         if node.op == "call_module":
             self.module(node, target, first, shape)
-        elif node.op == "call_function" and node.target in _ADD and len(tensors) == 2 and shape[1:2] == (
-                tuple(tensors[0].meta["tensor_meta"].shape)[1:2]):
+        elif node.op == "call_function" and node.target in _ADD | _SCALE and len(tensors) == 2 and all(
+                tuple(t.meta["tensor_meta"].shape)[1:2] == shape[1:2] for t in tensors):
+            # an addition (residual) or product (squeeze-and-excitation gate) pairs the channels of both inputs
             a, b = tensors
             self.group[node] = self.union(self.group[a], self.group[b])
             sa, sb = self.sums[a], self.sums[b]
-            self.sums[node] = sa + sb if sa is not None and sb is not None else None
+            self.sums[node] = sa + sb if node.target in _ADD and sa is not None and sb is not None else None
             self.block[node] = 1
         elif node.op == "call_function" and (node.target in _PER_CHANNEL_FUNCTIONS or (
                 node.target in _ADD | _SCALE and len(tensors) == 1 and scalars)):
