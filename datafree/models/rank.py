@@ -40,8 +40,8 @@ _BatchNorm = nn.modules.batchnorm._BatchNorm
 
 # operations that act on each channel alone (or pool positions): their output's channels are their input's
 _PER_CHANNEL_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Hardsigmoid,
-                        nn.Tanh, nn.Hardswish, nn.Hardtanh, nn.Mish, nn.Dropout, nn.Dropout2d, nn.Identity, nn.MaxPool2d, nn.AvgPool2d,
-                        nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+                        nn.Tanh, nn.Hardswish, nn.Hardtanh, nn.Mish, nn.Dropout, nn.Dropout2d, nn.Identity,
+                        nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 _PER_CHANNEL_FUNCTIONS = {F.relu, F.relu6, F.leaky_relu, F.elu, F.gelu, F.silu, F.hardswish, F.hardtanh, F.mish,
                           F.hardsigmoid, F.dropout, F.dropout2d, F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d,
                           F.adaptive_max_pool2d, torch.relu, torch.sigmoid, torch.tanh}
@@ -83,7 +83,7 @@ class _Walk:
         self.group: dict[fx.Node, int] = {}  # the group of each node whose value is a (batch, channels, ...) tensor
         self.sums: dict[fx.Node, tuple[_BatchNorm, ...] | None] = {}
         self.block: dict[fx.Node, int] = {}  # positions per channel after a flatten
-        self.touched: dict[int, list[int]] = {}  # module id -> the groups of each call (a shared layer fixes them)
+        self.touched: dict[int, list[tuple[int, ...]]] = {}  # module id -> the groups of each call (a shared layer fixes them)
         for node in traced.graph.nodes:
             self.visit(node)
 
@@ -167,7 +167,8 @@ class _Walk:
 
     def module(self, node: fx.Node, target: nn.Module, first: fx.Node, shape: tuple[int, ...]) -> None:
         g = self.find(self.group[first])
-        if isinstance(target, (nn.Conv2d, nn.Linear)) and getattr(target, "groups", 1) == 1:
+        rank = len(first.meta["tensor_meta"].shape)
+        if isinstance(target, nn.Conv2d) and target.groups == 1 or isinstance(target, nn.Linear) and rank == 2:
             block = self.block.get(first, 1)
             self.groups[g].readers.append((target, block, self.sums[first]))
             out = self.new(_size(target))
