@@ -162,7 +162,7 @@ class _Walk:
         elif node.op == "call_method" and node.target == "mean" and _spatial(node, first):
             self.same(node, first)
         else:
-            self.fix(node, f"an operation it does not follow ({node.target if node.op != 'call_module' else target})")
+            self.fix(node, f"an operation it does not follow ({getattr(node.target, '__name__', node.target)})")
             self.group[node], self.sums[node] = self.new(shape[1] if len(shape) > 1 else 1, "after an operation"), None
 
     def module(self, node: fx.Node, target: nn.Module, first: fx.Node, shape: tuple[int, ...]) -> None:
