@@ -443,6 +443,16 @@ VARIANTS["fast5-stored-cmi-inherit"] = {**VARIANTS["fast5-stored-oh2-inherit"],
 # (docs/datafree_recipes.md, "Sixteenth round"); not on the other families (fast5-stored-ngf32 below)
 VARIANTS["fast5-stored-ngf32-inherit"] = {**VARIANTS["fast5-stored-oh2-inherit"],
                                           "overrides": {"adv": 0.0, "ngf": 32}}
+# The recipe with the student started from the teacher's important channels (`--keep-channels important`,
+# datafree.models.rank) in place of evenly spaced ones, on the recipe's own sets. Each stage's residual stream (stem or
+# shortcut, every block's last layer, every layer reading it) is ranked as one group ("Forty-fourth round"); the
+# score is the main job's and the BN-free pair's, unchanged, fixed before any ResNet student ran. Measured on this
+# machine's rebuild of the pair's teacher (cc8a01cc; `--results datafree_kd_resnet_teachercc8a01cc`), paired against
+# the recipe's students on the same sets: 85.60 ± 0.22 against 85.78 ± 0.30, -0.18 ± 0.49 on test (+0.38, -0.38,
+# -0.54) and +0.24 ± 0.51 on selection (+0.44, +0.63, -0.34): a tie, not adopted
+VARIANTS["fast5-stored-ngf32-inherit-important"] = {
+    **VARIANTS["fast5-stored-ngf32-inherit"], "set_of": "fast5-stored-ngf32-inherit",
+    "student": (*VARIANTS["fast5-stored-ngf32-inherit"]["student"], "--keep-channels", "important")}
 # The width once more (ngf 64, Fast-DFKD's published width; 3.6x the synthesis of ngf 16 a batch): the only lever on
 # this pair that won on every seed was ngf 16 -> 32, so its next step is the one screen that follows from a measured
 # gain. fast5-stored-inherit's student, everything else equal. Measured: 86.30, 86.95 (seeds 0-1), -0.04 ± 0.59 paired
