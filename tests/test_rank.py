@@ -256,3 +256,23 @@ def test_random_orders_of_every_group_keep_a_torchvision_networks_function(name)
         permute(group, torch.randperm(group.size, generator=g))
     with torch.no_grad():
         torch.testing.assert_close(reordered(x), model(x), rtol=1e-4, atol=1e-4 * float(model(x).abs().max()))
+
+
+class _Branchy(nn.Module):
+    """Data-dependent control flow: torch.fx cannot trace it."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(1, width, 3), nn.Linear(width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        if h.mean() > 0:
+            h = -h
+        return self.head(h.mean((2, 3)))
+
+
+def test_a_model_the_trace_cannot_follow_is_a_one_line_error():
+    with pytest.raises(DatafreeError, match=r"^cannot keep the teacher's important channels: torch.fx cannot trace "
+                                            r"the model \([^\n]*\); leave --keep-channels at spread$"):
+        rank_channels(_Branchy(8).eval(), _Branchy(4), X)

@@ -33,16 +33,22 @@ def fold_into(layer: nn.Module, bn: _BatchNorm) -> None:
         layer.bias = nn.Parameter((bias * scale + shift).to(layer.weight.dtype))
 
 
+def trace(model: nn.Module, what: str, remedy: str | None = None) -> fx.GraphModule:
+    """``model`` traced by ``torch.fx``; a model it cannot trace (data-dependent control flow) is a one-line error:
+    "cannot ``what``: ...[; ``remedy``]"."""
+    try:
+        return fx.symbolic_trace(model)
+    except Exception as e:  # symbolic tracing fails on data-dependent control flow
+        raise DatafreeError(f"cannot {what}: torch.fx cannot trace the model ({str(e).splitlines()[0][:120]})"
+                            + (f"; {remedy}" if remedy else "")) from None
+
+
 def batchnorm_sources(model: nn.Module, what: str = "fold BatchNorm") -> dict[str, str | None]:
     """For every BatchNorm with running statistics in ``model``'s traced graph, by module name: the conv or linear
     layer of its width that directly feeds it and nothing else (its only use), or None where there is none (it
     follows an addition or an activation, or its layer is called more than once). A model ``torch.fx`` cannot trace
     (data-dependent control flow) is a one-line error: "cannot ``what``: ..."."""
-    try:
-        graph = fx.symbolic_trace(model).graph
-    except Exception as e:  # symbolic tracing fails on data-dependent control flow
-        raise DatafreeError(f"cannot {what}: torch.fx cannot trace the model "
-                            f"({str(e).splitlines()[0][:120]})") from None
+    graph = trace(model, what).graph
     modules = dict(model.named_modules())
     calls: dict[str, int] = {}
     for node in graph.nodes:

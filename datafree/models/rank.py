@@ -32,11 +32,11 @@ from torch.fx.passes.shape_prop import ShapeProp
 from torch.nn import functional as F
 
 from datafree.errors import DatafreeError
+from datafree.models.fold import _BatchNorm, trace
 from datafree.models.inherit import kept_indices, paired_layers, position_blocks
 
 REASON = "keep the teacher's important channels"
 REMEDY = "leave --keep-channels at spread"
-_BatchNorm = nn.modules.batchnorm._BatchNorm
 
 # operations that act on each channel alone (or pool positions): their output's channels are their input's
 _PER_CHANNEL_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Hardsigmoid,
@@ -71,11 +71,7 @@ class _Walk:
     """One pass over the traced graph: each tensor's channel group (union-find) and the BatchNorms its value sums."""
 
     def __init__(self, model: nn.Module, example: torch.Tensor) -> None:
-        try:
-            traced = fx.symbolic_trace(model)
-        except Exception as e:  # symbolic tracing fails on data-dependent control flow
-            raise DatafreeError(f"cannot {REASON}: torch.fx cannot trace the model "
-                                f"({str(e).splitlines()[0][:120]}); {REMEDY}") from None
+        traced = trace(model, REASON, REMEDY)
         ShapeProp(traced).propagate(example)
         self.modules = dict(model.named_modules())
         self.parent: dict[int, int] = {}
@@ -120,6 +116,11 @@ class _Walk:
             if arg in self.group:
                 self.groups[self.find(self.group[arg])].fixed = why
 
+    def stop(self, node: fx.Node, shape: tuple[int, ...], why: str) -> None:
+        """``node`` is not followed: its inputs' channels cannot move, nor can its output's."""
+        self.fix(node, why)
+        self.group[node], self.sums[node] = self.new(shape[1] if len(shape) > 1 else 1, why), None
+
     def same(self, node: fx.Node, source: fx.Node, block: int | None = None) -> None:
         self.group[node], self.sums[node] = self.group[source], self.sums[source]
         self.block[node] = self.block.get(source, 1) if block is None else block
@@ -162,8 +163,7 @@ class _Walk:
         elif node.op == "call_method" and node.target == "mean" and _spatial(node, first):
             self.same(node, first)
         else:
-            self.fix(node, f"an operation it does not follow ({getattr(node.target, '__name__', node.target)})")
-            self.group[node], self.sums[node] = self.new(shape[1] if len(shape) > 1 else 1, "after an operation"), None
+            self.stop(node, shape, f"an operation it does not follow ({getattr(node.target, '__name__', node.target)})")
 
     def module(self, node: fx.Node, target: nn.Module, first: fx.Node, shape: tuple[int, ...]) -> None:
         g = self.find(self.group[first])
@@ -188,8 +188,7 @@ class _Walk:
         elif isinstance(target, nn.Flatten):
             self.reshape(node, first, shape)
         else:
-            self.fix(node, f"a layer it does not follow ({type(target).__name__})")
-            self.group[node], self.sums[node] = self.new(shape[1] if len(shape) > 1 else 1, "after a layer"), None
+            self.stop(node, shape, f"a layer it does not follow ({type(target).__name__})")
 
     def reshape(self, node: fx.Node, first: fx.Node, shape: tuple[int, ...]) -> None:
         """A (batch, channels, positions...) map flattened to (batch, channels * positions) keeps its channels, each
@@ -200,8 +199,7 @@ class _Walk:
         elif shape == before:
             self.same(node, first)
         else:
-            self.fix(node, f"a reshape it does not follow ({before} -> {shape})")
-            self.group[node], self.sums[node] = self.new(shape[1] if len(shape) > 1 else 1, "after a reshape"), None
+            self.stop(node, shape, f"a reshape it does not follow ({before} -> {shape})")
 
     def result(self) -> list[ChannelGroup]:
         for calls in self.touched.values():  # a layer called twice would be permuted twice
