@@ -8,6 +8,7 @@ which the students never train on.
 
     python -m benchmarks.datafree_kd --pairs lenet --methods zskd dafl --seeds 0 1 2
     python -m benchmarks.datafree_kd --report-only --update-readme   # table of every finished run
+    python -m benchmarks.datafree_kd --pairs resnet --paired METHOD BASE   # METHOD - BASE per seed, test and selection
 
 Runs can go in parallel processes (one per pair or method); the report gathers all finished runs. Runs on
 another teacher file (one a machine's kernels retrain to other bits) get their own table with ``--results STEM``.
@@ -738,6 +739,30 @@ def report(runs: dict[tuple[str, str], list[dict[str, Any]]], pair_keys: list[st
             "(then `--report-only --update-readme`). Student commands (seed 0):\n\n```\n" + "\n".join(seed0) + "\n```")
 
 
+def paired_report(root: Path, pair_key: str, method: str, base: str) -> str:
+    """``method`` minus ``base`` per seed, on the test split and on the selection split (:mod:`benchmarks.selection`),
+    for the seeds both have finished under ``root``, then mean ± std over those seeds: how the README's paired
+    numbers are made."""
+    from benchmarks.datafree_levers import paired, selection
+    from benchmarks.selection import selection_accuracy
+
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
+    for name in (method, base):
+        for path in sorted((root / "datafree" / pair_key).glob(f"{name}-seed*/student/result.json")):
+            seed = path.parent.parent.name.removeprefix(f"{name}-seed")
+            if seed.isdigit():
+                result = json.loads(path.read_text())
+                result["selection_accuracy"] = selection_accuracy(path.parent)
+                runs.setdefault(name, {})[int(seed)] = result
+    rows, other = runs.get(method, {}), runs.get(base, {})
+    lines = [f"seed {s}: {r['metrics']['test_accuracy']:.2f} (selection {selection(r):.2f}) against "
+             f"{other[s]['metrics']['test_accuracy']:.2f} ({selection(other[s]):.2f})"
+             for s, r in sorted(rows.items()) if s in other]
+    lines.append(f"{method} - {base}, paired over {len(lines)} seeds: test {paired(rows, other) or '-'}, "
+                 f"selection {paired(rows, other, selection) or '-'}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", nargs="+", choices=PAIRS, default=["lenet"])
@@ -755,7 +780,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baselines", default=BASELINES, metavar="STEM",
                         help="the real-data rows' file, benchmarks/results/STEM.json (default: %(default)s): with "
                              "--results, the baselines of the same teacher file (benchmarks.baselines --results)")
+    parser.add_argument("--paired", nargs=2, metavar=("METHOD", "BASE"),
+                        help="only print METHOD minus BASE per seed (test and selection splits) for the runs under "
+                             "--root of each pair in --pairs")
     args = parser.parse_args(argv)
+    if args.paired:
+        os.chdir(REPO)
+        for pair in args.pairs:
+            print(paired_report(args.root, pair, *args.paired))
+        return 0
     if args.update_readme and (args.results, args.baselines) != (RESULTS, BASELINES):
         parser.error("--update-readme publishes the default table only")
     os.chdir(REPO)

@@ -504,3 +504,20 @@ def test_channel_order_control_reorders_the_teacher_without_changing_its_functio
     x = torch.randn(4, 1, 28, 28)
     torch.testing.assert_close(reordered(x), original(x), rtol=1e-4, atol=1e-4)
     assert not torch.equal(reordered.features[0].weight, original.features[0].weight)
+
+
+def test_paired_report_subtracts_the_base_per_seed_on_both_splits(tmp_path, monkeypatch) -> None:
+    """benchmarks.datafree_kd --paired: the README's paired numbers, seed by seed, only where both runs finished."""
+    import benchmarks.selection
+    from benchmarks.datafree_kd import paired_report
+
+    test = {("new", 0): 85.0, ("new", 1): 86.0, ("new", 2): 90.0, ("old", 0): 84.0, ("old", 1): 86.5}
+    for (name, seed), accuracy in test.items():
+        out = tmp_path / "datafree" / "resnet" / f"{name}-seed{seed}" / "student"
+        out.mkdir(parents=True)
+        (out / "result.json").write_text(json.dumps({"metrics": {"test_accuracy": accuracy}}))
+    monkeypatch.setattr(benchmarks.selection, "selection_accuracy",
+                        lambda path: test[(path.parent.name.split("-seed")[0], int(path.parent.name[-1]))] + 1.0)
+    lines = paired_report(tmp_path, "resnet", "new", "old").splitlines()
+    assert lines[0] == "seed 0: 85.00 (selection 86.00) against 84.00 (85.00)"
+    assert lines[-1] == "new - old, paired over 2 seeds: test +0.25 ± 1.06, selection +0.25 ± 1.06"
