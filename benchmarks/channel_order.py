@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import torch
 from benchmarks.baselines import run
 from benchmarks.datafree_levers import MAIN_JOB_ROW, published_runs
 from benchmarks.readme import publish
+from benchmarks.selection import selection_accuracy
 from datafree.checkpoint import load_model, save_model, sidecar_path
 from datafree.models.rank import channel_groups, permute
 
@@ -71,18 +73,57 @@ def control_run(root: Path, stem: str, seed: int, order: int | None, set_from: P
 
 
 def table(root: Path, stem: str) -> tuple[str, dict[str, Any]]:
-    recipe = published_runs(stem)[MAIN_JOB_ROW]
-    rows, runs = [], {}
+    """Every control run under ``root`` beside the published recipe student of its seed, on the test and the
+    selection split, and per seed the draws side by side: evenly spaced channels of the file's own order (the
+    recipe) and of each random order are draws of the same teacher's features, and the important channels
+    (the levers table's row, where it ran) are set against their mean."""
+    published = published_runs(stem)
+    recipe = published[MAIN_JOB_ROW]
+    rows, runs, draws = [], {}, {}
     for path in sorted((root / "channel_order").glob("*-seed*/result.json")):
         name, seed = path.parent.name.rsplit("-seed", 1)
         result = json.loads(path.read_text())
+        result["selection_accuracy"] = selection_accuracy(path.parent)
         runs.setdefault(name, {})[seed] = result
-        base = recipe[int(seed)]["metrics"]["test_accuracy"]
-        acc = result["metrics"]["test_accuracy"]
-        rows.append(f"| {name} | {seed} | {acc:.2f} | {base:.2f} | {acc - base:+.2f} |")
-    md = ("| control | seed | student (%) | the recipe's student, same seed (%) | difference |\n|---|---|---|---|---|\n"
-          + "\n".join(rows))
+        base = recipe[int(seed)]
+        cells = [f"{_acc(result):.2f} / {_sel(result)}", f"{_acc(base):.2f} / {_sel(base)}",
+                 f"{_acc(result) - _acc(base):+.2f}"]
+        rows.append(f"| {name} | {seed} | " + " | ".join(cells) + " |")
+        if name.startswith("random"):
+            draws.setdefault(int(seed), [base]).append(result)
+    md = ("| control | seed | student: test / selection (%) | the recipe's student, same seed | difference, test |\n"
+          "|---|---|---|---|---|\n" + "\n".join(rows))
+    important = published.get(f"{MAIN_JOB_ROW}-important", {})
+    lines = []
+    for seed, results in sorted(draws.items()):
+        mean = statistics.fmean(_acc(r) for r in results)
+        sel = [r["selection_accuracy"] for r in results]
+        mean_sel = statistics.fmean(sel) if None not in sel else None
+        cells = [f"{seed}", f"{len(results)}", " / ".join(f"{_acc(r):.2f}" for r in results),
+                 f"{mean:.2f} / " + ("" if mean_sel is None else f"{mean_sel:.2f}")]
+        best = important.get(seed)
+        if best is not None:
+            diff_sel = ("" if mean_sel is None or best.get("selection_accuracy") is None
+                        else f"{best['selection_accuracy'] - mean_sel:+.2f}")
+            cells += [f"{_acc(best):.2f} / {_sel(best)}", f"{_acc(best) - mean:+.2f} / {diff_sel}"]
+        else:
+            cells += ["", ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    if lines:
+        md += ("\n\nThe draws of a seed (evenly spaced channels of the file's order, then of each random order) and "
+               "the important channels against their mean:\n\n| seed | draws | test (%) | mean: test / selection | "
+               "important: test / selection | important - mean: test / selection |\n|---|---|---|---|---|---|\n"
+               + "\n".join(lines))
     return md, runs
+
+
+def _acc(result: dict[str, Any]) -> float:
+    return result["metrics"]["test_accuracy"]
+
+
+def _sel(result: dict[str, Any]) -> str:
+    value = result.get("selection_accuracy")
+    return "" if value is None else f"{value:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -506,6 +506,30 @@ def test_channel_order_control_reorders_the_teacher_without_changing_its_functio
     assert not torch.equal(reordered.features[0].weight, original.features[0].weight)
 
 
+def test_channel_order_table_sets_the_important_channels_against_the_mean_of_the_draws(tmp_path, monkeypatch) -> None:
+    """benchmarks.channel_order's table: each random order beside the recipe's student of its seed, and per seed the
+    mean of the draws (the recipe's own order and each random order) against the important channels' student."""
+    import benchmarks.channel_order as co
+
+    def result(test: float, selection: float | None = None) -> dict:
+        return {"metrics": {"test_accuracy": test}, "selection_accuracy": selection}
+
+    published = {co.MAIN_JOB_ROW: {0: result(85.0, 86.0), 1: result(84.0, 85.0)},
+                 f"{co.MAIN_JOB_ROW}-important": {0: result(84.5, 85.5)}}
+    monkeypatch.setattr(co, "published_runs", lambda stem: published)
+    selection = {"random1-seed0": 83.0, "random2-seed0": 84.0, "random1-seed1": 82.0}
+    monkeypatch.setattr(co, "selection_accuracy", lambda path: selection[path.name])
+    for name, accuracy in {"random1-seed0": 82.0, "random2-seed0": 83.0, "random1-seed1": 81.0}.items():
+        (tmp_path / "channel_order" / name).mkdir(parents=True)
+        (tmp_path / "channel_order" / name / "result.json").write_text(json.dumps(result(accuracy)))
+    md, runs = co.table(tmp_path, "stem")
+    assert "| random1 | 0 | 82.00 / 83.00 | 85.00 / 86.00 | -3.00 |" in md
+    assert runs["random2"]["0"]["selection_accuracy"] == 84.0
+    # seed 0: draws 85, 82, 83 (mean 83.33; selection 86, 83, 84: 84.33); the important channels 84.5 / 85.5
+    assert "| 0 | 3 | 85.00 / 82.00 / 83.00 | 83.33 / 84.33 | 84.50 / 85.50 | +1.17 / +1.17 |" in md
+    assert "| 1 | 2 | 84.00 / 81.00 | 82.50 / 83.50 |  |  |" in md  # no important run at seed 1
+
+
 def test_paired_report_subtracts_the_base_per_seed_on_both_splits(tmp_path, monkeypatch) -> None:
     """benchmarks.datafree_kd --paired: the README's paired numbers, seed by seed, only where both runs finished."""
     import benchmarks.selection
