@@ -723,7 +723,8 @@ def table(runs: dict[str, dict[int, dict[str, Any]]], compact: bool = False) -> 
 # every teacher file whose table has both: (file label, results stem), then (lever, a short name for the change).
 RECIPE_FILES = (("levers' teacher", RESULTS), ("70de22de (the main job's)", "datafree_levers_teacher70de22de"),
                 ("bc1112af", "datafree_levers_teacherbc1112af"), ("8623d1b2 (teacher seed 1)", "datafree_levers_teacherseed1"),
-                ("c68777b9 (teacher seed 2)", "datafree_levers_teacherseed2"))
+                ("c68777b9 (teacher seed 2)", "datafree_levers_teacherseed2"),
+                ("b96229a4 (the main job's, another machine)", "datafree_levers_teacherb96229a4"))
 R = MAIN_JOB_ROW
 RECIPE_ROWS: tuple[tuple[str, str], ...] = (
     (f"{R}-random-start", "student from random weights (no `--inherit`)"),

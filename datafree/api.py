@@ -242,9 +242,10 @@ def distill(out: str | Path, student: str | nn.Module, config: TrainConfig, *, t
 
         if teacher is None:
             raise DatafreeError("inherit (--inherit) starts the student from the teacher's weights: give the teacher (--teacher)")
-        if config.keep_channels == "important":  # the same function, its best channels where selection looks
+        if config.keep_channels != "spread":  # the same function, its best channels where selection looks
             probe = torch.randn(8, *spec.shape, generator=torch.Generator().manual_seed(0))  # checks the function
-            teacher = rank_channels(teacher, student, probe.to(next(teacher.parameters()).device))
+            view = "student" if config.keep_channels == "important-student" else "teacher"
+            teacher = rank_channels(teacher, student, probe.to(next(teacher.parameters()).device), view)
         extra["student_inherit"] = asdict(inherit_weights(student, teacher))
         if config.fade > 0:  # trained at the teacher's width; the run ends with the student it fades into
             student = FadingWidth(teacher, student, config.fade)

@@ -769,7 +769,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --inherit: which of the teacher's channels each layer keeps: spread (evenly spaced in "
                         "the teacher's own order) or important (the ones that carry the most signal into the next "
                         "layer, scored from the weights and BatchNorm statistics; channels a residual addition ties "
-                        "are ranked together) (default: %(default)s)")
+                        "are ranked together) or important-student (the same score, counting only the layers the "
+                        "student keeps: for a student with fewer blocks than the teacher) (default: %(default)s)")
     p.add_argument("--fade", type=float, default=0.0, metavar="FRACTION",
                    help="with --inherit: train at the teacher's own width (its BatchNorm folded) while the channels "
                         "weight selection drops fade linearly to zero over this fraction of the steps, then end as "

@@ -61,7 +61,8 @@ from datafree.schedules import cosine_decay
 STATE_FILE = "state.pt"
 AUGMENTS = ("none", "crop", "crop-flip", "dsa")  # batch augmentations (TrainConfig.augment)
 KD_LOSSES = ("kl", "mse", "dkd")  # soft-target terms (TrainConfig.kd_loss)
-KEEP_CHANNELS = ("spread", "important")  # which teacher channels weight selection keeps (TrainConfig.keep_channels)
+# which teacher channels weight selection keeps (TrainConfig.keep_channels)
+KEEP_CHANNELS = ("spread", "important", "important-student")
 METRICS_FILE = "metrics.jsonl"
 
 

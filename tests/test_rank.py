@@ -131,6 +131,40 @@ def test_a_residual_stream_is_one_group_and_the_student_inherits_its_best_channe
     torch.testing.assert_close(student.layers[0][0].conv2.weight, teacher.layers[0][0].conv2.weight[best][:, inner])
 
 
+def test_the_student_view_scores_a_stream_by_the_blocks_the_student_keeps():
+    """ResNet-8 keeps the first block of each ResNet-14 stage: with view="student" the stage-1 stream is scored by the
+    three readers ResNet-8 has (not the second block's conv1), and the stage-2 readers get the sum of the stem's and
+    the first block's BatchNorms only. A chain student (every layer kept) ranks as the teacher view does."""
+    teacher = _teacher(arch="resnet14")
+    student = build_model("resnet8", FASHION_MNIST, seed=0, width=8)
+    stream = _hidden(teacher)[0]
+    blocks = teacher.layers[0]
+    kept = {id(m) for m in (teacher.bn1, blocks[0].bn2, blocks[0].conv1, teacher.layers[1][0].conv1,
+                            teacher.layers[1][0].shortcut[0])}
+    # by hand: the student's three readers, the stage-2 ones behind N(beta_0 + beta_1, gamma_0^2 + gamma_1^2)
+    def read(layer: nn.Module) -> torch.Tensor:
+        return layer.weight.detach().transpose(0, 1).reshape(16, -1).norm(dim=1)
+
+    g0, g1 = teacher.bn1.weight.detach(), blocks[0].bn2.weight.detach()
+    behind_two = relu_rms((g0 ** 2 + g1 ** 2).sqrt(), (teacher.bn1.bias + blocks[0].bn2.bias).detach())
+    parts = [relu_rms(g0, teacher.bn1.bias.detach()) * read(blocks[0].conv1),
+             behind_two * read(teacher.layers[1][0].conv1), behind_two * read(teacher.layers[1][0].shortcut[0])]
+    expected = torch.stack(parts).pow(2).sum(0).sqrt()
+    torch.testing.assert_close(channel_scores(stream, lambda m: id(m) in kept), expected)
+    assert not torch.allclose(channel_scores(stream), expected)  # the teacher view counts the second block too
+    ranked = rank_channels(teacher, student, X, view="student")
+    torch.testing.assert_close(ranked(X), teacher(X), rtol=1e-4, atol=1e-5)
+    inherit_weights(student, ranked)
+    best = torch.topk(expected, 8).indices.sort().values
+    torch.testing.assert_close(student.conv1.weight, teacher.conv1.weight[best])
+    lenet, half = _teacher(), build_model("lenet5_half", FASHION_MNIST, seed=0)
+    for a, b in zip(rank_channels(lenet, half, X, view="student").state_dict().values(),
+                    rank_channels(lenet, half, X).state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="view"):
+        rank_channels(lenet, half, X, view="students")
+
+
 @pytest.mark.parametrize(("arch", "kwargs", "student_arch", "student_kwargs"), [
     ("wrn_16_2", {}, "wrn_16_1", {}),  # pre-activation: BatchNorms read the stream
     ("mobilenetv2", {"width": 1.0}, "mobilenetv2", {"width": 0.5}),  # depthwise convolutions, linear bottlenecks
@@ -213,6 +247,7 @@ def test_channels_tied_by_an_operation_the_trace_does_not_follow_are_a_one_line_
 def test_keep_channels_is_checked():
     with pytest.raises(DatafreeError, match="--keep-channels"):
         TrainConfig(keep_channels="largest")
+    assert TrainConfig(keep_channels="important-student").keep_channels == "important-student"
 
 
 def test_cli_keep_channels_important_starts_the_student_from_the_best_channels(fmnist_root, tmp_path, capsys):

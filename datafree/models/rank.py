@@ -17,6 +17,11 @@ BatchNorm the channel is ``N(beta, gamma^2)`` on the training data by constructi
 a post-activation residual stream, ``N(sum beta, sum gamma^2)`` if they are independent), so its root mean square
 after a ReLU is known without data; without a BatchNorm the norm of its incoming weights stands in. The read is the
 norm of the reader's weights on the channel; several readers add their squares.
+
+A student that keeps fewer blocks than its teacher (ResNet-8 from ResNet-14) has only some of a stream's readers, and
+its stream sums only some of the blocks' BatchNorms. ``view="student"`` (``--keep-channels important-student``) scores
+each group by what the student keeps: the readers it has and, behind a sum, the BatchNorms of the layers it has. For a
+student that keeps every layer (a thinner network of the same depth) the two views are the same.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import copy
 import math
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -238,8 +244,15 @@ def relu_rms(gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def channel_scores(group: ChannelGroup) -> torch.Tensor:
-    """The data-free importance of each channel of ``group`` (see the module docstring)."""
+def channel_scores(group: ChannelGroup, kept: Callable[[nn.Module], bool] | None = None) -> torch.Tensor:
+    """The data-free importance of each channel of ``group`` (see the module docstring). With ``kept`` (whether the
+    student has a layer or BatchNorm), only the readers the student has count, and a sum only counts the BatchNorms it
+    has; a group none of whose readers it has keeps them all (its channels still feed the student somewhere)."""
+    readers = group.readers
+    if kept is not None:
+        readers = [(reader, block, sums if sums is None else tuple(bn for bn in sums if kept(bn)) or sums)
+                   for reader, block, sums in readers if kept(reader)] or readers
+
     def signal(sums: tuple[_BatchNorm, ...] | None) -> torch.Tensor:
         if sums and all(bn.affine for bn in sums):
             if len(sums) == 1:
@@ -250,7 +263,7 @@ def channel_scores(group: ChannelGroup) -> torch.Tensor:
         return norms[0] if len(norms) == 1 else torch.stack(norms).pow(2).sum(0).sqrt()
 
     parts = []
-    for reader, _, sums in group.readers:
+    for reader, _, sums in readers:
         weight = reader.weight.float()  # (out, size * in_block) or (out, size, kh, kw): one block per channel
         read = weight.reshape(weight.shape[0], group.size, -1).transpose(0, 1).reshape(group.size, -1).norm(dim=1)
         parts.append(signal(sums) * read)
@@ -294,16 +307,24 @@ def permute(group: ChannelGroup, perm: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def rank_channels(teacher: nn.Module, student: nn.Module, example: torch.Tensor) -> nn.Module:
+def rank_channels(teacher: nn.Module, student: nn.Module, example: torch.Tensor, view: str = "teacher") -> nn.Module:
     """A copy of ``teacher`` that computes the same function, its hidden channels reordered so that spread
     selection for ``student`` keeps the best-scoring ones. ``example`` (a batch of inputs, any values) traces the
-    graph and checks that the function is unchanged. A one-line :class:`DatafreeError` when channels the student
-    cuts are tied by something the trace does not follow (concatenation, grouped convolutions, a shared layer), or
-    when the student cuts channels that move together to different widths."""
-    _, pairs = paired_layers(student, teacher, REASON, REMEDY)
+    graph and checks that the function is unchanged. ``view="student"`` scores by what the student keeps (the module
+    docstring). A one-line :class:`DatafreeError` when channels the student cuts are tied by something the trace does
+    not follow (concatenation, grouped convolutions, a shared layer), or when the student cuts channels that move
+    together to different widths."""
+    if view not in ("teacher", "student"):
+        raise ValueError(f"view must be 'teacher' or 'student', not {view!r}")
+    by, pairs = paired_layers(student, teacher, REASON, REMEDY)
     s_modules = dict(student.named_modules())
     student_size = {t: _size(s_modules[s]) for s, t in pairs}
     ranked = copy.deepcopy(teacher)
+    kept = None
+    if view == "student" and by == "name":  # paired in sequence, the student has every layer: the views agree
+        names = {t for _, t in pairs} | {name for name, m in s_modules.items() if isinstance(m, _BatchNorm)}
+        ids = {id(m) for name, m in ranked.named_modules() if name in names}
+        kept = lambda module: id(module) in ids  # noqa: E731
     for group in channel_groups(ranked, example):
         keep = {student_size[name] for name, _ in group.writers if name in student_size}
         if not keep or min(keep) >= group.size:
@@ -314,7 +335,7 @@ def rank_channels(teacher: nn.Module, student: nn.Module, example: torch.Tensor)
                                 f"{names}) to different widths {sorted(keep)}; {REMEDY}")
         if group.fixed:
             raise DatafreeError(f"cannot {REASON}: the channels of {names} are tied by {group.fixed}; {REMEDY}")
-        permute(group, keep_first(channel_scores(group), keep.pop()))
+        permute(group, keep_first(channel_scores(group, kept), keep.pop()))
     was_training = teacher.training
     before, after = teacher.eval()(example), ranked.eval()(example)
     teacher.train(was_training)
