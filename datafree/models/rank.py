@@ -246,12 +246,13 @@ def relu_rms(gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def channel_scores(group: ChannelGroup, kept: Callable[[nn.Module], bool] | None = None) -> torch.Tensor:
     """The data-free importance of each channel of ``group`` (see the module docstring). With ``kept`` (whether the
-    student has a layer or BatchNorm), only the readers the student has count, and a sum only counts the BatchNorms it
-    has; a group none of whose readers it has keeps them all (its channels still feed the student somewhere)."""
-    readers = group.readers
+    student has a layer or BatchNorm), only the readers the student has count, and a signal only counts the BatchNorms
+    (without them, the writers) it has; where it has none of them, all count (its channels still feed it somewhere)."""
+    readers, writers = group.readers, group.writers
     if kept is not None:
         readers = [(reader, block, sums if sums is None else tuple(bn for bn in sums if kept(bn)) or sums)
                    for reader, block, sums in readers if kept(reader)] or readers
+        writers = [(name, layer) for name, layer in writers if kept(layer)] or writers
 
     def signal(sums: tuple[_BatchNorm, ...] | None) -> torch.Tensor:
         if sums and all(bn.affine for bn in sums):
@@ -259,7 +260,7 @@ def channel_scores(group: ChannelGroup, kept: Callable[[nn.Module], bool] | None
                 return relu_rms(sums[0].weight.float(), sums[0].bias.float())
             beta = torch.stack([bn.bias.float() for bn in sums]).sum(0)
             return relu_rms(torch.stack([bn.weight.float() for bn in sums]).pow(2).sum(0).sqrt(), beta)
-        norms = [layer.weight.float().reshape(group.size, -1).norm(dim=1) for _, layer in group.writers]
+        norms = [layer.weight.float().reshape(group.size, -1).norm(dim=1) for _, layer in writers]
         return norms[0] if len(norms) == 1 else torch.stack(norms).pow(2).sum(0).sqrt()
 
     parts = []
