@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from benchmarks.baselines import run
-from benchmarks.datafree_levers import MAIN_JOB_ROW, published_runs
+from benchmarks.datafree_levers import MAIN_JOB_ROW, acc, published_runs, selection
 from benchmarks.readme import publish
 from benchmarks.selection import selection_accuracy
 from datafree.checkpoint import load_model, save_model, sidecar_path
@@ -86,8 +86,8 @@ def table(root: Path, stem: str) -> tuple[str, dict[str, Any]]:
         result["selection_accuracy"] = selection_accuracy(path.parent)
         runs.setdefault(name, {})[seed] = result
         base = recipe[int(seed)]
-        cells = [f"{_acc(result):.2f} / {_sel(result)}", f"{_acc(base):.2f} / {_sel(base)}",
-                 f"{_acc(result) - _acc(base):+.2f}"]
+        cells = [f"{acc(result):.2f} / {_sel(result)}", f"{acc(base):.2f} / {_sel(base)}",
+                 f"{acc(result) - acc(base):+.2f}"]
         rows.append(f"| {name} | {seed} | " + " | ".join(cells) + " |")
         if name.startswith("random"):
             draws.setdefault(int(seed), [base]).append(result)
@@ -96,16 +96,15 @@ def table(root: Path, stem: str) -> tuple[str, dict[str, Any]]:
     important = published.get(f"{MAIN_JOB_ROW}-important", {})
     lines = []
     for seed, results in sorted(draws.items()):
-        mean = statistics.fmean(_acc(r) for r in results)
-        sel = [r["selection_accuracy"] for r in results]
+        mean = statistics.fmean(acc(r) for r in results)
+        sel = [selection(r) for r in results]
         mean_sel = statistics.fmean(sel) if None not in sel else None
-        cells = [f"{seed}", f"{len(results)}", " / ".join(f"{_acc(r):.2f}" for r in results),
+        cells = [f"{seed}", f"{len(results)}", " / ".join(f"{acc(r):.2f}" for r in results),
                  f"{mean:.2f} / " + ("" if mean_sel is None else f"{mean_sel:.2f}")]
         best = important.get(seed)
         if best is not None:
-            diff_sel = ("" if mean_sel is None or best.get("selection_accuracy") is None
-                        else f"{best['selection_accuracy'] - mean_sel:+.2f}")
-            cells += [f"{_acc(best):.2f} / {_sel(best)}", f"{_acc(best) - mean:+.2f} / {diff_sel}"]
+            diff_sel = "" if mean_sel is None or selection(best) is None else f"{selection(best) - mean_sel:+.2f}"
+            cells += [f"{acc(best):.2f} / {_sel(best)}", f"{acc(best) - mean:+.2f} / {diff_sel}"]
         else:
             cells += ["", ""]
         lines.append("| " + " | ".join(cells) + " |")
@@ -117,12 +116,8 @@ def table(root: Path, stem: str) -> tuple[str, dict[str, Any]]:
     return md, runs
 
 
-def _acc(result: dict[str, Any]) -> float:
-    return result["metrics"]["test_accuracy"]
-
-
 def _sel(result: dict[str, Any]) -> str:
-    value = result.get("selection_accuracy")
+    value = selection(result)
     return "" if value is None else f"{value:.2f}"
 
 
