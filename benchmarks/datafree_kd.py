@@ -457,8 +457,8 @@ VARIANTS["fast5-stored-ngf32-inherit-important"] = {
 # The same with the score counting only what ResNet-8 keeps (`--keep-channels important-student`): the readers it has
 # (each stage's first block, the next stage's first conv and shortcut) and, behind a stream, the BatchNorms of the
 # blocks it has. The forty-fourth round's suggestion for a student shallower than its teacher ("Forty-fifth round").
-# Screened on one seed of this machine's rebuild (94b6d71c; `--results datafree_kd_resnet_teacher94b6d71c`): 87.87
-# against the recipe's 87.05 on the same set, +0.82 on test and +0.56 on selection; seeds 1-2 not yet run
+# On the rebuild 94b6d71c (`--results datafree_kd_resnet_teacher94b6d71c`), 3 seeds paired with the recipe on its own
+# sets: +0.43 ± 0.38 on test, +0.20 ± 0.31 on selection, seed 2 down on selection; a variant ("Forty-sixth round")
 VARIANTS["fast5-stored-ngf32-inherit-important-student"] = {
     **VARIANTS["fast5-stored-ngf32-inherit"], "set_of": "fast5-stored-ngf32-inherit",
     "student": (*VARIANTS["fast5-stored-ngf32-inherit"]["student"], "--keep-channels", "important-student")}
