@@ -205,6 +205,34 @@ def test_a_skip_connection_ties_the_layers_it_adds():
     torch.testing.assert_close(ranked(X), teacher(X), rtol=1e-4, atol=1e-5)
 
 
+class _PlainSkip(nn.Module):
+    """_Skip without BatchNorm: the group's signal is read from its writers' weights."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, width, 3), nn.Conv2d(width, width, 3, padding=1)
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv1(x))
+        h = torch.relu(self.conv2(h)) + h
+        return self.head(h.mean((2, 3)))
+
+
+def test_the_student_view_counts_only_the_writers_the_student_has_without_batchnorm():
+    """A BatchNorm-free group whose second writer the student lacks: its score is the first writer's filter norms
+    times the head's read, not the norms of both writers."""
+    teacher = _PlainSkip(8).eval()
+    (group,) = _hidden(teacher)
+    assert [name for name, _ in group.writers] == ["conv1", "conv2"]
+    without_conv2 = channel_scores(group, kept=lambda m: m is not teacher.conv2)
+    expected = teacher.conv1.weight.reshape(8, -1).norm(dim=1) * teacher.head.weight.norm(dim=0)
+    torch.testing.assert_close(without_conv2, expected)
+    signal = torch.stack([w.weight.reshape(8, -1).norm(dim=1) for w in (teacher.conv1, teacher.conv2)]).norm(dim=0)
+    reads = torch.stack([teacher.conv2.weight.transpose(0, 1).reshape(8, -1).norm(dim=1), teacher.head.weight.norm(dim=0)])
+    torch.testing.assert_close(channel_scores(group), (signal * reads).norm(dim=0))  # the teacher view: everything
+
+
 class _Unequal(_Skip):
     """_Skip's layers by name, without the skip, so its two layers can have different widths."""
 
