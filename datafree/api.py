@@ -8,6 +8,7 @@ them directly. Each returns
 a small result dataclass; everything it wrote is in its ``out`` directory as well.
 
     teacher, info = df.load_teacher("teacher.safetensors", arch="lenet5", spec=FASHION_MNIST)
+    # or a module you already hold: teacher, info = df.teacher_from_module(my_net, FASHION_MNIST)
     made = df.synthesize("set", teacher, info, "deepinversion", count=2560)
     student = df.distill("student", "lenet5_half", TrainConfig(alpha=0.0), teacher=teacher,
                          teacher_info=info, train=TransferSet(made.out))
@@ -33,6 +34,7 @@ from datafree.data.spec import DataSpec, check_compatible
 from datafree.data.transfer import TransferSet, rank_dir
 from datafree.errors import DatafreeError
 from datafree.synthesis import DCGANConfig, NoisyLayerConfig, PixelConfig, SynthesisConfig, preset
+from datafree.teacher import teacher_from_module
 from datafree.train import TrainConfig
 
 # what a script needs besides the calls: configs, loaders, the transfer-set reader
@@ -40,7 +42,7 @@ __all__ = ["FASHION_MNIST", "KNOWN_SPECS", "AuditConfig", "AuditResult", "DCGANC
            "ModelInfo", "NoisyLayerConfig", "PixelConfig", "Evaluation", "RunResult", "SetEvaluation", "SetResult",
            "SynthesisConfig", "TrainConfig",
            "TransferSet", "audit", "compress", "condense", "distill", "evaluate", "evaluate_set", "load_dataset", "load_model",
-           "load_teacher", "method_config", "preset", "quantize", "synthesize", "train_teacher"]
+           "load_teacher", "method_config", "preset", "quantize", "synthesize", "teacher_from_module", "train_teacher"]
 
 # the defaults of each job where they differ from TrainConfig's (the CLI's flags default to these too)
 TEACHER_DEFAULTS: dict[str, Any] = {"epochs": 20, "lr": 0.05}
@@ -49,6 +51,8 @@ BUFFER_DEFAULTS: dict[str, Any] = {"experts": 10, "epochs": 50, "net": "convnet"
 DEFAULT_TEMPERATURE = 4.0  # Hinton's KD temperature: real data, stored sets without a method of their own
 LIVE_STEPS_PER_EPOCH = 200  # student steps per epoch on a live stream (it has no length of its own)
 LIVE_POOL = 50_000  # images a live pool keeps (stored images stay until this many fresh ones arrived)
+NEEDS_INFO = ("pass teacher_info too: df.load_teacher(path, ...) gives it for a checkpoint, "
+              "df.teacher_from_module(model, spec) for a module you hold")
 
 
 @dataclass
@@ -217,7 +221,7 @@ def distill(out: str | Path, student: str | nn.Module, config: TrainConfig, *, t
     if method is None and synthesis is not None:
         raise DatafreeError("a synthesis config needs a method name (the label its transfer set records)")
     if method is not None and (teacher is None or teacher_info is None):
-        raise DatafreeError("a live method synthesizes against the teacher: pass teacher and teacher_info")
+        raise DatafreeError(f"a live method synthesizes against the teacher: pass teacher; {NEEDS_INFO}")
     if train is None and method is None:
         raise DatafreeError("distill needs a source: train (real data or a transfer set), a live method, or both")
     spec = teacher_info.spec if train is None else _spec_of(train)
@@ -232,6 +236,8 @@ def distill(out: str | Path, student: str | nn.Module, config: TrainConfig, *, t
         check_compatible(student_info.spec, spec, "student")
         info = ModelInfo(student_info.arch, spec, student_info.arch_kwargs)
     extra = dict(extra or {})
+    if teacher_info is not None:  # a result names the teacher it came from (the CLI's record adds its path)
+        extra.setdefault("teacher", {**teacher_info.record(), "spec_source": teacher_info.spec_source})
     final = None
     if config.fade > 0 and not inherit:
         raise DatafreeError("a fade (--fade) starts from the teacher's own width: it needs inherit (--inherit)")
@@ -322,6 +328,8 @@ def synthesize(out: str | Path, teacher: nn.Module, teacher_info: ModelInfo, met
     from datafree.synthesis.run import synthesize_set
     from datafree.teacher import check_synthesis
 
+    if not isinstance(teacher_info, ModelInfo):
+        raise DatafreeError(f"synthesize records which teacher made the set: {NEEDS_INFO}")
     config = config if config is not None else preset(method)
     check_synthesis(teacher, teacher_info.spec, config, device)
     manifest = synthesize_set(out, teacher, teacher_info, method, config, count, seed=seed, device=device,
@@ -343,8 +351,10 @@ def condense(out: str | Path, config: Any, *, train: Dataset | None = None, teac
 
     reads_data = METHODS[config.method].reads_data
     if not reads_data:  # teacher-only: no real data is read at all
-        if teacher is None or teacher_info is None:
+        if teacher is None:
             raise DatafreeError("teacher-only condensation needs --teacher")
+        if teacher_info is None:
+            raise DatafreeError(f"teacher-only condensation records which teacher made the set: {NEEDS_INFO}")
         spec, pool, spec_source = teacher_info.spec, None, teacher_info.spec_source
         dataset = dataset or spec.name
     else:

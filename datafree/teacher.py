@@ -9,6 +9,8 @@ Formats, recognised by their bytes rather than their names (:func:`datafree.chec
   ``package.module:callable``) and a DataSpec.
 - ``torchscript``: a ``torch.jit.save`` archive, and ``torch.export``: a ``torch.export.save``
   program (``.pt2``). Both carry their architecture; no ``arch`` is given.
+- ``module``: an ``nn.Module`` the caller already holds (:func:`teacher_from_module`), for Python users who load
+  their weights their own way; it is identified by its class and the sha256 of its state_dict.
 
 The DataSpec (input shape, classes, normalisation) never needs the dataset's files: it comes from
 the sidecar, from ``--dataset NAME`` (:data:`~datafree.data.spec.KNOWN_SPECS`), from flags
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import operator
@@ -372,14 +375,16 @@ def _load_archive(path: Path, kind: str) -> tuple[Any, DataSpec | None]:
 def _probe(model: nn.Module, spec: DataSpec, what: str, kind: str) -> None:
     """Run the teacher once on a batch of 2 inputs of ``spec``'s shape: a wrong spec fails here, in one line."""
     model.eval()
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))  # a module handed in may be on CUDA
     try:
         with torch.no_grad():
-            out = model(torch.zeros(2, *spec.shape))
+            out = model(torch.zeros(2, *spec.shape, device=device))
     except Exception as e:  # noqa: BLE001 - user code raises anything: the point is to say the spec is wrong
         hint = ("; if it was exported with a fixed batch size, export it with a dynamic one: torch.export.export(model, "
                 "(x,), dynamic_shapes=({0: torch.export.Dim('batch')},))" if kind == "torch.export" else "")
-        raise DatafreeError(f"{what} cannot run on inputs of shape {spec.shape} ({_reason(e)}); check the spec "
-                            f"(--dataset, --input-shape){hint}") from None
+        where = "the spec passed with it" if kind == "module" else "the spec (--dataset, --input-shape)"
+        raise DatafreeError(f"{what} cannot run on inputs of shape {spec.shape} ({_reason(e)}); check {where}{hint}") \
+            from None
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, spec.num_classes):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise DatafreeError(f"{what} returns {got} for 2 inputs, not (2, {spec.num_classes}) class logits; check "
@@ -459,6 +464,33 @@ def _load_any(path: str | Path, arch: str | None, arch_kwargs: dict[str, Any] | 
     info.sha256, info.format, info.spec_source = sha256_file(path), "state_dict", spec_source
     _probe(model, spec, f"{path} ({arch})", "state_dict")
     return model, info
+
+
+def teacher_from_module(model: nn.Module, spec: DataSpec, *, arch: str | None = None) -> tuple[nn.Module, ModelInfo]:
+    """A teacher you already hold as a module (weights loaded your own way) and its :class:`ModelInfo`,
+    as :func:`load_teacher` gives for a file: in eval mode, run once on two inputs of ``spec`` (a wrong spec
+    fails here, in one line), identified in manifests by ``arch`` (default: its class as
+    ``package.module:Class``) and the sha256 of its weights, so a resumed set cannot mix two teachers."""
+    if isinstance(model, dict):
+        raise DatafreeError("that is a state_dict, not a module: load it into your module first "
+                            "(model.load_state_dict(state_dict)), or pass its file to load_teacher(path, arch=..., spec=...)")
+    if not isinstance(model, nn.Module):
+        raise DatafreeError(f"a teacher is an nn.Module, not {type(model).__name__}")
+    cls = type(model)
+    arch = arch or (f"{cls.__module__}:{cls.__qualname__}" if cls.__module__ != "__main__" else cls.__qualname__)
+    _probe(model, spec, f"teacher {arch}", "module")
+    return model.eval(), ModelInfo(arch, spec, sha256=weights_sha256(model), format="module", spec_source="flags")
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """Hex sha256 of a module's state_dict (names, dtypes, shapes and bytes, in order): a file's hash for a model
+    that has no file."""
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        h.update(tensor.flatten().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- describing

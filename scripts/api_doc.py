@@ -14,8 +14,8 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 DOC = DOCS / "api.md"
 METHODS_DOC = DOCS / "methods.md"
-CALLS = ("load_teacher", "train_teacher", "synthesize", "distill", "condense", "evaluate_set", "evaluate", "audit",
-         "quantize", "compress")
+CALLS = ("load_teacher", "teacher_from_module", "train_teacher", "synthesize", "distill", "condense", "evaluate_set",
+         "evaluate", "audit", "quantize", "compress")
 RESULTS = ("RunResult", "SetResult", "SetEvaluation", "Evaluation", "AuditResult")
 CONFIGS = (("TrainConfig", "datafree.train"), ("SynthesisConfig", "datafree.synthesis"),
            ("DCGANConfig", "datafree.synthesis"), ("PixelConfig", "datafree.synthesis"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import pickle
 import re
@@ -174,6 +175,40 @@ def test_a_teacher_comes_back_in_eval_mode_in_every_format(teacher, tmp_path):
         assert not model.training
         with torch.no_grad():
             assert torch.allclose(model(x), expected, atol=1e-5)
+
+
+def test_a_module_the_user_holds_is_a_teacher_for_the_library(tmp_path):
+    """A Python user with weights already in a module (loaded their own way) gets what load_teacher gives for a
+    file: eval mode, a one-line error for a wrong spec, an identity that changes with the weights; synthesize and
+    distill then record that teacher, and synthesize without its info says how to get one."""
+    import datafree.api as df
+    from datafree.teacher import teacher_from_module
+
+    model = build().train()
+    synthesize = functools.partial(df.synthesize, tmp_path / "set", model, method="deepinversion", count=4,
+                                   config=df.preset("deepinversion", batch_size=4, iterations=1), progress=False)
+    with pytest.raises(DatafreeError, match="teacher_from_module"):
+        synthesize(teacher_info=None)
+    assert not (tmp_path / "set").exists()
+    with pytest.raises(DatafreeError, match=r"cannot run on inputs of shape \(3, 32, 32\).*spec passed"):
+        teacher_from_module(model, CIFAR100)
+    with pytest.raises(DatafreeError, match="state_dict, not a module.*load_state_dict"):
+        teacher_from_module(model.state_dict(), FASHION_MNIST)
+
+    teacher, info = teacher_from_module(model, FASHION_MNIST)
+    assert teacher is model and not teacher.training
+    assert (info.arch, info.format, info.spec) == ("tests.user_models:VGGish", "module", FASHION_MNIST)
+    same, other = copy.deepcopy(model), copy.deepcopy(model)
+    with torch.no_grad():
+        other.classifier_head[-1].bias[0] += 1e-3
+    assert teacher_from_module(same, FASHION_MNIST)[1].sha256 == info.sha256
+    assert teacher_from_module(other, FASHION_MNIST)[1].sha256 != info.sha256
+
+    made = synthesize(teacher_info=info)
+    assert made.manifest["teacher"]["sha256"] == info.sha256 and made.manifest["teacher"]["format"] == "module"
+    run = df.distill(tmp_path / "student", "lenet5_half", df.TrainConfig(alpha=0.0, epochs=1, batch_size=4),
+                     teacher=teacher, teacher_info=info, train=df.TransferSet(made.out))
+    assert run.record["teacher"] == {**info.record(), "spec_source": "flags"}
 
 
 def test_resolve_spec_from_flags_and_files(tmp_path):
