@@ -231,7 +231,8 @@ def distill(out: str | Path, student: str | nn.Module, config: TrainConfig, *, t
         info = ModelInfo(student, spec, dict(student_kwargs or {}))
         student = build_model(info.arch, spec, seed=config.seed, **info.arch_kwargs)
     elif student_info is None:
-        raise DatafreeError("a student model needs its student_info (architecture and spec) to be saved")
+        raise DatafreeError("a student model needs its student_info, so that the saved student can be rebuilt: "
+                            "student_info=df.ModelInfo('package.module:Class', spec)")
     else:
         check_compatible(student_info.spec, spec, "student")
         info = ModelInfo(student_info.arch, spec, student_info.arch_kwargs)
