@@ -39,7 +39,7 @@ from tqdm import tqdm
 from datafree import distributed
 from datafree.checkpoint import load_state_into, load_training_state, save_training_state
 from datafree.data.augment import DSA, MIX_MODES, BatchMix, RandomCropFlip
-from datafree.data.loader import Batch, epoch_generator, iterate_batches, num_batches
+from datafree.data.loader import Batch, class_balance_weights, epoch_generator, iterate_batches, num_batches
 from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
 from datafree.hooks import FeatureHooks, InputHooks, penultimate_module, resolve_module
@@ -109,6 +109,9 @@ class TrainConfig:
     augment: str = "none"  # none | crop | crop-flip | dsa
     mix: str = "none"  # none | mixup | cutmix, after augment; the live teacher labels the mixed images
     mix_share: float = 1.0  # the share of each batch's images that are mixed (the rest stay whole)
+    # draw each epoch's batches so that every label comes up equally often (with replacement; datafree.data.loader.
+    # class_balance_weights): a synthetic set's labels are the teacher's reading of its images, which is not balanced
+    balance_classes: bool = False
     # student modules (model.get_submodule paths) whose parameters keep their starting values, e.g. filters inherited
     # from the teacher; their BatchNorm statistics, if any, still follow the data, as with requires_grad_(False)
     freeze: tuple[str, ...] = ()
@@ -539,6 +542,9 @@ class Trainer:
                 self._write_metrics()  # killed between state.pt and metrics.jsonl: the metrics lag one epoch
                 self.log(f"resumed after epoch {start} of {c.epochs}")
         stream = None if isinstance(train, Dataset) else iter(train)
+        if c.balance_classes and stream is not None:
+            raise DatafreeError("class-balanced draws (--balance-classes) need a stored set or dataset, not a live stream")
+        weights = class_balance_weights(train) if c.balance_classes else None  # type: ignore[arg-type]
         total_steps = c.epochs * steps
         if c.fade > 0:
             self.model.set_progress(start * steps / total_steps)  # type: ignore[operator]
@@ -554,7 +560,7 @@ class Trainer:
                 aug_gen = torch.Generator().manual_seed(distributed.rank_seed(int(aug_gen.initial_seed()), rank))
             if stream is None:
                 batches = iterate_batches(train, c.batch_size, shuffle=True, generator=order_gen,  # type: ignore[arg-type]
-                                          drop_last=drop_last, rank=rank, world_size=world)
+                                          drop_last=drop_last, rank=rank, world_size=world, weights=weights)
             else:
                 batches = stream
             t0 = time.perf_counter()

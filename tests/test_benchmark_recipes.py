@@ -545,3 +545,13 @@ def test_paired_report_subtracts_the_base_per_seed_on_both_splits(tmp_path, monk
     lines = paired_report(tmp_path, "resnet", "new", "old").splitlines()
     assert lines[0] == "seed 0: 85.00 (selection 86.00) against 84.00 (85.00)"
     assert lines[-1] == "new - old, paired over 2 seeds: test +0.25 ± 1.06, selection +0.25 ± 1.06"
+
+
+def test_merged_flags_keep_switches_and_replace_values():
+    """A recipe's student flags merged with a variant's: a switch (no value) stays a switch, a flag given twice
+    takes the override's value, and a negative number is a value, not a flag."""
+    from datafree.bench.suites.base import merge_args
+
+    merged = merge_args(("--lr", "0.05", "--seed", "-1", "--augment", "crop"), ("--balance-classes", "--lr", "0.01"))
+    assert merged == ["--lr", "0.01", "--seed", "-1", "--augment", "crop", "--balance-classes"]
+    assert merge_args(("--balance-classes",), ("--epochs", "3")) == ["--balance-classes", "--epochs", "3"]

@@ -9,6 +9,7 @@ from datafree.data import (
     FASHION_MNIST,
     DataSpec,
     RandomCropFlip,
+    class_balance_weights,
     dataset_spec,
     epoch_generator,
     iterate_batches,
@@ -151,6 +152,44 @@ def test_batches_split_disjointly_across_ranks(fmnist_root):
     assert len(torch.unique(every, dim=0)) == 128  # the test's data has no duplicate image
     # together the ranks hold every sample once: no sample on both, none left out
     assert torch.equal(torch.unique(torch.cat(seen), dim=0), torch.unique(every, dim=0))
+
+
+def test_class_balanced_draws_even_out_unbalanced_labels_in_memory_and_through_a_dataloader():
+    """A set whose labels are 80% class 0: weighted draws bring every class up about equally often, seeded, the
+    same for an in-memory set and a plain Dataset, and split across ranks like the shuffled order."""
+    labels = torch.cat([torch.zeros(800, dtype=torch.long), torch.arange(200) % 4 + 1])
+    images = torch.arange(1000, dtype=torch.float32).view(-1, 1, 1, 1)
+
+    class Plain(torch.utils.data.Dataset):  # no get_batch, no labels attribute: read through a DataLoader
+        def __len__(self):
+            return len(labels)
+
+        def __getitem__(self, i):
+            return images[i], labels[i]
+
+    class InMemory(Plain):
+        def get_batch(self, index):
+            return images[index], labels[index]
+
+    weights = class_balance_weights(InMemory())
+    assert torch.allclose(weights[:800], torch.full((800,), 1 / 800, dtype=torch.float64))
+    assert torch.allclose(weights[800:], torch.full((200,), 1 / 50, dtype=torch.float64))
+    assert torch.equal(class_balance_weights(Plain()), weights)
+
+    def draw(ds, seed=0, **kw):
+        return torch.cat([b[1] for b in iterate_batches(ds, 64, shuffle=True, generator=epoch_generator(seed, 0),
+                                                        weights=weights, **kw)])
+
+    drawn = draw(InMemory())
+    assert len(drawn) == 1000
+    counts = torch.bincount(drawn, minlength=5)
+    assert counts.min() > 150 and counts.max() < 250  # 200 each expected; unweighted, class 0 would be 800
+    assert torch.equal(draw(Plain()), drawn) and torch.equal(draw(InMemory()), drawn)
+    assert not torch.equal(draw(InMemory(), seed=1), drawn)
+    ranks = [draw(InMemory(), rank=r, world_size=2) for r in range(2)]
+    assert torch.equal(torch.stack(ranks, 1).flatten(), drawn)
+    with pytest.raises(DatafreeError, match="one weight per sample"):
+        next(iterate_batches(InMemory(), 64, shuffle=True, weights=weights[:10]))
 
 
 def test_random_crop_flip_is_seeded_and_shifts_content():

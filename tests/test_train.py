@@ -174,6 +174,33 @@ def test_iterator_source(data):
         Trainer(build_model("lenet5_half", train.spec), cfg()).fit(stream())
 
 
+def test_balanced_classes_draw_the_rare_labels_more_often_and_refuse_a_stream(data, monkeypatch):
+    """--balance-classes reaches the batches the student trains on: on a set that is mostly one label, the
+    batches it sees are about balanced (unweighted they are not); a live stream has no labels to balance."""
+    import datafree.train as train_module
+
+    train, _ = data
+    keep = torch.cat([torch.nonzero(train.labels == 0).flatten(), torch.nonzero(train.labels == 1).flatten()[:8]])
+    subset = type(train)(train.images[keep], train.labels[keep], train.spec)
+    seen = []
+    real = train_module.iterate_batches
+
+    def spy(*args, **kwargs):
+        for batch in real(*args, **kwargs):
+            seen.append(batch[1])
+            yield batch
+
+    monkeypatch.setattr(train_module, "iterate_batches", spy)
+    for balance in (False, True):
+        seen.clear()
+        Trainer(build_model("lenet5_half", train.spec), cfg(epochs=4, batch_size=8, balance_classes=balance)).fit(subset)
+        share = (torch.cat(seen) == 1).float().mean().item()  # 8 of the images; half of the draws when balanced
+        assert (share > 0.35) if balance else (share < 0.3)
+    with pytest.raises(DatafreeError, match="live stream"):
+        Trainer(build_model("lenet5_half", train.spec), cfg(balance_classes=True, steps_per_epoch=2)).fit(
+            iter([train.get_batch(torch.arange(8))] * 4))
+
+
 def test_config_validation():
     with pytest.raises(DatafreeError, match="alpha"):
         TrainConfig(alpha=1.5)

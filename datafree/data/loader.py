@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from datafree.errors import DatafreeError
+
 Batch = tuple[torch.Tensor, ...]
 
 
@@ -34,8 +36,12 @@ def iterate_batches(
     num_workers: int = 0,
     rank: int = 0,
     world_size: int = 1,
+    weights: torch.Tensor | None = None,
 ) -> Iterator[Batch]:
     """Yield tuples of batched tensors (x, y[, soft]) from ``dataset``.
+
+    With ``weights`` (one per sample, e.g. :func:`class_balance_weights`) and ``shuffle``, the order is ``len(dataset)``
+    draws with replacement in proportion to them, from ``generator``, instead of a permutation.
 
     With ``world_size > 1`` each rank sees a disjoint, equally sized slice of the order (the same
     ``generator`` on every rank): rank ``r`` takes positions ``r, r + W, r + 2W, ...`` of it, as
@@ -43,11 +49,22 @@ def iterate_batches(
     process with a ``W`` times larger batch size. The last ``n % W`` positions are left out.
     """
     n = len(dataset)
-    if hasattr(dataset, "get_batch"):
-        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    if weights is not None and (not shuffle or len(weights) != n):
+        raise DatafreeError(f"weighted draws need shuffle=True and one weight per sample ({len(weights)} for {n})")
+    in_memory = hasattr(dataset, "get_batch")
+    if in_memory or weights is not None:  # an explicit order
+        if weights is not None:
+            order = torch.multinomial(weights.double(), n, replacement=True, generator=generator)
+        else:
+            order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         if world_size > 1:
             per_rank = n // world_size
             order = order[: per_rank * world_size][rank::world_size]
+        if not in_memory:  # a plain Dataset reads the drawn order through a DataLoader
+            loader = DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), drop_last=drop_last,
+                                num_workers=num_workers)
+            yield from (tuple(batch) for batch in loader)
+            return
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
         for start in range(0, stop, batch_size):
             yield tuple(dataset.get_batch(order[start:start + batch_size]))
@@ -67,6 +84,25 @@ def iterate_batches(
     )
     for batch in loader:
         yield tuple(batch)
+
+
+def dataset_labels(dataset: Dataset, chunk: int = 4096) -> torch.Tensor:
+    """Every sample's (hard) label, in order: from ``labels`` where the dataset keeps them, else read in chunks."""
+    labels = getattr(dataset, "labels", None)
+    if isinstance(labels, torch.Tensor) and len(labels) == len(dataset):
+        return labels.long()
+    return torch.cat([batch[1].long() for batch in iterate_batches(dataset, chunk)]) if len(dataset) else \
+        torch.zeros(0, dtype=torch.long)
+
+
+def class_balance_weights(dataset: Dataset) -> torch.Tensor:
+    """One weight per sample, 1 / (samples of its label): drawn in proportion to these, every class present comes
+    up equally often. A synthetic set's labels are the teacher's reading of its images, which need not be balanced
+    even when the synthesis asked for balanced classes."""
+    labels = dataset_labels(dataset)
+    if not len(labels):
+        raise DatafreeError("class-balanced draws need a dataset with samples")
+    return 1.0 / torch.bincount(labels).double()[labels]
 
 
 def num_batches(dataset: Dataset, batch_size: int, drop_last: bool = False, world_size: int = 1) -> int:

@@ -49,10 +49,19 @@ FMNIST_COND_STUDENT = ("--epochs", "300", "--batch-size", "256", "--lr", "0.01",
 
 
 def merge_args(base: tuple[str, ...], override: tuple[str, ...]) -> list[str]:
-    """``base`` flag/value pairs with those in ``override`` replaced or added (one value per flag)."""
-    merged = dict(zip(base[::2], base[1::2]))
-    merged.update(zip(override[::2], override[1::2]))
-    return [a for flag, value in merged.items() for a in (flag, value)]
+    """``base`` flags with those in ``override`` replaced or added: each flag takes one value, or none when the next
+    word is another flag (a switch such as ``--balance-classes``)."""
+    def flags(args: tuple[str, ...]) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        i = 0
+        while i < len(args):
+            switch = i + 1 == len(args) or args[i + 1].startswith("--")
+            out[args[i]] = None if switch else args[i + 1]
+            i += 1 if switch else 2
+        return out
+
+    merged = {**flags(base), **flags(override)}
+    return [a for flag, value in merged.items() for a in ((flag,) if value is None else (flag, value))]
 
 
 
