@@ -114,8 +114,8 @@ def test_every_recorded_command_makes_the_cli_call(files, tmp_path, monkeypatch)
          "--no-progress", "--teacher", t, "--out", o, *data],
         ["evaluate-set", s, "--protocol", "dc", "--models", "1", "--augment", "dsa", "--epochs", "2", "--seed", "0",
          "--no-progress", "--bf16", "--out", o, *data],
-        ["distill", "--teacher", t, "--transfer", s, "--student", "lenet5_half", "--bf16", "--epochs", "1",
-         "--out", o, "--no-progress", *data],
+        ["distill", "--teacher", t, "--transfer", s, "--student", "lenet5_half", "--bf16", "--balance-classes",
+         "--epochs", "1", "--out", o, "--no-progress", *data],
         ["buffer", "--experts", "2", "--epochs", "1", "--net-kwargs", '{"width": 8}', "--seed", "0", "--no-progress",
          "--out", o, *data],
         ["compress", "--teacher", t, "--rank-ratio", "0.5", "--out", o, "--overwrite"],
@@ -217,6 +217,25 @@ def test_a_flag_the_call_does_not_apply_fails_it(files, tmp_path):
             call([*argv[:6], str(tmp_path / "e"), *argv[7:], "--frobnicate", "3"])
     finally:
         benchmarks.calls.READS["condense"].discard("--frobnicate")
+
+
+def test_every_training_switch_of_the_cli_is_one_the_calls_know():
+    """A new store_true training flag of distill must be in TRAINING_SWITCHES, or a recorded command with it fails
+    in benchmarks.calls (its next word taken as its value) while the CLI runs it."""
+    import argparse
+    import dataclasses
+
+    from benchmarks.calls import TRAINING_SWITCHES
+    from datafree.bench.jobs import FLAG_FIELDS
+    from datafree.cli import build_parser
+    from datafree.train import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    distill = build_parser()._subparsers._group_actions[0].choices["distill"]
+    switches = {flag for action in distill._actions if isinstance(action, argparse._StoreTrueAction)
+                for flag in action.option_strings
+                if FLAG_FIELDS.get(flag, flag.removeprefix("--").replace("-", "_")) in fields}
+    assert switches and switches <= TRAINING_SWITCHES, switches - TRAINING_SWITCHES
 
 
 def test_each_call_has_its_list_of_flags():
