@@ -91,8 +91,8 @@ def dataset_labels(dataset: Dataset, chunk: int = 4096) -> torch.Tensor:
     labels = getattr(dataset, "labels", None)
     if isinstance(labels, torch.Tensor) and len(labels) == len(dataset):
         return labels.long()
-    return torch.cat([batch[1].long() for batch in iterate_batches(dataset, chunk)]) if len(dataset) else \
-        torch.zeros(0, dtype=torch.long)
+    chunks = [batch[1].long() for batch in iterate_batches(dataset, chunk)]
+    return torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.long)
 
 
 def class_balance_weights(dataset: Dataset) -> torch.Tensor:
