@@ -19,7 +19,7 @@ from datafree.errors import DatafreeError
 
 # options without a value; the options given more than once collect a list
 # switches that set a TrainConfig field to true
-TRAINING_SWITCHES = {"--standardize-logits", "--bf16", "--balance-classes"}
+TRAINING_SWITCHES = {"--standardize-logits", "--bf16", "--balance-classes", "--teacher-flip"}
 SWITCHES = {"--resume", "--overwrite", "--no-progress", "--calibration-real", "--no-calibration", "--soft-labels",
             "--no-test", "--allow-float", "--no-dsa", "--crop-labels", "--live-teacher", "--fair", "--json",
             "--inherit", *TRAINING_SWITCHES}

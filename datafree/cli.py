@@ -148,6 +148,10 @@ def _add_train_args(p: argparse.ArgumentParser, defaults: dict[str, Any], *, aug
     g.add_argument("--balance-classes", action="store_true",
                    help="draw each epoch's images so that every label comes up equally often (with replacement), "
                         "e.g. a synthetic set whose teacher labels are unbalanced (default: the set as it is)")
+    g.add_argument("--teacher-flip", action="store_true",
+                   help="label each view with the mean of the teacher's logits on it and on its mirror image; for "
+                        "teachers trained with horizontal flips, whose synthetic images they may read differently "
+                        "each way round (default: the view alone)")
     g.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="keep an exponential moving average of the weights with this decay per step (e.g. 0.999: "
                         "about the last 1000 steps) and test and save it in place of the last weights (default: off)")
@@ -173,6 +177,7 @@ def _train_config(args: argparse.Namespace, **overrides: Any):
         momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
         clip_grad_norm=args.clip_grad_norm, eval_every=args.eval_every,
         augment=args.augment, mix=args.mix, mix_share=args.mix_share, balance_classes=args.balance_classes,
+        teacher_flip=args.teacher_flip,
         ema=args.ema, seed=args.seed,
         device=args.device, amp=args.amp, bf16=args.bf16, progress=args.progress, **overrides,
     )

@@ -201,6 +201,35 @@ def test_balanced_classes_draw_the_rare_labels_more_often_and_refuse_a_stream(da
             iter([train.get_batch(torch.arange(8))] * 4))
 
 
+def test_teacher_flip_labels_each_view_with_the_mean_over_it_and_its_mirror(data):
+    """--teacher-flip: the KD term's target is the mean of the teacher's logits on the view and on its mirror image;
+    without it the view's alone. The teacher reads the right half only, so its answer changes under a flip."""
+    from datafree.losses import kd_kl
+
+    train, _ = data
+    x, y = train.get_batch(torch.arange(16))
+
+    class RightHalf(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = build_model("lenet5", train.spec, seed=3)
+
+        def forward(self, x):
+            return self.net(torch.cat([torch.zeros_like(x[..., :14]), x[..., 14:]], -1))
+
+    teacher = RightHalf().eval()
+    with torch.no_grad():
+        view, mirror = teacher(x), teacher(x.flip(-1))
+    assert not torch.allclose(view, mirror, atol=1e-3)
+    for flip, target in ((False, view), (True, (view + mirror) / 2)):
+        student = build_model("lenet5_half", train.spec, seed=4)
+        trainer = Trainer(student, cfg(alpha=0.0, teacher_flip=flip), teacher=teacher)
+        terms, logits = trainer.loss_terms(x, y)
+        assert terms["kd"].item() == pytest.approx(kd_kl(logits, target, 4.0).item(), rel=1e-5)
+    with pytest.raises(DatafreeError, match="teacher-flip"):
+        Trainer(build_model("lenet5_half", train.spec), cfg(alpha=0.0, teacher_flip=True))
+
+
 def test_config_validation():
     with pytest.raises(DatafreeError, match="alpha"):
         TrainConfig(alpha=1.5)
