@@ -741,39 +741,46 @@ def report(runs: dict[tuple[str, str], list[dict[str, Any]]], pair_keys: list[st
     baselines = {p["key"]: p for p in json.loads(baselines_file.read_text())["pairs"]} if baselines_file.is_file() else {}
     lines = ["| pair | source | student accuracy | synthesis (s) | distillation (s) | peak memory (MB) | seeds | teacher |",
              "|---|---|---|---|---|---|---|---|"]
+    shown: list[str] = []
     for key in pair_keys:
         name = PAIRS[key].name
+        methods = [m for m in METHODS if runs.get((key, m))]
+        if not methods:  # a pair this table has no run of: its baselines belong to other tables
+            continue
         if key in baselines:
             b = baselines[key]
-            for label, rows in (("real data, KD", b["students"]["kd"]), ("real data, scratch", b["students"]["scratch"])):
-                acc = summarize([r["metrics"]["test_accuracy"] for r in rows])
+            for label, base_runs in (("real data, KD", b["students"]["kd"]),
+                                     ("real data, scratch", b["students"]["scratch"])):
+                acc = summarize([r["metrics"]["test_accuracy"] for r in base_runs])
                 lines.append(f"| {name} | {label} | {fmt(acc)} | - | "
-                             f"{statistics.fmean(r['metrics']['train_time_total_s'] for r in rows):.0f} | - | {len(rows)} "
-                             f"| {teacher_ids(rows)} |")
-        for method in METHODS:
-            results = runs.get((key, method))
-            if not results:
-                if needs_missing_batchnorm(key, method):
-                    lines.append(f"| {name} | {method} | n/a: matches BN statistics, teacher has none | | | | | |")
-                continue
+                             f"{statistics.fmean(r['metrics']['train_time_total_s'] for r in base_runs):.0f} | - | "
+                             f"{len(base_runs)} | {teacher_ids(base_runs)} |")
+        for method in methods:
+            results = runs[(key, method)]
             acc = summarize([r["metrics"]["test_accuracy"] for r in results])
             lines.append(f"| {name} | {method} | {fmt(acc)} "
                          f"| {statistics.fmean(r['synthesis_time_s'] for r in results):.0f} "
                          f"| {statistics.fmean(r['metrics']['wall_time_s'] for r in results):.0f} "
                          f"| {max(r['metrics']['peak_memory_mb'] for r in results):.0f} | {len(results)} "
                          f"| {teacher_ids(results)} |")
+        shown += methods
+        missing_bn = [m for m in METHODS if needs_missing_batchnorm(key, m)]
+        if missing_bn:  # one row for what cannot run on this pair, not one per method
+            lines.append(f"| {name} | the {len(missing_bn)} sources that match BatchNorm statistics (fast*, nayer*, "
+                         "deepinversion, adi, cmi and their variants) | n/a: the teacher has none | | | | | |")
     seed0 = sorted(" ".join(r["argv"]) for rs in runs.values() for r in rs if "--seed 0 " in " ".join(r.get("argv", [])))
+    sources = "\n".join(f"- {describe_variant(m)}" for m in sorted(set(shown)) if m in VARIANTS)
     return ("Fashion-MNIST, top-1 test accuracy (%) of the student after the last epoch, mean ± std over seeds; "
             "the student never sees a real training image, except in the control rows real-images-N: N random real "
             "training images ('datafree condense --method random'), labelled by the teacher, distilled with a "
             "stored-set student's recipe (real-images-6400: zskd's; real-images-51200: fast5-stored's): what that "
             "student reaches when its images are real. Live methods (dafl, dfad, zskt, adi, cmi, fast, fast2, "
             "fast5, fast10) synthesize inside distillation, so their synthesis time is part of the distillation "
-            "column. " + "".join(f"{describe_variant(name)} " for name in sorted(VARIANTS)) +
-            "Each run used one thread, two to four runs at a time on the 2-core machine (loaded times). The teacher "
-            "column is the start of the sha256 of the teacher file the row's runs distilled from: rows of one pair on "
-            "different teachers are not paired comparisons.\n\n"
+            "column. Each run used one thread, two to four runs at a time on the 2-core machine (loaded times). The "
+            "teacher column is the start of the sha256 of the teacher file the row's runs distilled from: rows of "
+            "one pair on different teachers are not paired comparisons.\n\n"
             + "\n".join(lines)
+            + ("\n\nWhat each variant in the table changes in its preset's recipe:\n\n" + sources if sources else "")
             + "\n\nProduced by `python -m benchmarks.datafree_kd --pairs ... --methods ... --seeds ...` "
             "(then `--report-only --update-readme`). Student commands (seed 0):\n\n```\n" + "\n".join(seed0) + "\n```")
 

@@ -462,6 +462,23 @@ def test_datafree_kd_reads_the_real_data_rows_of_the_teacher_file_its_runs_used(
         baselines.main(["--profile", "full", "--results", "baselines_other", "--update-readme"])
 
 
+def test_datafree_kd_table_shows_the_pairs_and_variants_it_has_runs_of(tmp_path, monkeypatch):
+    """A table holds the pairs it has runs of (not every pair's real-data rows), one n/a row for the sources a
+    BatchNorm-free teacher cannot use (not one per source), and the descriptions of the variants it shows only."""
+    import benchmarks.datafree_kd as bench
+
+    monkeypatch.setattr(bench, "REPO", tmp_path)  # no baselines file: only the runs' rows
+    run = {"metrics": {"test_accuracy": 80.0, "wall_time_s": 1.0, "peak_memory_mb": 1.0}, "synthesis_time_s": 0.0}
+    resnet_only = bench.report({("resnet", "fast5-stored-ngf32-inherit"): [run]}, ["lenet", "resnet"])
+    assert "LeNet-5" not in resnet_only and "n/a" not in resnet_only
+    assert f"- {bench.describe_variant('fast5-stored-ngf32-inherit')}" in resnet_only
+    assert "fast5-stored-ngf64-inherit:" not in resnet_only
+    both = bench.report({("resnet", "fast5-stored-ngf32-inherit"): [run], ("lenet", "zskd"): [run]},
+                        ["lenet", "resnet"]).splitlines()
+    na = [line for line in both if "n/a" in line]
+    assert len(na) == 1 and na[0].startswith("| LeNet-5")
+
+
 def test_teacher_view_reads_finished_students_of_either_benchmark_by_seed(tmp_path) -> None:
     from benchmarks.teacher_view import student_runs
 
