@@ -115,7 +115,8 @@ class TrainConfig:
     # the teacher labels each view with the mean of its logits on the view and on its mirror image. A teacher trained
     # with flips reads a real image alike both ways round, a synthetic one often not (its answer survives a flip on
     # about 80% of the ResNet pair's stored images, 97% of real ones), so the targets of a view and its mirror, which
-    # crop-flip shows the student, disagree; averaged, they agree as on real images. Only for such teachers
+    # crop-flip shows the student, disagree; averaged, they agree as on real images. Only for such teachers. Off in
+    # every recipe: on the ResNet pair it lost 0.30 over 3 seeds (docs/datafree_recipes.md, "Forty-eighth round")
     teacher_flip: bool = False
     # student modules (model.get_submodule paths) whose parameters keep their starting values, e.g. filters inherited
     # from the teacher; their BatchNorm statistics, if any, still follow the data, as with requires_grad_(False)
