@@ -16,7 +16,7 @@ import json
 import statistics
 from pathlib import Path
 
-from benchmarks.datafree_families import seed_of
+from benchmarks.datafree_families import seed_of, time_ratio
 from benchmarks.datafree_kd import BASELINES, REAL_CONTROLS
 from benchmarks.datafree_kd import RESULTS as DATAFREE
 from benchmarks.readme import README, update_section
@@ -42,15 +42,12 @@ def _fmt_marked(values: list[float]) -> str:
     return _fmt(values) + ("" if len(values) == MIN_SEEDS else f" ({len(values)} seed{'s' if len(values) > 1 else ''})")
 
 
-def _time_ratio(datafree: list[dict], kd: list[dict]) -> str:
-    """Data-free wall time (synthesis + distillation, mean over runs) over the real-data KD student's, where both
-    recorded it: the issue's time goal compares the two on one machine."""
+def _time_cell(datafree: list[dict], kd: list[dict]) -> str:
+    """:func:`benchmarks.datafree_families.time_ratio` as a cell, "-" where the runs did not record their times."""
     try:
-        df_s = statistics.fmean(r["synthesis_time_s"] + r["metrics"]["wall_time_s"] for r in datafree)
-        kd_s = statistics.fmean(r["metrics"]["wall_time_s"] for r in kd)
+        return f"{time_ratio(datafree, kd):.1f}x"
     except (KeyError, TypeError, statistics.StatisticsError):
         return "-"
-    return f"{df_s / kd_s:.1f}x"
 
 
 def datafree_rows(datafree_stem: str = DATAFREE, baselines_stem: str = BASELINES, label: str = "") -> list[str]:
@@ -70,7 +67,7 @@ def datafree_rows(datafree_stem: str = DATAFREE, baselines_stem: str = BASELINES
         best = max(seeded or sources, key=lambda item: statistics.fmean(item[1]))
         rows.append(f"| {pair['pair']}{label} | {_fmt_marked(kd)} | {best[0]} | {_fmt_marked(best[1])} | "
                     f"{statistics.fmean(best[1]) / statistics.fmean(kd):.2f} | "
-                    f"{_time_ratio(best[2], pair['students']['kd'])} |")
+                    f"{_time_cell(best[2], pair['students']['kd'])} |")
     return rows
 
 
@@ -100,7 +97,7 @@ def family_rows() -> list[str]:
             kd_runs = [kd_by_seed[seed_of(r)] for r in runs]  # KD over the recipe's seeds, as in its table
             kd = [r["metrics"]["test_accuracy"] for r in kd_runs]
             rows.append(f"| {family['baselines']['pair']} | {_fmt_marked(kd)} | {method}, unchanged | {_fmt_marked(df)} "
-                        f"| {statistics.fmean(df) / statistics.fmean(kd):.2f} | {_time_ratio(runs, kd_runs)} |")
+                        f"| {statistics.fmean(df) / statistics.fmean(kd):.2f} | {_time_cell(runs, kd_runs)} |")
     return rows
 
 
