@@ -161,6 +161,8 @@ class TrainConfig:
             (self.mix_share == 1.0 or self.mix != "none", "--mix-share needs --mix mixup or --mix cutmix"),
             (self.mix == "none" or self.alpha == 0,
              "mixing needs pure distillation (--alpha 0): a mixed image has no hard label, the teacher labels it"),
+            (not self.teacher_flip or self.alpha < 1,
+             "--teacher-flip changes the teacher's soft targets: it needs distillation (--alpha below 1)"),
             (self.hint_weight == 0 or self.hint_layers is not None, "a hint weight needs hint layers (student:teacher)"),
             (self.jacobian_weight >= 0, "the Jacobian weight must be >= 0"),
             (self.kept_hint_weight >= 0, "the kept-channel hint's weight must be >= 0"),

@@ -228,6 +228,8 @@ def test_teacher_flip_labels_each_view_with_the_mean_over_it_and_its_mirror(data
         assert terms["kd"].item() == pytest.approx(kd_kl(logits, target, 4.0).item(), rel=1e-5)
     with pytest.raises(DatafreeError, match="teacher-flip"):
         Trainer(build_model("lenet5_half", train.spec), cfg(alpha=0.0, teacher_flip=True))
+    with pytest.raises(DatafreeError, match="teacher-flip"):  # without a soft-target term it would do nothing
+        cfg(alpha=1.0, teacher_flip=True)
 
 
 def test_config_validation():
