@@ -556,6 +556,14 @@ VARIANTS["fast5-stored-bs256-inherit"] = {**VARIANTS["fast5-stored-oh2-inherit"]
 VARIANTS["fast5-stored-ngf64-inherit-long"] = {**VARIANTS["fast5-stored-ngf64-inherit"],
                                                "set_of": "fast5-stored-ngf64-inherit",
                                                "student": ("--epochs", "80", "--eval-every", "8", "--lr", "0.05")}
+# The recipe cut to the time budget (3x the real-data KD student's time): a quarter of its images (12800)
+# and half its student steps (80 epochs of 100 steps, 8000), everything else equal. The recipe spends 3.4x the KD
+# student's steps (16000 against 10 epochs of 469) before any synthesis, so no recipe at its length meets the budget.
+# Estimated before any run from single-process costs: synthesis 100 batches x 3.07 s (benchmarks/synthesis_speed)
+# plus 8000 steps at the KD student's 87 ms a step, about 1000 s, 2.3-2.5x the KD student's 409-442 s
+# (docs/datafree_recipes.md, "Forty-ninth round")
+VARIANTS["fast5-stored-ngf32-inherit-3x"] = {**VARIANTS["fast5-stored-ngf32-inherit"], "count": 12800,
+                                             "student": ("--epochs", "80", "--eval-every", "8", "--lr", "0.05")}
 # Not data-free: controls for the stored-set rows. A stored-set student's own recipe on as many random real
 # training images ('datafree condense --method random'), labelled by the teacher, shows what that student would
 # reach if its synthetic images were real ones: name -> (images, student flags over FMNIST_DF_STORED_STUDENT).
