@@ -26,6 +26,10 @@ CONTROLS = tuple(REAL_CONTROLS)  # real images, not data-free
 # a source enters the "best" race only with this many seeds (where any source of the pair has them): a one-seed trial
 # that lands above a three-seed mean is not the best source yet
 MIN_SEEDS = 3
+# the issue's time goal: data-free synthesis plus distillation within this many times the real-data KD student's
+# training time. Where a pair's best source takes longer, the best source within it gets a row of its own, so the
+# table says what the budget costs in accuracy
+TIME_BUDGET = 3.0
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -42,17 +46,22 @@ def _fmt_marked(values: list[float]) -> str:
     return _fmt(values) + ("" if len(values) == MIN_SEEDS else f" ({len(values)} seed{'s' if len(values) > 1 else ''})")
 
 
-def _time_cell(datafree: list[dict], kd: list[dict]) -> str:
-    """:func:`benchmarks.datafree_families.time_ratio` as a cell, "-" where the runs did not record their times."""
+def _ratio_or_none(datafree: list[dict], kd: list[dict]) -> float | None:
+    """:func:`benchmarks.datafree_families.time_ratio`, None where the runs did not record their times."""
     try:
-        return f"{time_ratio(datafree, kd):.1f}x"
+        return time_ratio(datafree, kd)
     except (KeyError, TypeError, statistics.StatisticsError):
-        return "-"
+        return None
+
+
+def _time_cell(datafree: list[dict], kd: list[dict]) -> str:
+    ratio = _ratio_or_none(datafree, kd)
+    return "-" if ratio is None else f"{ratio:.1f}x"
 
 
 def datafree_rows(datafree_stem: str = DATAFREE, baselines_stem: str = BASELINES, label: str = "") -> list[str]:
     """One row per pair (its name followed by ``label``): its real-data KD and its best data-free source, from one
-    teacher file's two tables."""
+    teacher file's two tables; a second row with the best source within :data:`TIME_BUDGET`, where the best is not."""
     baselines = json.loads((RESULTS / f"{baselines_stem}.json").read_text())
     datafree = json.loads((RESULTS / f"{datafree_stem}.json").read_text())["runs"]
     rows = []
@@ -65,9 +74,18 @@ def datafree_rows(datafree_stem: str = DATAFREE, baselines_stem: str = BASELINES
             continue
         seeded = [item for item in sources if len(item[1]) >= MIN_SEEDS]
         best = max(seeded or sources, key=lambda item: statistics.fmean(item[1]))
-        rows.append(f"| {pair['pair']}{label} | {_fmt_marked(kd)} | {best[0]} | {_fmt_marked(best[1])} | "
-                    f"{statistics.fmean(best[1]) / statistics.fmean(kd):.2f} | "
-                    f"{_time_cell(best[2], pair['students']['kd'])} |")
+        picks = [(best, "")]
+        ratio = _ratio_or_none(best[2], pair["students"]["kd"])
+        if ratio is None or ratio > TIME_BUDGET:
+            within = [item for item in seeded or sources
+                      if (r := _ratio_or_none(item[2], pair["students"]["kd"])) is not None and r <= TIME_BUDGET]
+            if within:
+                picks.append((max(within, key=lambda item: statistics.fmean(item[1])),
+                              f", within {TIME_BUDGET:g}x KD time"))
+        for (name, accs, runs), note in picks:
+            rows.append(f"| {pair['pair']}{label}{note} | {_fmt_marked(kd)} | {name} | {_fmt_marked(accs)} | "
+                        f"{statistics.fmean(accs) / statistics.fmean(kd):.2f} | "
+                        f"{_time_cell(runs, pair['students']['kd'])} |")
     return rows
 
 

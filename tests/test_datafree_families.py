@@ -164,3 +164,31 @@ def test_headline_gives_a_rebuilt_teacher_its_own_row_beside_its_own_kd(tmp_path
     (tmp_path / "baselines-full_lenet_teacherabcd1234.json").write_text(table(88.0))
     assert headline.datafree_rows() == ["| LeNet | 90.00 (1 seed) | z | 82.00 ± 1.00 | 0.91 | - |"]
     assert headline.rebuilt_teacher_rows() == ["| LeNet (teacher abcd1234) | 88.00 (1 seed) | z | 84.00 ± 1.00 | 0.95 | - |"]
+
+
+def test_headline_adds_the_best_source_within_the_time_budget_where_the_best_is_slower(tmp_path, monkeypatch):
+    """The issue's time goal (3x KD): a pair whose best source takes longer also shows its best source within the
+    budget; sources without recorded times never enter that race, and no second row where the best is within it."""
+    import json
+
+    import benchmarks.headline as headline
+
+    monkeypatch.setattr(headline, "RESULTS", tmp_path)
+    kd = [_run(90.0, train_s=100.0, seed=s) for s in range(3)]
+    (tmp_path / "baselines-full.json").write_text(json.dumps({"pairs": [{"key": "p", "pair": "P",
+                                                                          "students": {"kd": kd}}]}))
+
+    def rows(datafree: dict) -> list[str]:
+        (tmp_path / "datafree_kd.json").write_text(json.dumps({"runs": datafree}))
+        return headline.datafree_rows()
+
+    def timed(acc: float, synth_s: float, wall_s: float) -> list[dict]:
+        return [_run(acc + 0.1 * s, synth_s=synth_s, wall_s=wall_s, seed=s) for s in range(3)]
+
+    slow, fast, faster = timed(87.0, 400.0, 800.0), timed(85.0, 100.0, 190.0), timed(80.0, 50.0, 100.0)
+    untimed = [{"metrics": {"test_accuracy": 86.0}} for _ in range(3)]
+    assert rows({"p/slow": slow, "p/fast": fast, "p/faster": faster, "p/untimed": untimed}) == [
+        "| P | 90.00 ± 0.00 | slow | 87.10 ± 0.10 | 0.97 | 12.0x |",
+        "| P, within 3x KD time | 90.00 ± 0.00 | fast | 85.10 ± 0.10 | 0.95 | 2.9x |"]
+    assert rows({"p/fast": fast, "p/faster": faster}) == ["| P | 90.00 ± 0.00 | fast | 85.10 ± 0.10 | 0.95 | 2.9x |"]
+    assert rows({"p/slow": slow, "p/untimed": untimed}) == ["| P | 90.00 ± 0.00 | slow | 87.10 ± 0.10 | 0.97 | 12.0x |"]
