@@ -560,12 +560,15 @@ VARIANTS["fast5-stored-ngf64-inherit-long"] = {**VARIANTS["fast5-stored-ngf64-in
 # and half its student steps (80 epochs of 100 steps, 8000), everything else equal. The recipe spends 3.4x the KD
 # student's steps (16000 against 10 epochs of 469) before any synthesis, so no recipe at its length meets the budget.
 # Estimated before any run from single-process costs: synthesis 100 batches x 3.07 s (benchmarks/synthesis_speed)
-# plus 8000 steps at the KD student's 87 ms a step, about 1000 s, 2.3-2.5x the KD student's 409-442 s
-# (docs/datafree_recipes.md, "Forty-ninth round")
+# plus 8000 steps at the KD student's 87 ms a step, about 1000 s, 2.3-2.5x the KD student's 409-442 s. Measured on
+# 94b6d71c: 85.94 ± 0.03, -1.13 ± 0.26 on test and -1.47 ± 0.41 on selection paired with the recipe, at 314 s + 1308 s,
+# 2.1x that file's KD students run under the same load (789 s) (docs/datafree_recipes.md, "Forty-ninth round")
 VARIANTS["fast5-stored-ngf32-inherit-3x"] = {**VARIANTS["fast5-stored-ngf32-inherit"], "count": 12800,
                                              "student": ("--epochs", "80", "--eval-every", "8", "--lr", "0.05")}
 # The same student steps (8000) on twice the images (25600, 40 epochs): whether the budget's point is lost to the
-# images or to the steps (docs/datafree_recipes.md, "Forty-ninth round")
+# images or to the steps. Measured on 94b6d71c: 86.77 ± 0.38, +0.84 ± 0.41 over -3x and -0.30 ± 0.17 / -0.66 ± 0.18
+# (test / selection) against the recipe, at 570 s + 1196 s, 2.2x: the images' (docs/datafree_recipes.md, "Forty-ninth
+# round")
 VARIANTS["fast5-stored-ngf32-inherit-3x-25600"] = {**VARIANTS["fast5-stored-ngf32-inherit"], "count": 25600,
                                                    "student": ("--epochs", "40", "--eval-every", "4", "--lr", "0.05")}
 # Not data-free: controls for the stored-set rows. A stored-set student's own recipe on as many random real
