@@ -4,7 +4,8 @@
 
 Data-free against real-data KD per teacher/student pair (benchmarks/results/baselines-full.json for
 KD, datafree_kd.json for the data-free students: the best data-free source of each pair among those
-run on 3 seeds, the control on real images left out, and where it takes more than 3x the KD student's time, also the best within 3x; datafree_kd_PAIR_teacherSHA.json beside
+run on 3 seeds, the control on real images left out, and where it takes more than 3x the KD student's time,
+also the best within 3x; datafree_kd_PAIR_teacherSHA.json beside
 baselines-full_PAIR_teacherSHA.json: a pair's teacher retrained to another file on another CPU, with its own KD;
 datafree_families.json: its recipes, unchanged, on teachers of other families), and condensation per images-per-class
 (condense.json: hard labels, the 300-epoch ConvNet-128 protocol, each method's longest run).
