@@ -70,12 +70,17 @@ def merge_family(kept: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
     return {"baselines": baselines, "datafree": datafree}
 
 
+def mean_times(df: list[dict[str, Any]], kd: list[dict[str, Any]]) -> tuple[float, float, float]:
+    """``(synthesis, distillation wall, KD training)`` seconds, each a mean over its runs."""
+    return (statistics.fmean(r["synthesis_time_s"] for r in df), statistics.fmean(r["metrics"]["wall_time_s"] for r in df),
+            statistics.fmean(r["metrics"]["train_time_total_s"] for r in kd))
+
+
 def time_ratio(df: list[dict[str, Any]], kd: list[dict[str, Any]]) -> float:
     """Data-free time (synthesis + distillation wall time, means over runs) over the real-data KD student's training
     time: the issue's time goal compares the two on one machine."""
-    synth = statistics.fmean(r["synthesis_time_s"] for r in df)
-    distill = statistics.fmean(r["metrics"]["wall_time_s"] for r in df)
-    return (synth + distill) / statistics.fmean(r["metrics"]["train_time_total_s"] for r in kd)
+    synth, distill, kd_time = mean_times(df, kd)
+    return (synth + distill) / kd_time
 
 
 def row(name: str, method: str, teacher: float, kd: list[dict[str, Any]], df: list[dict[str, Any]]) -> str:
@@ -92,9 +97,7 @@ def row(name: str, method: str, teacher: float, kd: list[dict[str, Any]], df: li
     kd_acc = summarize([r["metrics"]["test_accuracy"] for r in kd])
     df_acc = summarize([r["metrics"]["test_accuracy"] for r in df])
     gaps = [d["metrics"]["test_accuracy"] - k["metrics"]["test_accuracy"] for k, d in zip(kd, df)]
-    kd_time = statistics.fmean(r["metrics"]["train_time_total_s"] for r in kd)
-    synth = statistics.fmean(r["synthesis_time_s"] for r in df)
-    distill = statistics.fmean(r["metrics"]["wall_time_s"] for r in df)
+    synth, distill, kd_time = mean_times(df, kd)
     return (f"| {name} | {method} | {teacher:.2f} | {fmt(kd_acc)} | {fmt(df_acc)} | {fmt(summarize(gaps))} "
             f"| {synth:.0f} + {distill:.0f} vs {kd_time:.0f} ({time_ratio(df, kd):.1f}x) | {len(df)} |")
 

@@ -55,8 +55,7 @@ def _ratio_or_none(datafree: list[dict], kd: list[dict]) -> float | None:
         return None
 
 
-def _time_cell(datafree: list[dict], kd: list[dict]) -> str:
-    ratio = _ratio_or_none(datafree, kd)
+def _time_cell(ratio: float | None) -> str:
     return "-" if ratio is None else f"{ratio:.1f}x"
 
 
@@ -68,25 +67,23 @@ def datafree_rows(datafree_stem: str = DATAFREE, baselines_stem: str = BASELINES
     rows = []
     for pair in baselines["pairs"]:
         kd = [r["metrics"]["test_accuracy"] for r in pair["students"]["kd"]]
-        sources = [(source.split("/", 1)[1], [r["metrics"]["test_accuracy"] for r in runs], runs)
+        sources = [(source.split("/", 1)[1], [r["metrics"]["test_accuracy"] for r in runs],
+                    _ratio_or_none(runs, pair["students"]["kd"]))
                    for source, runs in datafree.items()
                    if source.startswith(pair["key"] + "/") and source.split("/", 1)[1] not in CONTROLS]
         if not sources:
             continue
-        seeded = [item for item in sources if len(item[1]) >= MIN_SEEDS]
-        best = max(seeded or sources, key=lambda item: statistics.fmean(item[1]))
+        pool = [item for item in sources if len(item[1]) >= MIN_SEEDS] or sources
+        best = max(pool, key=lambda item: statistics.fmean(item[1]))
         picks = [(best, "")]
-        ratio = _ratio_or_none(best[2], pair["students"]["kd"])
-        if ratio is None or ratio > TIME_BUDGET:
-            within = [item for item in seeded or sources
-                      if (r := _ratio_or_none(item[2], pair["students"]["kd"])) is not None and r <= TIME_BUDGET]
+        if best[2] is None or best[2] > TIME_BUDGET:
+            within = [item for item in pool if item[2] is not None and item[2] <= TIME_BUDGET]
             if within:
                 picks.append((max(within, key=lambda item: statistics.fmean(item[1])),
                               f", within {TIME_BUDGET:g}x KD time"))
-        for (name, accs, runs), note in picks:
+        for (name, accs, ratio), note in picks:
             rows.append(f"| {pair['pair']}{label}{note} | {_fmt_marked(kd)} | {name} | {_fmt_marked(accs)} | "
-                        f"{statistics.fmean(accs) / statistics.fmean(kd):.2f} | "
-                        f"{_time_cell(runs, pair['students']['kd'])} |")
+                        f"{statistics.fmean(accs) / statistics.fmean(kd):.2f} | {_time_cell(ratio)} |")
     return rows
 
 
@@ -116,7 +113,7 @@ def family_rows() -> list[str]:
             kd_runs = [kd_by_seed[seed_of(r)] for r in runs]  # KD over the recipe's seeds, as in its table
             kd = [r["metrics"]["test_accuracy"] for r in kd_runs]
             rows.append(f"| {family['baselines']['pair']} | {_fmt_marked(kd)} | {method}, unchanged | {_fmt_marked(df)} "
-                        f"| {statistics.fmean(df) / statistics.fmean(kd):.2f} | {_time_cell(runs, kd_runs)} |")
+                        f"| {statistics.fmean(df) / statistics.fmean(kd):.2f} | {_time_cell(_ratio_or_none(runs, kd_runs))} |")
     return rows
 
 
