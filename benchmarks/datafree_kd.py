@@ -571,6 +571,12 @@ VARIANTS["fast5-stored-ngf32-inherit-3x"] = {**VARIANTS["fast5-stored-ngf32-inhe
 # round")
 VARIANTS["fast5-stored-ngf32-inherit-3x-25600"] = {**VARIANTS["fast5-stored-ngf32-inherit"], "count": 25600,
                                                    "student": ("--epochs", "40", "--eval-every", "4", "--lr", "0.05")}
+# The recipe's own sets (51200 images) with the same 8000 student steps (20 epochs of 400): what the recipe's second
+# 8000 steps buy on its full set, and whether the budget keeps the recipe's images. Estimated 1106 s + 1250 s, about
+# 3.0x the same-load KD student: on the budget's edge (docs/datafree_recipes.md, "Fiftieth round")
+VARIANTS["fast5-stored-ngf32-inherit-3x-51200"] = {
+    **VARIANTS["fast5-stored-ngf32-inherit"], "set_of": "fast5-stored-ngf32-inherit",
+    "student": ("--epochs", "20", "--eval-every", "2", "--lr", "0.05")}
 # Not data-free: controls for the stored-set rows. A stored-set student's own recipe on as many random real
 # training images ('datafree condense --method random'), labelled by the teacher, shows what that student would
 # reach if its synthetic images were real ones: name -> (images, student flags over FMNIST_DF_STORED_STUDENT).
