@@ -724,6 +724,18 @@ def same_synthesis(manifest: dict[str, Any], config: SynthesisConfig, count: int
     return json.loads(json.dumps(saved)) == json.loads(json.dumps(config.to_dict())) and manifest["count"] <= count
 
 
+def baselines_of(results_stem: str, results_dir: Path | None = None) -> str:
+    """The real-data baselines beside the data-free table ``results_stem``: ``baselines-full_SUFFIX`` for a table
+    ``datafree_kd_SUFFIX`` (a pair's teacher retrained to another file) where that file exists, else the published
+    ones. So a run that re-renders another teacher file's table puts that file's own KD students beside it."""
+    suffix = results_stem.removeprefix(f"{RESULTS}_")
+    own = f"{BASELINES}_{suffix}"
+    results_dir = results_dir or REPO / "benchmarks" / "results"
+    if suffix != results_stem and (results_dir / f"{own}.json").is_file():
+        return own
+    return BASELINES
+
+
 def needs_missing_batchnorm(pair_key: str, method: str) -> bool:
     """True when ``method`` (a preset or variant) matches BN statistics and the pair's teacher has no BatchNorm."""
     if method in REAL_CONTROLS:
@@ -847,13 +859,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="the table's file, benchmarks/results/STEM.{json,md} (default: %(default)s); another "
                              "name keeps runs on another teacher file out of the published table, whose rows a "
                              "(pair, method) found under --root would replace")
-    parser.add_argument("--baselines", default=BASELINES, metavar="STEM",
-                        help="the real-data rows' file, benchmarks/results/STEM.json (default: %(default)s): with "
-                             "--results, the baselines of the same teacher file (benchmarks.baselines --results)")
+    parser.add_argument("--baselines", metavar="STEM",
+                        help=f"the real-data rows' file, benchmarks/results/STEM.json (default: {BASELINES}_SUFFIX "
+                             f"for --results {RESULTS}_SUFFIX where it exists, else {BASELINES}): the baselines of the "
+                             "same teacher file (benchmarks.baselines --results)")
     parser.add_argument("--paired", nargs=2, metavar=("METHOD", "BASE"),
                         help="only print METHOD minus BASE per seed (test and selection splits) for the runs under "
                              "--root of each pair in --pairs")
     args = parser.parse_args(argv)
+    args.baselines = args.baselines or baselines_of(args.results)
     if args.paired:
         os.chdir(REPO)
         for pair in args.pairs:

@@ -18,7 +18,7 @@ import statistics
 from pathlib import Path
 
 from benchmarks.datafree_families import seed_of, time_ratio
-from benchmarks.datafree_kd import BASELINES, REAL_CONTROLS
+from benchmarks.datafree_kd import BASELINES, REAL_CONTROLS, baselines_of
 from benchmarks.datafree_kd import RESULTS as DATAFREE
 from benchmarks.readme import README, update_section
 
@@ -92,9 +92,9 @@ def rebuilt_teacher_rows() -> list[str]:
     ``datafree_kd_PAIR_teacherSHA`` beside its own baselines ``baselines-full_PAIR_teacherSHA``, where both exist."""
     rows = []
     for path in sorted(RESULTS.glob(f"{DATAFREE}_*_teacher*.json")):
-        suffix = path.stem.removeprefix(f"{DATAFREE}_")
-        if (RESULTS / f"{BASELINES}_{suffix}.json").is_file():
-            rows += datafree_rows(path.stem, f"{BASELINES}_{suffix}", f" (teacher {suffix.rsplit('teacher', 1)[-1]})")
+        own = baselines_of(path.stem, RESULTS)
+        if own != BASELINES:
+            rows += datafree_rows(path.stem, own, f" (teacher {path.stem.rsplit('teacher', 1)[-1]})")
     return rows
 
 

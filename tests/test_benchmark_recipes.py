@@ -572,3 +572,25 @@ def test_merged_flags_keep_switches_and_replace_values():
     merged = merge_args(("--lr", "0.05", "--seed", "-1", "--augment", "crop"), ("--balance-classes", "--lr", "0.01"))
     assert merged == ["--lr", "0.01", "--seed", "-1", "--augment", "crop", "--balance-classes"]
     assert merge_args(("--balance-classes",), ("--epochs", "3")) == ["--balance-classes", "--epochs", "3"]
+
+
+def test_a_rebuilt_teachers_table_is_rendered_beside_its_own_baselines(tmp_path, monkeypatch):
+    """A run that re-renders ``datafree_kd_SUFFIX`` must put ``baselines-full_SUFFIX`` (that teacher file's own KD
+    students) beside it, not the published teacher's, unless told otherwise."""
+    import benchmarks.datafree_kd as dk
+
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    (results / "baselines-full_resnet_teacherabc.json").write_text("{}")
+    monkeypatch.setattr(dk, "REPO", tmp_path)
+    assert dk.baselines_of("datafree_kd_resnet_teacherabc") == "baselines-full_resnet_teacherabc"
+    assert dk.baselines_of("datafree_kd_resnet_teacherdef") == dk.BASELINES  # no baselines of its own
+    assert dk.baselines_of("datafree_kd") == dk.BASELINES
+    seen = []
+    monkeypatch.setattr(dk, "finished_runs", lambda root, stem: {})
+    monkeypatch.setattr(dk, "report", lambda runs, pairs, baselines: seen.append(baselines) or "")
+    monkeypatch.setattr(dk, "publish", lambda *a, **k: None)
+    dk.main(["--report-only", "--results", "datafree_kd_resnet_teacherabc", "--root", str(tmp_path)])
+    dk.main(["--report-only", "--results", "datafree_kd_resnet_teacherabc", "--root", str(tmp_path),
+             "--baselines", "baselines-full"])
+    assert seen == ["baselines-full_resnet_teacherabc", "baselines-full"]
