@@ -578,6 +578,13 @@ VARIANTS["fast5-stored-ngf32-inherit-3x-25600"] = {**VARIANTS["fast5-stored-ngf3
 VARIANTS["fast5-stored-ngf32-inherit-3x-51200"] = {
     **VARIANTS["fast5-stored-ngf32-inherit"], "set_of": "fast5-stored-ngf32-inherit",
     "student": ("--epochs", "20", "--eval-every", "2", "--lr", "0.05")}
+# The kept-channel hint (`--kept-hint 10`, "Forty-second round": what each student layer reads pulled to what its
+# paired teacher layer reads at the channels weight selection kept) on the recipe's own sets: the recipe is near a
+# plateau in images and steps ("Fiftieth round"), and this is the one student-side term never run on this pair. The
+# weight is the main job's lever's, not chosen here (docs/datafree_recipes.md, "Fifty-first round")
+VARIANTS["fast5-stored-ngf32-inherit-kepthint"] = {
+    **VARIANTS["fast5-stored-ngf32-inherit"], "set_of": "fast5-stored-ngf32-inherit",
+    "student": (*VARIANTS["fast5-stored-ngf32-inherit"]["student"], "--kept-hint", "10")}
 # Not data-free: controls for the stored-set rows. A stored-set student's own recipe on as many random real
 # training images ('datafree condense --method random'), labelled by the teacher, shows what that student would
 # reach if its synthetic images were real ones: name -> (images, student flags over FMNIST_DF_STORED_STUDENT).
