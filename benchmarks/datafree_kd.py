@@ -585,6 +585,16 @@ VARIANTS["fast5-stored-ngf32-inherit-3x-51200"] = {
 VARIANTS["fast5-stored-ngf32-inherit-kepthint"] = {
     **VARIANTS["fast5-stored-ngf32-inherit"], "set_of": "fast5-stored-ngf32-inherit",
     "student": (*VARIANTS["fast5-stored-ngf32-inherit"]["student"], "--kept-hint", "10")}
+# The recipe's student at a lower peak learning rate (0.02 and 0.01 in place of 0.05, the KD student's, chosen
+# before weight selection existed): from the teacher's start, a high rate spends the start's lead (seed 0: 4 points
+# ahead of a random start at epoch 4, 1.5 at epoch 40, "Sixth round"), and a lower one keeps the student nearer the
+# teacher's real-image features. The recipe's own sets, one-seed screens (docs/datafree_recipes.md, "Fifty-first round")
+VARIANTS["fast5-stored-ngf32-inherit-lr0.02"] = {
+    **VARIANTS["fast5-stored-ngf32-inherit"], "set_of": "fast5-stored-ngf32-inherit",
+    "student": (*VARIANTS["fast5-stored-ngf32-inherit"]["student"], "--lr", "0.02")}
+VARIANTS["fast5-stored-ngf32-inherit-lr0.01"] = {
+    **VARIANTS["fast5-stored-ngf32-inherit-lr0.02"],
+    "student": (*VARIANTS["fast5-stored-ngf32-inherit"]["student"], "--lr", "0.01")}
 # Not data-free: controls for the stored-set rows. A stored-set student's own recipe on as many random real
 # training images ('datafree condense --method random'), labelled by the teacher, shows what that student would
 # reach if its synthetic images were real ones: name -> (images, student flags over FMNIST_DF_STORED_STUDENT).
