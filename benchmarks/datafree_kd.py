@@ -581,14 +581,18 @@ VARIANTS["fast5-stored-ngf32-inherit-3x-51200"] = {
 # The kept-channel hint (`--kept-hint 10`, "Forty-second round": what each student layer reads pulled to what its
 # paired teacher layer reads at the channels weight selection kept) on the recipe's own sets: the recipe is near a
 # plateau in images and steps ("Fiftieth round"), and this is the one student-side term never run on this pair. The
-# weight is the main job's lever's, not chosen here (docs/datafree_recipes.md, "Fifty-first round")
+# weight is the main job's lever's, not chosen here. Measured on 94b6d71c: 86.11, 86.55 (seeds 0-1), -0.62 ± 0.45 on
+# test and -0.72 ± 0.03 on selection paired with the recipe, both seeds down; not adopted, seeds 2-4 not run
+# (docs/datafree_recipes.md, "Fifty-first round")
 VARIANTS["fast5-stored-ngf32-inherit-kepthint"] = {
     **VARIANTS["fast5-stored-ngf32-inherit"], "set_of": "fast5-stored-ngf32-inherit",
     "student": (*VARIANTS["fast5-stored-ngf32-inherit"]["student"], "--kept-hint", "10")}
 # The recipe's student at a lower peak learning rate (0.02 and 0.01 in place of 0.05, the KD student's, chosen
 # before weight selection existed): from the teacher's start, a high rate spends the start's lead (seed 0: 4 points
 # ahead of a random start at epoch 4, 1.5 at epoch 40, "Sixth round"), and a lower one keeps the student nearer the
-# teacher's real-image features. The recipe's own sets, one-seed screens (docs/datafree_recipes.md, "Fifty-first round")
+# teacher's real-image features. The recipe's own sets, one-seed screens. Measured on 94b6d71c, seed 0: 0.02 87.19
+# (+0.14 test, -0.54 selection), 0.01 86.10 (-0.95, -1.50); both start further behind, none keeps the start's lead;
+# the recipe keeps 0.05 (docs/datafree_recipes.md, "Fifty-first round")
 VARIANTS["fast5-stored-ngf32-inherit-lr0.02"] = {
     **VARIANTS["fast5-stored-ngf32-inherit"], "set_of": "fast5-stored-ngf32-inherit",
     "student": (*VARIANTS["fast5-stored-ngf32-inherit"]["student"], "--lr", "0.02")}
