@@ -595,10 +595,9 @@ VARIANTS["fast5-stored-ngf32-inherit-kepthint"] = {
 # the recipe keeps 0.05 (docs/datafree_recipes.md, "Fifty-first round")
 VARIANTS["fast5-stored-ngf32-inherit-lr0.02"] = {
     **VARIANTS["fast5-stored-ngf32-inherit"], "set_of": "fast5-stored-ngf32-inherit",
-    "student": (*VARIANTS["fast5-stored-ngf32-inherit"]["student"], "--lr", "0.02")}
+    "student": ("--epochs", "40", "--eval-every", "4", "--lr", "0.02")}
 VARIANTS["fast5-stored-ngf32-inherit-lr0.01"] = {
-    **VARIANTS["fast5-stored-ngf32-inherit-lr0.02"],
-    "student": (*VARIANTS["fast5-stored-ngf32-inherit"]["student"], "--lr", "0.01")}
+    **VARIANTS["fast5-stored-ngf32-inherit-lr0.02"], "student": ("--epochs", "40", "--eval-every", "4", "--lr", "0.01")}
 # Not data-free: controls for the stored-set rows. A stored-set student's own recipe on as many random real
 # training images ('datafree condense --method random'), labelled by the teacher, shows what that student would
 # reach if its synthetic images were real ones: name -> (images, student flags over FMNIST_DF_STORED_STUDENT).
