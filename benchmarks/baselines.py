@@ -56,21 +56,35 @@ def run(argv: list[str], out: Path) -> dict[str, Any]:
     return result
 
 
+def train_teacher(key: str, root: Path, data: list[str]) -> dict[str, Any]:
+    """The pair's teacher (seed 0), kept in ``ROOT/teachers/`` where the data-free benchmarks look for it."""
+    pair = PAIRS[key]
+    return run(["train-teacher", "--arch", pair.teacher, *kwargs_args("--arch-kwargs", pair.teacher_kwargs),
+                *pair.teacher_args, "--seed", "0", *data], teacher_dir(key, root))
+
+
+def teacher_dir(key: str, root: Path) -> Path:
+    return root / "teachers" / f"fashion-mnist-{PAIRS[key].teacher}"
+
+
+def train_student(key: str, kind: str, seed: int, root: Path, data: list[str]) -> dict[str, Any]:
+    """One baseline student of the pair: ``kind`` "scratch" (real labels only) or "kd" (real-data KD from the
+    pair's teacher, which must be trained first)."""
+    pair = PAIRS[key]
+    if kind == "scratch":
+        argv = ["train-teacher", "--arch", pair.student, *kwargs_args("--arch-kwargs", pair.student_kwargs),
+                *pair.student_args]
+    else:
+        argv = ["distill", "--teacher", str(teacher_dir(key, root)), "--student", pair.student,
+                *kwargs_args("--student-kwargs", pair.student_kwargs), *merge_args(pair.student_args, pair.kd_args)]
+    return run([*argv, "--seed", str(seed), *data], root / "baselines" / key / f"{kind}-seed{seed}")
+
+
 def run_pair(key: str, seeds: tuple[int, ...], root: Path, data: list[str]) -> dict[str, Any]:
     pair = PAIRS[key]
     print(f"{pair.name}")
-    teacher_dir = root / "teachers" / f"fashion-mnist-{pair.teacher}"
-    teacher = run(["train-teacher", "--arch", pair.teacher, *kwargs_args("--arch-kwargs", pair.teacher_kwargs),
-                   *pair.teacher_args, "--seed", "0", *data], teacher_dir)
-    rows: dict[str, list[dict[str, Any]]] = {"scratch": [], "kd": []}
-    for seed in seeds:
-        student = ["--student", pair.student, *kwargs_args("--student-kwargs", pair.student_kwargs)]
-        scratch = ["train-teacher", "--arch", pair.student, *kwargs_args("--arch-kwargs", pair.student_kwargs),
-                   *pair.student_args, "--seed", str(seed), *data]
-        rows["scratch"].append(run(scratch, root / "baselines" / key / f"scratch-seed{seed}"))
-        kd = ["distill", "--teacher", str(teacher_dir), *student, *merge_args(pair.student_args, pair.kd_args),
-              "--seed", str(seed), *data]
-        rows["kd"].append(run(kd, root / "baselines" / key / f"kd-seed{seed}"))
+    teacher = train_teacher(key, root, data)
+    rows = {kind: [train_student(key, kind, seed, root, data) for seed in seeds] for kind in ("scratch", "kd")}
     return {"pair": pair.name, "key": key, "teacher": teacher, "students": rows}
 
 

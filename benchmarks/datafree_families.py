@@ -4,12 +4,15 @@ Issue 17 asks whether the recipe generalises without tuning per teacher. For eac
 (``FMNIST_FAMILY_PAIRS``: WRN-16-1, MobileNetV2 at width 0.5) this trains the teacher with the
 ResNet-14 teacher's recipe, a real-data KD student and a scratch student (``benchmarks.baselines``),
 then the data-free student with one or more of ``benchmarks.datafree_kd``'s recipes (default
-fast5-stored) into the same student, ResNet-8 (width 8). Nothing is chosen per teacher. The table
+fast5-stored) into the same student. Each teacher has two pairs: into the ResNet pair's ResNet-8
+(width 8), and into a smaller network of its own family (``wrn-own``, ``mobilenet-own``), which the
+recipes with ``--inherit`` need. Nothing is chosen per teacher. The table
 gives, per recipe, the gap to real KD and the data-free time (synthesis + distillation) as a multiple
 of KD's training time; the ResNet-14 rows are the published ones of ``benchmarks.datafree_kd``.
 
     python -m benchmarks.datafree_families --seeds 0
     python -m benchmarks.datafree_families --methods fast5-stored-ngf32 --seeds 0
+    python -m benchmarks.datafree_families --families wrn-own mobilenet-own --methods fast5-stored-ngf32-inherit
     python -m benchmarks.datafree_families --report-only --update-readme
 
 Runs are reused when their command is unchanged. Results are merged by seed into the published JSON, so
@@ -120,9 +123,10 @@ def report(families: dict[str, dict[str, Any]]) -> str:
             lines.append(row(base["pair"], method, base["teacher"]["metrics"]["test_accuracy"],
                              base["students"]["kd"], fam["datafree"].get(method, [])))
     return ("Fashion-MNIST, top-1 test accuracy (%) after the last epoch. Each data-free recipe is one of "
-            "benchmarks/datafree_kd's, unchanged for every teacher; every family's student is ResNet-8 (width 8), "
-            "which cannot start from a teacher of another family (no --inherit); where the ResNet pair ran a recipe "
-            "only with --inherit, that run is its reference row. The gap is data-free minus real-data KD, paired by "
+            "benchmarks/datafree_kd's, unchanged for every teacher. A ResNet-8 (width 8) student cannot start from "
+            "a teacher of another family (no --inherit; where the ResNet pair ran such a recipe only with --inherit, "
+            "that run is its reference row); the own-family students (WRN-10-1, MobileNetV2 at width 0.25) run the "
+            "--inherit recipes as the ResNet pair does. The gap is data-free minus real-data KD, paired by "
             "seed. Times: synthesis + distillation of the data-free student against the KD student's training epochs, "
             "one thread per run, two to four runs at a time on the 2-core machine.\n\n" + "\n".join(lines) +
             "\n\nProduced by `python -m benchmarks.datafree_families --methods ... --seeds ...` (then `--report-only`).")

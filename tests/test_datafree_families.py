@@ -92,13 +92,28 @@ def test_merge_keeps_published_seeds_replaces_rerun_ones_and_drops_another_teach
     assert accs(merge_family(kept, retrained)["baselines"]["students"]["kd"]) == [(0, 90.0)]
 
 
-def test_family_pairs_keep_the_resnet_pairs_student_and_recipes():
+def test_family_pairs_keep_the_resnet_pairs_recipes_and_a_student_the_recipe_can_run():
+    from datafree.data import DataSpec
+    from datafree.models import build_model, inherit_weights
+
     resnet = FMNIST_PAIRS["resnet"]
+    spec = DataSpec(channels=1, height=28, width=28, num_classes=10, mean=(0.5,), std=(0.5,))
+    own = 0
     for key, pair in FMNIST_FAMILY_PAIRS.items():
         assert key in PAIRS and key not in FMNIST_PAIRS
         assert pair["teacher"] != resnet["teacher"]
-        for field in ("student", "student_kwargs", "teacher_args", "student_args"):
+        for field in ("teacher_args", "student_args"):
             assert pair[field] == resnet[field], field
+        if (pair["student"], pair["student_kwargs"]) == (resnet["student"], resnet["student_kwargs"]):
+            continue
+        # an own-family student: --inherit must take every one of its weights from the teacher
+        own += 1
+        teacher = build_model(pair["teacher"], spec, **pair.get("teacher_kwargs", {}))
+        student = build_model(pair["student"], spec, **pair["student_kwargs"])
+        assert sum(p.numel() for p in student.parameters()) < sum(p.numel() for p in teacher.parameters())
+        got = inherit_weights(student, teacher)
+        assert got.parameters == got.total_parameters, key
+    assert own == 2
 
 
 def test_headline_lists_a_family_only_once_it_has_a_data_free_run(tmp_path, monkeypatch):

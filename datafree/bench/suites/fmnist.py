@@ -42,13 +42,21 @@ FMNIST_FAMILY_PAIRS: dict[str, dict[str, Any]] = {
     "wrn": {**FMNIST_PAIRS["resnet"], "name": "WRN-16-1 -> ResNet-8 (width 8)", "teacher": "wrn_16_1"},
     "mobilenet": {**FMNIST_PAIRS["resnet"], "name": "MobileNetV2 (width 0.5) -> ResNet-8 (width 8)",
                   "teacher": "mobilenetv2", "teacher_kwargs": {"width": 0.5}},
+    # the same teachers with a student of their own family, so a recipe with --inherit (weight selection) runs
+    # unchanged on them: WRN-10-1 (77,562 parameters, 2.3x fewer) and MobileNetV2 at width 0.25 (13,458, 3.2x fewer),
+    # where the ResNet pair's ResNet-8 has 8.8x fewer than ResNet-14
+    "wrn-own": {**FMNIST_PAIRS["resnet"], "name": "WRN-16-1 -> WRN-10-1", "teacher": "wrn_16_1",
+                "student": "wrn_10_1", "student_kwargs": {}},
+    "mobilenet-own": {**FMNIST_PAIRS["resnet"], "name": "MobileNetV2 (width 0.5) -> MobileNetV2 (width 0.25)",
+                      "teacher": "mobilenetv2", "teacher_kwargs": {"width": 0.5},
+                      "student": "mobilenetv2", "student_kwargs": {"width": 0.25}},
 }
 # data-free recipes of benchmarks/datafree_kd.py: a narrow generator (ngf 16; not for pixel
 # generators), coarse pixels for zskd, 2000 live student steps, 6400 stored images
 FMNIST_DF_SCALE: dict[str, Any] = {"ngf": 16, "batch_size": 128}
 # each method's own bench budget, from its registration (datafree/synthesis/presets.py; notes in docs/benchmarks.md)
 FMNIST_DF_METHOD_SCALE: dict[str, dict[str, Any]] = {name: dict(m.bench) for name, m in SYNTHESIS.items() if m.bench}
-FMNIST_DF_LIVE_LR = {"lenet": "0.01", "resnet": "0.05", "wrn": "0.05", "mobilenet": "0.05"}
+FMNIST_DF_LIVE_LR = {"lenet": "0.01", **{key: "0.05" for key in ("resnet", *FMNIST_FAMILY_PAIRS)}}
 # the quick and full suites keep the earlier, cheaper ZSKD recipe and student (40 epochs)
 FMNIST_DF_ZSKD_CHEAP: dict[str, Any] = {"pixel_scale": 4, "iterations": 50}
 FMNIST_DF_STORED_STUDENT_CHEAP = ("--epochs", "40", *FMNIST_DF_STORED_TRAIN)
