@@ -207,3 +207,22 @@ def test_headline_adds_the_best_source_within_the_time_budget_where_the_best_is_
         "| P, within 3x KD time | 90.00 ± 0.00 | fast | 85.10 ± 0.10 | 0.95 | 2.9x |"]
     assert rows({"p/fast": fast, "p/faster": faster}) == ["| P | 90.00 ± 0.00 | fast | 85.10 ± 0.10 | 0.95 | 2.9x |"]
     assert rows({"p/slow": slow, "p/untimed": untimed}) == ["| P | 90.00 ± 0.00 | slow | 87.10 ± 0.10 | 0.97 | 12.0x |"]
+
+
+def test_baseline_commands_are_the_published_ones(monkeypatch):
+    """A published run is reused only when its command is unchanged, so the split of run_pair into train_teacher and
+    train_student must give the very commands the published ResNet runs recorded."""
+    import json
+    from pathlib import Path
+
+    import benchmarks.baselines as baselines
+
+    monkeypatch.setattr(baselines, "run", lambda argv, out: ["datafree", *argv, "--out", str(out), "--no-progress"])
+    published = json.loads((Path(baselines.REPO) / "benchmarks/results/baselines-full.json").read_text())
+    pair = next(p for p in published["pairs"] if p["key"] == "resnet")
+    data, root = ["--dataset", "fashion-mnist"], Path("artifacts")
+    assert baselines.train_teacher("resnet", root, data) == pair["teacher"]["argv"]
+    for kind in ("kd", "scratch"):
+        for run in pair["students"][kind]:
+            seed = run["config"]["seed"]
+            assert baselines.train_student("resnet", kind, seed, root, data) == run["argv"], (kind, seed)
