@@ -122,7 +122,7 @@ def report(families: dict[str, dict[str, Any]]) -> str:
             if not fam["datafree"].get(method):
                 continue
             lines.append(row(base["pair"], method, base["teacher"]["metrics"]["test_accuracy"],
-                             base["students"]["kd"], fam["datafree"].get(method, [])))
+                             base["students"]["kd"], fam["datafree"][method]))
     return ("Fashion-MNIST, top-1 test accuracy (%) after the last epoch. Each data-free recipe is one of "
             "benchmarks/datafree_kd's, unchanged for every teacher. A ResNet-8 (width 8) student cannot start from "
             "a teacher of another family (no --inherit; where the ResNet pair ran such a recipe only with --inherit, "
