@@ -56,15 +56,16 @@ def run(argv: list[str], out: Path) -> dict[str, Any]:
     return result
 
 
+def teacher_dir(key: str, root: Path) -> Path:
+    """Where the pair's teacher lives under ``root``: one place, since the data-free benchmarks distill from it."""
+    return root / "teachers" / f"fashion-mnist-{PAIRS[key].teacher}"
+
+
 def train_teacher(key: str, root: Path, data: list[str]) -> dict[str, Any]:
     """The pair's teacher (seed 0), kept in ``ROOT/teachers/`` where the data-free benchmarks look for it."""
     pair = PAIRS[key]
     return run(["train-teacher", "--arch", pair.teacher, *kwargs_args("--arch-kwargs", pair.teacher_kwargs),
                 *pair.teacher_args, "--seed", "0", *data], teacher_dir(key, root))
-
-
-def teacher_dir(key: str, root: Path) -> Path:
-    return root / "teachers" / f"fashion-mnist-{PAIRS[key].teacher}"
 
 
 def train_student(key: str, kind: str, seed: int, root: Path, data: list[str]) -> dict[str, Any]:

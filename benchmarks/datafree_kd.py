@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.baselines import PAIRS, REPO, fmt, run, summarize
+from benchmarks.baselines import PAIRS, REPO, fmt, run, summarize, teacher_dir
 from benchmarks.calls import call
 from benchmarks.readme import publish, published
 from datafree.bench.runner import df_overrides, kwargs_args, made_from_teacher, merge_args, set_args, teacher_has_batchnorm
@@ -595,9 +595,10 @@ VARIANTS["fast5-stored-ngf32-inherit-kepthint"] = {
 # the recipe keeps 0.05 (docs/datafree_recipes.md, "Fifty-first round")
 VARIANTS["fast5-stored-ngf32-inherit-lr0.02"] = {
     **VARIANTS["fast5-stored-ngf32-inherit"], "set_of": "fast5-stored-ngf32-inherit",
-    "student": ("--epochs", "40", "--eval-every", "4", "--lr", "0.02")}
+    "student": tuple(merge_args(VARIANTS["fast5-stored-ngf32-inherit"]["student"], ("--lr", "0.02")))}
 VARIANTS["fast5-stored-ngf32-inherit-lr0.01"] = {
-    **VARIANTS["fast5-stored-ngf32-inherit-lr0.02"], "student": ("--epochs", "40", "--eval-every", "4", "--lr", "0.01")}
+    **VARIANTS["fast5-stored-ngf32-inherit-lr0.02"],
+    "student": tuple(merge_args(VARIANTS["fast5-stored-ngf32-inherit"]["student"], ("--lr", "0.01")))}
 # Not data-free: controls for the stored-set rows. A stored-set student's own recipe on as many random real
 # training images ('datafree condense --method random'), labelled by the teacher, shows what that student would
 # reach if its synthetic images were real ones: name -> (images, student flags over FMNIST_DF_STORED_STUDENT).
@@ -677,7 +678,7 @@ def real_images_set(pair_key: str, control: str, seed: int, root: Path, data: li
 
 def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str]) -> dict[str, Any]:
     pair = PAIRS[pair_key]
-    teacher = root / "teachers" / f"fashion-mnist-{pair.teacher}"
+    teacher = teacher_dir(pair_key, root)
     if not (teacher / "model.safetensors").is_file():
         raise SystemExit(f"no teacher at {teacher}: run 'python -m benchmarks.baselines' first")
     student = ["--student", pair.student, *kwargs_args("--student-kwargs", pair.student_kwargs)]
