@@ -600,14 +600,14 @@ VARIANTS["fast5-stored-ngf32-inherit-lr0.01"] = {
     **VARIANTS["fast5-stored-ngf32-inherit-lr0.02"],
     "student": tuple(merge_args(VARIANTS["fast5-stored-ngf32-inherit"]["student"], ("--lr", "0.01")))}
 # The recipe's student with the teacher's classifier kept as it is (`--freeze classifier`; SimKD, Chen et al., CVPR
-# 2022, reuses the teacher's classifier and trains only the features). Under --inherit the student's classifier is the
-# teacher's (whole on WRN-10-1, whose last stage has WRN-16-1's width; its kept rows elsewhere), fitted on real data,
-# and the students' shortfall is largely *which* classes they answer on real images: a bias refitted on real labels
-# is worth 1-2 points, one fitted to the synthetic images is not ("Thirty-seventh round"). Kept frozen, the classifier
-# cannot drift to the synthetic images' mixture; only the features learn. The recipe's own sets; no other change.
-# Measured on wrn-own (teacher c0647467), seed 2, beside the recipe's student on the same set: 87.73, -0.66 on test
-# and -0.47 on selection, Shirt 40.9% against 46.7%: the class shift is in the features, not in the classifier; not
-# adopted, not run on the ResNet pair ("Fifty-fourth round")
+# 2022, reuses the teacher's classifier and trains only the features). Under --inherit the student's classifier is
+# the teacher's (whole on WRN-10-1, whose last stage has WRN-16-1's width; its kept input columns elsewhere), fitted
+# on real data, and the students' shortfall is largely *which* classes they answer on real images: a bias refitted
+# on real labels is worth 1-2 points, one fitted to the synthetic images is not ("Thirty-seventh round"). Kept
+# frozen, the classifier cannot drift to the synthetic images' mixture; only the features learn. The recipe's own
+# sets; no other change. Measured on wrn-own (teacher c0647467), seed 2, beside the recipe's student on the same
+# set: 87.73, -0.66 on test and -0.47 on selection, Shirt 40.9% against 46.7%: the class shift is in the features,
+# not in the classifier; not adopted, not run on the ResNet pair ("Fifty-fourth round")
 VARIANTS["fast5-stored-ngf32-inherit-freezefc"] = {
     **VARIANTS["fast5-stored-ngf32-inherit"], "set_of": "fast5-stored-ngf32-inherit",
     "student": (*VARIANTS["fast5-stored-ngf32-inherit"]["student"], "--freeze", "classifier")}
