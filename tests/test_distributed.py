@@ -135,6 +135,26 @@ def test_launch_environment(monkeypatch, capsys):
     assert "runs in one process" in err and "synthesize" in err
 
 
+def test_a_torchrun_rank_ends_by_end_rank_only_as_a_process(monkeypatch):
+    import datafree.cli as cli
+
+    ended: list[int] = []
+    monkeypatch.setattr(cli, "_run", lambda argv: 3)
+    monkeypatch.setattr(cli, "_end_rank", ended.append)
+    monkeypatch.setattr(distributed, "launched", lambda: True)
+    assert main(["inspect", "x"]) == 3 and ended == []  # called from Python: returns, the caller goes on
+    assert main() == 3 and ended == [3]  # the command's process under torchrun
+    monkeypatch.setattr(distributed, "launched", lambda: False)
+    assert main() == 3 and ended == [3]  # a plain process exits as usual
+
+
+def test_end_rank_runs_atexit_flushes_and_keeps_the_exit_code():
+    code = ("import atexit; from datafree.cli import _end_rank; atexit.register(lambda: print('atexit ran'));"
+            "print('work done', end=' '); _end_rank(3)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3 and r.stdout.split() == ["work", "done", "atexit", "ran"]
+
+
 def test_rank_slices_together_are_the_doubled_batch(fmnist_root):
     from datafree.data import load_dataset
 
