@@ -68,6 +68,11 @@ def train_teacher(key: str, root: Path, data: list[str]) -> dict[str, Any]:
                 *pair.teacher_args, "--seed", "0", *data], teacher_dir(key, root))
 
 
+def student_dir(key: str, kind: str, seed: int, root: Path) -> Path:
+    """Where one baseline student (``kind`` "scratch" or "kd") of the pair and seed lives under ``root``."""
+    return root / "baselines" / key / f"{kind}-seed{seed}"
+
+
 def train_student(key: str, kind: str, seed: int, root: Path, data: list[str]) -> dict[str, Any]:
     """One baseline student of the pair: ``kind`` "scratch" (real labels only) or "kd" (real-data KD from the
     pair's teacher, which must be trained first)."""
@@ -78,7 +83,7 @@ def train_student(key: str, kind: str, seed: int, root: Path, data: list[str]) -
     else:
         argv = ["distill", "--teacher", str(teacher_dir(key, root)), "--student", pair.student,
                 *kwargs_args("--student-kwargs", pair.student_kwargs), *merge_args(pair.student_args, pair.kd_args)]
-    return run([*argv, "--seed", str(seed), *data], root / "baselines" / key / f"{kind}-seed{seed}")
+    return run([*argv, "--seed", str(seed), *data], student_dir(key, kind, seed, root))
 
 
 def run_pair(key: str, seeds: tuple[int, ...], root: Path, data: list[str]) -> dict[str, Any]:

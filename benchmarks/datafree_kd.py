@@ -667,6 +667,11 @@ def seed_sets(method: str) -> list[tuple[str, int]]:
     return [(method, k) for k in v.get("with_seed_offsets", ())] + list(v.get("with_seed_sets", ()))
 
 
+def run_dir(root: Path, pair_key: str, method: str, seed: int) -> Path:
+    """Where one method's runs of a pair and seed live: its set in ``transfer/``, its student in ``student/``."""
+    return root / "datafree" / pair_key / f"{method}-seed{seed}"
+
+
 def transfer_dir(root: Path, pair_key: str, method: str, seed: int) -> Path:
     """Where a stored method's set lives; a variant that changes only the student shares its preset's sets
     (synthesis is deterministic, so they would be the same images)."""
@@ -675,12 +680,12 @@ def transfer_dir(root: Path, pair_key: str, method: str, seed: int) -> Path:
         method = variant["set_of"]
     elif variant and not variant["overrides"] and variant["count"] == RECIPES.df_count:
         method = variant["method"]
-    return root / "datafree" / pair_key / f"{method}-seed{seed}" / "transfer"
+    return run_dir(root, pair_key, method, seed) / "transfer"
 
 
 def real_images_set(pair_key: str, control: str, seed: int, root: Path, data: list[str]) -> Path:
     """A real-image control's set: as many random real training images as its stored set holds."""
-    tset = root / "datafree" / pair_key / f"{control}-seed{seed}" / "transfer"
+    tset = run_dir(root, pair_key, control, seed) / "transfer"
     if not (tset / "manifest.json").is_file():
         argv = ["condense", "--method", "random", "--ipc", str(REAL_CONTROLS[control][0] // 10), "--seed", str(seed),
                 "--out", str(tset), "--no-progress", *data]
@@ -696,7 +701,7 @@ def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str
     student = ["--student", pair.student, *kwargs_args("--student-kwargs", pair.student_kwargs)]
     if VARIANTS.get(method, {}).get("inherit"):
         student.append("--inherit")
-    out = root / "datafree" / pair_key / f"{method}-seed{seed}"
+    out = run_dir(root, pair_key, method, seed)
     if method in REAL_CONTROLS:  # a stored-set student, on real images labelled by the teacher
         tsets = [real_images_set(pair_key, method, seed, root, data)]
         stored_student = merge_args(RECIPES.df_stored_student, REAL_CONTROLS[method][1])
@@ -732,7 +737,7 @@ def stored_set(pair_key: str, method: str, seed: int, root: Path, teacher: Path)
         print(f"  redo   {tset}: made with another synthesis config or count, or from another teacher", flush=True)
         shutil.rmtree(tset)
         # its students' commands may be unchanged; their data is not
-        shutil.rmtree(root / "datafree" / pair_key / f"{method}-seed{seed}" / "student", ignore_errors=True)
+        shutil.rmtree(run_dir(root, pair_key, method, seed) / "student", ignore_errors=True)
     if not (tset / "manifest.json").is_file() or read_manifest(tset)["count"] < count:
         argv = ["synthesize", "--teacher", str(teacher), "--method", base, *set_args(scale), "--count",
                 str(count), "--seed", str(seed), "--out", str(tset), "--no-progress",

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmarks.baselines import PAIRS, teacher_dir
+from benchmarks.baselines import PAIRS, student_dir, teacher_dir
+from benchmarks.datafree_kd import run_dir
 from benchmarks.teacher_view import logits_of, per_class_accuracy
 from datafree.api import load_teacher
 from datafree.data.datasets import load_dataset
@@ -36,9 +37,8 @@ def per_class_rows(models: dict[str, nn.Module], images: torch.Tensor, labels: t
 
 def pair_runs(key: str, seed: int, method: str, root: Path) -> dict[str, Path]:
     """The run directories of one pair and seed, as benchmarks.baselines and benchmarks.datafree_kd write them."""
-    return {"teacher": teacher_dir(key, root), "kd": root / "baselines" / key / f"kd-seed{seed}",
-            "scratch": root / "baselines" / key / f"scratch-seed{seed}",
-            method: root / "datafree" / key / f"{method}-seed{seed}" / "student"}
+    return {"teacher": teacher_dir(key, root), "kd": student_dir(key, "kd", seed, root),
+            "scratch": student_dir(key, "scratch", seed, root), method: run_dir(root, key, method, seed) / "student"}
 
 
 def main(argv: list[str] | None = None) -> int:
