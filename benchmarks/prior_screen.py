@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -42,6 +43,15 @@ def image_view(teacher: torch.nn.Module, images: torch.Tensor, spec) -> dict[str
     """The teacher's view of ``images`` and their pixel statistics, total variation in [0, 1] units included."""
     pixels = spec.denormalize(images).clamp(0, 1)
     return {**teacher_view(teacher, images), **pixel_view(images, spec), "tv": total_variation(pixels).item()}
+
+
+def screened_synthesis(variant: str | None, zskd_base: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
+    """``(preset, overrides every row shares, words for the report)``: a benchmarks.datafree_kd method's or variant's
+    synthesis, or zskd at its bench settings plus ``zskd_base``."""
+    if variant:
+        name, base = method_recipe(variant)[:2]
+        return name, base, f"{variant}'s synthesis ({name}, {json.dumps(base)})"
+    return "zskd", {**METHODS["zskd"].bench, **zskd_base}, f"zskd images (bench settings and {json.dumps(zskd_base)})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,12 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     teacher.eval()
     x_test = next(iter(iterate_batches(load_dataset("fashion-mnist", "test"), 1000)))[0]
     views = {"real test images (1000; diagnostic)": image_view(teacher, x_test, info.spec)}
-    if args.variant:
-        name, base = method_recipe(args.variant)[:2]
-        described = f"{args.variant}'s synthesis ({name}, {json.dumps(base)})"
-    else:
-        name, base = "zskd", {**METHODS["zskd"].bench, **args.base}
-        described = f"zskd images (bench settings and {json.dumps(args.base)})"
+    name, base, described = screened_synthesis(args.variant, args.base)
     for row in args.rows:
         row_name, _, extra = row.partition("=")
         config = preset(name, **{**base, **json.loads(extra or "{}")})
