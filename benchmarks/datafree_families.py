@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.baselines import REPO, fmt, run_pair, summarize
-from benchmarks.datafree_kd import run_method
+from benchmarks.datafree_kd import merge_by_seed, run_method, seed_of, teacher_of
 from benchmarks.readme import publish, published
 from datafree.bench.suites import FMNIST_FAMILY_PAIRS
 
@@ -39,21 +39,6 @@ REFERENCE = "resnet"  # the pair the recipes were chosen on
 # the ResNet pair's run of a recipe, where it ran only with --inherit (its student is of the teacher's family; the
 # families' ResNet-8 is not): the generator-width variant (docs/datafree_recipes.md, "Sixteenth" and "Seventeenth round")
 REFERENCE_SOURCES = {"fast5-stored-ngf32": "fast5-stored-ngf32-inherit"}
-
-
-def seed_of(run: dict[str, Any]) -> int:
-    return run["config"]["seed"]
-
-
-def teacher_of(run: dict[str, Any]) -> str | None:
-    """The sha256 of the teacher file a run distilled from; None for a scratch student, which has none."""
-    return (run.get("teacher") or {}).get("sha256")
-
-
-def merge_by_seed(kept: list[dict[str, Any]], fresh: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One kind of run over seeds: a fresh run replaces the kept run of its seed, the other kept runs stay."""
-    by_seed = {seed_of(r): r for r in kept} | {seed_of(r): r for r in fresh}
-    return [by_seed[seed] for seed in sorted(by_seed)]
 
 
 def merge_family(kept: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:

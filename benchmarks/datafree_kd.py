@@ -807,18 +807,43 @@ def published_runs(stem: str = RESULTS) -> dict[tuple[str, str], list[dict[str, 
     return {tuple(key.split("/", 1)): runs for key, runs in published(stem).get("runs", {}).items()}
 
 
-def finished_runs(root: Path, stem: str = RESULTS) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """Every finished data-free run: those under ``root`` by (pair key, method) in seed order, over the
-    published ones (a (pair, method) found under ``root`` replaces its published runs as a whole)."""
-    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+def seed_of(run: dict[str, Any]) -> int:
+    return run["config"]["seed"]
+
+
+def teacher_of(run: dict[str, Any]) -> str | None:
+    """The sha256 of the teacher file a run distilled from; None for a scratch student, which has none."""
+    return (run.get("teacher") or {}).get("sha256")
+
+
+def merge_by_seed(kept: list[dict[str, Any]], fresh: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One kind of run over seeds: a fresh run replaces the kept run of its seed, the other kept runs stay."""
+    by_seed = {seed_of(r): r for r in kept} | {seed_of(r): r for r in fresh}
+    return [by_seed[seed] for seed in sorted(by_seed)]
+
+
+def finished_runs(root: Path, stem: str = RESULTS, methods: list[str] | None = None
+                  ) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Every finished data-free run by (pair key, method), in seed order: those under ``root`` merged by seed into
+    the published ones. A run under ``root`` replaces the published run of its seed; published runs of other seeds
+    stay when they distilled from the same teacher file, so one new seed or one new variant can be published from a
+    machine that no longer holds the other runs. Published runs of another teacher file are dropped: they would not
+    pair with the fresh ones. ``methods``: merge only these methods' runs under ``root`` (default: all of them)."""
+    fresh: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for path in sorted((root / "datafree").glob("*/*-seed*/student/result.json")):
         pair_key, method = path.parts[-4], path.parts[-3].rsplit("-seed", 1)[0]
+        if methods is not None and method not in methods:
+            continue
         result = json.loads(path.read_text())
         # a live run has no set; the real-image control's set took no synthesis
         sets = result.get("transfers") or ([result["transfer"]] if result.get("transfer") else [])
         result["synthesis_time_s"] = sets_synthesis_seconds(sets)
-        runs.setdefault((pair_key, method), []).append(result)
-    return {**published_runs(stem), **runs}
+        fresh.setdefault((pair_key, method), []).append(result)
+    runs = published_runs(stem)
+    for key, new in fresh.items():
+        teachers = {teacher_of(r) for r in new}
+        runs[key] = merge_by_seed([r for r in runs.get(key, []) if teacher_of(r) in teachers], new)
+    return runs
 
 
 def teacher_ids(results: list[dict[str, Any]]) -> str:
@@ -906,8 +931,9 @@ def paired_report(root: Path, pair_key: str, method: str, base: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", nargs="+", choices=PAIRS, default=["lenet"])
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=["zskd"],
-                        help=f"presets, or variants of them: {', '.join(sorted(VARIANTS))}")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=None,
+                        help="the methods to run (default: zskd) and to publish from --root (default: every run "
+                             f"there); presets, or variants of them: {', '.join(sorted(VARIANTS))}")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--root", type=Path, default=Path("artifacts"))
     parser.add_argument("--device")
@@ -937,7 +963,7 @@ def main(argv: list[str] | None = None) -> int:
     data = ["--dataset", "fashion-mnist"] + (["--device", args.device] if args.device else [])
     if not args.report_only:
         for pair in args.pairs:
-            for method in args.methods:
+            for method in args.methods or ["zskd"]:
                 if needs_missing_batchnorm(pair, method):
                     print(f"{PAIRS[pair].name:34s} {method:14s} skipped: the teacher has no BatchNorm", flush=True)
                     continue
@@ -945,7 +971,9 @@ def main(argv: list[str] | None = None) -> int:
                     result = run_method(pair, method, seed, args.root, data)
                     print(f"{PAIRS[pair].name:34s} {method:14s} seed {seed}: "
                           f"{result['metrics']['test_accuracy']:.2f}", flush=True)
-    runs = finished_runs(args.root, args.results)
+    # --methods also names the runs under --root to publish (others there, such as a reproduction of a published
+    # run under another load, are left out); without it, all of them
+    runs = finished_runs(args.root, args.results, args.methods)
     md = report(runs, list(FMNIST_PAIRS), args.baselines)  # the family pairs' table is benchmarks/datafree_families'
     publish(args.results, md, {"runs": {f"{k[0]}/{k[1]}": v for k, v in runs.items()}},
             section="datafree" if args.update_readme else None)

@@ -17,8 +17,8 @@ import json
 import statistics
 from pathlib import Path
 
-from benchmarks.datafree_families import seed_of, time_ratio
-from benchmarks.datafree_kd import BASELINES, REAL_CONTROLS, baselines_of
+from benchmarks.datafree_families import time_ratio
+from benchmarks.datafree_kd import BASELINES, REAL_CONTROLS, baselines_of, seed_of
 from benchmarks.datafree_kd import RESULTS as DATAFREE
 from benchmarks.readme import README, update_section
 

@@ -415,20 +415,29 @@ def test_a_stored_set_counts_as_the_same_synthesis_only_from_the_same_teacher(tm
 
 
 def test_datafree_kd_results_name_keeps_another_teachers_runs_out_of_the_published_table(tmp_path, monkeypatch):
-    """A (pair, method) under --root replaces its published rows as a whole; under another --results name the
-    published table is neither read nor replaced, so runs on another teacher file cannot displace its rows."""
+    """A run under --root replaces the published run of its (pair, method, seed); the published seeds it does not
+    have stay when they used the same teacher file and go when they used another; under another --results name
+    the published table is neither read nor replaced, so runs on another teacher file cannot displace its rows."""
     import benchmarks.datafree_kd as bench
 
-    student = tmp_path / "datafree" / "lenet" / "zskd-seed0" / "student"
+    def record(seed, acc, teacher="t1"):
+        return {"config": {"seed": seed}, "teacher": {"sha256": teacher}, "metrics": {"test_accuracy": acc}}
+
+    student = tmp_path / "datafree" / "lenet" / "zskd-seed1" / "student"
     student.mkdir(parents=True)
-    (student / "result.json").write_text(json.dumps({"metrics": {"test_accuracy": 70.0}}))
-    tables = {"datafree_kd": {"runs": {"lenet/zskd": [{"metrics": {"test_accuracy": 80.0}}],
-                                       "lenet/dafl": [{"metrics": {"test_accuracy": 60.0}}]}}}
+    (student / "result.json").write_text(json.dumps(record(1, 70.0)))
+    tables = {"datafree_kd": {"runs": {"lenet/zskd": [record(0, 80.0), record(1, 81.0), record(2, 82.0, "t0")],
+                                       "lenet/dafl": [record(0, 60.0)]}}}
     monkeypatch.setattr(bench, "published", lambda stem: tables.get(stem, {}))
     default = bench.finished_runs(tmp_path)
-    assert default[("lenet", "zskd")][0]["metrics"]["test_accuracy"] == 70.0 and ("lenet", "dafl") in default
+    assert [(r["config"]["seed"], r["metrics"]["test_accuracy"]) for r in default[("lenet", "zskd")]] == [(0, 80.0),
+                                                                                                          (1, 70.0)]
+    assert ("lenet", "dafl") in default
+    only_dafl = bench.finished_runs(tmp_path, methods=["dafl"])  # --methods: the zskd run under root is left out
+    assert [r["metrics"]["test_accuracy"] for r in only_dafl[("lenet", "zskd")]] == [80.0, 81.0, 82.0]
     other = bench.finished_runs(tmp_path, "datafree_kd_other_teacher")
-    assert list(other) == [("lenet", "zskd")] and other[("lenet", "zskd")][0]["synthesis_time_s"] == 0
+    assert list(other) == [("lenet", "zskd")] and [r["metrics"]["test_accuracy"] for r in other[("lenet", "zskd")]] == [70.0]
+    assert other[("lenet", "zskd")][0]["synthesis_time_s"] == 0
     with pytest.raises(SystemExit):
         bench.main(["--report-only", "--results", "datafree_kd_other_teacher", "--update-readme"])
 
@@ -587,7 +596,7 @@ def test_a_rebuilt_teachers_table_is_rendered_beside_its_own_baselines(tmp_path,
     assert dk.baselines_of("datafree_kd_resnet_teacherdef") == dk.BASELINES  # no baselines of its own
     assert dk.baselines_of("datafree_kd") == dk.BASELINES
     seen = []
-    monkeypatch.setattr(dk, "finished_runs", lambda root, stem: {})
+    monkeypatch.setattr(dk, "finished_runs", lambda root, stem, methods: {})
     monkeypatch.setattr(dk, "report", lambda runs, pairs, baselines: seen.append(baselines) or "")
     monkeypatch.setattr(dk, "publish", lambda *a, **k: None)
     dk.main(["--report-only", "--results", "datafree_kd_resnet_teacherabc", "--root", str(tmp_path)])
