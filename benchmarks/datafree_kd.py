@@ -812,6 +812,7 @@ def published_runs(stem: str = RESULTS) -> dict[tuple[str, str], list[dict[str, 
 
 
 def seed_of(run: dict[str, Any]) -> int:
+    """The seed a run was made with, from its recorded config."""
     return run["config"]["seed"]
 
 

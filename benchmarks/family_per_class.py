@@ -25,14 +25,15 @@ import torch
 from torch import nn
 
 from benchmarks.baselines import PAIRS, student_dir, teacher_dir
-from benchmarks.datafree_kd import run_dir, transfer_dir
+from benchmarks.datafree_kd import RECIPES, run_dir, transfer_dir
 from benchmarks.teacher_view import logits_of, per_class_accuracy
 from datafree.api import load_teacher
 from datafree.data.datasets import load_dataset
 from datafree.data.transfer import TransferSet
 from datafree.losses import kd_kl
 
-TEMPERATURE = 4.0  # the stored-set students' (datafree.bench's FMNIST_DF_STORED_STUDENT)
+STUDENT_FLAGS = list(RECIPES.df_stored_student)
+TEMPERATURE = float(STUDENT_FLAGS[STUDENT_FLAGS.index("--temperature") + 1])  # the stored-set students' KD temperature
 
 
 def per_class_rows(models: dict[str, nn.Module], images: torch.Tensor, labels: torch.Tensor,

@@ -93,12 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     md = (f"Fashion-MNIST, {PAIRS[args.pair].name} (teacher file sha256 {info.sha256[:8]}): {args.count} "
           f"{described}, seed {args.seed}, per row.\n\n" + "\n".join(lines)
           + "\n\nProduced by `python -m benchmarks.prior_screen --pair " + args.pair
-          + (f" --root {args.root} --variant {args.variant} --count {args.count}" if args.variant else "")
+          + (f" --root {args.root}" if args.root != Path("artifacts") else "")
+          + (f" --variant {args.variant}" if args.variant else "") + (f" --count {args.count}" if args.count != 256 else "")
           + (f" --results {args.results}" if args.results else "") + " --rows "
           + " ".join(f"'{r}'" for r in args.rows) + "`.")
     publish(stem, md, {"method": name, "variant": args.variant, "base": base, "rows": args.rows, "count": args.count,
-                       "seed": args.seed,
-                       "teacher_sha256": info.sha256, "views": views})
+                       "seed": args.seed, "teacher_sha256": info.sha256, "views": views})
     return 0
 
 
