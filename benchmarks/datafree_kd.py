@@ -630,9 +630,9 @@ VARIANTS["fast5-stored-ngf32-inherit-jacobian"] = {
 # recipe's first 2560 images, the test split's 0.158), the set's shirts among them; a student that learnt "stripes,
 # so Shirt" misses plain real shirts. The weight was read off the images' own change on those images (prior_screen,
 # "Fifty-fifth round"): 1x and 10x leave their total variation where it was (0.200 -> 0.192), 100x is the first
-# that acts (0.135), 1000x blanks them (mean pixel 0.08). The recipe's student; no other change. Measured on ResNet
-# seed 0: 86.94, -0.11 test / -0.23 selection against the recipe, a tie, though its grid shows filled garments where
-# the recipe's shows stripes ("Fifty-fifth round")
+# that acts (0.135), 1000x blanks them (mean pixel 0.08). The recipe's student; no other change. Measured against the
+# recipe (test / selection): ResNet seed 0 86.94, -0.11 / -0.23; WRN-own seed 2 88.25, -0.14 / +0.23: ties, though
+# its grid shows filled garments where the recipe's shows stripes ("Fifty-fifth round")
 VARIANTS["fast5-stored-ngf32-tv100-inherit"] = {**VARIANTS["fast5-stored-ngf32-inherit"],
                                                 "overrides": {"adv": 0.0, "ngf": 32, "tv": 7.84}}
 # Not data-free: controls for the stored-set rows. A stored-set student's own recipe on as many random real
