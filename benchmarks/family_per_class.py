@@ -28,6 +28,7 @@ from benchmarks.baselines import PAIRS, student_dir, teacher_dir
 from benchmarks.datafree_kd import RECIPES, run_dir, transfer_dir
 from benchmarks.teacher_view import logits_of, per_class_accuracy
 from datafree.api import load_teacher
+from datafree.audit import draw, gather
 from datafree.data.datasets import load_dataset
 from datafree.data.transfer import TransferSet
 from datafree.losses import kd_kl
@@ -96,10 +97,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def own_images(directory: Path, count: int, seed: int) -> torch.Tensor:
-    """``count`` images of a stored set, drawn without replacement by ``seed``."""
+    """``count`` images of a stored set, drawn without replacement (:func:`datafree.audit.draw`, the run's seed as
+    the draw's stream, as benchmarks/teacher_view draws a set's images)."""
     tset = TransferSet(directory)
-    pick = torch.randperm(len(tset), generator=torch.Generator().manual_seed(seed))[:count]
-    return tset.get_batch(pick.sort().values)[0]
+    return gather(tset, draw(len(tset), count, seed=0, stream=seed))[0]
 
 
 def print_distances(teacher: nn.Module, student: nn.Module, test_images: torch.Tensor, set_images: torch.Tensor,
