@@ -834,6 +834,18 @@ def merge_by_seed(kept: list[dict[str, Any]], fresh: list[dict[str, Any]]) -> li
     return [by_seed[seed] for seed in sorted(by_seed)]
 
 
+def finished_students(root: Path, pair_key: str = "*", method: str = "*") -> list[tuple[str, str, int, Path]]:
+    """(pair key, method, seed, student directory) of every student under ``root`` that wrote its result, in path
+    order: the one place that knows :func:`run_dir`'s layout when reading runs back. ``pair_key`` and ``method``
+    narrow it to one pair or one method (not a glob: ``x`` does not take ``x-jacobian``'s runs)."""
+    found = []
+    for path in sorted((root / "datafree").glob(f"{pair_key}/{method}-seed*/student/result.json")):
+        name, _, seed = path.parts[-3].rpartition("-seed")
+        if seed.isdigit() and method in ("*", name):
+            found.append((path.parts[-4], name, int(seed), path.parent))
+    return found
+
+
 def finished_runs(root: Path, stem: str = RESULTS, methods: list[str] | None = None
                   ) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """Every finished data-free run by (pair key, method), in seed order: those under ``root`` merged by seed into
@@ -842,11 +854,10 @@ def finished_runs(root: Path, stem: str = RESULTS, methods: list[str] | None = N
     machine that no longer holds the other runs. Published runs of another teacher file are dropped: they would not
     pair with the fresh ones. ``methods``: merge only these methods' runs under ``root`` (default: all of them)."""
     fresh: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for path in sorted((root / "datafree").glob("*/*-seed*/student/result.json")):
-        pair_key, method = path.parts[-4], path.parts[-3].rsplit("-seed", 1)[0]
+    for pair_key, method, _, student in finished_students(root):
         if methods is not None and method not in methods:
             continue
-        result = json.loads(path.read_text())
+        result = json.loads((student / "result.json").read_text())
         # a live run has no set; the real-image control's set took no synthesis
         sets = result.get("transfers") or ([result["transfer"]] if result.get("transfer") else [])
         result["synthesis_time_s"] = sets_synthesis_seconds(sets)
@@ -925,12 +936,10 @@ def paired_report(root: Path, pair_key: str, method: str, base: str) -> str:
 
     runs: dict[str, dict[int, dict[str, Any]]] = {}
     for name in (method, base):
-        for path in sorted((root / "datafree" / pair_key).glob(f"{name}-seed*/student/result.json")):
-            seed = path.parent.parent.name.removeprefix(f"{name}-seed")
-            if seed.isdigit():
-                result = json.loads(path.read_text())
-                result["selection_accuracy"] = selection_accuracy(path.parent)
-                runs.setdefault(name, {})[int(seed)] = result
+        for _, _, seed, student in finished_students(root, pair_key, name):
+            result = json.loads((student / "result.json").read_text())
+            result["selection_accuracy"] = selection_accuracy(student)
+            runs.setdefault(name, {})[seed] = result
     rows, other = runs.get(method, {}), runs.get(base, {})
     lines = [f"seed {s}: {r['metrics']['test_accuracy']:.2f} (selection {selection(r):.2f}) against "
              f"{other[s]['metrics']['test_accuracy']:.2f} ({selection(other[s]):.2f})"

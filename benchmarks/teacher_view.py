@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from benchmarks.baselines import PAIRS, REPO
+from benchmarks.datafree_kd import finished_students
 from benchmarks.datafree_levers import LEVERS
 from benchmarks.readme import publish
 from datafree.audit import draw, gather
@@ -148,15 +149,16 @@ def student_runs(root: Path, pair: str, methods: list[str], levers: list[str] | 
     under ``root/levers``."""
     found = []
     for name in levers or methods:
-        runs = (root / "levers").glob(f"{name}-seed*") if levers else (root / "datafree" / pair).glob(f"{name}-seed*")
-        for run in runs:
-            seed = run.name.removeprefix(f"{name}-seed")
-            student = run if levers else run / "student"
+        if levers:  # a levers run is its student directory
+            runs = [(run.name.removeprefix(f"{name}-seed"), run) for run in (root / "levers").glob(f"{name}-seed*")]
+        else:
+            runs = [(str(seed), student) for _, _, seed, student in finished_students(root, pair, name)]
+        for seed, student in runs:
             if not seed.isdigit() or not (student / "result.json").is_file():
                 continue
             result = json.loads((student / "result.json").read_text())
             if levers or result.get("transfer"):  # datafree_kd's rows without a set are not data-free students
-                found.append((name, int(seed), run.name, student, result))
+                found.append((name, int(seed), student.name if levers else student.parent.name, student, result))
     return sorted(found, key=lambda r: ((levers or methods).index(r[0]), r[1]))
 
 

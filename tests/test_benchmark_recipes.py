@@ -573,6 +573,24 @@ def test_paired_report_subtracts_the_base_per_seed_on_both_splits(tmp_path, monk
     assert lines[-1] == "new - old, paired over 2 seeds: test +0.25 ± 1.06, selection +0.25 ± 1.06"
 
 
+def test_finished_students_reads_the_run_layout_back_by_exact_method_and_seed(tmp_path) -> None:
+    """benchmarks.datafree_kd.finished_students, the one reader of run_dir's layout: a method's runs only (not
+    those of a variant whose name starts alike), finished students only, seeds as numbers."""
+    from benchmarks.datafree_kd import finished_students, run_dir
+
+    for pair, name, seed in [("resnet", "new", 0), ("resnet", "new", 10), ("resnet", "new-jacobian", 0),
+                             ("wrn", "new", 1)]:
+        (run_dir(tmp_path, pair, name, seed) / "student").mkdir(parents=True)
+        (run_dir(tmp_path, pair, name, seed) / "student" / "result.json").write_text("{}")
+    (run_dir(tmp_path, "resnet", "new", 2) / "student").mkdir(parents=True)  # unfinished
+    (tmp_path / "datafree" / "resnet" / "new-seedless" / "student").mkdir(parents=True)
+    (tmp_path / "datafree" / "resnet" / "new-seedless" / "student" / "result.json").write_text("{}")
+    assert [(s, d) for _, _, s, d in finished_students(tmp_path, "resnet", "new")] == [
+        (0, run_dir(tmp_path, "resnet", "new", 0) / "student"), (10, run_dir(tmp_path, "resnet", "new", 10) / "student")]
+    assert [(p, n, s) for p, n, s, _ in finished_students(tmp_path)] == [
+        ("resnet", "new-jacobian", 0), ("resnet", "new", 0), ("resnet", "new", 10), ("wrn", "new", 1)]
+
+
 def test_merged_flags_keep_switches_and_replace_values():
     """A recipe's student flags merged with a variant's: a switch (no value) stays a switch, a flag given twice
     takes the override's value, and a negative number is a value, not a flag."""
