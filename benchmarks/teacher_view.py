@@ -3,7 +3,8 @@
 Explains the gap between a data-free student and the same student on real images: for each set,
 the teacher's mean top logit and top probability, how far its class means of penultimate features lie from
 its classifier rows (datafree.losses.class_mean_alignment: 1 - cos, centred, classes by its answers), how often
-its answer survives a horizontal flip and a 2-pixel shift (both part of the students' augmentation), the
+its answer survives a horizontal flip and a 2-pixel shift (both part of the students' augmentation) and Gaussian
+noise on every pixel (``--noise-std``'s, at a few standard deviations), the
 per-class test accuracy of the students distilled from those sets, and how often each student gives the teacher's answer: on
 its own sets (every stored set it read), and on the test images the teacher is sure of (top probability > 0.9) and
 the rest.
@@ -51,13 +52,17 @@ from datafree.hooks import InputHooks, class_weights, classifier_module, embed, 
 from datafree.losses import class_mean_alignment
 
 SHIFTS = ((2, 0), (-2, 0), (0, 2), (0, -2))  # (dy, dx) in pixels, wrapped around (torch.roll)
+# standard deviations of Gaussian noise on every pixel, in normalised input units (the trainer's --noise-std)
+NOISE_STDS = (0.05, 0.1, 0.25)
 
 
 @torch.no_grad()
 def teacher_view(teacher: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> dict[str, float]:
     """The teacher's confidence on ``images``, where its class means sit, and how stable its answer is under a
-    flip and small shifts."""
+    flip, small shifts and Gaussian noise (``NOISE_STDS``; a seeded draw, so every set gets the same noise)."""
     top_logit, top_prob, flip_same, shift_same, features, answers = [], [], [], [], [], []
+    noise_same: dict[float, list[torch.Tensor]] = {std: [] for std in NOISE_STDS}
+    generator = torch.Generator().manual_seed(0)
     hooks = InputHooks(teacher, [penultimate_module(teacher)])
     for x in images.split(batch_size):
         logits = teacher(x)
@@ -69,11 +74,15 @@ def teacher_view(teacher: nn.Module, images: torch.Tensor, batch_size: int = 100
         flip_same.append((teacher(x.flip(3)).argmax(1) == answer).float())
         shift_same.append(torch.stack([(teacher(torch.roll(x, s, (2, 3))).argmax(1) == answer).float()
                                        for s in SHIFTS]).mean(0))
+        for std, same in noise_same.items():
+            noise = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
+            same.append((teacher(x + std * noise).argmax(1) == answer).float())
     hooks.remove()
     mean = lambda parts: torch.cat(parts).mean().item()  # noqa: E731
     class_means = class_mean_alignment(torch.cat(features), torch.cat(answers), class_weights(teacher)).item()
     return {"images": len(images), "top_logit": mean(top_logit), "top_prob": mean(top_prob), "class_means": class_means,
-            "same_after_flip": 100 * mean(flip_same), "same_after_shift": 100 * mean(shift_same)}
+            "same_after_flip": 100 * mean(flip_same), "same_after_shift": 100 * mean(shift_same),
+            **{f"same_after_noise_{std}": 100 * mean(same) for std, same in noise_same.items()}}
 
 
 def pixel_view(images: torch.Tensor, spec: Any) -> dict[str, float]:
@@ -224,11 +233,14 @@ def main(argv: list[str] | None = None) -> int:
                            "test_accuracy_own_set_bias": own_bias}
     names = list(info.spec.class_names) or [str(c) for c in range(info.spec.num_classes)]
     lines = ["| images | count | teacher's mean top logit | mean top probability | class means from its rows (1 - cos) "
-             "| same answer after a flip (%) | after a 2-pixel shift (%) | mean pixel | dark pixels (< 0.1, %) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| same answer after a flip (%) | after a 2-pixel shift (%) | "
+             + "".join(f"after noise of std {std} (%) | " for std in NOISE_STDS)
+             + "mean pixel | dark pixels (< 0.1, %) |",
+             "|---|---|---|---|---|---|---|" + "---|" * len(NOISE_STDS) + "---|---|"]
     lines += [f"| {k} | {v['images']} | {v['top_logit']:.1f} | {v['top_prob']:.3f} | {v['class_means']:.3f} "
-              f"| {v['same_after_flip']:.1f} | {v['same_after_shift']:.1f} | {v['pixel_mean']:.3f} "
-              f"| {v['dark_pixels']:.1f} |" for k, v in views.items()]
+              f"| {v['same_after_flip']:.1f} | {v['same_after_shift']:.1f} | "
+              + "".join(f"{v[f'same_after_noise_{std}']:.1f} | " for std in NOISE_STDS)
+              + f"{v['pixel_mean']:.3f} | {v['dark_pixels']:.1f} |" for k, v in views.items()]
     lines += ["", "| students of | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     lines.append("| teacher | " + " | ".join(f"{a:.1f}" for a in per_class_accuracy(teacher_test.argmax(1), y_test,
                                                                                         info.spec.num_classes)) + " |")
@@ -259,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     source = ("benchmarks.datafree_levers (the main job's BatchNorm LeNet-5 -> LeNet-5-half, teacher sha256 "
               f"{info.sha256[:8]})" if args.levers else f"{pair.name}: benchmarks.datafree_kd")
     md = (f"Fashion-MNIST, {source}: the teacher on each stored set{drawn} and on the "
-          "test split (shifts wrap around; the students train with 2-pixel crops and flips), then the per-class "
+          "test split (shifts wrap around; the students train with 2-pixel crops and flips; noise is Gaussian on "
+          "every pixel, in normalised input units, as the trainer's --noise-std), then the per-class "
           "test accuracy (%) of the teacher and of each set's student, then how often each student gives the "
           "teacher's answer (sure: top probability > 0.9).\n\n" + "\n".join(lines)
           + "\n\nProduced by `python -m benchmarks.teacher_view "

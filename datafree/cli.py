@@ -145,6 +145,9 @@ def _add_train_args(p: argparse.ArgumentParser, defaults: dict[str, Any], *, aug
                         "the teacher labels the mixed image, so only with --alpha 0 (default: %(default)s)")
     g.add_argument("--mix-share", type=float, default=1.0, metavar="P",
                    help="mix each image with probability P and leave the others whole (default: %(default)s, all)")
+    g.add_argument("--noise-std", type=float, default=0.0, metavar="STD",
+                   help="after --augment and --mix, add Gaussian noise of this standard deviation (normalised input "
+                        "units) to every pixel; a teacher labels the noisy view (default: %(default)s, off)")
     g.add_argument("--balance-classes", action="store_true",
                    help="draw each epoch's images so that every label comes up equally often (with replacement), "
                         "e.g. a synthetic set whose teacher labels are unbalanced (default: the set as it is)")
@@ -176,7 +179,8 @@ def _train_config(args: argparse.Namespace, **overrides: Any):
         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
         clip_grad_norm=args.clip_grad_norm, eval_every=args.eval_every,
-        augment=args.augment, mix=args.mix, mix_share=args.mix_share, balance_classes=args.balance_classes,
+        augment=args.augment, mix=args.mix, mix_share=args.mix_share, noise_std=args.noise_std,
+        balance_classes=args.balance_classes,
         teacher_flip=args.teacher_flip,
         ema=args.ema, seed=args.seed,
         device=args.device, amp=args.amp, bf16=args.bf16, progress=args.progress, **overrides,

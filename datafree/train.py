@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from datafree import distributed
 from datafree.checkpoint import load_state_into, load_training_state, save_training_state
-from datafree.data.augment import DSA, MIX_MODES, BatchMix, RandomCropFlip
+from datafree.data.augment import DSA, MIX_MODES, BatchMix, GaussianNoise, RandomCropFlip
 from datafree.data.loader import Batch, class_balance_weights, epoch_generator, iterate_batches, num_batches
 from datafree.data.spec import DataSpec
 from datafree.errors import DatafreeError
@@ -109,6 +109,10 @@ class TrainConfig:
     augment: str = "none"  # none | crop | crop-flip | dsa
     mix: str = "none"  # none | mixup | cutmix, after augment; the live teacher labels the mixed images
     mix_share: float = 1.0  # the share of each batch's images that are mixed (the rest stay whole)
+    # after augment and mix, Gaussian noise of this standard deviation (in the input's normalised units) on every pixel;
+    # a live teacher labels the noisy view (datafree.data.augment.GaussianNoise: the teacher's local slope in random
+    # directions, Jacobian matching's aim without its second backward pass). 0: off
+    noise_std: float = 0.0
     # draw each epoch's batches so that every label comes up equally often (with replacement; datafree.data.loader.
     # class_balance_weights): a synthetic set's labels are the teacher's reading of its images, which is not balanced
     balance_classes: bool = False
@@ -159,6 +163,7 @@ class TrainConfig:
             (self.mix in MIX_MODES, f"unknown mixing {self.mix!r} ({', '.join(MIX_MODES)})"),
             (0.0 < self.mix_share <= 1.0, "the share of mixed images (--mix-share) must be in (0, 1]"),
             (self.mix_share == 1.0 or self.mix != "none", "--mix-share needs --mix mixup or --mix cutmix"),
+            (self.noise_std >= 0, "the noise's standard deviation (--noise-std) must be >= 0; 0 is off"),
             (self.mix == "none" or self.alpha == 0,
              "mixing needs pure distillation (--alpha 0): a mixed image has no hard label, the teacher labels it"),
             (not self.teacher_flip or self.alpha < 1,
@@ -283,6 +288,9 @@ class Trainer:
                                 "(datafree.api.distill builds it with inherit=True)")
         if config.mix != "none" and teacher is None:
             raise DatafreeError(f"--mix {config.mix} needs a teacher to label the mixed images")
+        if config.noise_std > 0 and teacher is None and config.alpha < 1:
+            raise DatafreeError("--noise-std needs a teacher to label the noisy views (a stored set's logits are of "
+                                "its clean images), or --alpha 1 (hard labels only)")
         if config.teacher_flip and teacher is None:
             raise DatafreeError("--teacher-flip averages a live teacher's logits over a view and its mirror: "
                                 "pass a teacher (a stored set's logits are fixed)")
@@ -307,6 +315,7 @@ class Trainer:
         elif config.augment != "none":
             self.augment = RandomCropFlip(padding=2, flip=config.augment == "crop-flip")
         self.mix = BatchMix(config.mix, config.mix_share) if config.mix != "none" else None
+        self.noise = GaussianNoise(config.noise_std) if config.noise_std > 0 else None
         self._student_hooks, self._teacher_hooks = self._make_hooks()
         self.regressor = self._make_regressor(spec)
         # the modules a training step calls: DistributedDataParallel wrappers under torchrun
@@ -590,6 +599,8 @@ class Trainer:
                     x = self.augment(x, aug_gen)
                 if self.mix is not None:
                     x = self.mix(x, aug_gen)
+                if self.noise is not None:
+                    x = self.noise(x, aug_gen)
                 with self._autocast():
                     terms, logits = self.loss_terms(x, y, stored)
                     loss = sum(terms.values())

@@ -237,6 +237,14 @@ def test_teacher_view_measures_confidence_and_flip_stability() -> None:
     assert view["class_means"] == pytest.approx(expected.item(), rel=1e-5)
     constant = torch.ones(2, 1, 4, 4)  # a shift (torch.roll) leaves a constant image as it is
     assert teacher_view(teacher, constant)["same_after_shift"] == 100.0
+    # noise: an image far from the class boundaries keeps its answer, one on a boundary keeps it about half the time
+    far = 100 * teacher[1].weight[0].view(1, 1, 4, 4).expand(64, 1, 4, 4)
+    w, b = teacher[1].weight.detach(), teacher[1].bias.detach()  # logits 0 and 1 tied, both far above logit 2
+    gaps = torch.stack([w[0] - w[1], w[0] - w[2]])
+    target = torch.stack([b[1] - b[0], 50 + b[2] - b[0]]).unsqueeze(1)
+    on_boundary = torch.linalg.lstsq(gaps, target).solution.view(1, 1, 4, 4).expand(512, 1, 4, 4)
+    assert all(teacher_view(teacher, far)[f"same_after_noise_{std}"] == 100.0 for std in (0.05, 0.1, 0.25))
+    assert 35 < teacher_view(teacher, on_boundary)["same_after_noise_0.25"] < 65
 
 
 def test_pixel_view_reads_pixels_in_the_data_range() -> None:

@@ -338,6 +338,49 @@ def test_mixing_distills_from_the_live_teacher_only(data):
         assert not torch.equal(student.classifier.weight, plain.classifier.weight)  # the mixed batches were used
 
 
+def test_gaussian_noise_is_reproducible_and_of_its_std():
+    from datafree.data.augment import GaussianNoise
+
+    x = torch.zeros(64, 1, 16, 16)
+    a = GaussianNoise(0.25)(x, torch.Generator().manual_seed(3))
+    assert torch.equal(a, GaussianNoise(0.25)(x, torch.Generator().manual_seed(3)))
+    assert not torch.equal(a, GaussianNoise(0.25)(x, torch.Generator().manual_seed(4)))
+    assert a.std().item() == pytest.approx(0.25, rel=0.03) and abs(a.mean().item()) < 0.01
+    with pytest.raises(DatafreeError, match="standard deviation"):
+        GaussianNoise(0.0)
+    with pytest.raises(DatafreeError, match="noise-std"):
+        cfg(noise_std=-0.1)
+
+
+def test_noisy_views_are_what_the_live_teacher_labels_and_the_student_learns_from(data):
+    """--noise-std: after the augmentation, each view gets noise of that std; the teacher labels the noisy view
+    (the same tensor the student reads) and the student's steps follow from it."""
+    train, _ = data
+    teacher = build_model("lenet5", train.spec, seed=1).eval()
+    seen: dict[float, dict[str, list[torch.Tensor]]] = {}
+    students = {}
+    for std in (0.0, 0.5):
+        seen[std] = {"teacher": [], "student": []}
+        student = build_model("lenet5_half", train.spec, seed=2)
+        hooks = [m.register_forward_pre_hook(lambda _, inp, k=k, std=std: seen[std][k].append(inp[0].detach().clone()))
+                 for k, m in (("teacher", teacher), ("student", student))]
+        Trainer(student, cfg(alpha=0.0, epochs=1, augment="crop-flip", noise_std=std), teacher=teacher).fit(train)
+        for h in hooks:
+            h.remove()
+        students[std] = student
+    for std in (0.0, 0.5):  # the teacher read every batch the student read, as it was
+        assert len(seen[std]["teacher"]) == len(seen[std]["student"]) > 0
+        assert all(torch.equal(t, s) for t, s in zip(seen[std]["teacher"], seen[std]["student"]))
+    # the first batch: the same crop-flip draws, then noise of std 0.5 on top (drawn after them, from the same
+    # generator, so later batches' crops differ)
+    diff = seen[0.5]["student"][0] - seen[0.0]["student"][0]
+    assert diff.std().item() == pytest.approx(0.5, rel=0.05) and abs(diff.mean().item()) < 0.02
+    assert not torch.equal(students[0.5].classifier.weight, students[0.0].classifier.weight)
+    with pytest.raises(DatafreeError, match="noise-std needs a teacher"):
+        Trainer(build_model("lenet5_half", train.spec), cfg(alpha=0.0, noise_std=0.1))
+    Trainer(build_model("lenet5_half", train.spec), cfg(alpha=1.0, noise_std=0.1))  # hard labels: no teacher needed
+
+
 def test_bf16_trains_in_bfloat16_and_tests_in_float32(data):
     """--bf16: the training steps run under bfloat16 autocast on the CPU, the test pass stays float32, the
     model still learns; evaluate-set's protocol passes the flag on (and records it)."""

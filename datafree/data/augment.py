@@ -2,6 +2,7 @@
 
 :class:`RandomCropFlip` is the plain 2-pixel translation (+ flip) used to train teachers.
 :class:`BatchMix` is mixup / cutmix for distillation with a live teacher.
+:class:`GaussianNoise` perturbs every pixel, for distillation with a live teacher.
 
 :class:`DSA` is Differentiable Siamese Augmentation (Zhao & Bilen, ICML 2021) as the
 DatasetCondensation reference code (``DiffAugment`` in its ``utils.py``) implements it: one
@@ -84,6 +85,31 @@ def standard_strides(x: torch.Tensor) -> torch.Tensor:
 
 
 MIX_MODES = ("none", "mixup", "cutmix")
+
+
+class GaussianNoise(nn.Module):
+    """Add zero-mean Gaussian noise of standard deviation ``std`` to every pixel, in the input's own (normalised)
+    units.
+
+    Meant for distillation with a live teacher, which labels the noisy view: the student then learns the teacher's
+    answers in a neighbourhood of each image, i.e. its local slope in random directions, which is what Jacobian
+    matching asks for in one direction at the cost of a second backward pass (Srinivas & Fleuret 2018 show the two
+    agree for small noise). The noise is drawn on the CPU from the ``generator`` passed to :meth:`forward`, so a run
+    is reproducible and a CPU and a CUDA run see the same noise.
+    """
+
+    def __init__(self, std: float) -> None:
+        super().__init__()
+        if not std > 0:
+            raise DatafreeError(f"the noise's standard deviation must be > 0, not {std}")
+        self.std = std
+
+    def extra_repr(self) -> str:
+        return f"std={self.std}"
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        noise = torch.randn(x.shape, generator=generator)
+        return x + self.std * noise.to(device=x.device, dtype=x.dtype)
 
 
 class BatchMix(nn.Module):
