@@ -47,6 +47,7 @@ from benchmarks.readme import publish
 from datafree.audit import draw, gather
 from datafree.checkpoint import load_model
 from datafree.data import iterate_batches, load_dataset
+from datafree.data.augment import GaussianNoise
 from datafree.data.transfer import TransferSet
 from datafree.hooks import InputHooks, class_weights, classifier_module, embed, penultimate_module
 from datafree.losses import class_mean_alignment
@@ -75,8 +76,7 @@ def teacher_view(teacher: nn.Module, images: torch.Tensor, batch_size: int = 100
         shift_same.append(torch.stack([(teacher(torch.roll(x, s, (2, 3))).argmax(1) == answer).float()
                                        for s in SHIFTS]).mean(0))
         for std, same in noise_same.items():
-            noise = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
-            same.append((teacher(x + std * noise).argmax(1) == answer).float())
+            same.append((teacher(GaussianNoise(std)(x, generator)).argmax(1) == answer).float())
     hooks.remove()
     mean = lambda parts: torch.cat(parts).mean().item()  # noqa: E731
     class_means = class_mean_alignment(torch.cat(features), torch.cat(answers), class_weights(teacher)).item()
