@@ -29,12 +29,12 @@ from benchmarks.datafree_kd import RECIPES, run_dir, transfer_dir
 from benchmarks.teacher_view import logits_of, per_class_accuracy
 from datafree.api import load_teacher
 from datafree.audit import draw, gather
+from datafree.bench.jobs import train_fields
 from datafree.data.datasets import load_dataset
 from datafree.data.transfer import TransferSet
 from datafree.losses import kd_kl
 
-STUDENT_FLAGS = list(RECIPES.df_stored_student)
-TEMPERATURE = float(STUDENT_FLAGS[STUDENT_FLAGS.index("--temperature") + 1])  # the stored-set students' KD temperature
+TEMPERATURE = float(train_fields(RECIPES.df_stored_student)["temperature"])  # the stored-set students' KD temperature
 
 
 def per_class_rows(models: dict[str, nn.Module], images: torch.Tensor, labels: torch.Tensor,

@@ -93,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     md = (f"Fashion-MNIST, {PAIRS[args.pair].name} (teacher file sha256 {info.sha256[:8]}): {args.count} "
           f"{described}, seed {args.seed}, per row.\n\n" + "\n".join(lines)
           + "\n\nProduced by `python -m benchmarks.prior_screen --pair " + args.pair
-          + (f" --root {args.root}" if args.root != Path("artifacts") else "")
-          + (f" --variant {args.variant}" if args.variant else "") + (f" --count {args.count}" if args.count != 256 else "")
+          + (f" --root {args.root}" if args.root != parser.get_default("root") else "")
+          + (f" --variant {args.variant}" if args.variant else "")
+          + (f" --count {args.count}" if args.count != parser.get_default("count") else "")
           + (f" --results {args.results}" if args.results else "") + " --rows "
           + " ".join(f"'{r}'" for r in args.rows) + "`.")
     publish(stem, md, {"method": name, "variant": args.variant, "base": base, "rows": args.rows, "count": args.count,

@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
           + "\n\nProduced by `python -m benchmarks.teacher_view "
           + (f"--levers {' '.join(args.levers)}" if args.levers else f"--pair {args.pair} --methods {' '.join(args.methods)}")
           + (f" --max-images {args.max_images}" if args.max_images else "")
-          + (f" --root {args.root}" if args.root != Path("artifacts") else "")
+          + (f" --root {args.root}" if args.root != parser.get_default("root") else "")
           + (f" --results {stem}`." if args.results else "` (then `--update-readme`)."))
     publish(stem, md, {"views": views, "students": students, "agreement": agreements,
                                               "classes": names},
