@@ -68,6 +68,22 @@ def train_teacher(key: str, root: Path, data: list[str]) -> dict[str, Any]:
                 *pair.teacher_args, "--seed", "0", *data], teacher_dir(key, root))
 
 
+def seeded_runs(folder: Path, name: str = "*", inner: str = "") -> list[tuple[str, int, Path]]:
+    """(name, seed, directory of its result.json) of every finished run ``folder/NAME-seedSEED[/inner]``, in path
+    order: every script here names its runs ``NAME-seedSEED``, and this is the one place that
+    reads such a folder back. ``name`` narrows it to one name; it is not a glob, so ``x`` does not take
+    ``x-jacobian``'s runs. ``inner``: the subfolder that holds the result (``student`` under a data-free run). A
+    folder whose seed is not a number is not a run and is skipped."""
+    found = []
+    depth = len(Path(inner).parts)
+    for path in sorted(folder.glob("/".join(part for part in (f"{name}-seed*", inner, "result.json") if part))):
+        run = path.parents[depth]
+        run_name, _, seed = run.name.rpartition("-seed")
+        if seed.isdigit() and name in ("*", run_name):
+            found.append((run_name, int(seed), path.parent))
+    return found
+
+
 def student_dir(key: str, kind: str, seed: int, root: Path) -> Path:
     """Where one baseline student (``kind`` "scratch" or "kd") of the pair and seed lives under ``root``."""
     return root / "baselines" / key / f"{kind}-seed{seed}"

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.baselines import run
+from benchmarks.baselines import run, seeded_runs
 from benchmarks.datafree_levers import MAIN_JOB_ROW, acc, published_runs, selection
 from benchmarks.readme import publish
 from benchmarks.selection import selection_accuracy
@@ -80,17 +80,16 @@ def table(root: Path, stem: str) -> tuple[str, dict[str, Any]]:
     published = published_runs(stem)
     recipe = published[MAIN_JOB_ROW]
     rows, runs, draws = [], {}, {}
-    for path in sorted((root / "channel_order").glob("*-seed*/result.json")):
-        name, seed = path.parent.name.rsplit("-seed", 1)
-        result = json.loads(path.read_text())
-        result["selection_accuracy"] = selection_accuracy(path.parent)
-        runs.setdefault(name, {})[seed] = result
-        base = recipe[int(seed)]
+    for name, seed, run_path in seeded_runs(root / "channel_order"):
+        result = json.loads((run_path / "result.json").read_text())
+        result["selection_accuracy"] = selection_accuracy(run_path)
+        runs.setdefault(name, {})[str(seed)] = result  # JSON's keys: as published
+        base = recipe[seed]
         cells = [f"{acc(result):.2f} / {_sel(result)}", f"{acc(base):.2f} / {_sel(base)}",
                  f"{acc(result) - acc(base):+.2f}"]
         rows.append(f"| {name} | {seed} | " + " | ".join(cells) + " |")
         if name.startswith("random"):
-            draws.setdefault(int(seed), [base]).append(result)
+            draws.setdefault(seed, [base]).append(result)
     md = ("| control | seed | student: test / selection (%) | the recipe's student, same seed | difference, test |\n"
           "|---|---|---|---|---|\n" + "\n".join(rows))
     important = published.get(f"{MAIN_JOB_ROW}-important", {})

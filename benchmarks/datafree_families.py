@@ -44,15 +44,11 @@ REFERENCE_SOURCES = {"fast5-stored-ngf32": "fast5-stored-ngf32-inherit"}
 def merge_family(kept: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
     """A family's fresh runs merged into its published ones, seed by seed; published runs of another teacher file
     (a retrained teacher that came out different) are dropped, since they would not pair with the fresh ones."""
-    teacher = teacher_of(fresh["baselines"]["students"]["kd"][0])
-
-    def same(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [r for r in runs if teacher_of(r) in (teacher, None)]
-
+    teachers = {teacher_of(fresh["baselines"]["students"]["kd"][0]), None}  # None: the scratch students
     students = kept.get("baselines", {}).get("students", {})
-    baselines = {**fresh["baselines"], "students": {kind: merge_by_seed(same(students.get(kind, [])), runs)
+    baselines = {**fresh["baselines"], "students": {kind: merge_by_seed(students.get(kind, []), runs, teachers)
                                                     for kind, runs in fresh["baselines"]["students"].items()}}
-    datafree = {method: same(runs) for method, runs in kept.get("datafree", {}).items()}
+    datafree = {method: merge_by_seed(runs, [], teachers) for method, runs in kept.get("datafree", {}).items()}
     for method, runs in fresh["datafree"].items():
         datafree[method] = merge_by_seed(datafree.get(method, []), runs)
     return {"baselines": baselines, "datafree": datafree}

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.baselines import PAIRS, REPO, fmt, run, summarize, teacher_dir
+from benchmarks.baselines import PAIRS, REPO, fmt, run, seeded_runs, summarize, teacher_dir
 from benchmarks.calls import call
 from benchmarks.readme import publish, published
 from datafree.bench.runner import df_overrides, kwargs_args, made_from_teacher, merge_args, set_args, teacher_has_batchnorm
@@ -842,8 +842,12 @@ def teacher_of(run: dict[str, Any]) -> str | None:
     return (run.get("teacher") or {}).get("sha256")
 
 
-def merge_by_seed(kept: list[dict[str, Any]], fresh: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One kind of run over seeds: a fresh run replaces the kept run of its seed, the other kept runs stay."""
+def merge_by_seed(kept: list[dict[str, Any]], fresh: list[dict[str, Any]],
+                  teachers: set[str | None] | None = None) -> list[dict[str, Any]]:
+    """One kind of run over seeds: a fresh run replaces the kept run of its seed, the other kept runs stay. With
+    ``teachers`` (sha256 of teacher files; None is a scratch student's) only the kept runs that distilled from one of
+    them stay: runs of a retrained teacher that came out different would not pair with the fresh ones."""
+    kept = [r for r in kept if teachers is None or teacher_of(r) in teachers]
     by_seed = {seed_of(r): r for r in kept} | {seed_of(r): r for r in fresh}
     return [by_seed[seed] for seed in sorted(by_seed)]
 
@@ -852,12 +856,8 @@ def finished_students(root: Path, pair_key: str = "*", method: str = "*") -> lis
     """(pair key, method, seed, student directory) of every student under ``root`` that wrote its result, in path
     order: the one place that knows :func:`run_dir`'s layout when reading runs back. ``pair_key`` and ``method``
     narrow it to one pair or one method (not a glob: ``x`` does not take ``x-jacobian``'s runs)."""
-    found = []
-    for path in sorted((root / "datafree").glob(f"{pair_key}/{method}-seed*/student/result.json")):
-        name, _, seed = path.parts[-3].rpartition("-seed")
-        if seed.isdigit() and method in ("*", name):
-            found.append((path.parts[-4], name, int(seed), path.parent))
-    return found
+    return [(pair.name, name, seed, student) for pair in sorted((root / "datafree").glob(pair_key))
+            for name, seed, student in seeded_runs(pair, method, inner="student")]
 
 
 def finished_runs(root: Path, stem: str = RESULTS, methods: list[str] | None = None
@@ -878,8 +878,7 @@ def finished_runs(root: Path, stem: str = RESULTS, methods: list[str] | None = N
         fresh.setdefault((pair_key, method), []).append(result)
     runs = published_runs(stem)
     for key, new in fresh.items():
-        teachers = {teacher_of(r) for r in new}
-        runs[key] = merge_by_seed([r for r in runs.get(key, []) if teacher_of(r) in teachers], new)
+        runs[key] = merge_by_seed(runs.get(key, []), new, teachers={teacher_of(r) for r in new})
     return runs
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.baselines import REPO, fmt, run, summarize
+from benchmarks.baselines import REPO, fmt, run, seeded_runs, summarize
 from benchmarks.calls import call
 from benchmarks.readme import README, publish, published, update_section
 from benchmarks.selection import SELECTION_SIZE, selection_accuracy
@@ -655,15 +655,14 @@ def finished(root: Path, stem: str = RESULTS) -> dict[str, dict[int, dict[str, A
     published ones when every run of both has the same recipe (more seeds of the same row), and replaces them as a
     whole when it does not."""
     rows: dict[str, dict[int, dict[str, Any]]] = {}
-    for path in sorted((root / "levers").glob("*-seed*/result.json")):
-        name, seed = path.parent.name.rsplit("-seed", 1)
+    for name, seed, run_path in seeded_runs(root / "levers"):
         if name == "kd" or name in LEVERS:
-            result = json.loads(path.read_text())
-            result["selection_accuracy"] = selection_accuracy(path.parent)
+            result = json.loads((run_path / "result.json").read_text())
+            result["selection_accuracy"] = selection_accuracy(run_path)
             if name in LEVERS:
-                tsets = result.get("transfers") or [result.get("transfer") or set_dir(root, name, int(seed))]
+                tsets = result.get("transfers") or [result.get("transfer") or set_dir(root, name, seed)]
                 result["synthesis_time_s"] = sets_synthesis_seconds(tsets)
-            rows.setdefault(name, {})[int(seed)] = result
+            rows.setdefault(name, {})[seed] = result
     kept = published_runs(stem)
     for name, local in rows.items():
         recipes = {json.dumps(recipe(r)) for r in [*kept.get(name, {}).values(), *local.values()]}

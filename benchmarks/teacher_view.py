@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmarks.baselines import PAIRS, REPO
+from benchmarks.baselines import PAIRS, REPO, seeded_runs
 from benchmarks.datafree_kd import finished_students
 from benchmarks.datafree_levers import LEVERS
 from benchmarks.readme import publish
@@ -159,15 +159,13 @@ def student_runs(root: Path, pair: str, methods: list[str], levers: list[str] | 
     found = []
     for name in levers or methods:
         if levers:  # a levers run is its student directory
-            runs = [(run.name.removeprefix(f"{name}-seed"), run) for run in (root / "levers").glob(f"{name}-seed*")]
+            runs = [(seed, student) for _, seed, student in seeded_runs(root / "levers", name)]
         else:
-            runs = [(str(seed), student) for _, _, seed, student in finished_students(root, pair, name)]
+            runs = [(seed, student) for _, _, seed, student in finished_students(root, pair, name)]
         for seed, student in runs:
-            if not seed.isdigit() or not (student / "result.json").is_file():
-                continue
             result = json.loads((student / "result.json").read_text())
             if levers or result.get("transfer"):  # datafree_kd's rows without a set are not data-free students
-                found.append((name, int(seed), student.name if levers else student.parent.name, student, result))
+                found.append((name, seed, student.name if levers else student.parent.name, student, result))
     return sorted(found, key=lambda r: ((levers or methods).index(r[0]), r[1]))
 
 

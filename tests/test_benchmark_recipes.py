@@ -581,6 +581,24 @@ def test_paired_report_subtracts_the_base_per_seed_on_both_splits(tmp_path, monk
     assert lines[-1] == "new - old, paired over 2 seeds: test +0.25 ± 1.06, selection +0.25 ± 1.06"
 
 
+def test_seeded_runs_reads_name_seed_folders_back_by_exact_name_finished_only(tmp_path) -> None:
+    """benchmarks.baselines.seeded_runs, the one reader of the scripts' NAME-seedSEED folders: finished runs only,
+    seeds as numbers, a name taken exactly (not as a prefix), the result's folder under ``inner`` where given."""
+    from benchmarks.baselines import seeded_runs
+
+    for run in ("kd-seed0", "kd-seed10", "kd-extra-seed0", "row.5+x-seed1", "kd-seedless"):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "result.json").write_text("{}")
+    (tmp_path / "kd-seed2").mkdir()  # unfinished
+    assert seeded_runs(tmp_path, "kd") == [("kd", 0, tmp_path / "kd-seed0"), ("kd", 10, tmp_path / "kd-seed10")]
+    assert [(n, s) for n, s, _ in seeded_runs(tmp_path)] == [("kd-extra", 0), ("kd", 0), ("kd", 10), ("row.5+x", 1)]
+    (tmp_path / "nested" / "a-seed3" / "student").mkdir(parents=True)
+    (tmp_path / "nested" / "a-seed3" / "student" / "result.json").write_text("{}")
+    (tmp_path / "nested" / "a-seed4").mkdir()
+    (tmp_path / "nested" / "a-seed4" / "result.json").write_text("{}")  # not under student/: not this layout's
+    assert seeded_runs(tmp_path / "nested", inner="student") == [("a", 3, tmp_path / "nested" / "a-seed3" / "student")]
+
+
 def test_finished_students_reads_the_run_layout_back_by_exact_method_and_seed(tmp_path) -> None:
     """benchmarks.datafree_kd.finished_students, the one reader of run_dir's layout: a method's runs only (not
     those of a variant whose name starts alike), finished students only, seeds as numbers."""
