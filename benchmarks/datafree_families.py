@@ -48,9 +48,9 @@ def merge_family(kept: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
     students = kept.get("baselines", {}).get("students", {})
     baselines = {**fresh["baselines"], "students": {kind: merge_by_seed(students.get(kind, []), runs, teachers)
                                                     for kind, runs in fresh["baselines"]["students"].items()}}
-    datafree = {method: merge_by_seed(runs, [], teachers) for method, runs in kept.get("datafree", {}).items()}
-    for method, runs in fresh["datafree"].items():
-        datafree[method] = merge_by_seed(datafree.get(method, []), runs)
+    kept_df, fresh_df = kept.get("datafree", {}), fresh["datafree"]
+    datafree = {method: merge_by_seed(kept_df.get(method, []), fresh_df.get(method, []), teachers)
+                for method in dict.fromkeys([*kept_df, *fresh_df])}  # the published methods first, as before
     return {"baselines": baselines, "datafree": datafree}
 
 
