@@ -658,6 +658,21 @@ VARIANTS["fast5-stored-ngf32-inherit-noise0.05"] = {
 # its grid shows filled garments where the recipe's shows stripes ("Fifty-fifth round")
 VARIANTS["fast5-stored-ngf32-tv100-inherit"] = {**VARIANTS["fast5-stored-ngf32-inherit"],
                                                 "overrides": {"adv": 0.0, "ngf": 32, "tv": 7.84}}
+# Two priors in one set (the issue's "more diverse generators", from the prior's side): the recipe's set and the TV
+# prior's set of the same seed, read as one by the recipe's student at its 16000 steps (400 a epoch). Tried because
+# the two sets tie alone but move the students' answers among the upper-body garments in opposite directions (the TV
+# set's students gain T-shirt and Shirt and lose Pullover and Coat, "Fifty-fifth round"), and on the BN-free pair the
+# README's recipe is three such sets together ("Thirty-fifth round"), where two generators of one recipe tied here
+# (fast5-stored-inherit-2gen). Twice the synthesis ("Fifty-eighth round")
+VARIANTS["fast5-stored-ngf32+tv100-inherit"] = {
+    **VARIANTS["fast5-stored-ngf32-inherit"], "set_of": "fast5-stored-ngf32-inherit",
+    "with_sets": ("fast5-stored-ngf32-tv100-inherit",),
+    "student": (*VARIANTS["fast5-stored-ngf32-inherit"]["student"], "--steps-per-epoch", "400")}
+# The same at the recipe's synthesis cost: the first 25600 images of each set (`distill --transfer-count`; the sets are
+# made batch by batch, so these are the sets `--count 25600` makes), 51200 in all as in the recipe ("Fifty-eighth round")
+VARIANTS["fast5-stored-ngf32+tv100-half-inherit"] = {
+    **VARIANTS["fast5-stored-ngf32+tv100-inherit"],
+    "student": (*VARIANTS["fast5-stored-ngf32-inherit"]["student"], "--transfer-count", "25600")}
 # Not data-free: controls for the stored-set rows. A stored-set student's own recipe on as many random real
 # training images ('datafree condense --method random'), labelled by the teacher, shows what that student would
 # reach if its synthetic images were real ones: name -> (images, student flags over FMNIST_DF_STORED_STUDENT).
