@@ -26,7 +26,7 @@ SWITCHES = {"--resume", "--overwrite", "--no-progress", "--calibration-real", "-
 REPEATED = {"--transfer", "--student", "--set", "--calibration", "--freeze"}
 # the options of each command that are not training flags (TrainConfig fields)
 NOT_TRAINING = {"--arch", "--arch-kwargs", "--teacher", "--student", "--student-kwargs", "--student-init", "--inherit",
-                "--transfer", "--method", "--set", "--out", "--dataset", "--data-root", "--device", "--seed"}
+                "--transfer", "--transfer-count", "--method", "--set", "--out", "--dataset", "--data-root", "--device", "--seed"}
 DEFAULT_DATASET = "fashion-mnist"
 # where and how a step runs, not what it computes: a call may leave them unread (teacher-only condensation reads no data)
 CONTEXT = ("--data-root", "--device", "--no-progress")
@@ -34,8 +34,8 @@ CONTEXT = ("--data-root", "--device", "--no-progress")
 # call starts, so a recorded command it would not make fails in a second, not after an hour of training
 READS: dict[str, set[str]] = {
     "train-teacher": {"--out", "--arch", "--arch-kwargs", "--seed", "--resume", "--overwrite", "--dataset"},
-    "distill": {"--method", "--transfer", "--teacher", "--student", "--student-init", "--student-kwargs", "--out",
-                "--set", "--resume", "--overwrite", "--inherit", "--seed", "--dataset"},
+    "distill": {"--method", "--transfer", "--transfer-count", "--teacher", "--student", "--student-init",
+                "--student-kwargs", "--out", "--set", "--resume", "--overwrite", "--inherit", "--seed", "--dataset"},
     "synthesize": {"--teacher", "--method", "--count", "--set", "--seed", "--resume", "--part", "--out", "--dataset"},
     "condense": {"--method", "--ipc", "--set", "--teacher", "--soft-labels", "--seed", "--resume", "--checkpoint-every",
                  "--out", "--dataset"},
@@ -194,19 +194,15 @@ def _distill(argv: list[str], _: list[str], o: dict[str, Any]) -> None:
     from datafree.bench.jobs import train_config
     from datafree.checkpoint import load_model
     from datafree.data import check_compatible, dataset_spec
-    from datafree.data.transfer import TransferSet, read_as_one
+    from datafree.data.transfer import read_transfer_source
     from datafree.synthesis import preset
 
     method = o.get("--method")
     teacher, info = None, None
     if o.get("--transfer"):
-        sets = [TransferSet(d) for d in o["--transfer"]]
-        train = read_as_one(sets)
-        spec, source = train.spec, {"source": "transfer", "transfer": o["--transfer"][0],
-                                    "transfer_method": sets[0].manifest.get("method")}
-        if len(sets) > 1:
-            source["transfers"] = list(o["--transfer"])
-        source["spec_source"] = "transfer-set"
+        count = o.get("--transfer-count")
+        train, source = read_transfer_source(o["--transfer"], None if count is None else int(count))
+        spec = train.spec
         if "--teacher" in o:
             teacher, info = _teacher(o, spec, "transfer-set")
             check_compatible(info.spec, spec)

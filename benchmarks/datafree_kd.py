@@ -671,8 +671,8 @@ VARIANTS["fast5-stored-ngf32+tv100-inherit"] = {
 # The same at the recipe's synthesis cost: the first 25600 images of each set (`distill --transfer-count`; the sets are
 # made batch by batch, so these are the sets `--count 25600` makes), 51200 in all as in the recipe ("Fifty-eighth round")
 VARIANTS["fast5-stored-ngf32+tv100-half-inherit"] = {
-    **VARIANTS["fast5-stored-ngf32+tv100-inherit"],
-    "student": (*VARIANTS["fast5-stored-ngf32-inherit"]["student"], "--transfer-count", "25600")}
+    **VARIANTS["fast5-stored-ngf32+tv100-inherit"], "transfer_count": 25600,
+    "student": VARIANTS["fast5-stored-ngf32-inherit"]["student"]}
 # Not data-free: controls for the stored-set rows. A stored-set student's own recipe on as many random real
 # training images ('datafree condense --method random'), labelled by the teacher, shows what that student would
 # reach if its synthetic images were real ones: name -> (images, student flags over FMNIST_DF_STORED_STUDENT).
@@ -706,6 +706,8 @@ def describe_variant(name: str) -> str:
         changes += [f"{v['count']} stored images"] if v["overrides"] else ["the preset's own sets"]
     if v.get("with_sets"):
         changes.append(f"the student also trains on the {', '.join(v['with_sets'])} set of the same seed")
+    if v.get("transfer_count"):
+        changes.append(f"the first {v['transfer_count']} images of each set (--transfer-count)")
     if v.get("with_seed_offsets"):
         changes.append("the student also trains on the sets of synthesis seeds "
                        f"{', '.join(f'seed+{k}' for k in v['with_seed_offsets'])} (other generators)")
@@ -783,10 +785,12 @@ def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str
     if VARIANTS.get(method, {}).get("grow"):  # a live preset grows the stored sets against the student
         grow_method, grow_overrides = VARIANTS[method]["grow"]
         grow = ["--method", grow_method, *set_args({**df_overrides(RECIPES, grow_method), **grow_overrides})]
-    argv = ["distill", "--teacher", str(teacher), *(a for t in tsets for a in ("--transfer", str(t))), *grow,
+    count = VARIANTS.get(method, {}).get("transfer_count")
+    argv = ["distill", "--teacher", str(teacher), *(a for t in tsets for a in ("--transfer", str(t))),
+            *(["--transfer-count", str(count)] if count else []), *grow,
             *student, *stored_student, "--seed", str(seed), *data]
     result = run(argv, out / "student")
-    result["synthesis_time_s"] = sets_synthesis_seconds(tsets)  # a condensed real set records none
+    result["synthesis_time_s"] = sets_synthesis_seconds(tsets, count)  # a condensed real set records none
     return result
 
 
@@ -891,7 +895,7 @@ def finished_runs(root: Path, stem: str = RESULTS, methods: list[str] | None = N
         result = json.loads((student / "result.json").read_text())
         # a live run has no set; the real-image control's set took no synthesis
         sets = result.get("transfers") or ([result["transfer"]] if result.get("transfer") else [])
-        result["synthesis_time_s"] = sets_synthesis_seconds(sets)
+        result["synthesis_time_s"] = sets_synthesis_seconds(sets, result.get("transfer_count"))
         fresh.setdefault((pair_key, method), []).append(result)
     runs = published_runs(stem)
     for key, new in fresh.items():

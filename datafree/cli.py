@@ -329,7 +329,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     """Load what the flags name (the source, the teacher, the test split), then :func:`datafree.api.distill`."""
     from datafree import api
     from datafree.data import dataset_spec
-    from datafree.data.transfer import TransferSet, read_as_one
+    from datafree.data.transfer import read_transfer_source
 
     if args.transfer and args.method and args.teacher is None:
         raise DatafreeError("--transfer with --method grows the set with live batches: it needs --teacher")
@@ -338,14 +338,11 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if args.teacher is None and not args.transfer:
         raise DatafreeError("--teacher is required (only a --transfer set carries its own teacher logits)")
     teacher, teacher_info = (None, None)
+    if args.transfer_count is not None and not args.transfer:
+        raise DatafreeError("--transfer-count reads the first N images of each --transfer set: give --transfer")
     if args.transfer:
-        sets = [TransferSet(d) for d in args.transfer]
-        train = read_as_one(sets)
-        spec, source = train.spec, {"source": "transfer", "transfer": str(args.transfer[0]),
-                                    "transfer_method": sets[0].manifest.get("method")}
-        if len(sets) > 1:
-            source["transfers"] = [str(d) for d in args.transfer]
-        source["spec_source"] = "transfer-set"
+        train, source = read_transfer_source(args.transfer, args.transfer_count)
+        spec = train.spec
         if args.teacher is not None:
             teacher, teacher_info = _load_teacher(args, spec, "transfer-set")
             _check_compatible(teacher_info.spec, spec)
@@ -794,6 +791,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(repeat to train on several sets as one); with a pool "
                    "--method (e.g. zskd --set adv=0.3), the live pool starts from it and grows with batches "
                    "synthesized against the student (ADI's scheme)")
+    g.add_argument("--transfer-count", type=int, metavar="N",
+                   help="read only the first N images of each --transfer set (a set is written batch by batch from "
+                        "its seed, so these are the images 'synthesize --count N' makes)")
     g.add_argument("--method", choices=sorted(PRESETS), help="a live data-free method (generator trained alongside)")
     g.add_argument("--set", type=_key_value, action="append", metavar="KEY=VALUE", help="override a --method preset field")
     g.add_argument("--steps-per-epoch", type=int, help="student steps per epoch for --method (default: 200)")

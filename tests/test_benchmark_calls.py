@@ -91,6 +91,8 @@ def test_every_recorded_command_makes_the_cli_call(files, tmp_path, monkeypatch)
          "--out", o, "--no-progress", "--resume", *data],
         ["distill", "--teacher", t, "--transfer", s, "--transfer", s, "--student", "lenet5_half", "--temperature", "2",
          "--clip-grad-norm", "5", "--out", o, "--no-progress", *data],
+        ["distill", "--teacher", t, "--transfer", s, "--transfer", s, "--transfer-count", "4", "--student",
+         "lenet5_half", "--epochs", "1", "--out", o, "--no-progress", *data],
         ["distill", "--teacher", t, "--method", "dfad", "--set", "ngf=8", "--student", "lenet5_half", "--lr", "0.05",
          "--steps-per-epoch", "3", "--out", o, "--no-progress", *data],
         ["distill", "--teacher", t, "--transfer", s, "--student", "lenet5_half", "--inherit", "--epochs", "1",

@@ -49,6 +49,14 @@ def test_synthesize_inspect_distill(bn_teacher, fmnist_root, tmp_path, capsys):
                  "--out", str(doubled), "--no-progress"]) == 0
     result = json.loads((doubled / "result.json").read_text())
     assert result["transfers"] == [str(tset)] * 2 and result["transfer"] == str(tset)
+    # --transfer-count: the first N images of each set; more than a set holds is a one-line error
+    first = ["distill", "--teacher", str(bn_teacher), "--transfer", str(tset), "--student", "lenet5_half", "--epochs",
+             "1", "--batch-size", "8", "--data-root", str(fmnist_root), "--no-progress", "--transfer-count"]
+    assert main([*first, "12", "--out", str(tmp_path / "first")]) == 0
+    assert json.loads((tmp_path / "first" / "result.json").read_text())["transfer_count"] == 12
+    assert main([*first, "29", "--out", str(tmp_path / "more")]) == 2
+    assert "holds 28 images; cannot read the first 29" in capsys.readouterr().err
+    assert not (tmp_path / "more").exists()
     # --method as well: the live pool starts from the set and grows by batches made against the student
     grown = tmp_path / "grown"
     assert main(["distill", "--teacher", str(bn_teacher), "--transfer", str(tset), "--method", "adi", *small,
@@ -215,3 +223,17 @@ def test_a_part_made_before_a_config_field_was_added_still_merges(bn_teacher, tm
     write_json(tset / "rank-0" / "manifest.json", {**part0, "config": {**old, "augment_flip": False}})
     with pytest.raises(DatafreeError, match="differ in config"):
         run.merge_if_complete(tset, 2, 8, 4, 0)
+
+
+def test_the_first_n_images_of_a_set_are_the_set_of_count_n(bn_teacher, tmp_path):
+    """Why --transfer-count can stand for a smaller set: synthesis writes batch by batch from the seed, and
+    nothing in a batch depends on how many images were asked for (a meta-generator, Fast-DFKD's schedule)."""
+    small = ["--method", "fast", "--set", "adv=0", "--set", "batch_size=8", "--set", "iterations=1", "--set", "ngf=8",
+             "--seed", "3", "--no-progress", "--teacher", str(bn_teacher)]
+    assert main(["synthesize", *small, "--count", "24", "--out", str(tmp_path / "big")]) == 0
+    assert main(["synthesize", *small, "--count", "16", "--out", str(tmp_path / "small")]) == 0
+    prefix, whole = TransferSet(tmp_path / "big", count=16), TransferSet(tmp_path / "small")
+    index = torch.arange(16)
+    assert len(prefix) == 16 and all(torch.equal(a, b) for a, b in zip(prefix.get_batch(index), whole.get_batch(index)))
+    assert not torch.equal(TransferSet(tmp_path / "big").get_batch(torch.arange(16, 24))[0],
+                           whole.get_batch(torch.arange(8))[0])  # the comparison can fail: batches differ

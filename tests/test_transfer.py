@@ -124,6 +124,29 @@ def test_several_sets_read_as_one_in_order(tmp_path):
         TransferSets([TransferSet(tmp_path / "a"), TransferSet(tmp_path / "c")])
 
 
+def test_the_first_n_images_of_a_set_and_their_share_of_its_time(tmp_path):
+    from datafree.data.transfer import read_transfer_source, sets_synthesis_seconds
+
+    w = TransferSetWriter(tmp_path / "a", HEADER)
+    w.append(*batch(5, 0), synthesis_time_s=2.0)
+    w.append(*batch(3, 5), synthesis_time_s=4.0)
+    first = TransferSet(tmp_path / "a", count=6)
+    assert len(first) == 6 and first.get_batch(torch.tensor([5, 0]))[0][:, 0, 0, 0].tolist() == [5, 0]
+    seen = torch.cat([b[0][:, 0, 0, 0] for b in iterate_batches(first, 4, shuffle=True, generator=torch.Generator())])
+    assert sorted(seen.tolist()) == list(range(6))
+    with pytest.raises(IndexError):
+        first.get_batch(torch.tensor([0, 6]))
+    for count in (0, 9):
+        with pytest.raises(DatafreeError, match="holds 8 images"):
+            TransferSet(tmp_path / "a", count=count)
+    both, source = read_transfer_source([tmp_path / "a", tmp_path / "a"], 6)
+    assert len(both) == 12 and both[7][0][0, 0, 0].item() == 1
+    assert source["transfer_count"] == 6 and source["transfers"] == [str(tmp_path / "a")] * 2
+    assert "transfer_count" not in read_transfer_source([tmp_path / "a"])[1]
+    assert sets_synthesis_seconds([tmp_path / "a"]) == 4.0
+    assert sets_synthesis_seconds([tmp_path / "a"] * 2, 6) == 6.0  # 6 of 8 images: 3 s of each set's 4
+
+
 def test_a_set_made_by_several_processes_counts_the_time_of_each():
     from datafree.data.transfer import synthesis_seconds
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -207,9 +207,14 @@ def synthesis_seconds(manifest: dict[str, Any]) -> float:
     return float(manifest.get("synthesis_time_s", 0.0))
 
 
-def sets_synthesis_seconds(directories: Iterable[str | Path]) -> float:
-    """What the stored sets a student read cost to make: their :func:`synthesis_seconds`, summed."""
-    return sum(synthesis_seconds(read_manifest(d)) for d in directories)
+def sets_synthesis_seconds(directories: Iterable[str | Path], count: int | None = None) -> float:
+    """What the stored sets a student read cost to make: their :func:`synthesis_seconds`, summed. With ``count`` (the
+    student read only each set's first ``count`` images) each set's time in proportion: its batches cost alike."""
+    def seconds(manifest: dict[str, Any]) -> float:
+        share = 1.0 if count is None else min(count, int(manifest["count"])) / max(int(manifest["count"]), 1)
+        return synthesis_seconds(manifest) * share
+
+    return sum(seconds(read_manifest(d)) for d in directories)
 
 
 def gather(offsets: torch.Tensor, index: torch.Tensor,
@@ -235,10 +240,12 @@ class TransferSet(Dataset):
     """A transfer set as a Dataset of ``(image, label, teacher_logits)`` (no logits if it has none).
 
     Shards are read on first use (and checked against the manifest's sha256); ``get_batch``
-    gathers a whole batch shard by shard.
+    gathers a whole batch shard by shard. ``count`` reads only the first ``count`` images: a set is
+    written batch by batch from its seed, so its first N images are the set ``synthesize --count N``
+    makes, and a smaller set can be tried without synthesizing it again.
     """
 
-    def __init__(self, directory: str | Path, verify: bool = True) -> None:
+    def __init__(self, directory: str | Path, verify: bool = True, count: int | None = None) -> None:
         self.dir = Path(directory)
         self.manifest = read_manifest(self.dir)
         self.spec = DataSpec.from_dict(self.manifest["spec"])
@@ -246,10 +253,14 @@ class TransferSet(Dataset):
         self.soft_labels = bool(self.manifest.get("soft_labels", True))
         counts = [int(s["count"]) for s in self.manifest["shards"]]
         self.offsets = torch.tensor([0, *counts]).cumsum(0)
+        held = int(self.offsets[-1])
+        if count is not None and not 0 < count <= held:
+            raise DatafreeError(f"transfer set {self.dir} holds {held} images; cannot read the first {count}")
+        self.count = held if count is None else count
         self._cache: dict[int, dict[str, torch.Tensor]] = {}
 
     def __len__(self) -> int:
-        return int(self.offsets[-1])
+        return self.count
 
     def _shard(self, i: int) -> dict[str, torch.Tensor]:
         if i not in self._cache:
@@ -277,6 +288,9 @@ class TransferSet(Dataset):
             keys = ("images", "labels", "logits") if self.soft_labels else ("images", "labels")
             return tuple(shard[k][local] for k in keys)
 
+        index = torch.as_tensor(index, dtype=torch.long)
+        if len(index) and not 0 <= int(index.min()) <= int(index.max()) < self.count:
+            raise IndexError(f"transfer set {self.dir}: index out of range for its {self.count} images")
         return gather(self.offsets, index, rows)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
@@ -319,3 +333,18 @@ class TransferSets(Dataset):
 def read_as_one(sets: list[TransferSet]) -> TransferSet | TransferSets:
     """One set as itself, several as one :class:`TransferSets` (what a reader of ``--transfer DIR [DIR ...]`` wants)."""
     return sets[0] if len(sets) == 1 else TransferSets(sets)
+
+
+def read_transfer_source(directories: Sequence[str | Path],
+                         count: int | None = None) -> tuple[TransferSet | TransferSets, dict[str, Any]]:
+    """The sets of ``distill --transfer DIR [--transfer DIR ...] [--transfer-count N]`` read as one training set,
+    and what a run records about them (the first set, every set when there are several, the count read of each)."""
+    sets = [TransferSet(d, count=count) for d in directories]
+    source: dict[str, Any] = {"source": "transfer", "transfer": str(directories[0]),
+                              "transfer_method": sets[0].manifest.get("method")}
+    if len(sets) > 1:
+        source["transfers"] = [str(d) for d in directories]
+    if count is not None:
+        source["transfer_count"] = count
+    source["spec_source"] = "transfer-set"
+    return read_as_one(sets), source
