@@ -766,6 +766,7 @@ def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str
     if VARIANTS.get(method, {}).get("inherit"):
         student.append("--inherit")
     out = run_dir(root, pair_key, method, seed)
+    need = VARIANTS.get(method, {}).get("transfer_count")  # the student reads each set's first `need` images
     if method in REAL_CONTROLS:  # a stored-set student, on real images labelled by the teacher
         tsets = [real_images_set(pair_key, method, seed, root, data)]
         stored_student = merge_args(RECIPES.df_stored_student, REAL_CONTROLS[method][1])
@@ -778,24 +779,25 @@ def run_method(pair_key: str, method: str, seed: int, root: Path, data: list[str
             result = run(argv, out / "student")
             result["synthesis_time_s"] = 0.0
             return result
-        tsets = [stored_set(pair_key, m, seed, root, teacher)
+        tsets = [stored_set(pair_key, m, seed, root, teacher, need)
                  for m in (method, *VARIANTS.get(method, {}).get("with_sets", ()))]
-        tsets += [stored_set(pair_key, m, seed + k, root, teacher) for m, k in seed_sets(method)]
+        tsets += [stored_set(pair_key, m, seed + k, root, teacher, need) for m, k in seed_sets(method)]
     grow: list[str] = []
     if VARIANTS.get(method, {}).get("grow"):  # a live preset grows the stored sets against the student
         grow_method, grow_overrides = VARIANTS[method]["grow"]
         grow = ["--method", grow_method, *set_args({**df_overrides(RECIPES, grow_method), **grow_overrides})]
-    count = VARIANTS.get(method, {}).get("transfer_count")
     argv = ["distill", "--teacher", str(teacher), *(a for t in tsets for a in ("--transfer", str(t))),
-            *(["--transfer-count", str(count)] if count else []), *grow,
+            *(["--transfer-count", str(need)] if need else []), *grow,
             *student, *stored_student, "--seed", str(seed), *data]
     result = run(argv, out / "student")
-    result["synthesis_time_s"] = sets_synthesis_seconds(tsets, count)  # a condensed real set records none
+    result["synthesis_time_s"] = sets_synthesis_seconds(tsets, need)  # a condensed real set records none
     return result
 
 
-def stored_set(pair_key: str, method: str, seed: int, root: Path, teacher: Path) -> Path:
-    """A stored method's set for ``seed``, synthesized (or extended, or redone if its recipe changed) as needed."""
+def stored_set(pair_key: str, method: str, seed: int, root: Path, teacher: Path, need: int | None = None) -> Path:
+    """A stored method's set for ``seed``, synthesized (or extended, or redone if its recipe changed) as needed.
+    ``need``: a student reads only its first ``need`` images (``--transfer-count``), so only those are made; a set
+    that already holds more is kept whole."""
     base, scale, count, _ = method_recipe(method)
     config = preset(base, **scale)
     tset = transfer_dir(root, pair_key, method, seed)
@@ -804,9 +806,10 @@ def stored_set(pair_key: str, method: str, seed: int, root: Path, teacher: Path)
         shutil.rmtree(tset)
         # its students' commands may be unchanged; their data is not
         shutil.rmtree(run_dir(root, pair_key, method, seed) / "student", ignore_errors=True)
-    if not (tset / "manifest.json").is_file() or read_manifest(tset)["count"] < count:
+    make = count if need is None else min(need, count)
+    if not (tset / "manifest.json").is_file() or read_manifest(tset)["count"] < make:
         argv = ["synthesize", "--teacher", str(teacher), "--method", base, *set_args(scale), "--count",
-                str(count), "--seed", str(seed), "--out", str(tset), "--no-progress",
+                str(make), "--seed", str(seed), "--out", str(tset), "--no-progress",
                 *(["--resume"] if (tset / "manifest.json").is_file() else [])]
         call(argv)
     return tset

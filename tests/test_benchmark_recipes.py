@@ -329,8 +329,9 @@ def _stub_stored_runs(bench, tmp_path: Path, monkeypatch) -> None:
     """datafree_kd without synthesis or training: sets are named paths, runs return their command."""
     import datafree.data.transfer as transfer
 
-    monkeypatch.setattr(bench, "stored_set", lambda pair, method, seed, root, teacher: tmp_path / f"{method}-{seed}")
-    monkeypatch.setattr(transfer, "read_manifest", lambda path: {"synthesis_time_s": 10.0})
+    monkeypatch.setattr(bench, "stored_set", lambda pair, method, seed, root, teacher, need=None:
+                        tmp_path / f"{method}-{seed}-{need}" if need else tmp_path / f"{method}-{seed}")
+    monkeypatch.setattr(transfer, "read_manifest", lambda path: {"synthesis_time_s": 10.0, "count": 51200})
     monkeypatch.setattr(bench, "run", lambda argv, out: {"argv": argv, "metrics": {}})
     teacher = tmp_path / "teachers" / "fashion-mnist-lenet5"
     teacher.mkdir(parents=True)
@@ -348,6 +349,43 @@ def test_variant_with_sets_trains_on_its_own_and_the_other_variants_sets(tmp_pat
     assert result["synthesis_time_s"] == 20.0 and argv[argv.index("--epochs") + 1] == "320"
     assert bench.transfer_dir(tmp_path, "lenet", "zskd+augment", 1).parent.name == "zskd-seed1"  # the plain set
     assert "also trains on the zskd-augment set" in bench.describe_variant("zskd+augment")
+
+
+def test_variant_with_a_transfer_count_reads_and_makes_only_each_sets_first_images(tmp_path, monkeypatch) -> None:
+    import benchmarks.datafree_kd as bench
+    from datafree.cli import build_parser
+
+    resnet = tmp_path / "teachers" / "fashion-mnist-resnet14"
+    resnet.mkdir(parents=True)
+    (resnet / "model.safetensors").write_bytes(b"")
+    _stub_stored_runs(bench, tmp_path, monkeypatch)
+    name = "fast5-stored-ngf32+tv100-half-inherit"
+    result = bench.run_method("resnet", name, 0, tmp_path, [])
+    args = build_parser().parse_args([*result["argv"], "--out", "s"])
+    assert args.transfer == [str(tmp_path / f"{m}-0-25600") for m in (name, "fast5-stored-ngf32-tv100-inherit")]
+    assert args.transfer_count == 25600 and args.epochs == 40 and args.steps_per_epoch is None and args.inherit
+    assert result["synthesis_time_s"] == 10.0  # half of each 10 s set of 51200 images
+    whole = bench.run_method("resnet", "fast5-stored-ngf32+tv100-inherit", 0, tmp_path, [])
+    assert "--transfer-count" not in whole["argv"] and whole["synthesis_time_s"] == 20.0
+    assert "the first 25600 images of each set" in bench.describe_variant(name)
+
+
+def test_stored_set_makes_what_its_student_reads_and_keeps_a_larger_set(tmp_path, monkeypatch) -> None:
+    import benchmarks.datafree_kd as bench
+
+    made: list[list[str]] = []
+    monkeypatch.setattr(bench, "call", lambda argv: made.append(argv))
+    monkeypatch.setattr(bench, "same_synthesis", lambda manifest, config, count, teacher: True)
+    tset = bench.transfer_dir(tmp_path, "resnet", "fast5-stored-ngf32-tv100-inherit", 0)
+    bench.stored_set("resnet", "fast5-stored-ngf32-tv100-inherit", 0, tmp_path, tmp_path, need=25600)
+    assert made[-1][made[-1].index("--count") + 1] == "25600" and "--resume" not in made[-1]
+    tset.mkdir(parents=True)
+    (tset / "manifest.json").write_text("{}")
+    monkeypatch.setattr(bench, "read_manifest", lambda path: {"count": 25600})
+    bench.stored_set("resnet", "fast5-stored-ngf32-tv100-inherit", 0, tmp_path, tmp_path, need=25600)
+    assert len(made) == 1  # holds what is needed: nothing made
+    bench.stored_set("resnet", "fast5-stored-ngf32-tv100-inherit", 0, tmp_path, tmp_path)
+    assert made[-1][made[-1].index("--count") + 1] == "51200" and "--resume" in made[-1]  # the whole set: extended
 
 
 def test_variant_with_seed_sets_adds_other_variants_sets_of_later_synthesis_seeds(tmp_path, monkeypatch) -> None:
