@@ -792,8 +792,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "--method (e.g. zskd --set adv=0.3), the live pool starts from it and grows with batches "
                    "synthesized against the student (ADI's scheme)")
     g.add_argument("--transfer-count", type=int, metavar="N",
-                   help="read only the first N images of each --transfer set (a set is written batch by batch from "
-                        "its seed, so these are the images 'synthesize --count N' makes)")
+                   help="read only the first N images of each --transfer set (a set made by one process is written "
+                        "batch by batch from its seed, so these are the images 'synthesize --count N' makes)")
     g.add_argument("--method", choices=sorted(PRESETS), help="a live data-free method (generator trained alongside)")
     g.add_argument("--set", type=_key_value, action="append", metavar="KEY=VALUE", help="override a --method preset field")
     g.add_argument("--steps-per-epoch", type=int, help="student steps per epoch for --method (default: 200)")

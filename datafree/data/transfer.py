@@ -240,9 +240,9 @@ class TransferSet(Dataset):
     """A transfer set as a Dataset of ``(image, label, teacher_logits)`` (no logits if it has none).
 
     Shards are read on first use (and checked against the manifest's sha256); ``get_batch``
-    gathers a whole batch shard by shard. ``count`` reads only the first ``count`` images: a set is
-    written batch by batch from its seed, so its first N images are the set ``synthesize --count N``
-    makes, and a smaller set can be tried without synthesizing it again.
+    gathers a whole batch shard by shard. ``count`` reads only the first ``count`` images: a set made by
+    one process is written batch by batch from its seed, so its first N images are the set
+    ``synthesize --count N`` makes, and a smaller set can be tried without synthesizing it again.
     """
 
     def __init__(self, directory: str | Path, verify: bool = True, count: int | None = None) -> None:
