@@ -686,6 +686,11 @@ VARIANTS["fast5-stored-ngf32-inherit-2gen"] = {
 VARIANTS["fast5-stored-ngf32+tv100-half-inherit"] = {
     **VARIANTS["fast5-stored-ngf32+tv100-inherit"], "transfer_count": 25600,
     "student": VARIANTS["fast5-stored-ngf32-inherit"]["student"]}
+# Two priors at the recipe's cost, the fair form of the row above: one set of 51200 images whose batches alternate
+# between the recipe's prior and the TV prior (`--set tv=[0,7.84]`, cycled by batch), made by one generator, so both
+# priors keep the later, evener batches the halves lost. The recipe's student. Not yet run ("Fifty-eighth round", next)
+VARIANTS["fast5-stored-ngf32-tvcycle-inherit"] = {**VARIANTS["fast5-stored-ngf32-inherit"],
+                                                  "overrides": {"adv": 0.0, "ngf": 32, "tv": [0.0, 7.84]}}
 # Not data-free: controls for the stored-set rows. A stored-set student's own recipe on as many random real
 # training images ('datafree condense --method random'), labelled by the teacher, shows what that student would
 # reach if its synthetic images were real ones: name -> (images, student flags over FMNIST_DF_STORED_STUDENT).

@@ -1017,3 +1017,28 @@ def test_teacher_dropout_drops_the_classifiers_input_in_the_synthesis_pass_only(
     for bad in (1.0, -0.1):
         with pytest.raises(DatafreeError, match="teacher_dropout"):
             preset("deepinversion", teacher_dropout=bad)
+
+
+def test_a_tv_list_cycles_the_prior_by_batch_and_its_term_reaches_the_generator():
+    """tv=[0, w]: odd batches without the prior, even ones with it (one set holding two priors); the weight in force
+    follows the call count, which a resumed run restores."""
+    teacher = tiny_bn_teacher()
+    config = SynthesisConfig(schedule="meta", bn=1.0, tv=[0.0, 5.0], batch_size=8, lr=0.01, iterations=1,
+                             generator_config=DCGANConfig(nz=8, ngf=4, conditional=True))
+    assert config.tv == (0.0, 5.0) and SynthesisConfig.from_dict(config.to_dict()).tv == (0.0, 5.0)
+    assert [config.tv_weight(k) for k in (1, 2, 3, 4)] == [0.0, 5.0, 0.0, 5.0]
+    synth = Synthesizer(teacher, SPEC, config, seed=0)
+    z, y = synth._noise()
+    synth.synthesize()  # call 1: no prior
+    assert "tv" not in synth.loss_terms(synth.generator(z, y), y)
+    synth.synthesize()  # call 2: the prior, at its weight
+    x = synth.generator(z, y)
+    terms = synth.loss_terms(x, y)
+    assert terms["tv"].item() == pytest.approx(5.0 * total_variation(x).item(), rel=1e-5) and terms["tv"].item() > 0
+    terms["tv"].backward()
+    assert sum(p.grad.abs().sum().item() for p in synth.generator.parameters() if p.grad is not None) > 0
+    resumed = Synthesizer(teacher, SPEC, config, seed=0)
+    resumed.load_state_dict(synth.state_dict())
+    assert resumed.calls == 2 and "tv" in resumed.loss_terms(x.detach(), y)
+    with pytest.raises(DatafreeError, match="tv must be >= 0"):
+        SynthesisConfig(tv=[1.0, -1.0])

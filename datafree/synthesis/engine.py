@@ -124,7 +124,9 @@ class SynthesisConfig:
     class_mean: float = 0.0
     bank_size: int = 4096
     input_stats: float = 0.0  # match the batch's per-channel mean/std to the teacher's input normalisation
-    tv: float = 0.0
+    # the total-variation prior's weight; a list is cycled by synthesis call (batch k uses tv[k mod n]): one set,
+    # made by one generator at one set's cost, holding batches of several priors (the recipe's and a smoother one)
+    tv: float | tuple[float, ...] = 0.0
     l2: float = 0.0
     augment: bool = False  # differentiable random resized crop + flip before the teacher sees x
     # the flip of that augmentation: off for a teacher trained without flips, which reads a flipped image as
@@ -173,6 +175,11 @@ class SynthesisConfig:
             raise DatafreeError(f"unknown adversarial term {self.adv_kind!r} (l1, kl, js, cmi)")
         if isinstance(self.dirichlet, list):
             self.dirichlet = tuple(self.dirichlet)
+        if isinstance(self.tv, list):
+            self.tv = tuple(self.tv)
+        tvs = self.tv if isinstance(self.tv, tuple) else (self.tv,)
+        if not tvs or min(tvs) < 0:
+            raise DatafreeError("tv must be >= 0 (or a list of weights >= 0, cycled by batch)")
         betas = self._betas()
         if not betas or min(betas) < 0 or (len(betas) > 1 and min(betas) == 0) or self.oh_temperature <= 0:
             raise DatafreeError("dirichlet must be >= 0 (or a list of betas > 0) and oh_temperature > 0")
@@ -204,6 +211,10 @@ class SynthesisConfig:
     def dirichlet_betas(self) -> tuple[float, ...]:
         """The Dirichlet scales in use; empty when targets are one-hot."""
         return tuple(float(b) for b in self._betas() if b > 0)
+
+    def tv_weight(self, call: int) -> float:
+        """The total-variation weight of synthesis call ``call`` (1 for a run's first batch)."""
+        return float(self.tv[(call - 1) % len(self.tv)]) if isinstance(self.tv, tuple) else float(self.tv)
 
     def _betas(self) -> tuple[float, ...]:
         # ``dirichlet`` keeps its stored form (a number stays a number), so old manifests still match
@@ -440,8 +451,9 @@ class Synthesizer:
                                                             c.contrastive_temperature, **within)
         if c.input_stats > 0:
             terms["input_stats"] = c.input_stats * input_statistics(x)
-        if c.tv > 0:
-            terms["tv"] = c.tv * total_variation(x)
+        tv = c.tv_weight(max(self.calls, 1))
+        if tv > 0:
+            terms["tv"] = tv * total_variation(x)
         if c.l2 > 0:
             terms["l2"] = c.l2 * l2_prior(x)
         for name, term in self.extra_terms.items():
