@@ -231,16 +231,14 @@ def _distill(p: dict[str, Any], argv: list[str], out: Path, resume: bool, overwr
     """A student from real data, a stored set (grown live with a method), or a live method."""
     from datafree import api
     from datafree.data import check_compatible, dataset_spec
-    from datafree.data.transfer import TransferSet
+    from datafree.data.transfer import read_transfer_source
     from datafree.synthesis import preset
 
     method = p.get("method")
     config = train_config("distill", p["flags"], seed=p["seed"], device=p["device"], method=method)
     teacher, info = (None, None)
     if p.get("transfer"):
-        train = TransferSet(p["transfer"])
-        source = {"source": "transfer", "transfer": p["transfer"], "transfer_method": train.manifest.get("method"),
-                  "spec_source": "transfer-set"}
+        train, source = read_transfer_source([p["transfer"]])
         if p["teacher"]:
             teacher, info = _teacher(p)
         if method:
