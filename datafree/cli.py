@@ -411,11 +411,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from datafree.data.transfer import TransferSet
     from datafree.viz import save_class_grid, save_images
 
-    ts = TransferSet(args.directory)
+    ts = TransferSet(args.directory, count=args.count)
     m = ts.manifest
     teacher = m.get("teacher") or {}
     teacher_text = f"teacher {teacher.get('arch')} ({teacher.get('sha256', '')[:12]})" if teacher else "no teacher"
-    print(f"{args.directory}: {m['kind']} transfer set, method {m['method']}, {len(ts)} images "
+    read = f", the first {len(ts)} of {int(ts.offsets[-1])} images" if args.count is not None else f", {len(ts)} images"
+    print(f"{args.directory}: {m['kind']} transfer set, method {m['method']}{read} "
           f"in {len(m['shards'])} shards, {teacher_text}, labels: {m.get('label_type')}")
     if len(ts) == 0:
         return 0
@@ -756,6 +757,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directory", help="transfer-set directory")
     p.add_argument("--out", help="where to write the grids (default: DIRECTORY/grids)")
     p.add_argument("--per-class", type=int, default=64, help="images per class grid (default: %(default)s)")
+    p.add_argument("--count", type=int, metavar="N",
+                   help="summarise only the set's first N images, the ones `distill --transfer-count N` reads "
+                        "(a set is made batch by batch, so these show what its early batches hold)")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("distill", help="distill a teacher into a student: real data, a transfer set, or a live method",

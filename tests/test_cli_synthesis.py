@@ -35,6 +35,14 @@ def test_synthesize_inspect_distill(bn_teacher, fmnist_root, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "deepinversion" in out and "28 images" in out
     assert (tset / "grids" / "all-classes.png").is_file() and list((tset / "grids").glob("class-*.png"))
+    # --count: the first N images' classes, the ones `distill --transfer-count N` reads
+    assert main(["inspect", str(tset), "--count", "12", "--out", str(tmp_path / "first-grids")]) == 0
+    out = capsys.readouterr().out
+    first = torch.bincount(TransferSet(tset).get_batch(torch.arange(12))[1], minlength=10).tolist()
+    assert "the first 12 of 28 images" in out and "per class: " + ", ".join(
+        f"{n}={c}" for n, c in zip(ts.spec.class_names, first)) in out
+    assert main(["inspect", str(tset), "--count", "29"]) == 2
+    assert "holds 28 images; cannot read the first 29" in capsys.readouterr().err
 
     student = tmp_path / "student"
     assert main(["distill", "--teacher", str(bn_teacher), "--transfer", str(tset), "--student", "lenet5_half",
