@@ -688,7 +688,9 @@ VARIANTS["fast5-stored-ngf32+tv100-half-inherit"] = {
     "student": VARIANTS["fast5-stored-ngf32-inherit"]["student"]}
 # Two priors at the recipe's cost, the fair form of the row above: one set of 51200 images whose batches alternate
 # between the recipe's prior and the TV prior (`--set tv=[0,7.84]`, cycled by batch), made by one generator, so both
-# priors keep the later, evener batches the halves lost. The recipe's student. Not yet run ("Fifty-eighth round", next)
+# priors keep the later, evener batches the halves lost. The recipe's student. Measured against the recipe (test /
+# selection): ResNet seeds 0-2 87.72 ± 0.34, +0.41 / +0.39, +1.25 / +1.66, +0.28 / -0.39; WRN-own seeds 2 and 0
+# +0.95 / +1.39, -0.60 / -0.26. Not adopted: two of five paired seeds are down on a split ("Fifty-ninth round")
 VARIANTS["fast5-stored-ngf32-tvcycle-inherit"] = {**VARIANTS["fast5-stored-ngf32-inherit"],
                                                   "overrides": {"adv": 0.0, "ngf": 32, "tv": [0.0, 7.84]}}
 # Not data-free: controls for the stored-set rows. A stored-set student's own recipe on as many random real
