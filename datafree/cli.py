@@ -427,7 +427,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if logits:
         confidence = logits[0].softmax(1).max(1).values
         print(f"teacher confidence: mean {confidence.mean():.3f}, min {confidence.min():.3f}")
-    out = Path(args.out) if args.out else Path(args.directory) / "grids"
+    # the first N images' grids go beside the whole set's, not over them
+    default = "grids" if args.count is None else f"grids-first-{len(ts)}"
+    out = Path(args.out) if args.out else Path(args.directory) / default
     out.mkdir(parents=True, exist_ok=True)
     for c in range(ts.spec.num_classes):
         if (y == c).any():
@@ -755,7 +757,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="summarise a transfer set and write PNG grids per class",
                        description="Print a transfer set's manifest summary and write one PNG grid per class.")
     p.add_argument("directory", help="transfer-set directory")
-    p.add_argument("--out", help="where to write the grids (default: DIRECTORY/grids)")
+    p.add_argument("--out", help="where to write the grids (default: DIRECTORY/grids, or DIRECTORY/grids-first-N "
+                                 "with --count N)")
     p.add_argument("--per-class", type=int, default=64, help="images per class grid (default: %(default)s)")
     p.add_argument("--count", type=int, metavar="N",
                    help="summarise only the set's first N images, the ones `distill --transfer-count N` reads "

@@ -36,7 +36,8 @@ def test_synthesize_inspect_distill(bn_teacher, fmnist_root, tmp_path, capsys):
     assert "deepinversion" in out and "28 images" in out
     assert (tset / "grids" / "all-classes.png").is_file() and list((tset / "grids").glob("class-*.png"))
     # --count: the first N images' classes, the ones `distill --transfer-count N` reads
-    assert main(["inspect", str(tset), "--count", "12", "--out", str(tmp_path / "first-grids")]) == 0
+    assert main(["inspect", str(tset), "--count", "12"]) == 0
+    assert (tset / "grids-first-12" / "all-classes.png").is_file()  # beside the whole set's grids, not over them
     out = capsys.readouterr().out
     first = torch.bincount(TransferSet(tset).get_batch(torch.arange(12))[1], minlength=10).tolist()
     assert "the first 12 of 28 images" in out and "per class: " + ", ".join(
